@@ -1,0 +1,568 @@
+"""The records chatledger keeps: messages, sessions, API calls, providers, agents.
+
+Pydantic v2 models whose JSON forms match MoFA's serde forms field for field:
+lowercase enums, optional fields MoFA skips are omitted when absent, and
+``extra`` keys are flattened into the top level. Every model is frozen; the
+``with_*`` methods return validated copies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    model_validator,
+)
+
+from chatledger.ids import NIL_UUID, uuid7
+
+if TYPE_CHECKING:
+    from chatledger.pricing import PricingRegistry
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "ApiCallStatus",
+    "ChatSession",
+    "LLMApiCall",
+    "LLMMessage",
+    "MessageContent",
+    "MessageRole",
+    "PriceDetails",
+    "Provider",
+    "QueryFilter",
+    "TokenDetails",
+    "ToolCallContent",
+    "ToolResultContent",
+    "UsageBucket",
+    "UsageStatistics",
+    "utc_now",
+]
+
+_INT32_MAX = 2**31 - 1
+
+
+def utc_now() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.utcoffset() else value.replace(tzinfo=UTC)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A timezone-aware datetime, normalised to UTC; naive datetimes are refused."""
+
+TokenCount = Annotated[int, Field(ge=0, le=_INT32_MAX)]
+Money = Annotated[
+    Decimal,
+    Field(ge=0, allow_inf_nan=False),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+
+
+def _optional(**kwargs: Any) -> Any:
+    """A field that defaults to None and is left out of dumps when None (serde's skip)."""
+    return Field(default=None, exclude_if=_is_none, **kwargs)
+
+
+class _Entity(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    def _replace(self, **changes: Any) -> Self:
+        """Return a validated copy with ``changes`` applied."""
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        if self.model_extra:
+            data.update(self.model_extra)
+        data.update(changes)
+        return type(self).model_validate(data)
+
+
+class _OpenEntity(_Entity):
+    """An entity whose unknown keys are kept and flattened into its JSON (serde's flatten)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The keys beyond the named fields."""
+        return dict(self.model_extra or {})
+
+
+class MessageRole(StrEnum):
+    """Who wrote a message."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class ApiCallStatus(StrEnum):
+    """How an LLM API call ended."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    CANCELLED = "cancelled"
+
+
+class ToolCallContent(_Entity):
+    """A tool call the model asked for."""
+
+    id: str
+    name: str
+    arguments: Any
+
+
+class ToolResultContent(_Entity):
+    """What a tool returned for one call."""
+
+    tool_call_id: str
+    content: str
+    is_error: bool = False
+
+
+class MessageContent(_OpenEntity):
+    """A message body: text, tool calls, a tool result, and any extra keys."""
+
+    text: str | None = _optional()
+    tool_calls: list[ToolCallContent] | None = _optional()
+    tool_result: ToolResultContent | None = _optional()
+
+    @classmethod
+    def from_text(cls, text: str) -> MessageContent:
+        """Content holding plain text."""
+        return cls(text=text)
+
+    @classmethod
+    def from_tool_calls(cls, calls: Sequence[ToolCallContent]) -> MessageContent:
+        """Content holding the tool calls a model asked for."""
+        return cls(tool_calls=list(calls))
+
+    @classmethod
+    def from_tool_result(cls, result: ToolResultContent) -> MessageContent:
+        """Content holding one tool's result."""
+        return cls(tool_result=result)
+
+
+class LLMMessage(_Entity):
+    """One message of a chat session."""
+
+    id: uuid.UUID
+    parent_message_id: uuid.UUID | None = _optional()
+    chat_session_id: uuid.UUID
+    agent_id: uuid.UUID
+    content: MessageContent
+    role: MessageRole
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    create_time: UtcDatetime
+    update_time: UtcDatetime
+
+    @classmethod
+    def new(
+        cls,
+        session_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        role: MessageRole | str,
+        content: MessageContent | str,
+    ) -> LLMMessage:
+        """A new message with a fresh UUIDv7 id, stamped now."""
+        now = utc_now()
+        if isinstance(content, str):
+            content = MessageContent(text=content)
+        return cls(
+            id=uuid7(),
+            chat_session_id=session_id,
+            agent_id=agent_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            role=role,  # type: ignore[arg-type]  # validated into MessageRole
+            content=content,
+            create_time=now,
+            update_time=now,
+        )
+
+    def with_parent(self, parent_id: uuid.UUID) -> LLMMessage:
+        """A copy whose parent is ``parent_id``."""
+        return self._replace(parent_message_id=parent_id)
+
+    def with_tenant(self, tenant_id: uuid.UUID) -> LLMMessage:
+        """A copy that belongs to ``tenant_id``."""
+        return self._replace(tenant_id=tenant_id)
+
+
+class TokenDetails(_OpenEntity):
+    """Subsets of a token count: cached prompt tokens, reasoning completion tokens."""
+
+    cached_tokens: TokenCount | None = _optional()
+    reasoning_tokens: TokenCount | None = _optional()
+
+
+class PriceDetails(_OpenEntity):
+    """How a call's price splits into input and output."""
+
+    input_price: Money | None = _optional()
+    output_price: Money | None = _optional()
+    currency: str = "USD"
+
+
+class LLMApiCall(_Entity):
+    """One call to an LLM API: who, which model, tokens, cost, timing and outcome.
+
+    Token counts follow the OpenTelemetry GenAI conventions: ``prompt_tokens``
+    includes cached tokens and ``completion_tokens`` includes reasoning
+    tokens; the details hold those subsets.
+    """
+
+    id: uuid.UUID
+    chat_session_id: uuid.UUID
+    agent_id: uuid.UUID
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    request_message_id: uuid.UUID
+    response_message_id: uuid.UUID
+    model_name: str = Field(min_length=1, max_length=100)
+    prompt_tokens: TokenCount = 0
+    prompt_tokens_details: TokenDetails | None = _optional()
+    completion_tokens: TokenCount = 0
+    completion_tokens_details: TokenDetails | None = _optional()
+    total_tokens: TokenCount = 0
+    total_price: Money | None = _optional()
+    price_details: PriceDetails | None = _optional()
+    latency_ms: Annotated[int, Field(ge=0, le=_INT32_MAX)] | None = _optional()
+    time_to_first_token_ms: Annotated[int, Field(ge=0, le=_INT32_MAX)] | None = _optional()
+    tokens_per_second: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = _optional()
+    api_response_id: str | None = _optional(max_length=255)
+    status: ApiCallStatus = ApiCallStatus.SUCCESS
+    error_message: str | None = _optional()
+    error_code: str | None = _optional(max_length=50)
+    create_time: UtcDatetime
+    update_time: UtcDatetime
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.total_tokens != self.prompt_tokens + self.completion_tokens:
+            raise ValueError(
+                f"total_tokens ({self.total_tokens}) must equal prompt_tokens "
+                f"({self.prompt_tokens}) + completion_tokens ({self.completion_tokens})"
+            )
+        for name, details, total in (
+            ("prompt_tokens", self.prompt_tokens_details, self.prompt_tokens),
+            ("completion_tokens", self.completion_tokens_details, self.completion_tokens),
+        ):
+            if details is None:
+                continue
+            for subset in ("cached_tokens", "reasoning_tokens"):
+                value = getattr(details, subset)
+                if value is not None and value > total:
+                    raise ValueError(
+                        f"{name}_details.{subset} ({value}) is larger than {name} ({total})"
+                    )
+        if self.update_time < self.create_time:
+            raise ValueError(
+                f"update_time ({self.update_time.isoformat()}) is before "
+                f"create_time ({self.create_time.isoformat()})"
+            )
+        return self
+
+    @classmethod
+    def success(
+        cls,
+        session_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        request_message_id: uuid.UUID,
+        response_message_id: uuid.UUID,
+        model_name: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        request_time: datetime,
+        response_time: datetime,
+    ) -> LLMApiCall:
+        """A successful call; total, latency and tokens/s are derived."""
+        latency_ms = _elapsed_ms(request_time, response_time)
+        tokens_per_second = (
+            completion_tokens / (latency_ms / 1000.0) if latency_ms and latency_ms > 0 else None
+        )
+        return cls(
+            id=uuid7(),
+            chat_session_id=session_id,
+            agent_id=agent_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            request_message_id=request_message_id,
+            response_message_id=response_message_id,
+            model_name=model_name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+            latency_ms=latency_ms,
+            tokens_per_second=tokens_per_second,
+            status=ApiCallStatus.SUCCESS,
+            create_time=request_time,
+            update_time=response_time,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        session_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        request_message_id: uuid.UUID,
+        model_name: str,
+        error_message: str,
+        error_code: str | None,
+        request_time: datetime,
+        status: ApiCallStatus = ApiCallStatus.FAILED,
+    ) -> LLMApiCall:
+        """A call that did not succeed; no response message, no tokens."""
+        now = utc_now()
+        return cls(
+            id=uuid7(),
+            chat_session_id=session_id,
+            agent_id=agent_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            request_message_id=request_message_id,
+            response_message_id=NIL_UUID,
+            model_name=model_name,
+            latency_ms=_elapsed_ms(request_time, max(now, request_time)),
+            status=status,
+            error_message=error_message,
+            error_code=error_code,
+            create_time=request_time,
+            update_time=max(now, request_time),
+        )
+
+    def with_api_response_id(self, api_response_id: str) -> LLMApiCall:
+        """A copy carrying the provider's response id."""
+        return self._replace(api_response_id=api_response_id)
+
+    def with_price(
+        self, total_price: Decimal | float | str, details: PriceDetails | None = None
+    ) -> LLMApiCall:
+        """A copy with a price; floats are read through their shortest decimal form."""
+        return self._replace(total_price=_to_decimal(total_price), price_details=details)
+
+    def with_auto_price(self, registry: PricingRegistry, provider: str) -> LLMApiCall:
+        """A copy priced by ``registry`` for ``provider``; unchanged when it has no price."""
+        price = registry.price(provider, self)
+        if price is None:
+            return self
+        total, details = price
+        return self.with_price(total, details)
+
+    def with_time_to_first_token(self, ttft_ms: int) -> LLMApiCall:
+        """A copy with the time to first token, in milliseconds."""
+        return self._replace(time_to_first_token_ms=ttft_ms)
+
+    def with_token_details(
+        self, prompt: TokenDetails | None, completion: TokenDetails | None
+    ) -> LLMApiCall:
+        """A copy with prompt and completion token details."""
+        return self._replace(prompt_tokens_details=prompt, completion_tokens_details=completion)
+
+
+def _elapsed_ms(start: datetime, end: datetime) -> int:
+    return int((end - start).total_seconds() * 1000)
+
+
+def _to_decimal(value: Decimal | float | str) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class ChatSession(_Entity):
+    """A conversation between one user and one agent."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    agent_id: uuid.UUID
+    tenant_id: uuid.UUID
+    title: str | None = Field(default=None, max_length=255)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    create_time: UtcDatetime
+    update_time: UtcDatetime
+
+    @classmethod
+    def new(cls, user_id: uuid.UUID, agent_id: uuid.UUID) -> ChatSession:
+        """A new session with a fresh id and the nil tenant, stamped now."""
+        now = utc_now()
+        return cls(
+            id=uuid7(),
+            user_id=user_id,
+            agent_id=agent_id,
+            tenant_id=NIL_UUID,
+            create_time=now,
+            update_time=now,
+        )
+
+    def with_title(self, title: str) -> ChatSession:
+        """A copy with ``title``."""
+        return self._replace(title=title)
+
+    def with_id(self, session_id: uuid.UUID) -> ChatSession:
+        """A copy with ``session_id`` as its id."""
+        return self._replace(id=session_id)
+
+    def with_tenant_id(self, tenant_id: uuid.UUID) -> ChatSession:
+        """A copy that belongs to ``tenant_id``."""
+        return self._replace(tenant_id=tenant_id)
+
+    def with_metadata(self, key: str, value: Any) -> ChatSession:
+        """A copy whose metadata maps ``key`` to ``value``."""
+        return self._replace(metadata={**self.metadata, key: value})
+
+
+class QueryFilter(_Entity):
+    """Which API calls a query, a statistic or a breakdown covers.
+
+    The time range is half-open: ``start_time <= create_time < end_time``.
+    """
+
+    tenant_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    start_time: UtcDatetime | None = None
+    end_time: UtcDatetime | None = None
+    status: ApiCallStatus | None = None
+    model_name: str | None = None
+    offset: int | None = Field(default=None, ge=0)
+    limit: int | None = Field(default=None, ge=0)
+
+    def tenant(self, tenant_id: uuid.UUID) -> QueryFilter:
+        """Only calls of ``tenant_id``."""
+        return self._replace(tenant_id=tenant_id)
+
+    def user(self, user_id: uuid.UUID) -> QueryFilter:
+        """Only calls of ``user_id``."""
+        return self._replace(user_id=user_id)
+
+    def session(self, session_id: uuid.UUID) -> QueryFilter:
+        """Only calls of ``session_id``."""
+        return self._replace(session_id=session_id)
+
+    def agent(self, agent_id: uuid.UUID) -> QueryFilter:
+        """Only calls of ``agent_id``."""
+        return self._replace(agent_id=agent_id)
+
+    def time_range(self, start: datetime | None, end: datetime | None) -> QueryFilter:
+        """Only calls with ``start <= create_time < end``; either bound may be None."""
+        return self._replace(start_time=start, end_time=end)
+
+    def with_status(self, status: ApiCallStatus | str) -> QueryFilter:
+        """Only calls that ended with ``status``."""
+        return self._replace(status=status)
+
+    def model(self, model_name: str) -> QueryFilter:
+        """Only calls to ``model_name``."""
+        return self._replace(model_name=model_name)
+
+    def paginate(self, offset: int, limit: int) -> QueryFilter:
+        """Skip ``offset`` calls and return at most ``limit``."""
+        return self._replace(offset=offset, limit=limit)
+
+
+class UsageStatistics(_Entity):
+    """Totals, averages and latency percentiles over a set of API calls.
+
+    ``failed_count`` is every call that did not succeed. Averages and
+    percentiles skip missing values and are None when there are none;
+    ``total_cost`` is None when no call has a price.
+    """
+
+    total_calls: int = 0
+    success_count: int = 0
+    failed_count: int = 0
+    total_tokens: int = 0
+    total_prompt_tokens: int = 0
+    total_completion_tokens: int = 0
+    total_cost: Money | None = None
+    avg_latency_ms: float | None = None
+    avg_tokens_per_second: float | None = None
+    status_counts: dict[ApiCallStatus, int] = Field(
+        default_factory=lambda: dict.fromkeys(ApiCallStatus, 0)
+    )
+    total_cached_tokens: int = 0
+    total_reasoning_tokens: int = 0
+    avg_time_to_first_token_ms: float | None = None
+    p50_latency_ms: float | None = None
+    p95_latency_ms: float | None = None
+    p99_latency_ms: float | None = None
+
+
+class UsageBucket(_Entity):
+    """Statistics for one group (and time bucket) of a usage breakdown."""
+
+    keys: dict[str, Any]
+    bucket_start: UtcDatetime | None = None
+    stats: UsageStatistics
+
+
+class Provider(_Entity):
+    """An LLM provider account of a tenant; its API key never shows in repr or logs."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    provider_name: str = Field(min_length=1)
+    provider_type: str
+    api_base: str
+    api_key: SecretStr
+    enabled: bool = True
+    create_time: UtcDatetime
+    update_time: UtcDatetime
+
+
+class Agent(_Entity):
+    """An agent definition: model, provider, prompt and generation settings."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    agent_code: str = Field(min_length=1)
+    agent_name: str
+    agent_order: int = 0
+    agent_status: bool = True
+    context_limit: int | None = None
+    custom_params: Any | None = None
+    max_completion_tokens: int | None = None
+    model_name: str
+    provider_id: uuid.UUID
+    response_format: str | None = None
+    system_prompt: str
+    temperature: float | None = None
+    stream: bool | None = None
+    thinking: Any | None = None
+    create_time: UtcDatetime
+    update_time: UtcDatetime
+
+
+class AgentConfig(_Entity):
+    """An agent together with its provider."""
+
+    provider: Provider
+    agent: Agent

@@ -1,0 +1,37 @@
+"""Time-ordered UUIDv7 identifiers (RFC 9562), monotonic within the process."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+__all__ = ["NIL_UUID", "uuid7"]
+
+NIL_UUID = uuid.UUID(int=0)
+
+_PAYLOAD_BITS = 122  # 48 bits of milliseconds + 74 bits of counter/randomness
+_COUNTER_BITS = 74
+_lock = threading.Lock()
+_last_payload = 0
+
+
+def uuid7() -> uuid.UUID:
+    """Return a new UUIDv7 that sorts after every one this process made before."""
+    global _last_payload
+    millis = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big") & ((1 << _COUNTER_BITS) - 1)
+    payload = (millis << _COUNTER_BITS) | random_bits
+    with _lock:
+        # Same millisecond (or a clock step back): step forward by a random amount
+        # so ids stay strictly increasing, which is what keeps save order stable.
+        if payload <= _last_payload:
+            payload = _last_payload + 1 + (random_bits & 0xFFFF_FFFF)
+        payload &= (1 << _PAYLOAD_BITS) - 1
+        _last_payload = payload
+    millis_part = payload >> _COUNTER_BITS
+    rand_a = (payload >> 62) & 0xFFF
+    rand_b = payload & ((1 << 62) - 1)
+    value = (millis_part << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return uuid.UUID(int=value)

@@ -1,0 +1,73 @@
+"""Stores: the protocols, the backends, and :func:`connect` that picks one from a URL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chatledger.stores.base import (
+    AgentStore,
+    ApiCallStore,
+    MessageStore,
+    PersistenceStore,
+    ProviderStore,
+    SessionStore,
+)
+from chatledger.stores.memory import InMemoryStore
+
+if TYPE_CHECKING:
+    from chatledger.stores.sqlite import SqliteStore
+
+__all__ = [
+    "AgentStore",
+    "ApiCallStore",
+    "InMemoryStore",
+    "MessageStore",
+    "PersistenceStore",
+    "ProviderStore",
+    "SessionStore",
+    "SqliteStore",
+    "connect",
+]
+
+_SCHEMES = {
+    "memory": "memory://",
+    "sqlite": "sqlite:///path/to.db",
+    "postgresql": "postgresql://user@host:5432/db",
+    "postgres": "postgresql://user@host:5432/db",
+    "mysql": "mysql://user@host:3306/db",
+}
+
+
+async def connect(url: str, **options: Any) -> PersistenceStore:
+    """Open the store a URL names: ``memory://``, ``sqlite:///…``, ``postgresql://…``, ``mysql://…``."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return InMemoryStore()
+    if scheme == "sqlite":
+        from chatledger.stores.sqlite import SqliteStore  # noqa: PLC0415  (stdlib only, kept lazy for import time)
+
+        return await SqliteStore.connect(url, **options)
+    if scheme in ("postgresql", "postgres", "mysql"):
+        raise ValueError(
+            f"the {scheme} backend is not available in this version of chatledger yet"
+        )
+    known = ", ".join(sorted(set(_SCHEMES.values())))
+    raise ValueError(f"cannot tell the backend of {_redact(url)!r}; use one of: {known}")
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SqliteStore":
+        from chatledger.stores.sqlite import SqliteStore  # noqa: PLC0415
+
+        return SqliteStore
+    raise AttributeError(name)

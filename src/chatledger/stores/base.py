@@ -1,0 +1,275 @@
+"""The store protocols every backend implements, and the shapes they share."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Literal, Protocol, Self, runtime_checkable
+
+from chatledger.entities import (
+    Agent,
+    AgentConfig,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    Provider,
+    QueryFilter,
+    UsageBucket,
+    UsageStatistics,
+)
+
+__all__ = [
+    "DEFAULT_QUERY_LIMIT",
+    "GROUP_BY_KEYS",
+    "AgentStore",
+    "ApiCallStore",
+    "Bucket",
+    "GroupKey",
+    "MessageStore",
+    "PersistenceStore",
+    "ProviderStore",
+    "SessionStore",
+    "check_breakdown_args",
+]
+
+DEFAULT_QUERY_LIMIT = 100
+"""How many API calls ``query_api_calls`` returns when the filter sets no limit."""
+
+GroupKey = Literal["model", "agent", "user", "tenant", "session", "status"]
+Bucket = Literal["hour", "day", "week", "month"]
+GROUP_BY_KEYS: tuple[GroupKey, ...] = ("model", "agent", "user", "tenant", "session", "status")
+_BUCKETS: tuple[Bucket, ...] = ("hour", "day", "week", "month")
+
+
+def check_breakdown_args(group_by: Sequence[str], bucket: str | None) -> tuple[GroupKey, ...]:
+    """Validate a breakdown's ``group_by`` and ``bucket``; return the keys without repeats."""
+    if isinstance(group_by, str):
+        raise TypeError("group_by takes a sequence of keys, e.g. ['model'], not a string")
+    unknown = [key for key in group_by if key not in GROUP_BY_KEYS]
+    if unknown:
+        raise ValueError(f"unknown group_by key(s) {unknown!r}; choose from {list(GROUP_BY_KEYS)}")
+    if bucket is not None and bucket not in _BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}; choose from {list(_BUCKETS)} or None")
+    return tuple(dict.fromkeys(group_by))  # type: ignore[arg-type]  # checked above
+
+
+@runtime_checkable
+class MessageStore(Protocol):
+    """Keeps the messages of chat sessions."""
+
+    async def save_message(self, message: LLMMessage) -> None:
+        """Store one message; its session must exist."""
+        ...
+
+    async def save_messages(self, messages: Sequence[LLMMessage]) -> None:
+        """Store all of ``messages`` in one transaction, or none of them."""
+        ...
+
+    async def get_message(self, message_id: uuid.UUID) -> LLMMessage | None:
+        """The message with ``message_id``, or None."""
+        ...
+
+    async def get_session_messages(self, session_id: uuid.UUID) -> list[LLMMessage]:
+        """Every message of a session, oldest first."""
+        ...
+
+    async def get_session_messages_paginated(
+        self, session_id: uuid.UUID, offset: int, limit: int
+    ) -> list[LLMMessage]:
+        """A page of a session's messages, oldest first."""
+        ...
+
+    async def get_recent_messages(self, session_id: uuid.UUID, limit: int) -> list[LLMMessage]:
+        """The newest ``limit`` messages of a session, returned oldest first."""
+        ...
+
+    async def delete_message(self, message_id: uuid.UUID) -> bool:
+        """Delete one message; True when it existed."""
+        ...
+
+    async def delete_session_messages(self, session_id: uuid.UUID) -> int:
+        """Delete a session's messages; return how many there were."""
+        ...
+
+    async def count_session_messages(self, session_id: uuid.UUID) -> int:
+        """How many messages a session has."""
+        ...
+
+
+@runtime_checkable
+class ApiCallStore(Protocol):
+    """Keeps the ledger of LLM API calls."""
+
+    async def save_api_call(self, call: LLMApiCall) -> None:
+        """Store one API-call record."""
+        ...
+
+    async def save_api_calls(self, calls: Sequence[LLMApiCall]) -> None:
+        """Store all of ``calls`` in one transaction, or none of them."""
+        ...
+
+    async def get_api_call(self, call_id: uuid.UUID) -> LLMApiCall | None:
+        """The API call with ``call_id``, or None."""
+        ...
+
+    async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
+        """Calls matching ``query``, newest first (limit 100 unless it says otherwise)."""
+        ...
+
+    async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        """Statistics over every call matching ``query``; offset and limit do not apply."""
+        ...
+
+    async def get_usage_breakdown(
+        self,
+        query: QueryFilter,
+        group_by: Sequence[GroupKey] = (),
+        bucket: Bucket | None = None,
+    ) -> list[UsageBucket]:
+        """Statistics per group of ``group_by`` keys and per UTC time bucket."""
+        ...
+
+    async def delete_api_call(self, call_id: uuid.UUID) -> bool:
+        """Delete one API-call record; True when it existed."""
+        ...
+
+    async def cleanup_old_records(self, before: datetime) -> int:
+        """Delete API-call records with ``create_time < before``; return how many."""
+        ...
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Keeps chat sessions."""
+
+    async def create_session(self, session: ChatSession) -> None:
+        """Store a new session."""
+        ...
+
+    async def get_session(self, session_id: uuid.UUID) -> ChatSession | None:
+        """The session with ``session_id``, or None."""
+        ...
+
+    async def get_user_sessions(self, user_id: uuid.UUID) -> list[ChatSession]:
+        """A user's sessions, most recently updated first."""
+        ...
+
+    async def update_session(self, session: ChatSession) -> None:
+        """Replace a stored session; NotFoundError when it does not exist."""
+        ...
+
+    async def delete_session(self, session_id: uuid.UUID) -> bool:
+        """Delete a session and its messages (API calls stay); True when it existed."""
+        ...
+
+
+@runtime_checkable
+class ProviderStore(Protocol):
+    """Keeps LLM provider accounts."""
+
+    async def save_provider(self, provider: Provider) -> None:
+        """Insert or replace a provider."""
+        ...
+
+    async def get_provider(self, provider_id: uuid.UUID) -> Provider | None:
+        """The provider with ``provider_id``, or None."""
+        ...
+
+    async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
+        """A tenant's provider called ``name``, or None."""
+        ...
+
+    async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        """A tenant's providers, by name."""
+        ...
+
+    async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        """A tenant's enabled providers, by name."""
+        ...
+
+    async def delete_provider(self, provider_id: uuid.UUID) -> bool:
+        """Delete a provider and its agents; True when it existed."""
+        ...
+
+
+@runtime_checkable
+class AgentStore(Protocol):
+    """Keeps agent definitions."""
+
+    async def save_agent(self, agent: Agent) -> None:
+        """Insert or replace an agent; its provider must exist."""
+        ...
+
+    async def get_agent(self, agent_id: uuid.UUID) -> Agent | None:
+        """The agent with ``agent_id``, or None."""
+        ...
+
+    async def get_agent_by_code(self, code: str) -> Agent | None:
+        """The agent with ``code``, or None."""
+        ...
+
+    async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
+        """A tenant's agent with ``code``, or None."""
+        ...
+
+    async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        """A tenant's agents, by order then code."""
+        ...
+
+    async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        """A tenant's active agents, by order then code."""
+        ...
+
+    async def get_agent_with_provider(self, agent_id: uuid.UUID) -> AgentConfig | None:
+        """An agent and its provider, or None."""
+        ...
+
+    async def get_agent_by_code_with_provider(self, code: str) -> AgentConfig | None:
+        """The agent with ``code`` and its provider, or None."""
+        ...
+
+    async def get_agent_by_code_and_tenant_with_provider(
+        self, tenant_id: uuid.UUID, code: str
+    ) -> AgentConfig | None:
+        """A tenant's agent with ``code`` and its provider, or None."""
+        ...
+
+    async def delete_agent(self, agent_id: uuid.UUID) -> bool:
+        """Delete an agent; True when it existed."""
+        ...
+
+
+@runtime_checkable
+class PersistenceStore(
+    MessageStore, ApiCallStore, SessionStore, ProviderStore, AgentStore, Protocol
+):
+    """All five stores behind one connection, usable as an async context manager."""
+
+    @property
+    def backend_name(self) -> str:
+        """A short name of the backend: memory, sqlite, postgres or mysql."""
+        ...
+
+    @property
+    def is_connected(self) -> bool:
+        """True until ``close()`` has been called."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and threads; safe to call twice."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """Return the store itself."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        ...

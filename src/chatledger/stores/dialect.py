@@ -1,0 +1,164 @@
+"""What differs between SQL databases, and nothing else.
+
+The SQL layer (``stores/sql.py``) writes every query once with ``?``
+placeholders and calls a :class:`Dialect` for the few things that differ:
+column types, placeholder style, integer division, time buckets, and how
+values travel to and from the driver. A backend module subclasses it and
+overrides only what its database does differently.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from chatledger.stores.schema import Column, ColumnType, Index, Table
+
+__all__ = ["Dialect", "json_dumps"]
+
+
+def json_dumps(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Dialect:
+    """ANSI-flavoured defaults; subclasses override what their database does differently."""
+
+    name: ClassVar[str] = "sql"
+    column_types: ClassVar[dict[ColumnType, str]] = {}
+    #: how the driver wants placeholders: "qmark" (?), "numeric" ($1) or "format" (%s)
+    paramstyle: ClassVar[str] = "qmark"
+
+    # --- statements ------------------------------------------------------------------
+
+    def sql(self, text: str) -> str:
+        """Rewrite a query written with ``?`` placeholders into this driver's style."""
+        if self.paramstyle == "qmark":
+            return text
+        if self.paramstyle == "format":
+            return text.replace("%", "%%").replace("?", "%s")
+        parts = text.split("?")
+        out = [parts[0]]
+        for number, part in enumerate(parts[1:], start=1):
+            out.append(f"${number}{part}")
+        return "".join(out)
+
+    def column_type(self, column: Column) -> str:
+        """The DDL type of ``column``."""
+        kind = self.column_types[column.type]
+        return kind.format(length=column.length)
+
+    def column_ddl(self, column: Column) -> str:
+        """``name TYPE [NOT NULL] [DEFAULT x]``."""
+        ddl = f"{column.name} {self.column_type(column)}"
+        if not column.nullable:
+            ddl += " NOT NULL"
+        if column.default is not None:
+            ddl += f" DEFAULT {column.default}"
+        return ddl
+
+    def create_table(self, table: Table) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` for ``table``, keys and checks included."""
+        lines = [self.column_ddl(column) for column in table.columns]
+        lines.append("PRIMARY KEY (id)")
+        lines.extend(f"UNIQUE ({', '.join(columns)})" for columns in table.unique)
+        lines.extend(f"CHECK ({check})" for check in table.checks)
+        lines.extend(
+            f"FOREIGN KEY ({fk.column}) REFERENCES {fk.table}(id) ON DELETE {fk.on_delete}"
+            for fk in table.foreign_keys
+        )
+        body = ",\n    ".join(lines)
+        return f"CREATE TABLE IF NOT EXISTS {table.name} (\n    {body}\n){self.table_suffix}"
+
+    table_suffix: ClassVar[str] = ""
+
+    def create_index(self, table: Table, index: Index) -> str:
+        """``CREATE INDEX IF NOT EXISTS`` for ``index``."""
+        return (
+            f"CREATE INDEX IF NOT EXISTS {index.name} ON {table.name} ({', '.join(index.columns)})"
+        )
+
+    def add_column(self, table: Table, column: Column) -> str:
+        """``ALTER TABLE ... ADD COLUMN``, a no-op where the column exists if the database can."""
+        return f"ALTER TABLE {table.name} ADD COLUMN {self.column_ddl(column)}"
+
+    def upsert(self, table: Table, row: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
+        """Statements that insert ``row`` into ``table`` or replace the row with its id.
+
+        Only a clash on ``id`` replaces; a clash on another unique key is a
+        constraint error, never a silent update of some other row.
+        """
+        names = table.column_names
+        sql = self._upserts.get(table.name)
+        if sql is None:
+            updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+            sql = self.sql(
+                f"INSERT INTO {table.name} ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}"
+            )
+            self._upserts[table.name] = sql
+        return [(sql, row)]
+
+    def __init__(self) -> None:
+        """A dialect with empty statement caches."""
+        self._upserts: dict[str, str] = {}
+
+    def version_table(self, name: str) -> str:
+        """DDL of the table that records applied migrations."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {name} (version INTEGER NOT NULL PRIMARY KEY, "
+            f"description {self.column_types[ColumnType.TEXT]} NOT NULL, "
+            f"applied_at {self.column_types[ColumnType.TIME]} NOT NULL){self.table_suffix}"
+        )
+
+    # --- expressions -----------------------------------------------------------------
+
+    def intdiv(self, dividend: str, divisor: str) -> str:
+        """Integer division, truncating, of two non-negative integer expressions."""
+        return f"(({dividend}) / ({divisor}))"
+
+    def json_int(self, column: str, key: str) -> str:
+        """An integer read from key ``key`` of JSON column ``column``."""
+        return f"CAST(json_extract({column}, '$.{key}') AS INTEGER)"
+
+    def bucket_start(self, column: str, bucket: str) -> str:
+        """The start of ``column``'s UTC hour, day, ISO week (Monday) or month."""
+        raise NotImplementedError
+
+    # --- values ----------------------------------------------------------------------
+    # Encoders turn Python values into what the driver binds; decoders undo what the
+    # driver returns. The defaults suit a driver that understands the native types.
+
+    encode_uuid: Callable[[uuid.UUID], Any] = staticmethod(lambda value: value)
+    encode_time: Callable[[datetime], Any] = staticmethod(lambda value: value)
+    encode_json: Callable[[Any], Any] = staticmethod(json_dumps)
+    encode_bool: Callable[[bool], Any] = staticmethod(lambda value: value)
+    encode_money: Callable[[Decimal], Any] = staticmethod(lambda value: value)
+
+    def decode_json(self, value: Any) -> Any:
+        """A JSON column's value as Python data."""
+        if value is None:
+            return None
+        if isinstance(value, bytes | bytearray):
+            value = value.decode("utf-8")
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    def decode_time(self, value: Any) -> Any:
+        """A time column's value as something pydantic reads as an aware datetime."""
+        return value
+
+    def decode_money(self, value: Any) -> Decimal | None:
+        """A money value (column or SUM) as a Decimal."""
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            return value
+        return Decimal(str(value))

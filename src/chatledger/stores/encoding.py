@@ -1,0 +1,40 @@
+"""Checks that every backend applies before a value is written.
+
+PostgreSQL cannot store a NUL character in text or JSON, and no backend can
+store a string that is not valid UTF-8 (a lone surrogate). Refusing both
+everywhere, before anything is written, is what makes the same input behave
+the same on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chatledger.errors import SerializationError
+
+__all__ = ["ensure_storable_text"]
+
+
+def ensure_storable_text(value: Any, field: str) -> None:
+    """Raise SerializationError if ``value`` holds text no backend can store faithfully."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise SerializationError(
+                f"{field} contains a NUL character (\\x00), which PostgreSQL cannot store; "
+                "chatledger refuses it on every backend. Remove or replace it before saving."
+            )
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SerializationError(
+                    f"{field} is not valid UTF-8 text ({exc.reason} at position {exc.start})"
+                ) from exc
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            ensure_storable_text(key, field)
+            ensure_storable_text(item, f"{field}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            ensure_storable_text(item, f"{field}[{index}]")

@@ -1,0 +1,295 @@
+"""The one schema definition: MoFA's tables and columns, and the versioned migrations.
+
+Tables are described once, in dialect-free terms; each dialect turns them
+into DDL. Migrations are an ordered list; a version table records which have
+run, so running them again is a no-op and an old database is upgraded in
+place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatledger.stores.dialect import Dialect
+
+__all__ = [
+    "API_CALL",
+    "MESSAGE",
+    "MIGRATIONS",
+    "PROVIDER",
+    "AGENT",
+    "SESSION",
+    "SCHEMA_VERSION_TABLE",
+    "Column",
+    "ColumnType",
+    "ForeignKey",
+    "Index",
+    "Migration",
+    "Table",
+]
+
+SCHEMA_VERSION_TABLE = "chatledger_schema_version"
+
+
+class ColumnType(Enum):
+    """Dialect-free column types; each dialect maps them to its own."""
+
+    UUID = "uuid"
+    TEXT = "text"
+    SHORT_TEXT = "short_text"  # bounded, so MySQL can index it
+    JSON = "json"
+    TIME = "time"
+    INT = "int"
+    FLOAT = "float"
+    MONEY = "money"
+    BOOL = "bool"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column: name, type, nullability and, for short text, its length."""
+
+    name: str
+    type: ColumnType
+    nullable: bool = False
+    length: int = 255
+    default: str | None = None  # a literal SQL default, the same in every dialect
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKey:
+    """A reference from ``column`` to ``table(id)``."""
+
+    column: str
+    table: str
+    on_delete: str  # "CASCADE" or "SET NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A secondary index; a column name ending in `` DESC`` sorts descending."""
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table with ``id`` as its primary key."""
+
+    name: str
+    columns: tuple[Column, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
+    checks: tuple[str, ...] = ()
+    indexes: tuple[Index, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The names of the columns, in order."""
+        return tuple(column.name for column in self.columns)
+
+
+def _c(name: str, kind: ColumnType, *, nullable: bool = False, **kwargs: object) -> Column:
+    return Column(name, kind, nullable, **kwargs)  # type: ignore[arg-type]
+
+
+U, T, S, J, TM, I, F, M, B = (
+    ColumnType.UUID,
+    ColumnType.TEXT,
+    ColumnType.SHORT_TEXT,
+    ColumnType.JSON,
+    ColumnType.TIME,
+    ColumnType.INT,
+    ColumnType.FLOAT,
+    ColumnType.MONEY,
+    ColumnType.BOOL,
+)
+
+SESSION = Table(
+    "entity_chat_session",
+    (
+        _c("id", U),
+        _c("user_id", U),
+        _c("agent_id", U),
+        _c("tenant_id", U),
+        _c("title", S, nullable=True),
+        _c("metadata", J, nullable=True),
+        _c("create_time", TM),
+        _c("update_time", TM),
+    ),
+    indexes=(
+        Index("idx_chat_session_user", ("user_id",)),
+        Index("idx_chat_session_agent", ("agent_id",)),
+        Index("idx_chat_session_tenant", ("tenant_id",)),
+        Index("idx_chat_session_update_time", ("update_time DESC",)),
+    ),
+)
+
+MESSAGE = Table(
+    "entity_llm_message",
+    (
+        _c("id", U),
+        _c("parent_message_id", U, nullable=True),
+        _c("chat_session_id", U),
+        _c("agent_id", U),
+        _c("user_id", U),
+        _c("tenant_id", U),
+        _c("role", S, length=20),
+        _c("content", J),
+        _c("create_time", TM),
+        _c("update_time", TM),
+    ),
+    foreign_keys=(
+        ForeignKey("chat_session_id", "entity_chat_session", "CASCADE"),
+        ForeignKey("parent_message_id", "entity_llm_message", "SET NULL"),
+    ),
+    indexes=(
+        Index("idx_llm_message_session", ("chat_session_id", "create_time")),
+        Index("idx_llm_message_user", ("user_id",)),
+        Index("idx_llm_message_agent", ("agent_id",)),
+        Index("idx_llm_message_create_time", ("create_time DESC",)),
+    ),
+)
+
+API_CALL = Table(
+    "entity_llm_api_call",
+    (
+        _c("id", U),
+        _c("chat_session_id", U),
+        _c("agent_id", U),
+        _c("user_id", U),
+        _c("tenant_id", U),
+        _c("request_message_id", U),
+        _c("response_message_id", U),
+        _c("model_name", S, length=100),
+        _c("status", S, length=20, default="'success'"),
+        _c("error_message", T, nullable=True),
+        _c("error_code", S, nullable=True, length=50),
+        _c("prompt_tokens", I, default="0"),
+        _c("completion_tokens", I, default="0"),
+        _c("total_tokens", I, default="0"),
+        _c("prompt_tokens_details", J, nullable=True),
+        _c("completion_tokens_details", J, nullable=True),
+        _c("total_price", M, nullable=True),
+        _c("price_details", J, nullable=True),
+        _c("latency_ms", I, nullable=True),
+        _c("time_to_first_token_ms", I, nullable=True),
+        _c("tokens_per_second", F, nullable=True),
+        _c("api_response_id", S, nullable=True),
+        _c("create_time", TM),
+        _c("update_time", TM),
+    ),
+    checks=(
+        "status IN ('success', 'failed', 'timeout', 'rate_limited', 'cancelled')",
+        "prompt_tokens >= 0 AND completion_tokens >= 0 AND total_tokens >= 0",
+    ),
+    indexes=(
+        Index("idx_api_call_session", ("chat_session_id", "create_time DESC")),
+        Index("idx_api_call_user", ("user_id", "create_time DESC")),
+        Index("idx_api_call_agent", ("agent_id", "create_time DESC")),
+        Index("idx_api_call_status", ("status", "create_time DESC")),
+        Index("idx_api_call_model", ("model_name", "create_time DESC")),
+        Index("idx_api_call_time", ("create_time DESC",)),
+        Index("idx_api_call_tenant", ("tenant_id", "create_time DESC")),
+    ),
+)
+
+PROVIDER = Table(
+    "entity_provider",
+    (
+        _c("id", U),
+        _c("tenant_id", U),
+        _c("provider_name", S),
+        _c("provider_type", S),
+        _c("api_base", T),
+        _c("api_key", T),
+        _c("enabled", B, default="1"),
+        _c("create_time", TM),
+        _c("update_time", TM),
+    ),
+    unique=(("tenant_id", "provider_name"),),
+    indexes=(
+        Index("idx_entity_provider_tenant", ("tenant_id",)),
+        Index("idx_entity_provider_enabled", ("enabled",)),
+    ),
+)
+
+AGENT = Table(
+    "entity_agent",
+    (
+        _c("id", U),
+        _c("tenant_id", U),
+        _c("agent_code", S),
+        _c("agent_name", S),
+        _c("agent_order", I, default="0"),
+        _c("agent_status", B, default="1"),
+        _c("context_limit", I, nullable=True),
+        _c("custom_params", J, nullable=True),
+        _c("max_completion_tokens", I, nullable=True),
+        _c("model_name", S),
+        _c("provider_id", U),
+        _c("response_format", S, nullable=True),
+        _c("system_prompt", T),
+        _c("temperature", F, nullable=True),
+        _c("stream", B, nullable=True),
+        _c("thinking", J, nullable=True),
+        _c("create_time", TM),
+        _c("update_time", TM),
+    ),
+    foreign_keys=(ForeignKey("provider_id", "entity_provider", "CASCADE"),),
+    unique=(("agent_code",),),
+    indexes=(
+        Index("idx_entity_agent_tenant", ("tenant_id",)),
+        Index("idx_entity_agent_order", ("agent_order",)),
+    ),
+)
+
+V1_TABLES = (SESSION, MESSAGE, API_CALL, PROVIDER, AGENT)
+
+# Added in version 2: token subsets as columns, so statistics sum them without
+# parsing JSON per row. Version-1 rows are backfilled from their JSON details.
+TOKEN_SUBSET_COLUMNS = (
+    Column("cached_tokens", ColumnType.INT, nullable=True),
+    Column("reasoning_tokens", ColumnType.INT, nullable=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version: a description and the statements that reach it."""
+
+    version: int
+    description: str
+    statements: Callable[[Dialect], list[str]] = field(repr=False)
+
+
+def _initial_tables(dialect: Dialect) -> list[str]:
+    statements: list[str] = []
+    for table in V1_TABLES:
+        statements.append(dialect.create_table(table))
+        statements.extend(dialect.create_index(table, index) for index in table.indexes)
+    return statements
+
+
+def _token_subset_columns(dialect: Dialect) -> list[str]:
+    statements = [dialect.add_column(API_CALL, column) for column in TOKEN_SUBSET_COLUMNS]
+    for column, details in (
+        ("cached_tokens", "prompt_tokens_details"),
+        ("reasoning_tokens", "completion_tokens_details"),
+    ):
+        statements.append(
+            f"UPDATE {API_CALL.name} SET {column} = "
+            f"{dialect.json_int(details, column)} WHERE {details} IS NOT NULL"
+        )
+    return statements
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "MoFA's five tables and their indexes", _initial_tables),
+    Migration(2, "token subsets as columns on entity_llm_api_call", _token_subset_columns),
+)

@@ -1,0 +1,419 @@
+"""SQLite: the embedded default backend, on the standard library's ``sqlite3``.
+
+What is specific to SQLite and nothing more: its dialect (text ids and
+RFC 3339 times, as MoFA's SQLite schema keeps them) and a driver adapter
+that keeps the event loop free. One writer thread owns the only write
+connection, so writers in this process never meet "database is locked";
+concurrent saves that arrive while a commit is under way are committed
+together (group commit), each in its own savepoint so one failure cannot
+undo another's work. Reads run on a small pool of reader connections, which
+WAL lets proceed while a write commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from chatledger.errors import (
+    ConstraintError,
+    PersistenceError,
+    QueryError,
+    SerializationError,
+    StoreConnectionError,
+)
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.schema import ColumnType
+from chatledger.stores.sql import Read, SqlStore, Write
+
+__all__ = ["SqliteStore"]
+
+logger = logging.getLogger(__name__)
+
+Synchronous = Literal["full", "normal", "off"]
+_MAX_GROUP = 256  # writes committed together at most; bounds one commit's latency
+_READERS = 2
+
+
+class SqliteDialect(Dialect):
+    """SQLite's types, text encodings and date functions."""
+
+    name = "sqlite"
+    column_types: ClassVar[dict[ColumnType, str]] = {
+        ColumnType.UUID: "TEXT",
+        ColumnType.TEXT: "TEXT",
+        ColumnType.SHORT_TEXT: "TEXT",
+        ColumnType.JSON: "TEXT",
+        ColumnType.TIME: "TEXT",
+        ColumnType.INT: "INTEGER",
+        ColumnType.FLOAT: "REAL",
+        ColumnType.MONEY: "REAL",
+        ColumnType.BOOL: "INTEGER",
+    }
+
+    # Fixed-width RFC 3339 in UTC, so text order is time order.
+    encode_uuid = staticmethod(str)
+    encode_time = staticmethod(lambda value: value.isoformat(timespec="microseconds"))
+    encode_bool = staticmethod(int)
+    encode_money = staticmethod(float)
+
+    def decode_money(self, value: Any) -> Decimal | None:
+        """A REAL read back through its shortest decimal form."""
+        return None if value is None else Decimal(repr(value))
+
+    def bucket_start(self, column: str, bucket: str) -> str:
+        """The bucket's start as RFC 3339 text."""
+        suffix = "T00:00:00.000000+00:00"
+        if bucket == "hour":
+            return f"substr({column}, 1, 13) || ':00:00.000000+00:00'"
+        if bucket == "day":
+            return f"substr({column}, 1, 10) || '{suffix}'"
+        if bucket == "week":  # the next Sunday (or today), then back to its Monday
+            return f"date(substr({column}, 1, 10), 'weekday 0', '-6 days') || '{suffix}'"
+        if bucket == "month":
+            return f"substr({column}, 1, 7) || '-01{suffix}'"
+        raise ValueError(f"unknown bucket {bucket!r}")
+
+    def decode_time(self, value: Any) -> Any:
+        """RFC 3339 text (MoFA may write ``Z``) as an aware datetime."""
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _map_error(exc: BaseException, where: str) -> PersistenceError:
+    """The chatledger error for an exception raised by ``sqlite3`` (or while binding)."""
+    if isinstance(exc, PersistenceError):
+        return exc
+    text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        if "FOREIGN KEY" in text:
+            return ConstraintError(
+                f"{where}: a record it refers to does not exist (a message's session, "
+                "an agent's provider): save that first"
+            )
+        return ConstraintError(f"{where}: {text} (an id or unique value is already used)")
+    if isinstance(exc, UnicodeError | OverflowError) or (
+        isinstance(exc, sqlite3.ProgrammingError) and "binding" in text.lower()
+    ):
+        return SerializationError(f"{where}: a value cannot be stored: {text}")
+    if isinstance(exc, sqlite3.OperationalError):
+        if "unable to open" in text or "readonly" in text or "disk I/O" in text:
+            return StoreConnectionError(f"{where}: {text}; check the path and its permissions")
+        if "locked" in text or "busy" in text:
+            return QueryError(
+                f"{where}: {text}; another process held the write lock longer than the "
+                "busy timeout (raise busy_timeout, or keep transactions short)"
+            )
+        return QueryError(f"{where}: {text}")
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+        return StoreConnectionError(f"{where}: {text}; the file is not an SQLite database")
+    if isinstance(exc, sqlite3.Error):
+        return QueryError(f"{where}: {text}")
+    return QueryError(f"{where}: unexpected {type(exc).__name__}: {text}")
+
+
+@dataclass(slots=True)
+class _Job:
+    """Work for the writer thread and where its outcome goes."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    is_write: bool
+    outcome: Any = field(default=None)
+    error: BaseException | None = field(default=None)
+
+
+def _resolve(job: _Job) -> None:
+    if job.future.cancelled():
+        return
+    if job.error is not None:
+        job.future.set_exception(job.error)
+    else:
+        job.future.set_result(job.outcome)
+
+
+def _run_writes(writes: Sequence[Write]) -> Callable[[sqlite3.Connection], list[int]]:
+    def run(conn: sqlite3.Connection) -> list[int]:
+        counts = []
+        for write in writes:
+            if write.many is not None:
+                cursor = conn.executemany(write.sql, write.many)
+            else:
+                cursor = conn.execute(write.sql, write.params)
+            counts.append(cursor.rowcount)
+        return counts
+
+    return run
+
+
+def _run_reads(reads: Sequence[Read]) -> Callable[[sqlite3.Connection], list[list[Any]]]:
+    def run(conn: sqlite3.Connection) -> list[list[Any]]:
+        if len(reads) == 1:
+            return [conn.execute(reads[0].sql, reads[0].params).fetchall()]
+        conn.execute("BEGIN")  # one snapshot for every query
+        try:
+            return [conn.execute(read.sql, read.params).fetchall() for read in reads]
+        finally:
+            conn.execute("COMMIT")
+
+    return run
+
+
+class SqliteDatabase:
+    """The driver adapter: one writer thread with group commit, pooled reader connections."""
+
+    def __init__(
+        self, path: str, *, synchronous: Synchronous, busy_timeout: float, in_memory: bool
+    ) -> None:
+        """Open ``path`` (ignored when ``in_memory``) with the given durability."""
+        self.dialect = SqliteDialect()
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._in_memory = in_memory
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer_connection = self._open_connection(writer=True)
+        self._readers = (
+            None
+            if in_memory
+            else ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="chatledger-read")
+        )
+        self._writer = threading.Thread(
+            target=self._write_loop, name="chatledger-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+
+    def _open_connection(self, *, writer: bool) -> sqlite3.Connection:
+        target = ":memory:" if self._in_memory else self._path
+        try:
+            conn = sqlite3.connect(
+                target,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # each connection is used by one thread at a time
+                cached_statements=256,
+            )
+            if writer and not self._in_memory:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    logger.warning("SQLite refused WAL mode for %s (got %s)", self._path, mode)
+            conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            if not writer:
+                conn.execute("PRAGMA query_only=ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreConnectionError(
+                f"cannot open SQLite database {target!r}: {exc}; check the path and permissions"
+            ) from exc
+        return conn
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        conn = self._writer_connection
+        stopping = False
+        while not stopping:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < _MAX_GROUP:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            writes = [job for job in batch if job.is_write]
+            if writes:
+                self._commit_group(conn, writes)
+            for job in batch:
+                if not job.is_write:
+                    self._run_one(conn, job)
+            for job in batch:
+                job.future.get_loop().call_soon_threadsafe(_resolve, job)
+        conn.close()
+
+    @staticmethod
+    def _run_one(conn: sqlite3.Connection, job: _Job) -> None:
+        try:
+            job.outcome = job.run(conn)
+        except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
+            job.error = _map_error(exc, "SQLite")
+
+    def _commit_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        """Run every job in one transaction, each in its own savepoint, then commit once."""
+        single = len(jobs) == 1
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for job in jobs:
+                job.error = _map_error(exc, "SQLite")
+            return
+        for job in jobs:
+            if not single:
+                conn.execute("SAVEPOINT job")
+            try:
+                job.outcome = job.run(conn)
+            except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
+                job.error = _map_error(exc, "SQLite")
+                if single:
+                    conn.execute("ROLLBACK")
+                    return
+                conn.execute("ROLLBACK TO job")
+            if not single:
+                conn.execute("RELEASE job")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            error = _map_error(exc, "SQLite commit")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                if job.error is None:
+                    job.error = error
+
+    def _submit(self, run: Callable[[sqlite3.Connection], Any], *, is_write: bool) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job(run, future, is_write))
+        return future
+
+    # --- the Database protocol ---------------------------------------------------------
+
+    async def write(self, writes: Sequence[Write]) -> list[int]:
+        """Run ``writes`` in one transaction (possibly shared with concurrent callers)."""
+        result: list[int] = await self._submit(_run_writes(writes), is_write=True)
+        return result
+
+    async def read(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
+        """Run ``reads`` on a reader connection, against one snapshot."""
+        run = _run_reads(reads)
+        if self._readers is None:
+            result: list[list[Sequence[Any]]] = await self._submit(run, is_write=False)
+            return result
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_here, run)
+
+    def _read_here(self, run: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if conn is None:
+            conn = self._open_connection(writer=False)
+            self._local.connection = conn
+            with self._reader_lock:
+                self._reader_connections.append(conn)
+        try:
+            return run(conn)
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _map_error(exc, "SQLite") from exc
+
+    async def close(self) -> None:
+        """Finish queued writes, then stop the writer thread and close every connection."""
+        self._jobs.put(None)
+        await asyncio.to_thread(self._writer.join)
+        if self._readers is not None:
+            await asyncio.to_thread(self._readers.shutdown, True)
+        with self._reader_lock:
+            for conn in self._reader_connections:
+                conn.close()
+            self._reader_connections.clear()
+
+
+def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ValueError(f"not an SQLite URL: {url!r} (expected sqlite:///path/to.db)")
+    path = unquote(parts.path)
+    if parts.netloc:
+        raise ValueError(
+            f"SQLite URL {url!r} has a host; use three slashes: sqlite:///path/to.db"
+        )
+    path = path[1:] if path.startswith("/") else path
+    options = dict(parse_qsl(parts.query))
+    if path in ("", ":memory:"):
+        return None, options
+    return path, options
+
+
+class SqliteStore(SqlStore):
+    """The SQLite backend: a file in WAL mode, or a private in-memory database."""
+
+    backend_name = "sqlite"
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        """Wrap an open database; use :meth:`connect` or :meth:`in_memory` instead."""
+        super().__init__(database)
+        self.path = database._path if not database._in_memory else None
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | Path,
+        *,
+        synchronous: Synchronous | None = None,
+        busy_timeout: float = 30.0,
+    ) -> Self:
+        """Open (creating if needed) and migrate the database at a URL or path.
+
+        ``synchronous="full"`` (the default) makes every commit durable across
+        power loss; ``"normal"`` keeps the database uncorrupted but may lose the
+        last commits on power loss, for much faster single writes.
+        """
+        if isinstance(url, Path) or "://" not in url:
+            path: str | None = str(url)
+            options: dict[str, str] = {}
+        else:
+            path, options = _parse_url(url)
+        chosen = synchronous or options.get("synchronous", "full")
+        if chosen not in ("full", "normal", "off"):
+            raise ValueError(f"synchronous must be 'full', 'normal' or 'off', not {chosen!r}")
+        if path is None:
+            return await cls._start(":memory:", chosen, busy_timeout, in_memory=True)  # type: ignore[arg-type]
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StoreConnectionError(
+                f"cannot open SQLite database {path!r}: folder {str(parent)!r} does not exist"
+            )
+        return await cls._start(str(Path(path).expanduser()), chosen, busy_timeout, in_memory=False)  # type: ignore[arg-type]
+
+    @classmethod
+    async def in_memory(cls) -> Self:
+        """A private in-memory database, gone when the store is closed."""
+        return await cls._start(":memory:", "off", 30.0, in_memory=True)
+
+    @classmethod
+    async def _start(
+        cls, path: str, synchronous: Synchronous, busy_timeout: float, *, in_memory: bool
+    ) -> Self:
+        database = await asyncio.to_thread(
+            SqliteDatabase,
+            path,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            in_memory=in_memory,
+        )
+        try:
+            await SqlStore.migrate(database)
+        except BaseException:
+            await database.close()
+            raise
+        return cls(database)
+
