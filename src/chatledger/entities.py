@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -59,16 +58,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.utcoffset() else value.replace(tzinfo=UTC)
-
-
 def _is_none(value: object) -> bool:
     return value is None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""A timezone-aware datetime, normalised to UTC; naive datetimes are refused."""
+UtcDatetime = AwareDatetime
+"""A timezone-aware datetime; entities normalise it to UTC, naive datetimes are refused."""
 
 TokenCount = Annotated[int, Field(ge=0, le=_INT32_MAX)]
 Money = Annotated[
@@ -85,6 +80,27 @@ def _optional(**kwargs: Any) -> Any:
 
 class _Entity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    # One model-level pass instead of a validator per field: reading history
+    # validates many rows, and this keeps the per-row cost down.
+    _time_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._time_fields = tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if info.annotation in (UtcDatetime, UtcDatetime | None)
+        )
+
+    @model_validator(mode="after")
+    def _times_to_utc(self) -> Self:
+        for name in self._time_fields:
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is not UTC:
+                object.__setattr__(self, name, value.astimezone(UTC))
+        return self
 
     def _replace(self, **changes: Any) -> Self:
         """Return a validated copy with ``changes`` applied."""
@@ -198,7 +214,7 @@ class LLMMessage(_Entity):
             agent_id=agent_id,
             user_id=user_id,
             tenant_id=tenant_id,
-            role=role,  # type: ignore[arg-type]  # validated into MessageRole
+            role=role,
             content=content,
             create_time=now,
             update_time=now,

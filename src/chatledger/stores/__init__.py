@@ -44,13 +44,11 @@ async def connect(url: str, **options: Any) -> PersistenceStore:
     if scheme == "memory":
         return InMemoryStore()
     if scheme == "sqlite":
-        from chatledger.stores.sqlite import SqliteStore  # noqa: PLC0415  (stdlib only, kept lazy for import time)
+        from chatledger.stores.sqlite import SqliteStore
 
         return await SqliteStore.connect(url, **options)
     if scheme in ("postgresql", "postgres", "mysql"):
-        raise ValueError(
-            f"the {scheme} backend is not available in this version of chatledger yet"
-        )
+        raise ValueError(f"the {scheme} backend is not available in this version of chatledger yet")
     known = ", ".join(sorted(set(_SCHEMES.values())))
     raise ValueError(f"cannot tell the backend of {_redact(url)!r}; use one of: {known}")
 
@@ -67,7 +65,7 @@ def _redact(url: str) -> str:
 
 def __getattr__(name: str) -> Any:
     if name == "SqliteStore":
-        from chatledger.stores.sqlite import SqliteStore  # noqa: PLC0415
+        from chatledger.stores.sqlite import SqliteStore
 
         return SqliteStore
     raise AttributeError(name)

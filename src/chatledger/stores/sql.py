@@ -14,11 +14,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from chatledger.entities import (
     Agent,
@@ -158,16 +157,11 @@ class SqlStore:
             f"{select_message} WHERE chat_session_id = ? ORDER BY create_time, id LIMIT ? OFFSET ?"
         )
         self._q_recent_messages = q(
-            f"{select_message} WHERE chat_session_id = ? "
-            "ORDER BY create_time DESC, id DESC LIMIT ?"
+            f"{select_message} WHERE chat_session_id = ? ORDER BY create_time DESC, id DESC LIMIT ?"
         )
         self._q_delete_message = q(f"DELETE FROM {MESSAGE.name} WHERE id = ?")
-        self._q_delete_session_messages = q(
-            f"DELETE FROM {MESSAGE.name} WHERE chat_session_id = ?"
-        )
-        self._q_count_messages = q(
-            f"SELECT COUNT(*) FROM {MESSAGE.name} WHERE chat_session_id = ?"
-        )
+        self._q_delete_session_messages = q(f"DELETE FROM {MESSAGE.name} WHERE chat_session_id = ?")
+        self._q_count_messages = q(f"SELECT COUNT(*) FROM {MESSAGE.name} WHERE chat_session_id = ?")
         self._message_cols = message_cols
 
         self._q_insert_call = q(_insert(API_CALL, API_CALL_COLUMNS))
@@ -188,9 +182,7 @@ class SqlStore:
 
         select_provider = _select(PROVIDER)
         self._q_get_provider = q(f"{select_provider} WHERE id = ?")
-        self._q_provider_by_name = q(
-            f"{select_provider} WHERE tenant_id = ? AND provider_name = ?"
-        )
+        self._q_provider_by_name = q(f"{select_provider} WHERE tenant_id = ? AND provider_name = ?")
         self._q_list_providers = q(
             f"{select_provider} WHERE tenant_id = ? ORDER BY provider_name, id"
         )
@@ -205,7 +197,9 @@ class SqlStore:
         self._q_get_agent = q(f"{select_agent} WHERE id = ?")
         self._q_agent_by_code = q(f"{select_agent} WHERE agent_code = ?")
         self._q_agent_by_code_tenant = q(f"{select_agent} WHERE tenant_id = ? AND agent_code = ?")
-        self._q_list_agents = q(f"{select_agent} WHERE tenant_id = ? ORDER BY agent_order, agent_code")
+        self._q_list_agents = q(
+            f"{select_agent} WHERE tenant_id = ? ORDER BY agent_order, agent_code"
+        )
         self._q_active_agents = q(
             f"{select_agent} WHERE tenant_id = ? AND agent_status = ? "
             "ORDER BY agent_order, agent_code"
@@ -280,16 +274,16 @@ class SqlStore:
                 if await SqlStore.schema_version(database) >= migration.version:
                     continue  # another connection applied it meanwhile
                 raise
-            logger.info("schema migrated to version %d: %s", migration.version, migration.description)
+            logger.info(
+                "schema migrated to version %d: %s", migration.version, migration.description
+            )
             current = migration.version
         return current
 
     @staticmethod
     async def schema_version(database: Database) -> int:
         """The newest migration recorded in ``database`` (0 for a new database)."""
-        rows = (
-            await database.read([Read(f"SELECT MAX(version) FROM {SCHEMA_VERSION_TABLE}")])
-        )[0]
+        rows = (await database.read([Read(f"SELECT MAX(version) FROM {SCHEMA_VERSION_TABLE}")]))[0]
         return int(rows[0][0] or 0) if rows else 0
 
     # --- messages ----------------------------------------------------------------------
@@ -316,14 +310,14 @@ class SqlStore:
     def _rows_to_messages(self, rows: Sequence[Sequence[Any]]) -> list[LLMMessage]:
         cols = self._message_cols
         decode_json, decode_time = self._dialect.decode_json, self._dialect.decode_time
-        messages = []
+        messages: list[dict[str, Any]] = []
         for row in rows:
             data = dict(zip(cols, row, strict=True))
             data["content"] = decode_json(data["content"])
             data["create_time"] = decode_time(data["create_time"])
             data["update_time"] = decode_time(data["update_time"])
-            messages.append(_decode(LLMMessage, data))
-        return messages
+            messages.append(data)
+        return _decode(LLMMessage, messages)
 
     async def save_message(self, message: LLMMessage) -> None:
         """Store one message and move its session's update_time forward."""
@@ -384,9 +378,7 @@ class SqlStore:
 
     async def delete_session_messages(self, session_id: uuid.UUID) -> int:
         """Delete a session's messages; return how many there were."""
-        (count,) = await self._write(
-            Write(self._q_delete_session_messages, (self._u(session_id),))
-        )
+        (count,) = await self._write(Write(self._q_delete_session_messages, (self._u(session_id),)))
         return count
 
     async def count_session_messages(self, session_id: uuid.UUID) -> int:
@@ -440,7 +432,7 @@ class SqlStore:
 
     def _rows_to_calls(self, rows: Sequence[Sequence[Any]]) -> list[LLMApiCall]:
         dialect = self._dialect
-        calls = []
+        calls: list[dict[str, Any]] = []
         for row in rows:
             data = dict(zip(API_CALL_COLUMNS, row, strict=True))
             del data["cached_tokens"], data["reasoning_tokens"]
@@ -449,8 +441,8 @@ class SqlStore:
             data["total_price"] = dialect.decode_money(data["total_price"])
             data["create_time"] = dialect.decode_time(data["create_time"])
             data["update_time"] = dialect.decode_time(data["update_time"])
-            calls.append(_decode(LLMApiCall, data))
-        return calls
+            calls.append(data)
+        return _decode(LLMApiCall, calls)
 
     async def save_api_call(self, call: LLMApiCall) -> None:
         """Store one API-call record."""
@@ -579,7 +571,9 @@ class SqlStore:
             group_values = dict(zip(keys, row[: len(keys)], strict=True))
             buckets.append(
                 UsageBucket(
-                    keys={key: self._group_value(key, value) for key, value in group_values.items()},
+                    keys={
+                        key: self._group_value(key, value) for key, value in group_values.items()
+                    },
                     bucket_start=None if bucket is None else dialect.decode_time(row[width - 1]),
                     stats=stats,
                 )
@@ -593,9 +587,7 @@ class SqlStore:
             return ApiCallStatus(value)
         return value
 
-    def _statistics(
-        self, row: Sequence[Any], percentiles: Sequence[Any] | None
-    ) -> UsageStatistics:
+    def _statistics(self, row: Sequence[Any], percentiles: Sequence[Any] | None) -> UsageStatistics:
         total_calls = int(row[0])
         status_counts = {
             status: int(count or 0) for status, count in zip(ApiCallStatus, row[1:6], strict=True)
@@ -658,14 +650,14 @@ class SqlStore:
 
     def _rows_to_sessions(self, rows: Sequence[Sequence[Any]]) -> list[ChatSession]:
         dialect = self._dialect
-        sessions = []
+        sessions: list[dict[str, Any]] = []
         for row in rows:
             data = dict(zip(SESSION.column_names, row, strict=True))
             data["metadata"] = dialect.decode_json(data["metadata"]) or {}
             data["create_time"] = dialect.decode_time(data["create_time"])
             data["update_time"] = dialect.decode_time(data["update_time"])
-            sessions.append(_decode(ChatSession, data))
-        return sessions
+            sessions.append(data)
+        return _decode(ChatSession, sessions)
 
     async def create_session(self, session: ChatSession) -> None:
         """Store a new session."""
@@ -717,14 +709,14 @@ class SqlStore:
 
     def _rows_to_providers(self, rows: Sequence[Sequence[Any]]) -> list[Provider]:
         decode_time = self._dialect.decode_time
-        providers = []
+        providers: list[dict[str, Any]] = []
         for row in rows:
             data = dict(zip(PROVIDER.column_names, row, strict=True))
             data["enabled"] = bool(data["enabled"])
             data["create_time"] = decode_time(data["create_time"])
             data["update_time"] = decode_time(data["update_time"])
-            providers.append(_decode(Provider, data))
-        return providers
+            providers.append(data)
+        return _decode(Provider, providers)
 
     async def _upsert(self, table: Table, row: tuple[Any, ...]) -> None:
         await self._write(*(Write(sql, params) for sql, params in self._dialect.upsert(table, row)))
@@ -745,9 +737,7 @@ class SqlStore:
 
     async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
         """A tenant's providers, by name."""
-        return self._rows_to_providers(
-            await self._read(self._q_list_providers, self._u(tenant_id))
-        )
+        return self._rows_to_providers(await self._read(self._q_list_providers, self._u(tenant_id)))
 
     async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
         """A tenant's enabled providers, by name."""
@@ -795,7 +785,7 @@ class SqlStore:
 
     def _rows_to_agents(self, rows: Sequence[Sequence[Any]]) -> list[Agent]:
         dialect = self._dialect
-        agents = []
+        agents: list[dict[str, Any]] = []
         for row in rows:
             data = dict(zip(AGENT.column_names, row, strict=True))
             data["agent_status"] = bool(data["agent_status"])
@@ -805,8 +795,8 @@ class SqlStore:
             data["thinking"] = dialect.decode_json(data["thinking"])
             data["create_time"] = dialect.decode_time(data["create_time"])
             data["update_time"] = dialect.decode_time(data["update_time"])
-            agents.append(_decode(Agent, data))
-        return agents
+            agents.append(data)
+        return _decode(Agent, agents)
 
     async def save_agent(self, agent: Agent) -> None:
         """Insert or replace an agent; its provider must exist."""
@@ -877,12 +867,20 @@ def _encode(encode: Callable[[_E], tuple[Any, ...]], entity: _E) -> tuple[Any, .
         raise SerializationError(f"cannot store {type(entity).__name__}: {exc}") from exc
 
 
-def _decode(model: type[_M], data: dict[str, Any]) -> _M:
-    """Build an entity from a row, naming the row when it cannot be read."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise SerializationError(
-            f"row {data.get('id')!r} of {model.__name__} cannot be read: {exc}"
-        ) from exc
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 
+
+def _decode(model: type[_M], rows: list[dict[str, Any]]) -> list[_M]:
+    """Build entities from rows in one validation pass, naming the row that cannot be read."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _ADAPTERS[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
+    try:
+        result: list[_M] = adapter.validate_python(rows)
+    except ValidationError as exc:
+        index = exc.errors()[0]["loc"][0]
+        row_id = rows[index].get("id") if isinstance(index, int) else None
+        raise SerializationError(
+            f"row {row_id!r} of {model.__name__} cannot be read: {exc}"
+        ) from exc
+    return result

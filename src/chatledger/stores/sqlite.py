@@ -18,7 +18,6 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -176,25 +175,29 @@ class SqliteDatabase:
         self, path: str, *, synchronous: Synchronous, busy_timeout: float, in_memory: bool
     ) -> None:
         """Open ``path`` (ignored when ``in_memory``) with the given durability."""
-        self.dialect = SqliteDialect()
+        self.dialect: Dialect = SqliteDialect()
         self._path = path
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._in_memory = in_memory
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._reader_connections: list[sqlite3.Connection] = []
-        self._reader_lock = threading.Lock()
-        self._local = threading.local()
+        self._read_jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer_connection = self._open_connection(writer=True)
-        self._readers = (
-            None
-            if in_memory
-            else ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="chatledger-read")
-        )
-        self._writer = threading.Thread(
-            target=self._write_loop, name="chatledger-sqlite-writer", daemon=True
-        )
-        self._writer.start()
+        self._threads = [
+            threading.Thread(target=self._write_loop, name="chatledger-sqlite-write", daemon=True)
+        ]
+        if not in_memory:  # a private in-memory database has one connection: the writer's
+            for number in range(_READERS):
+                self._threads.append(
+                    threading.Thread(
+                        target=self._read_loop,
+                        args=(self._open_connection(writer=False),),
+                        name=f"chatledger-sqlite-read-{number}",
+                        daemon=True,
+                    )
+                )
+        for thread in self._threads:
+            thread.start()
 
     def _open_connection(self, *, writer: bool) -> sqlite3.Connection:
         target = ":memory:" if self._in_memory else self._path
@@ -289,9 +292,21 @@ class SqliteDatabase:
                 if job.error is None:
                     job.error = error
 
+    def _read_loop(self, conn: sqlite3.Connection) -> None:
+        while (job := self._read_jobs.get()) is not None:
+            try:
+                job.outcome = job.run(conn)
+            except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                job.error = _map_error(exc, "SQLite")
+            job.future.get_loop().call_soon_threadsafe(_resolve, job)
+        conn.close()
+
     def _submit(self, run: Callable[[sqlite3.Connection], Any], *, is_write: bool) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job(run, future, is_write))
+        reader = not is_write and not self._in_memory
+        (self._read_jobs if reader else self._jobs).put(_Job(run, future, is_write))
         return future
 
     # --- the Database protocol ---------------------------------------------------------
@@ -303,37 +318,16 @@ class SqliteDatabase:
 
     async def read(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
         """Run ``reads`` on a reader connection, against one snapshot."""
-        run = _run_reads(reads)
-        if self._readers is None:
-            result: list[list[Sequence[Any]]] = await self._submit(run, is_write=False)
-            return result
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._read_here, run)
-
-    def _read_here(self, run: Callable[[sqlite3.Connection], Any]) -> Any:
-        conn: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if conn is None:
-            conn = self._open_connection(writer=False)
-            self._local.connection = conn
-            with self._reader_lock:
-                self._reader_connections.append(conn)
-        try:
-            return run(conn)
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _map_error(exc, "SQLite") from exc
+        result: list[list[Sequence[Any]]] = await self._submit(_run_reads(reads), is_write=False)
+        return result
 
     async def close(self) -> None:
-        """Finish queued writes, then stop the writer thread and close every connection."""
+        """Finish queued work, then stop every thread and close every connection."""
         self._jobs.put(None)
-        await asyncio.to_thread(self._writer.join)
-        if self._readers is not None:
-            await asyncio.to_thread(self._readers.shutdown, True)
-        with self._reader_lock:
-            for conn in self._reader_connections:
-                conn.close()
-            self._reader_connections.clear()
+        for _ in self._threads[1:]:
+            self._read_jobs.put(None)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
 
 
 def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
@@ -343,14 +337,31 @@ def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
         raise ValueError(f"not an SQLite URL: {url!r} (expected sqlite:///path/to.db)")
     path = unquote(parts.path)
     if parts.netloc:
-        raise ValueError(
-            f"SQLite URL {url!r} has a host; use three slashes: sqlite:///path/to.db"
-        )
+        raise ValueError(f"SQLite URL {url!r} has a host; use three slashes: sqlite:///path/to.db")
     path = path[1:] if path.startswith("/") else path
     options = dict(parse_qsl(parts.query))
     if path in ("", ":memory:"):
         return None, options
     return path, options
+
+
+def _open_database(
+    path: str | None, synchronous: Synchronous, busy_timeout: float
+) -> SqliteDatabase:
+    """Open the file at ``path`` (a private in-memory database when None)."""
+    if path is None:
+        return SqliteDatabase(
+            ":memory:", synchronous=synchronous, busy_timeout=busy_timeout, in_memory=True
+        )
+    file = Path(path).expanduser()
+    folder = file.resolve().parent
+    if not folder.is_dir():
+        raise StoreConnectionError(
+            f"cannot open SQLite database {path!r}: folder {str(folder)!r} does not exist"
+        )
+    return SqliteDatabase(
+        str(file), synchronous=synchronous, busy_timeout=busy_timeout, in_memory=False
+    )
 
 
 class SqliteStore(SqlStore):
@@ -385,35 +396,19 @@ class SqliteStore(SqlStore):
         chosen = synchronous or options.get("synchronous", "full")
         if chosen not in ("full", "normal", "off"):
             raise ValueError(f"synchronous must be 'full', 'normal' or 'off', not {chosen!r}")
-        if path is None:
-            return await cls._start(":memory:", chosen, busy_timeout, in_memory=True)  # type: ignore[arg-type]
-        parent = Path(path).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise StoreConnectionError(
-                f"cannot open SQLite database {path!r}: folder {str(parent)!r} does not exist"
-            )
-        return await cls._start(str(Path(path).expanduser()), chosen, busy_timeout, in_memory=False)  # type: ignore[arg-type]
+        return await cls._start(path, chosen, busy_timeout)  # type: ignore[arg-type]  # checked
 
     @classmethod
     async def in_memory(cls) -> Self:
         """A private in-memory database, gone when the store is closed."""
-        return await cls._start(":memory:", "off", 30.0, in_memory=True)
+        return await cls._start(None, "off", 30.0)
 
     @classmethod
-    async def _start(
-        cls, path: str, synchronous: Synchronous, busy_timeout: float, *, in_memory: bool
-    ) -> Self:
-        database = await asyncio.to_thread(
-            SqliteDatabase,
-            path,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
-            in_memory=in_memory,
-        )
+    async def _start(cls, path: str | None, synchronous: Synchronous, busy_timeout: float) -> Self:
+        database = await asyncio.to_thread(_open_database, path, synchronous, busy_timeout)
         try:
             await SqlStore.migrate(database)
         except BaseException:
             await database.close()
             raise
         return cls(database)
-
