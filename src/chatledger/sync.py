@@ -1,0 +1,132 @@
+"""Blocking twins of the async stores, for scripts, notebooks and threaded apps.
+
+``chatledger.sync.connect(url)`` returns a :class:`SyncStore` with the same
+method names as the async store, each returning its result instead of a
+coroutine. Every client owns one background thread running one event loop;
+calls are handed to it, so they also work from a thread that already runs a
+loop (Jupyter, an async web framework's worker), and no call pays for
+``asyncio.run``. ``close()`` stops the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from chatledger.stores import PersistenceStore
+from chatledger.stores import connect as connect_async
+
+__all__ = ["SyncStore", "connect"]
+
+_T = TypeVar("_T")
+
+
+class _LoopThread:
+    """An event loop running forever on its own daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="chatledger-sync-loop", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        if threading.current_thread() is self.thread:
+            coroutine.close()
+            raise RuntimeError("a chatledger.sync call cannot be made from its own loop thread")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class SyncStore:
+    """A store whose methods block until done; the same names as the async store.
+
+    ``store.save_message(m)`` stores ``m`` and returns None;
+    ``store.get_statistics(QueryFilter())`` returns ``UsageStatistics``.
+    """
+
+    def __init__(self, store: PersistenceStore, runner: _LoopThread) -> None:
+        """Wrap ``store``, which must have been opened on ``runner``'s loop."""
+        self._store = store
+        self._runner = runner
+
+    @property
+    def store(self) -> PersistenceStore:
+        """The async store underneath (use it only from the background loop)."""
+        return self._store
+
+    @property
+    def backend_name(self) -> str:
+        """The backend's short name."""
+        return self._store.backend_name
+
+    @property
+    def is_connected(self) -> bool:
+        """True until ``close()`` has been called."""
+        return self._store.is_connected
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        blocking = self._blocking(attribute)
+        self.__dict__[name] = blocking  # built once per method
+        return blocking
+
+    def _blocking(self, method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+        run = self._runner.run
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return run(method(*args, **kwargs))
+
+        return call
+
+    def close(self) -> None:
+        """Close the store, then stop the background loop; safe to call twice."""
+        if self._runner.loop.is_closed():
+            return
+        try:
+            self._runner.run(self._store.close())
+        finally:
+            self._runner.stop()
+
+    def __enter__(self) -> Self:
+        """Return the store itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SyncStore({self._store!r})"
+
+
+def connect(url: str, **options: Any) -> SyncStore:
+    """Open the store a URL names, with blocking methods (see :func:`chatledger.connect`)."""
+    runner = _LoopThread()
+    try:
+        store = runner.run(connect_async(url, **options))
+    except BaseException:
+        runner.stop()
+        raise
+    return SyncStore(store, runner)
