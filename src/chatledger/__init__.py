@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from chatledger import sync
 from chatledger.entities import (
     Agent,
     AgentConfig,
@@ -87,7 +88,8 @@ __all__ = [
     "ModelPrice",
     "PricingRegistry",
     "StaticPricingRegistry",
-    # ids
+    # ids and the blocking API
+    "sync",
     "uuid7",
     "__version__",
 ]

@@ -367,7 +367,7 @@ class LLMApiCall(_Entity):
             request_message_id=request_message_id,
             response_message_id=NIL_UUID,
             model_name=model_name,
-            latency_ms=_elapsed_ms(request_time, max(now, request_time)),
+            latency_ms=min(_elapsed_ms(request_time, max(now, request_time)), _INT32_MAX),
             status=status,
             error_message=error_message,
             error_code=error_code,

@@ -43,7 +43,7 @@ class StaticPricingRegistry:
 
     def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
         """The price of ``call`` from the table, cached input at its own rate."""
-        from chatledger.entities import PriceDetails  # noqa: PLC0415  (entities imports us)
+        from chatledger.entities import PriceDetails
 
         entry = self._prices.get((provider, call.model_name))
         if entry is None:

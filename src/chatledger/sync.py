@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from chatledger.errors import StoreConnectionError
 from chatledger.stores import PersistenceStore
 from chatledger.stores import connect as connect_async
 
@@ -40,7 +41,12 @@ class _LoopThread:
         if threading.current_thread() is self.thread:
             coroutine.close()
             raise RuntimeError("a chatledger.sync call cannot be made from its own loop thread")
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        except RuntimeError:
+            coroutine.close()  # the loop stopped between the check and the call
+            raise
+        return future.result()
 
     def stop(self) -> None:
         if self.loop.is_closed():
@@ -87,11 +93,13 @@ class SyncStore:
         return blocking
 
     def _blocking(self, method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-        run = self._runner.run
+        runner = self._runner
 
         @functools.wraps(method)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return run(method(*args, **kwargs))
+            if runner.loop.is_closed():
+                raise StoreConnectionError(f"the {self.backend_name} store is closed")
+            return runner.run(method(*args, **kwargs))
 
         return call
 

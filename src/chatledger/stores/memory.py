@@ -1,0 +1,502 @@
+"""The in-memory backend: the reference every other backend is tested against.
+
+``InMemoryStore`` keeps every record in process memory and implements all of
+``PersistenceStore`` with the same behaviour as the SQL backends: the same
+errors for the same misuse, the same order, all-or-nothing batches and the
+same statistics. It is meant for tests, demos and short-lived agents; nothing
+survives the process.
+
+Every mutation runs without an ``await`` between its checks and its writes,
+so it is atomic with respect to other tasks on the event loop: any number of
+concurrent tasks may share one store. Entities are frozen pydantic models and
+are kept as they are given.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from chatledger.entities import (
+    Agent,
+    AgentConfig,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    Provider,
+    QueryFilter,
+    UsageBucket,
+    UsageStatistics,
+)
+from chatledger.errors import ConstraintError, NotFoundError, StoreConnectionError
+from chatledger.stores.base import (
+    DEFAULT_QUERY_LIMIT,
+    Bucket,
+    GroupKey,
+    check_breakdown_args,
+)
+from chatledger.stores.encoding import ensure_storable_text
+from chatledger.stores.statistics import compute_breakdown, compute_statistics
+
+__all__ = ["InMemoryStore"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_MessageOrder = tuple[datetime, uuid.UUID]
+
+
+def _message_order(message: LLMMessage) -> _MessageOrder:
+    """Messages sort oldest first; equal times keep save order through UUIDv7 ids."""
+    return message.create_time, message.id
+
+
+def _call_order(call: LLMApiCall) -> tuple[datetime, uuid.UUID]:
+    return call.create_time, call.id
+
+
+def matches_filter(call: LLMApiCall, query: QueryFilter) -> bool:
+    """True when ``call`` meets every condition ``query`` sets (offset and limit aside)."""
+    return (
+        (query.tenant_id is None or call.tenant_id == query.tenant_id)
+        and (query.user_id is None or call.user_id == query.user_id)
+        and (query.session_id is None or call.chat_session_id == query.session_id)
+        and (query.agent_id is None or call.agent_id == query.agent_id)
+        and (query.status is None or call.status == query.status)
+        and (query.model_name is None or call.model_name == query.model_name)
+        and (query.start_time is None or call.create_time >= query.start_time)
+        and (query.end_time is None or call.create_time < query.end_time)
+    )
+
+
+def _check_entity_text(entity: Any, field: str) -> None:
+    """Refuse an entity holding text no backend can store (NUL, lone surrogates)."""
+    ensure_storable_text(entity.model_dump(mode="python"), field)
+
+
+class InMemoryStore:
+    """Every chatledger store in process memory; full parity with the SQL backends."""
+
+    def __init__(self) -> None:
+        """Create an empty, connected store."""
+        self._closed = False
+        self._sessions: dict[uuid.UUID, ChatSession] = {}
+        self._messages: dict[uuid.UUID, LLMMessage] = {}
+        # session id -> its messages, kept sorted by (create_time, id).
+        self._session_messages: dict[uuid.UUID, list[LLMMessage]] = {}
+        self._api_calls: dict[uuid.UUID, LLMApiCall] = {}
+        # session id -> its API calls, so a session's usage is found without a full scan.
+        self._session_calls: dict[uuid.UUID, dict[uuid.UUID, LLMApiCall]] = {}
+        self._providers: dict[uuid.UUID, Provider] = {}
+        self._agents: dict[uuid.UUID, Agent] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        """Always ``"memory"``."""
+        return "memory"
+
+    @property
+    def is_connected(self) -> bool:
+        """True until ``close()`` has been called."""
+        return not self._closed
+
+    async def close(self) -> None:
+        """Close the store and drop its records; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sessions.clear()
+        self._messages.clear()
+        self._session_messages.clear()
+        self._api_calls.clear()
+        self._session_calls.clear()
+        self._providers.clear()
+        self._agents.clear()
+        logger.debug("in-memory store closed")
+
+    async def __aenter__(self) -> Self:
+        """Return the store itself."""
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreConnectionError("the in-memory store is closed; create a new store")
+
+    def __repr__(self) -> str:
+        """Show the backend, its state and how many records it holds."""
+        state = "closed" if self._closed else "open"
+        return (
+            f"<InMemoryStore {state} sessions={len(self._sessions)} "
+            f"messages={len(self._messages)} api_calls={len(self._api_calls)}>"
+        )
+
+    # -- messages --------------------------------------------------------------
+
+    async def save_message(self, message: LLMMessage) -> None:
+        """Store one message; its session must exist and its id must be new."""
+        await self.save_messages((message,))
+
+    async def save_messages(self, messages: Sequence[LLMMessage]) -> None:
+        """Store all of ``messages``, or none of them when any is refused."""
+        self._check_open()
+        batch = list(messages)
+        seen: set[uuid.UUID] = set()
+        for index, message in enumerate(batch):
+            if message.id in self._messages or message.id in seen:
+                raise ConstraintError(f"a message with id {message.id} already exists")
+            if message.chat_session_id not in self._sessions:
+                raise ConstraintError(
+                    f"message {message.id} names session {message.chat_session_id}, "
+                    "which does not exist; create the session first"
+                )
+            _check_entity_text(message, f"messages[{index}]")
+            seen.add(message.id)
+        for message in batch:
+            self._messages[message.id] = message
+            insort(
+                self._session_messages.setdefault(message.chat_session_id, []),
+                message,
+                key=_message_order,
+            )
+            session = self._sessions[message.chat_session_id]
+            if message.create_time > session.update_time:
+                self._sessions[session.id] = session.model_copy(
+                    update={"update_time": message.create_time}
+                )
+
+    async def get_message(self, message_id: uuid.UUID) -> LLMMessage | None:
+        """The message with ``message_id``, or None."""
+        self._check_open()
+        return self._messages.get(message_id)
+
+    async def get_session_messages(self, session_id: uuid.UUID) -> list[LLMMessage]:
+        """Every message of a session, oldest first."""
+        self._check_open()
+        return list(self._session_messages.get(session_id, ()))
+
+    async def get_session_messages_paginated(
+        self, session_id: uuid.UUID, offset: int, limit: int
+    ) -> list[LLMMessage]:
+        """A page of a session's messages, oldest first; [] for offset < 0 or limit <= 0."""
+        self._check_open()
+        if offset < 0 or limit <= 0:
+            return []
+        return self._session_messages.get(session_id, [])[offset : offset + limit]
+
+    async def get_recent_messages(self, session_id: uuid.UUID, limit: int) -> list[LLMMessage]:
+        """The newest ``limit`` messages of a session, returned oldest first."""
+        self._check_open()
+        if limit <= 0:
+            return []
+        return self._session_messages.get(session_id, [])[-limit:]
+
+    async def delete_message(self, message_id: uuid.UUID) -> bool:
+        """Delete one message; True when it existed."""
+        self._check_open()
+        message = self._messages.pop(message_id, None)
+        if message is None:
+            return False
+        ordered = self._session_messages[message.chat_session_id]
+        index = bisect_left(ordered, _message_order(message), key=_message_order)
+        del ordered[index]
+        if not ordered:
+            del self._session_messages[message.chat_session_id]
+        return True
+
+    async def delete_session_messages(self, session_id: uuid.UUID) -> int:
+        """Delete a session's messages; return how many there were."""
+        self._check_open()
+        return self._drop_session_messages(session_id)
+
+    async def count_session_messages(self, session_id: uuid.UUID) -> int:
+        """How many messages a session has."""
+        self._check_open()
+        return len(self._session_messages.get(session_id, ()))
+
+    def _drop_session_messages(self, session_id: uuid.UUID) -> int:
+        ordered = self._session_messages.pop(session_id, [])
+        for message in ordered:
+            del self._messages[message.id]
+        return len(ordered)
+
+    # -- API calls -------------------------------------------------------------
+
+    async def save_api_call(self, call: LLMApiCall) -> None:
+        """Store one API-call record; its id must be new."""
+        await self.save_api_calls((call,))
+
+    async def save_api_calls(self, calls: Sequence[LLMApiCall]) -> None:
+        """Store all of ``calls``, or none of them when any is refused."""
+        self._check_open()
+        batch = list(calls)
+        seen: set[uuid.UUID] = set()
+        for index, call in enumerate(batch):
+            if call.id in self._api_calls or call.id in seen:
+                raise ConstraintError(f"an API call with id {call.id} already exists")
+            _check_entity_text(call, f"api_calls[{index}]")
+            seen.add(call.id)
+        for call in batch:
+            self._api_calls[call.id] = call
+            self._session_calls.setdefault(call.chat_session_id, {})[call.id] = call
+
+    async def get_api_call(self, call_id: uuid.UUID) -> LLMApiCall | None:
+        """The API call with ``call_id``, or None."""
+        self._check_open()
+        return self._api_calls.get(call_id)
+
+    async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
+        """Calls matching ``query``, newest first; limit 100 unless it says otherwise."""
+        self._check_open()
+        limit = DEFAULT_QUERY_LIMIT if query.limit is None else query.limit
+        offset = query.offset or 0
+        if limit <= 0:
+            return []
+        matching = sorted(self._matching_calls(query), key=_call_order, reverse=True)
+        return matching[offset : offset + limit]
+
+    async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        """Statistics over every call matching ``query``; offset and limit do not apply."""
+        self._check_open()
+        return compute_statistics(self._matching_calls(query))
+
+    async def get_usage_breakdown(
+        self,
+        query: QueryFilter,
+        group_by: Sequence[GroupKey] = (),
+        bucket: Bucket | None = None,
+    ) -> list[UsageBucket]:
+        """Statistics per group of ``group_by`` keys and per UTC time bucket."""
+        keys = check_breakdown_args(group_by, bucket)
+        self._check_open()
+        return compute_breakdown(self._matching_calls(query), keys, bucket)
+
+    async def delete_api_call(self, call_id: uuid.UUID) -> bool:
+        """Delete one API-call record; True when it existed."""
+        self._check_open()
+        return self._drop_api_call(call_id)
+
+    async def cleanup_old_records(self, before: datetime) -> int:
+        """Delete API-call records with ``create_time < before``; return how many."""
+        self._check_open()
+        old = [call.id for call in self._api_calls.values() if call.create_time < before]
+        for call_id in old:
+            self._drop_api_call(call_id)
+        logger.debug("deleted %d API-call records older than %s", len(old), before.isoformat())
+        return len(old)
+
+    def _matching_calls(self, query: QueryFilter) -> list[LLMApiCall]:
+        if query.session_id is None:
+            candidates: Iterable[LLMApiCall] = self._api_calls.values()
+        else:
+            candidates = self._session_calls.get(query.session_id, {}).values()
+        return [call for call in candidates if matches_filter(call, query)]
+
+    def _drop_api_call(self, call_id: uuid.UUID) -> bool:
+        call = self._api_calls.pop(call_id, None)
+        if call is None:
+            return False
+        of_session = self._session_calls[call.chat_session_id]
+        del of_session[call_id]
+        if not of_session:
+            del self._session_calls[call.chat_session_id]
+        return True
+
+    # -- sessions --------------------------------------------------------------
+
+    async def create_session(self, session: ChatSession) -> None:
+        """Store a new session; its id must be new."""
+        self._check_open()
+        if session.id in self._sessions:
+            raise ConstraintError(f"a session with id {session.id} already exists")
+        _check_entity_text(session, "session")
+        self._sessions[session.id] = session
+
+    async def get_session(self, session_id: uuid.UUID) -> ChatSession | None:
+        """The session with ``session_id``, or None."""
+        self._check_open()
+        return self._sessions.get(session_id)
+
+    async def get_user_sessions(self, user_id: uuid.UUID) -> list[ChatSession]:
+        """A user's sessions, most recently updated first."""
+        self._check_open()
+        mine = [session for session in self._sessions.values() if session.user_id == user_id]
+        return sorted(mine, key=lambda s: (s.update_time, s.id), reverse=True)
+
+    async def update_session(self, session: ChatSession) -> None:
+        """Replace a stored session; NotFoundError when it does not exist."""
+        self._check_open()
+        if session.id not in self._sessions:
+            raise NotFoundError(f"no session with id {session.id}; create it first")
+        _check_entity_text(session, "session")
+        self._sessions[session.id] = session
+
+    async def delete_session(self, session_id: uuid.UUID) -> bool:
+        """Delete a session and its messages (API calls stay); True when it existed."""
+        self._check_open()
+        if self._sessions.pop(session_id, None) is None:
+            return False
+        self._drop_session_messages(session_id)
+        return True
+
+    # -- providers -------------------------------------------------------------
+
+    async def save_provider(self, provider: Provider) -> None:
+        """Insert or replace a provider; its name must be unique within its tenant."""
+        self._check_open()
+        for other in self._providers.values():
+            if (
+                other.id != provider.id
+                and other.tenant_id == provider.tenant_id
+                and other.provider_name == provider.provider_name
+            ):
+                raise ConstraintError(
+                    f"tenant {provider.tenant_id} already has a provider named "
+                    f"{provider.provider_name!r} (id {other.id})"
+                )
+        _check_entity_text(provider, "provider")
+        ensure_storable_text(provider.api_key.get_secret_value(), "provider.api_key")
+        self._providers[provider.id] = provider
+
+    async def get_provider(self, provider_id: uuid.UUID) -> Provider | None:
+        """The provider with ``provider_id``, or None."""
+        self._check_open()
+        return self._providers.get(provider_id)
+
+    async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
+        """A tenant's provider called ``name``, or None."""
+        self._check_open()
+        return _first(
+            self._providers.values(),
+            lambda p: p.tenant_id == tenant_id and p.provider_name == name,
+        )
+
+    async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        """A tenant's providers, by name then id."""
+        self._check_open()
+        return self._tenant_providers(tenant_id, enabled_only=False)
+
+    async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        """A tenant's enabled providers, by name then id."""
+        self._check_open()
+        return self._tenant_providers(tenant_id, enabled_only=True)
+
+    async def delete_provider(self, provider_id: uuid.UUID) -> bool:
+        """Delete a provider and its agents; True when it existed."""
+        self._check_open()
+        if self._providers.pop(provider_id, None) is None:
+            return False
+        orphans = [a.id for a in self._agents.values() if a.provider_id == provider_id]
+        for agent_id in orphans:
+            del self._agents[agent_id]
+        return True
+
+    def _tenant_providers(self, tenant_id: uuid.UUID, *, enabled_only: bool) -> list[Provider]:
+        found = [
+            p
+            for p in self._providers.values()
+            if p.tenant_id == tenant_id and (p.enabled or not enabled_only)
+        ]
+        return sorted(found, key=lambda p: (p.provider_name, p.id))
+
+    # -- agents ----------------------------------------------------------------
+
+    async def save_agent(self, agent: Agent) -> None:
+        """Insert or replace an agent; its provider must exist and its code be unique."""
+        self._check_open()
+        if agent.provider_id not in self._providers:
+            raise ConstraintError(
+                f"agent {agent.id} names provider {agent.provider_id}, which does not exist; "
+                "save the provider first"
+            )
+        for other in self._agents.values():
+            if other.id != agent.id and other.agent_code == agent.agent_code:
+                raise ConstraintError(
+                    f"an agent with code {agent.agent_code!r} already exists (id {other.id})"
+                )
+        _check_entity_text(agent, "agent")
+        self._agents[agent.id] = agent
+
+    async def get_agent(self, agent_id: uuid.UUID) -> Agent | None:
+        """The agent with ``agent_id``, or None."""
+        self._check_open()
+        return self._agents.get(agent_id)
+
+    async def get_agent_by_code(self, code: str) -> Agent | None:
+        """The agent with ``code``, or None."""
+        self._check_open()
+        return _first(self._agents.values(), lambda a: a.agent_code == code)
+
+    async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
+        """A tenant's agent with ``code``, or None."""
+        self._check_open()
+        return _first(
+            self._agents.values(), lambda a: a.tenant_id == tenant_id and a.agent_code == code
+        )
+
+    async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        """A tenant's agents, by order then code."""
+        self._check_open()
+        return self._tenant_agents(tenant_id, active_only=False)
+
+    async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        """A tenant's active agents, by order then code."""
+        self._check_open()
+        return self._tenant_agents(tenant_id, active_only=True)
+
+    async def get_agent_with_provider(self, agent_id: uuid.UUID) -> AgentConfig | None:
+        """An agent and its provider, or None."""
+        self._check_open()
+        return self._with_provider(self._agents.get(agent_id))
+
+    async def get_agent_by_code_with_provider(self, code: str) -> AgentConfig | None:
+        """The agent with ``code`` and its provider, or None."""
+        return self._with_provider(await self.get_agent_by_code(code))
+
+    async def get_agent_by_code_and_tenant_with_provider(
+        self, tenant_id: uuid.UUID, code: str
+    ) -> AgentConfig | None:
+        """A tenant's agent with ``code`` and its provider, or None."""
+        return self._with_provider(await self.get_agent_by_code_and_tenant(tenant_id, code))
+
+    async def delete_agent(self, agent_id: uuid.UUID) -> bool:
+        """Delete an agent; True when it existed."""
+        self._check_open()
+        return self._agents.pop(agent_id, None) is not None
+
+    def _tenant_agents(self, tenant_id: uuid.UUID, *, active_only: bool) -> list[Agent]:
+        found = [
+            a
+            for a in self._agents.values()
+            if a.tenant_id == tenant_id and (a.agent_status or not active_only)
+        ]
+        return sorted(found, key=lambda a: (a.agent_order, a.agent_code))
+
+    def _with_provider(self, agent: Agent | None) -> AgentConfig | None:
+        if agent is None:
+            return None
+        provider = self._providers.get(agent.provider_id)
+        if provider is None:
+            return None
+        return AgentConfig(provider=provider, agent=agent)
+
+
+def _first(items: Iterable[_T], predicate: Callable[[_T], bool]) -> _T | None:
+    return next((item for item in items if predicate(item)), None)

@@ -1,0 +1,1652 @@
+"""The conformance suite every chatledger backend passes, yours included.
+
+Subclass ``StoreConformance`` in a test module, name the subclass ``Test…``
+and implement ``make_store``; pytest then runs every behaviour of SPEC §2-3
+against your backend::
+
+    from chatledger.testing import StoreConformance
+
+    class TestMyStore(StoreConformance):
+        expected_backend_name = "mine"
+
+        async def make_store(self) -> PersistenceStore:
+            return await MyStore.connect(f"mine:///{self.tmp_path}/t.db")
+
+Each test gets a fresh store from ``make_store`` (``self.tmp_path`` is a
+fresh temporary directory by then) and the store is closed afterwards. The
+tests are marked ``@pytest.mark.asyncio`` so they run with or without
+pytest-asyncio's auto mode. Expected values are computed independently in the
+tests, never by chatledger's own helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics as pystats
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+from uuid import UUID
+
+import pytest
+import pytest_asyncio
+
+from chatledger.entities import (
+    Agent,
+    AgentConfig,
+    ApiCallStatus,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    MessageContent,
+    MessageRole,
+    PriceDetails,
+    Provider,
+    QueryFilter,
+    TokenDetails,
+    ToolCallContent,
+    ToolResultContent,
+    UsageStatistics,
+)
+from chatledger.errors import (
+    ConstraintError,
+    NotFoundError,
+    SerializationError,
+    StoreConnectionError,
+)
+from chatledger.ids import NIL_UUID, uuid7
+from chatledger.stores.base import GROUP_BY_KEYS, Bucket, GroupKey, PersistenceStore
+
+__all__ = [
+    "BASE_TIME",
+    "StoreConformance",
+    "make_agent",
+    "make_api_call",
+    "make_message",
+    "make_provider",
+    "make_session",
+]
+
+BASE_TIME = datetime(2024, 5, 6, 12, 0, 0, 123456, tzinfo=UTC)
+"""A fixed, microsecond-bearing time the factories stamp records with by default."""
+
+_COST_QUANTUM = Decimal("1e-10")
+
+
+# -- factories -----------------------------------------------------------------
+
+
+def make_session(
+    *,
+    user_id: UUID | None = None,
+    agent_id: UUID | None = None,
+    tenant_id: UUID | None = None,
+    title: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    create_time: datetime = BASE_TIME,
+    update_time: datetime | None = None,
+) -> ChatSession:
+    """A chat session with fresh ids unless given, stamped ``BASE_TIME`` by default."""
+    return ChatSession(
+        id=uuid7(),
+        user_id=user_id or uuid7(),
+        agent_id=agent_id or uuid7(),
+        tenant_id=tenant_id or uuid7(),
+        title=title,
+        metadata=metadata or {},
+        create_time=create_time,
+        update_time=update_time or create_time,
+    )
+
+
+def make_message(
+    session: ChatSession,
+    text: str = "hello",
+    *,
+    role: MessageRole = MessageRole.USER,
+    content: MessageContent | None = None,
+    create_time: datetime | None = None,
+    parent_message_id: UUID | None = None,
+) -> LLMMessage:
+    """A message in ``session`` with a fresh UUIDv7 id, stamped now unless ``create_time``."""
+    moment = create_time or datetime.now(UTC)
+    return LLMMessage(
+        id=uuid7(),
+        parent_message_id=parent_message_id,
+        chat_session_id=session.id,
+        agent_id=session.agent_id,
+        user_id=session.user_id,
+        tenant_id=session.tenant_id,
+        role=role,
+        content=content or MessageContent(text=text),
+        create_time=moment,
+        update_time=moment,
+    )
+
+
+def make_api_call(session: ChatSession | None = None, **fields: Any) -> LLMApiCall:
+    """A successful API call (10 + 5 tokens, 250 ms) in ``session``; ``fields`` override any field.
+
+    Without a session the call gets fresh ids (the ledger needs no session).
+    ``total_tokens`` defaults to prompt + completion and ``update_time`` to
+    ``create_time``.
+    """
+    values: dict[str, Any] = {
+        "id": uuid7(),
+        "chat_session_id": session.id if session else uuid7(),
+        "agent_id": session.agent_id if session else uuid7(),
+        "user_id": session.user_id if session else uuid7(),
+        "tenant_id": session.tenant_id if session else uuid7(),
+        "request_message_id": uuid7(),
+        "response_message_id": uuid7(),
+        "model_name": "gpt-4o-mini",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "latency_ms": 250,
+        "status": ApiCallStatus.SUCCESS,
+        "create_time": BASE_TIME,
+    }
+    values.update(fields)
+    values.setdefault("total_tokens", values["prompt_tokens"] + values["completion_tokens"])
+    values.setdefault("update_time", values["create_time"])
+    return LLMApiCall(**values)
+
+
+def make_provider(
+    *,
+    tenant_id: UUID | None = None,
+    name: str = "openai",
+    enabled: bool = True,
+    api_key: str = "sk-test-not-a-real-key",
+) -> Provider:
+    """A provider account with a fresh id."""
+    return Provider(
+        id=uuid7(),
+        tenant_id=tenant_id or uuid7(),
+        provider_name=name,
+        provider_type="openai",
+        api_base="https://api.example.com/v1",
+        api_key=api_key,
+        enabled=enabled,
+        create_time=BASE_TIME,
+        update_time=BASE_TIME,
+    )
+
+
+def make_agent(
+    provider: Provider,
+    *,
+    code: str | None = None,
+    order: int = 0,
+    active: bool = True,
+    tenant_id: UUID | None = None,
+) -> Agent:
+    """An agent served by ``provider`` (in its tenant unless ``tenant_id`` says otherwise)."""
+    agent_id = uuid7()
+    return Agent(
+        id=agent_id,
+        tenant_id=tenant_id or provider.tenant_id,
+        agent_code=code or f"agent-{agent_id.hex[-12:]}",
+        agent_name="Helpful assistant",
+        agent_order=order,
+        agent_status=active,
+        context_limit=8192,
+        custom_params={"top_p": 0.9, "stop": ["\n\n"]},
+        max_completion_tokens=1024,
+        model_name="gpt-4o-mini",
+        provider_id=provider.id,
+        response_format="text",
+        system_prompt="You are helpful. 你好 👋",
+        temperature=0.7,
+        stream=True,
+        thinking={"budget_tokens": 512},
+        create_time=BASE_TIME,
+        update_time=BASE_TIME,
+    )
+
+
+# -- independent expectations ------------------------------------------------------
+
+
+def _expected_percentiles(latencies: Sequence[int]) -> tuple[float, float, float] | None:
+    """p50/p95/p99 by the standard library's inclusive (linear-interpolation) quantiles."""
+    if not latencies:
+        return None
+    if len(latencies) == 1:
+        only = float(latencies[0])
+        return only, only, only
+    cuts = pystats.quantiles(latencies, n=100, method="inclusive")
+    return cuts[49], cuts[94], cuts[98]
+
+
+def _assert_statistics(actual: UsageStatistics, calls: Sequence[LLMApiCall]) -> None:
+    """Check every field of ``actual`` against a computation straight from ``calls``."""
+    success = sum(1 for c in calls if c.status is ApiCallStatus.SUCCESS)
+    assert actual.total_calls == len(calls)
+    assert actual.success_count == success
+    assert actual.failed_count == len(calls) - success
+    assert actual.status_counts == {
+        status: sum(1 for c in calls if c.status is status) for status in ApiCallStatus
+    }
+    assert actual.total_tokens == sum(c.total_tokens for c in calls)
+    assert actual.total_prompt_tokens == sum(c.prompt_tokens for c in calls)
+    assert actual.total_completion_tokens == sum(c.completion_tokens for c in calls)
+    assert actual.total_cached_tokens == sum(
+        (c.prompt_tokens_details.cached_tokens or 0) if c.prompt_tokens_details else 0
+        for c in calls
+    )
+    assert actual.total_reasoning_tokens == sum(
+        (c.completion_tokens_details.reasoning_tokens or 0) if c.completion_tokens_details else 0
+        for c in calls
+    )
+    prices = [c.total_price for c in calls if c.total_price is not None]
+    if prices:
+        expected_cost = sum(prices, Decimal(0)).quantize(_COST_QUANTUM)
+        assert actual.total_cost == expected_cost
+        assert isinstance(actual.total_cost, Decimal)
+    else:
+        assert actual.total_cost is None
+
+    def mean(values: Sequence[float]) -> float | None:
+        return pystats.fmean(values) if values else None
+
+    latencies = [c.latency_ms for c in calls if c.latency_ms is not None]
+    speeds = [c.tokens_per_second for c in calls if c.tokens_per_second is not None]
+    firsts = [c.time_to_first_token_ms for c in calls if c.time_to_first_token_ms is not None]
+    for got, want in (
+        (actual.avg_latency_ms, mean(latencies)),
+        (actual.avg_tokens_per_second, mean(speeds)),
+        (actual.avg_time_to_first_token_ms, mean(firsts)),
+    ):
+        if want is None:
+            assert got is None
+        else:
+            assert got == pytest.approx(want, rel=1e-9)
+    percentiles = _expected_percentiles(sorted(latencies))
+    got_percentiles = (actual.p50_latency_ms, actual.p95_latency_ms, actual.p99_latency_ms)
+    if percentiles is None:
+        assert got_percentiles == (None, None, None)
+    else:
+        assert got_percentiles == pytest.approx(percentiles, rel=1e-9)
+
+
+class _Population:
+    """Varied API calls over a few tenants, users, sessions, agents and models."""
+
+    def __init__(self, seed: int, count: int) -> None:
+        rng = random.Random(seed)  # noqa: S311  (reproducible test data, not security)
+        self.tenants = [uuid7() for _ in range(3)]
+        self.users = [uuid7() for _ in range(4)]
+        self.sessions = [uuid7() for _ in range(5)]
+        self.agents = [uuid7() for _ in range(3)]
+        self.models = ["gpt-4o", "gpt-4o-mini", "claude-sonnet", "深度求索-chat"]
+        self.start = datetime(2024, 1, 1, tzinfo=UTC)
+        self.calls = [self._call(rng) for _ in range(count)]
+
+    def _call(self, rng: random.Random) -> LLMApiCall:
+        status = rng.choice(list(ApiCallStatus))
+        prompt = rng.randint(0, 5000)
+        completion = rng.randint(0, 2000)
+        created = self.start + timedelta(
+            seconds=rng.randint(0, 90 * 86400), microseconds=rng.randint(0, 999_999)
+        )
+        prompt_details = (
+            TokenDetails(cached_tokens=rng.randint(0, prompt)) if rng.random() < 0.5 else None
+        )
+        completion_details = (
+            TokenDetails(reasoning_tokens=rng.randint(0, completion))
+            if rng.random() < 0.4
+            else None
+        )
+        price = Decimal(rng.randint(0, 10**7)) / Decimal(10**8) if rng.random() < 0.7 else None
+        return make_api_call(
+            chat_session_id=rng.choice(self.sessions),
+            agent_id=rng.choice(self.agents),
+            user_id=rng.choice(self.users),
+            tenant_id=rng.choice(self.tenants),
+            model_name=rng.choice(self.models),
+            status=status,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            prompt_tokens_details=prompt_details,
+            completion_tokens_details=completion_details,
+            total_price=price,
+            latency_ms=rng.randint(5, 30_000) if rng.random() < 0.85 else None,
+            time_to_first_token_ms=rng.randint(1, 3000) if rng.random() < 0.6 else None,
+            tokens_per_second=round(rng.uniform(0.5, 250.0), 6) if rng.random() < 0.8 else None,
+            create_time=created,
+            update_time=created + timedelta(milliseconds=rng.randint(0, 30_000)),
+        )
+
+
+def _key_value(call: LLMApiCall, key: str) -> Any:
+    return {
+        "model": call.model_name,
+        "agent": call.agent_id,
+        "user": call.user_id,
+        "tenant": call.tenant_id,
+        "session": call.chat_session_id,
+        "status": call.status,
+    }[key]
+
+
+# -- the suite ------------------------------------------------------------------
+
+
+class StoreConformance:
+    """Every behaviour of the chatledger store contract, as pytest tests.
+
+    Subclass it as ``Test…`` and implement ``make_store``. Set
+    ``expected_backend_name`` to have ``backend_name`` checked too.
+    """
+
+    expected_backend_name: ClassVar[str | None] = None
+    tmp_path: Path
+
+    async def make_store(self) -> PersistenceStore:
+        """Return a new, empty, connected store of the backend under test."""
+        raise NotImplementedError("implement make_store() in your StoreConformance subclass")
+
+    @pytest_asyncio.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[PersistenceStore]:
+        """A fresh store from ``make_store``, closed after the test."""
+        self.tmp_path = tmp_path
+        made = await self.make_store()
+        try:
+            yield made
+        finally:
+            await made.close()
+
+    async def _session(self, store: PersistenceStore, **kwargs: Any) -> ChatSession:
+        session = make_session(**kwargs)
+        await store.create_session(session)
+        return session
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_store_implements_the_protocol(self, store: PersistenceStore) -> None:
+        """The store satisfies PersistenceStore and names its backend."""
+        assert isinstance(store, PersistenceStore)
+        assert isinstance(store.backend_name, str)
+        assert store.backend_name
+        assert store.backend_name == store.backend_name.lower()
+        if self.expected_backend_name is not None:
+            assert store.backend_name == self.expected_backend_name
+
+    @pytest.mark.asyncio
+    async def test_is_connected_until_close_and_close_is_idempotent(
+        self, store: PersistenceStore
+    ) -> None:
+        """is_connected is True until close(); a second close() does nothing."""
+        assert store.is_connected is True
+        await store.close()
+        assert store.is_connected is False
+        await store.close()
+        assert store.is_connected is False
+
+    @pytest.mark.asyncio
+    async def test_async_with_returns_the_store_and_closes_it(
+        self, store: PersistenceStore
+    ) -> None:
+        """`async with store` yields the store itself and closes it on exit."""
+        async with store as entered:
+            assert entered is store
+            await entered.create_session(make_session())
+        assert store.is_connected is False
+
+    @pytest.mark.asyncio
+    async def test_closed_store_raises_store_connection_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """Every method of a closed store raises StoreConnectionError."""
+        session = make_session()
+        message = make_message(session)
+        call = make_api_call(session)
+        provider = make_provider()
+        agent = make_agent(provider)
+        await store.close()
+        some_id = uuid7()
+        operations: list[Callable[[], Awaitable[Any]]] = [
+            lambda: store.save_message(message),
+            lambda: store.save_messages([message]),
+            lambda: store.get_message(some_id),
+            lambda: store.get_session_messages(some_id),
+            lambda: store.get_session_messages_paginated(some_id, 0, 10),
+            lambda: store.get_recent_messages(some_id, 10),
+            lambda: store.delete_message(some_id),
+            lambda: store.delete_session_messages(some_id),
+            lambda: store.count_session_messages(some_id),
+            lambda: store.save_api_call(call),
+            lambda: store.save_api_calls([call]),
+            lambda: store.get_api_call(some_id),
+            lambda: store.query_api_calls(QueryFilter()),
+            lambda: store.get_statistics(QueryFilter()),
+            lambda: store.get_usage_breakdown(QueryFilter(), ["model"], "day"),
+            lambda: store.delete_api_call(some_id),
+            lambda: store.cleanup_old_records(BASE_TIME),
+            lambda: store.create_session(session),
+            lambda: store.get_session(some_id),
+            lambda: store.get_user_sessions(some_id),
+            lambda: store.update_session(session),
+            lambda: store.delete_session(some_id),
+            lambda: store.save_provider(provider),
+            lambda: store.get_provider(some_id),
+            lambda: store.get_provider_by_name(some_id, "openai"),
+            lambda: store.list_providers(some_id),
+            lambda: store.get_enabled_providers(some_id),
+            lambda: store.delete_provider(some_id),
+            lambda: store.save_agent(agent),
+            lambda: store.get_agent(some_id),
+            lambda: store.get_agent_by_code("x"),
+            lambda: store.get_agent_by_code_and_tenant(some_id, "x"),
+            lambda: store.list_agents(some_id),
+            lambda: store.get_active_agents(some_id),
+            lambda: store.get_agent_with_provider(some_id),
+            lambda: store.get_agent_by_code_with_provider("x"),
+            lambda: store.get_agent_by_code_and_tenant_with_provider(some_id, "x"),
+            lambda: store.delete_agent(some_id),
+        ]
+        for operation in operations:
+            with pytest.raises(StoreConnectionError):
+                await operation()
+
+    # -- sessions ----------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_session_round_trips_every_field(self, store: PersistenceStore) -> None:
+        """create_session then get_session returns an equal session, microseconds included."""
+        session = make_session(
+            title="Trip to 東京 ✈️",
+            metadata={"topic": "travel", "tags": ["a", "b"], "depth": {"n": 1, "ok": True}},
+            create_time=datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+            update_time=datetime(2024, 3, 1, 0, 0, 0, 1, tzinfo=UTC),
+        )
+        await store.create_session(session)
+        got = await store.get_session(session.id)
+        assert got == session
+        assert got is not None
+        assert got.create_time.microsecond == 999_999
+        assert got.update_time.microsecond == 1
+        assert got.create_time.utcoffset() == timedelta(0)
+
+    @pytest.mark.asyncio
+    async def test_get_missing_session_is_none(self, store: PersistenceStore) -> None:
+        """get_session of an unknown id returns None."""
+        assert await store.get_session(uuid7()) is None
+
+    @pytest.mark.asyncio
+    async def test_create_session_with_reused_id_raises_constraint_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """create_session with an id already stored raises ConstraintError and keeps the first."""
+        session = await self._session(store, title="first")
+        with pytest.raises(ConstraintError):
+            await store.create_session(session.with_title("second"))
+        got = await store.get_session(session.id)
+        assert got is not None
+        assert got.title == "first"
+
+    @pytest.mark.asyncio
+    async def test_get_user_sessions_most_recently_updated_first(
+        self, store: PersistenceStore
+    ) -> None:
+        """get_user_sessions returns only that user's sessions by (update_time, id) descending."""
+        user = uuid7()
+        old = await self._session(store, user_id=user, update_time=BASE_TIME)
+        newest = await self._session(
+            store, user_id=user, update_time=BASE_TIME + timedelta(hours=3)
+        )
+        middle = await self._session(
+            store, user_id=user, update_time=BASE_TIME + timedelta(hours=2)
+        )
+        tie = await self._session(store, user_id=user, update_time=BASE_TIME + timedelta(hours=2))
+        await self._session(store, update_time=BASE_TIME + timedelta(hours=9))  # another user
+        got = await store.get_user_sessions(user)
+        assert [s.id for s in got] == [newest.id, tie.id, middle.id, old.id]
+        assert await store.get_user_sessions(uuid7()) == []
+
+    @pytest.mark.asyncio
+    async def test_update_session_replaces_it(self, store: PersistenceStore) -> None:
+        """update_session stores the new title, metadata and update_time."""
+        session = await self._session(store, title="draft")
+        changed = (
+            session.with_title("final ✅")
+            .with_metadata("k", {"v": [1, 2]})
+            ._replace(update_time=BASE_TIME + timedelta(days=1, microseconds=7))
+        )
+        await store.update_session(changed)
+        assert await store.get_session(session.id) == changed
+
+    @pytest.mark.asyncio
+    async def test_update_missing_session_raises_not_found(self, store: PersistenceStore) -> None:
+        """update_session of a session never created raises NotFoundError and stores nothing."""
+        session = make_session()
+        with pytest.raises(NotFoundError):
+            await store.update_session(session)
+        assert await store.get_session(session.id) is None
+
+    @pytest.mark.asyncio
+    async def test_delete_session_removes_messages_and_keeps_api_calls(
+        self, store: PersistenceStore
+    ) -> None:
+        """delete_session deletes the session and its messages; its API calls stay in the ledger."""
+        session = await self._session(store)
+        other = await self._session(store)
+        messages = [make_message(session, f"m{i}") for i in range(3)]
+        await store.save_messages(messages)
+        await store.save_message(make_message(other, "keep me"))
+        call = make_api_call(session, request_message_id=messages[0].id)
+        await store.save_api_call(call)
+
+        assert await store.delete_session(session.id) is True
+        assert await store.get_session(session.id) is None
+        assert await store.count_session_messages(session.id) == 0
+        assert await store.get_message(messages[0].id) is None
+        assert await store.get_api_call(call.id) == call
+        assert await store.count_session_messages(other.id) == 1
+        assert await store.delete_session(session.id) is False
+
+    @pytest.mark.asyncio
+    async def test_saving_a_message_moves_session_update_time_forward(
+        self, store: PersistenceStore
+    ) -> None:
+        """A saved message sets its session's update_time to max(update_time, message time)."""
+        session = await self._session(store, create_time=BASE_TIME)
+        later = BASE_TIME + timedelta(hours=1, microseconds=42)
+        await store.save_message(make_message(session, create_time=later))
+        got = await store.get_session(session.id)
+        assert got is not None
+        assert got.update_time == later
+        assert got.create_time == BASE_TIME
+
+        await store.save_message(make_message(session, create_time=BASE_TIME - timedelta(days=1)))
+        got = await store.get_session(session.id)
+        assert got is not None
+        assert got.update_time == later
+
+    @pytest.mark.asyncio
+    async def test_message_save_reorders_user_sessions(self, store: PersistenceStore) -> None:
+        """After a message is saved, its session comes first in get_user_sessions."""
+        user = uuid7()
+        quiet = await self._session(store, user_id=user, update_time=BASE_TIME)
+        await self._session(store, user_id=user, update_time=BASE_TIME + timedelta(hours=1))
+        await store.save_message(make_message(quiet, create_time=BASE_TIME + timedelta(hours=2)))
+        sessions = await store.get_user_sessions(user)
+        assert sessions[0].id == quiet.id
+
+    # -- messages ----------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_message_round_trips_every_field(self, store: PersistenceStore) -> None:
+        """save_message then get_message returns an equal message: content, parent, microseconds."""
+        session = await self._session(store)
+        first = make_message(session, "question", create_time=BASE_TIME)
+        content = MessageContent(
+            text="calling tools 🔧",
+            tool_calls=[
+                ToolCallContent(id="call_1", name="search", arguments={"q": "天气", "n": 3}),
+                ToolCallContent(id="call_2", name="noop", arguments=[1, "two", None]),
+            ],
+            reasoning={"steps": ["a", "b"]},
+            score=3,
+        )
+        second = make_message(
+            session,
+            role=MessageRole.ASSISTANT,
+            content=content,
+            create_time=BASE_TIME.replace(microsecond=654_321),
+            parent_message_id=first.id,
+        )
+        third = make_message(
+            session,
+            role=MessageRole.TOOL,
+            content=MessageContent.from_tool_result(
+                ToolResultContent(tool_call_id="call_1", content="晴れ ☀️", is_error=True)
+            ),
+            create_time=BASE_TIME.replace(microsecond=999_999),
+        )
+        for message in (first, second, third):
+            await store.save_message(message)
+        for message in (first, second, third):
+            assert await store.get_message(message.id) == message
+        got = await store.get_message(second.id)
+        assert got is not None
+        assert got.parent_message_id == first.id
+        assert got.content.extra == {"reasoning": {"steps": ["a", "b"]}, "score": 3}
+        assert got.create_time.microsecond == 654_321
+        assert got.role is MessageRole.ASSISTANT
+
+    @pytest.mark.asyncio
+    async def test_get_missing_message_is_none(self, store: PersistenceStore) -> None:
+        """get_message of an unknown id returns None."""
+        assert await store.get_message(uuid7()) is None
+
+    @pytest.mark.asyncio
+    async def test_message_without_session_raises_constraint_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """Saving a message whose session does not exist raises ConstraintError; nothing stored."""
+        orphan = make_message(make_session())
+        with pytest.raises(ConstraintError):
+            await store.save_message(orphan)
+        assert await store.get_message(orphan.id) is None
+
+    @pytest.mark.asyncio
+    async def test_message_with_reused_id_raises_constraint_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """Saving a message with an id already stored raises ConstraintError; the first stays."""
+        session = await self._session(store)
+        message = make_message(session, "original")
+        await store.save_message(message)
+        with pytest.raises(ConstraintError):
+            await store.save_message(message._replace(content=MessageContent(text="copy")))
+        got = await store.get_message(message.id)
+        assert got is not None
+        assert got.content.text == "original"
+        assert await store.count_session_messages(session.id) == 1
+
+    @pytest.mark.asyncio
+    async def test_session_messages_come_oldest_first(self, store: PersistenceStore) -> None:
+        """get_session_messages orders by create_time whatever the save order, one session only."""
+        session = await self._session(store)
+        other = await self._session(store)
+        times = [BASE_TIME + timedelta(seconds=s, microseconds=s) for s in (5, 1, 3, 2, 4)]
+        messages = [make_message(session, f"t{t}", create_time=t) for t in times]
+        for message in messages:
+            await store.save_message(message)
+        await store.save_message(make_message(other, create_time=BASE_TIME))
+        got = await store.get_session_messages(session.id)
+        assert [m.id for m in got] == [m.id for m in sorted(messages, key=lambda m: m.create_time)]
+        assert await store.get_session_messages(uuid7()) == []
+
+    @pytest.mark.asyncio
+    async def test_thousand_messages_come_back_in_save_order(self, store: PersistenceStore) -> None:
+        """1,000 messages saved in a tight loop are returned in the order they were saved."""
+        session = await self._session(store)
+        saved = []
+        for index in range(1000):
+            message = LLMMessage.new(
+                session.id, session.agent_id, session.user_id, session.tenant_id, "user", str(index)
+            )
+            await store.save_message(message)
+            saved.append(message.id)
+        got = await store.get_session_messages(session.id)
+        assert [m.id for m in got] == saved
+        assert [m.content.text for m in got] == [str(i) for i in range(1000)]
+
+    @pytest.mark.asyncio
+    async def test_messages_with_equal_create_time_keep_save_order(
+        self, store: PersistenceStore
+    ) -> None:
+        """1,000 messages sharing one create_time come back in save order (UUIDv7 ids)."""
+        session = await self._session(store)
+        saved = [make_message(session, str(i), create_time=BASE_TIME) for i in range(1000)]
+        for message in saved:
+            await store.save_message(message)
+        got = await store.get_session_messages(session.id)
+        assert [m.id for m in got] == [m.id for m in saved]
+        recent = await store.get_recent_messages(session.id, 3)
+        assert [m.content.text for m in recent] == ["997", "998", "999"]
+
+    @pytest.mark.asyncio
+    async def test_paginated_messages(self, store: PersistenceStore) -> None:
+        """get_session_messages_paginated returns oldest-first pages; bad bounds give []."""
+        session = await self._session(store)
+        saved = [
+            make_message(session, str(i), create_time=BASE_TIME + timedelta(seconds=i))
+            for i in range(25)
+        ]
+        await store.save_messages(saved)
+        ids = [m.id for m in saved]
+        page = await store.get_session_messages_paginated(session.id, 0, 10)
+        assert [m.id for m in page] == ids[:10]
+        page = await store.get_session_messages_paginated(session.id, 10, 10)
+        assert [m.id for m in page] == ids[10:20]
+        page = await store.get_session_messages_paginated(session.id, 20, 10)
+        assert [m.id for m in page] == ids[20:]
+        assert await store.get_session_messages_paginated(session.id, 25, 10) == []
+        assert await store.get_session_messages_paginated(session.id, -1, 10) == []
+        assert await store.get_session_messages_paginated(session.id, 0, 0) == []
+        assert await store.get_session_messages_paginated(session.id, 0, -5) == []
+
+    @pytest.mark.asyncio
+    async def test_recent_messages_are_newest_returned_oldest_first(
+        self, store: PersistenceStore
+    ) -> None:
+        """get_recent_messages(n) returns the newest n, oldest first; n <= 0 gives []."""
+        session = await self._session(store)
+        saved = [
+            make_message(session, str(i), create_time=BASE_TIME + timedelta(minutes=i))
+            for i in range(10)
+        ]
+        for message in reversed(saved):
+            await store.save_message(message)
+        ids = [m.id for m in saved]
+        assert [m.id for m in await store.get_recent_messages(session.id, 3)] == ids[7:]
+        assert [m.id for m in await store.get_recent_messages(session.id, 50)] == ids
+        assert await store.get_recent_messages(session.id, 0) == []
+        assert await store.get_recent_messages(session.id, -1) == []
+        assert await store.get_recent_messages(uuid7(), 5) == []
+
+    @pytest.mark.asyncio
+    async def test_delete_message(self, store: PersistenceStore) -> None:
+        """delete_message removes one message (True), then reports False; others keep order."""
+        session = await self._session(store)
+        saved = [make_message(session, str(i), create_time=BASE_TIME) for i in range(5)]
+        await store.save_messages(saved)
+        assert await store.delete_message(saved[2].id) is True
+        assert await store.delete_message(saved[2].id) is False
+        assert await store.delete_message(uuid7()) is False
+        assert await store.get_message(saved[2].id) is None
+        assert await store.count_session_messages(session.id) == 4
+        got = await store.get_session_messages(session.id)
+        assert [m.id for m in got] == [saved[i].id for i in (0, 1, 3, 4)]
+
+    @pytest.mark.asyncio
+    async def test_delete_session_messages_returns_count(self, store: PersistenceStore) -> None:
+        """delete_session_messages deletes one session's messages, returns the count, keeps it."""
+        session = await self._session(store)
+        other = await self._session(store)
+        await store.save_messages([make_message(session, str(i)) for i in range(7)])
+        await store.save_messages([make_message(other, str(i)) for i in range(2)])
+        assert await store.delete_session_messages(session.id) == 7
+        assert await store.delete_session_messages(session.id) == 0
+        assert await store.count_session_messages(session.id) == 0
+        assert await store.get_session(session.id) is not None
+        assert await store.count_session_messages(other.id) == 2
+        await store.save_message(make_message(session, "again"))
+        assert await store.count_session_messages(session.id) == 1
+
+    @pytest.mark.asyncio
+    async def test_count_session_messages(self, store: PersistenceStore) -> None:
+        """count_session_messages counts one session's messages; an unknown session has 0."""
+        session = await self._session(store)
+        assert await store.count_session_messages(session.id) == 0
+        await store.save_messages([make_message(session, str(i)) for i in range(13)])
+        assert await store.count_session_messages(session.id) == 13
+        assert await store.count_session_messages(uuid7()) == 0
+
+    @pytest.mark.asyncio
+    async def test_save_messages_stores_a_batch_in_order(self, store: PersistenceStore) -> None:
+        """save_messages stores every message of a batch, across sessions; [] is a no-op."""
+        first = await self._session(store)
+        second = await self._session(store)
+        batch = [make_message(first if i % 2 else second, str(i)) for i in range(20)]
+        await store.save_messages(batch)
+        await store.save_messages([])
+        for session in (first, second):
+            got = await store.get_session_messages(session.id)
+            assert [m.id for m in got] == [m.id for m in batch if m.chat_session_id == session.id]
+
+    @pytest.mark.asyncio
+    async def test_save_messages_duplicate_inside_batch_stores_nothing(
+        self, store: PersistenceStore
+    ) -> None:
+        """A batch holding the same id twice raises ConstraintError and stores none of it."""
+        session = await self._session(store)
+        batch = [make_message(session, str(i)) for i in range(5)]
+        with pytest.raises(ConstraintError):
+            await store.save_messages([*batch, batch[1]])
+        assert await store.count_session_messages(session.id) == 0
+        assert await store.get_message(batch[0].id) is None
+
+    @pytest.mark.asyncio
+    async def test_save_messages_duplicate_of_stored_id_stores_nothing(
+        self, store: PersistenceStore
+    ) -> None:
+        """A batch reusing a stored id raises ConstraintError and stores none of it."""
+        session = await self._session(store)
+        existing = make_message(session, "existing")
+        await store.save_message(existing)
+        batch = [make_message(session, str(i)) for i in range(5)]
+        with pytest.raises(ConstraintError):
+            await store.save_messages([*batch, existing])
+        assert await store.count_session_messages(session.id) == 1
+        assert await store.get_message(batch[0].id) is None
+
+    @pytest.mark.asyncio
+    async def test_save_messages_with_missing_session_stores_nothing(
+        self, store: PersistenceStore
+    ) -> None:
+        """A batch with one message of a missing session raises ConstraintError, stores nothing."""
+        session = await self._session(store)
+        batch = [make_message(session, str(i)) for i in range(5)]
+        batch.insert(3, make_message(make_session(), "orphan"))
+        with pytest.raises(ConstraintError):
+            await store.save_messages(batch)
+        assert await store.count_session_messages(session.id) == 0
+        got = await store.get_session(session.id)
+        assert got is not None
+        assert got.update_time == session.update_time
+
+    @pytest.mark.asyncio
+    async def test_unicode_text_round_trips(self, store: PersistenceStore) -> None:
+        """Emoji, CJK, RTL and combining characters round-trip unchanged in messages and calls."""
+        text = 'Hello 👋🏽 世界 こんにちは 안녕 مرحبا e\u0301 𝄞 🀄 \t\n\\ "quoted" \''
+        session = await self._session(store, title="标题 🎉")
+        message = make_message(session, text)
+        await store.save_message(message)
+        got = await store.get_message(message.id)
+        assert got is not None
+        assert got.content.text == text
+        call = make_api_call(session, model_name="模型-🚀", error_message=text)
+        await store.save_api_call(call)
+        got_call = await store.get_api_call(call.id)
+        assert got_call is not None
+        assert got_call.error_message == text
+        assert got_call.model_name == "模型-🚀"
+
+    @pytest.mark.asyncio
+    async def test_nul_in_message_raises_serialization_error(self, store: PersistenceStore) -> None:
+        """A NUL anywhere in a message's content raises SerializationError; nothing is stored."""
+        session = await self._session(store)
+        bad_contents = [
+            MessageContent(text="before\x00after"),
+            MessageContent(
+                tool_calls=[ToolCallContent(id="c", name="f", arguments={"deep": ["x\x00"]})]
+            ),
+            MessageContent(text="ok", note="extra \x00"),
+            MessageContent(tool_result=ToolResultContent(tool_call_id="c", content="\x00")),
+        ]
+        for content in bad_contents:
+            message = make_message(session, content=content)
+            with pytest.raises(SerializationError):
+                await store.save_message(message)
+            assert await store.get_message(message.id) is None
+        good = make_message(session, "fine")
+        with pytest.raises(SerializationError):
+            await store.save_messages([good, make_message(session, "bad\x00")])
+        assert await store.count_session_messages(session.id) == 0
+
+    @pytest.mark.asyncio
+    async def test_lone_surrogate_raises_serialization_error(self, store: PersistenceStore) -> None:
+        """Text that is not valid UTF-8 (a lone surrogate) raises SerializationError."""
+        session = await self._session(store)
+        message = make_message(session, "broken \ud800 text")
+        with pytest.raises(SerializationError):
+            await store.save_message(message)
+        assert await store.count_session_messages(session.id) == 0
+        call = make_api_call(session, error_message="\udfff")
+        with pytest.raises(SerializationError):
+            await store.save_api_call(call)
+        assert await store.get_api_call(call.id) is None
+
+    @pytest.mark.asyncio
+    async def test_nul_in_session_and_call_raises_serialization_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """NUL in a session's title or metadata or an API call's text raises SerializationError."""
+        bad_sessions = [make_session(title="t\x00"), make_session(metadata={"k": ["v\x00"]})]
+        for session in bad_sessions:
+            with pytest.raises(SerializationError):
+                await store.create_session(session)
+            assert await store.get_session(session.id) is None
+
+        stored = await self._session(store, title="clean")
+        with pytest.raises(SerializationError):
+            await store.update_session(stored.with_title("dirty\x00"))
+        got = await store.get_session(stored.id)
+        assert got is not None
+        assert got.title == "clean"
+
+        bad_calls = [
+            make_api_call(error_message="oops\x00"),
+            make_api_call(model_name="gpt\x00"),
+            make_api_call(api_response_id="resp\x00"),
+        ]
+        for call in bad_calls:
+            with pytest.raises(SerializationError):
+                await store.save_api_call(call)
+            assert await store.get_api_call(call.id) is None
+
+    @pytest.mark.asyncio
+    async def test_fifty_concurrent_writers_on_distinct_sessions_lose_nothing(
+        self, store: PersistenceStore
+    ) -> None:
+        """50 concurrent save_message calls on 50 sessions all land."""
+        sessions = [make_session() for _ in range(50)]
+        await asyncio.gather(*(store.create_session(s) for s in sessions))
+        messages = [make_message(s, f"from {i}") for i, s in enumerate(sessions)]
+        await asyncio.gather(*(store.save_message(m) for m in messages))
+        for session, message in zip(sessions, messages, strict=True):
+            assert await store.get_session_messages(session.id) == [message]
+
+    @pytest.mark.asyncio
+    async def test_fifty_concurrent_writers_on_one_session_lose_nothing(
+        self, store: PersistenceStore
+    ) -> None:
+        """50 concurrent save_message calls on one session all land, each exactly once."""
+        session = await self._session(store)
+        messages = [make_message(session, str(i)) for i in range(50)]
+        await asyncio.gather(*(store.save_message(m) for m in messages))
+        got = await store.get_session_messages(session.id)
+        assert sorted(m.id for m in got) == sorted(m.id for m in messages)
+        assert await store.count_session_messages(session.id) == 50
+
+    @pytest.mark.asyncio
+    async def test_fifty_concurrent_api_call_writers_lose_nothing(
+        self, store: PersistenceStore
+    ) -> None:
+        """50 concurrent save_api_call calls all land."""
+        calls = [make_api_call(prompt_tokens=i) for i in range(50)]
+        await asyncio.gather(*(store.save_api_call(c) for c in calls))
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.total_calls == 50
+        assert stats.total_prompt_tokens == sum(range(50))
+
+    # -- API calls -----------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_api_call_round_trips_every_field(self, store: PersistenceStore) -> None:
+        """save_api_call then get_api_call returns an equal call: details, price, microseconds."""
+        call = make_api_call(
+            model_name="gpt-4o",
+            prompt_tokens=1200,
+            completion_tokens=300,
+            prompt_tokens_details=TokenDetails(cached_tokens=1000, audio_tokens=0),
+            completion_tokens_details=TokenDetails(reasoning_tokens=120),
+            total_price=Decimal("0.0123456789"),
+            price_details=PriceDetails(
+                input_price=Decimal("0.01"), output_price=Decimal("0.0023456789"), tier="batch"
+            ),
+            latency_ms=1234,
+            time_to_first_token_ms=321,
+            tokens_per_second=243.125,
+            api_response_id="chatcmpl-abc123",
+            create_time=BASE_TIME.replace(microsecond=111_111),
+            update_time=BASE_TIME.replace(microsecond=999_999) + timedelta(seconds=1),
+        )
+        await store.save_api_call(call)
+        got = await store.get_api_call(call.id)
+        assert got == call
+        assert got is not None
+        assert got.total_price == Decimal("0.0123456789")
+        assert got.create_time.microsecond == 111_111
+        assert got.update_time.microsecond == 999_999
+        assert got.prompt_tokens_details is not None
+        assert got.prompt_tokens_details.extra == {"audio_tokens": 0}
+
+    @pytest.mark.asyncio
+    async def test_failed_api_call_round_trips(self, store: PersistenceStore) -> None:
+        """A failed call keeps its status, error message, error code and nil response id."""
+        call = LLMApiCall.failed(
+            uuid7(),
+            uuid7(),
+            uuid7(),
+            uuid7(),
+            uuid7(),
+            "gpt-4o",
+            "Rate limit reached",
+            "429",
+            datetime.now(UTC).replace(microsecond=123_456) - timedelta(seconds=2),
+            status=ApiCallStatus.RATE_LIMITED,
+        )
+        await store.save_api_call(call)
+        got = await store.get_api_call(call.id)
+        assert got == call
+        assert got is not None
+        assert got.status is ApiCallStatus.RATE_LIMITED
+        assert got.response_message_id == NIL_UUID
+        assert got.total_price is None
+
+    @pytest.mark.asyncio
+    async def test_api_call_needs_no_session(self, store: PersistenceStore) -> None:
+        """An API call is stored even when its session does not exist (it is a ledger)."""
+        call = make_api_call(make_session())
+        await store.save_api_call(call)
+        assert await store.get_api_call(call.id) == call
+
+    @pytest.mark.asyncio
+    async def test_get_missing_api_call_is_none(self, store: PersistenceStore) -> None:
+        """get_api_call of an unknown id returns None."""
+        assert await store.get_api_call(uuid7()) is None
+
+    @pytest.mark.asyncio
+    async def test_api_call_with_reused_id_raises_constraint_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """Saving an API call with an id already stored raises ConstraintError; the first stays."""
+        call = make_api_call(prompt_tokens=1)
+        await store.save_api_call(call)
+        with pytest.raises(ConstraintError):
+            await store.save_api_call(make_api_call(id=call.id, prompt_tokens=2))
+        got = await store.get_api_call(call.id)
+        assert got is not None
+        assert got.prompt_tokens == 1
+
+    @pytest.mark.asyncio
+    async def test_save_api_calls_is_all_or_nothing(self, store: PersistenceStore) -> None:
+        """save_api_calls stores a batch, or nothing when an id repeats or a text is refused."""
+        existing = make_api_call()
+        await store.save_api_call(existing)
+        batch = [make_api_call(prompt_tokens=i) for i in range(5)]
+        for bad_batch, error in (
+            ([*batch, batch[0]], ConstraintError),
+            ([*batch, existing], ConstraintError),
+            ([*batch, make_api_call(error_message="\x00")], SerializationError),
+        ):
+            with pytest.raises(error):
+                await store.save_api_calls(bad_batch)
+            assert (await store.get_statistics(QueryFilter())).total_calls == 1
+            assert await store.get_api_call(batch[0].id) is None
+        await store.save_api_calls(batch)
+        await store.save_api_calls([])
+        assert (await store.get_statistics(QueryFilter())).total_calls == 6
+        for call in batch:
+            assert await store.get_api_call(call.id) == call
+
+    @pytest.mark.asyncio
+    async def test_query_api_calls_newest_first(self, store: PersistenceStore) -> None:
+        """query_api_calls orders by create_time, then id, both descending."""
+        same_time = [make_api_call(create_time=BASE_TIME) for _ in range(3)]
+        older = make_api_call(create_time=BASE_TIME - timedelta(microseconds=1))
+        newer = make_api_call(create_time=BASE_TIME + timedelta(microseconds=1))
+        await store.save_api_calls([same_time[1], older, newer, same_time[2], same_time[0]])
+        got = await store.query_api_calls(QueryFilter())
+        assert [c.id for c in got] == [
+            newer.id,
+            same_time[2].id,
+            same_time[1].id,
+            same_time[0].id,
+            older.id,
+        ]
+
+    @pytest.mark.asyncio
+    async def test_query_api_calls_default_limit_and_pagination(
+        self, store: PersistenceStore
+    ) -> None:
+        """query_api_calls returns at most 100 by default; offset and limit page the rest."""
+        calls = [make_api_call(create_time=BASE_TIME + timedelta(seconds=i)) for i in range(130)]
+        await store.save_api_calls(calls)
+        newest_first = [c.id for c in reversed(calls)]
+        assert [c.id for c in await store.query_api_calls(QueryFilter())] == newest_first[:100]
+        page = await store.query_api_calls(QueryFilter().paginate(100, 100))
+        assert [c.id for c in page] == newest_first[100:]
+        page = await store.query_api_calls(QueryFilter().paginate(10, 5))
+        assert [c.id for c in page] == newest_first[10:15]
+        everything = await store.query_api_calls(QueryFilter(limit=1000))
+        assert len(everything) == 130
+        assert await store.query_api_calls(QueryFilter(limit=0)) == []
+        assert await store.query_api_calls(QueryFilter(offset=500)) == []
+
+    @pytest.mark.asyncio
+    async def test_query_api_calls_with_each_filter_field(self, store: PersistenceStore) -> None:
+        """query_api_calls honours tenant, user, session, agent, status, model and time filters."""
+        population = _Population(seed=7, count=300)
+        await store.save_api_calls(population.calls)
+        for query, keep in self._filters(population):
+            got = await store.query_api_calls(query.paginate(0, 1000))
+            expected = sorted(
+                (c for c in population.calls if keep(c)),
+                key=lambda c: (c.create_time, c.id),
+                reverse=True,
+            )
+            assert expected, "the population should cover every filter"
+            assert [c.id for c in got] == [c.id for c in expected]
+
+    @pytest.mark.asyncio
+    async def test_time_range_is_half_open(self, store: PersistenceStore) -> None:
+        """A call exactly at start_time is included; a call exactly at end_time is excluded."""
+        start = BASE_TIME
+        end = BASE_TIME + timedelta(hours=1)
+        at_start = make_api_call(create_time=start)
+        inside = make_api_call(create_time=end - timedelta(microseconds=1))
+        at_end = make_api_call(create_time=end)
+        before = make_api_call(create_time=start - timedelta(microseconds=1))
+        await store.save_api_calls([at_start, inside, at_end, before])
+        query = QueryFilter().time_range(start, end)
+        got = await store.query_api_calls(query)
+        assert {c.id for c in got} == {at_start.id, inside.id}
+        assert (await store.get_statistics(query)).total_calls == 2
+        only_start = await store.query_api_calls(QueryFilter().time_range(start, None))
+        assert {c.id for c in only_start} == {at_start.id, inside.id, at_end.id}
+        only_end = await store.query_api_calls(QueryFilter().time_range(None, end))
+        assert {c.id for c in only_end} == {at_start.id, inside.id, before.id}
+        other_zone = timezone(timedelta(hours=5, minutes=30))
+        shifted = await store.query_api_calls(
+            QueryFilter().time_range(start.astimezone(other_zone), end.astimezone(other_zone))
+        )
+        assert {c.id for c in shifted} == {at_start.id, inside.id}
+
+    @pytest.mark.asyncio
+    async def test_delete_api_call(self, store: PersistenceStore) -> None:
+        """delete_api_call removes one call (True), then reports False."""
+        keep, drop = make_api_call(), make_api_call()
+        await store.save_api_calls([keep, drop])
+        assert await store.delete_api_call(drop.id) is True
+        assert await store.delete_api_call(drop.id) is False
+        assert await store.get_api_call(drop.id) is None
+        assert await store.get_api_call(keep.id) == keep
+
+    @pytest.mark.asyncio
+    async def test_cleanup_old_records_counts_and_keeps_messages(
+        self, store: PersistenceStore
+    ) -> None:
+        """cleanup_old_records deletes calls with create_time < before, returns how many."""
+        session = await self._session(store)
+        message = make_message(session, create_time=BASE_TIME - timedelta(days=30))
+        await store.save_message(message)
+        offsets = [-3 * 86400, -86400, -1e-6, 0, 1, 86400]
+        calls = [
+            make_api_call(session, create_time=BASE_TIME + timedelta(seconds=o)) for o in offsets
+        ]
+        await store.save_api_calls(calls)
+        assert await store.cleanup_old_records(BASE_TIME) == 3
+        assert await store.cleanup_old_records(BASE_TIME) == 0
+        left = await store.query_api_calls(QueryFilter())
+        assert {c.id for c in left} == {c.id for c in calls[3:]}
+        assert await store.get_message(message.id) == message
+
+    # -- statistics ----------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_statistics_of_nothing(self, store: PersistenceStore) -> None:
+        """Statistics over no calls are zeros, every status counted 0, cost and averages None."""
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.total_calls == 0
+        assert stats.success_count == 0
+        assert stats.failed_count == 0
+        assert stats.total_tokens == 0
+        assert stats.total_cost is None
+        assert stats.avg_latency_ms is None
+        assert stats.avg_tokens_per_second is None
+        assert stats.avg_time_to_first_token_ms is None
+        assert (stats.p50_latency_ms, stats.p95_latency_ms, stats.p99_latency_ms) == (
+            None,
+            None,
+            None,
+        )
+        assert stats.status_counts == dict.fromkeys(ApiCallStatus, 0)
+
+    @pytest.mark.asyncio
+    async def test_statistics_over_many_varied_calls(self, store: PersistenceStore) -> None:
+        """Statistics over 1,200 varied calls equal an independent computation, field by field."""
+        population = _Population(seed=20240506, count=1200)
+        await store.save_api_calls(population.calls[:600])
+        for call in population.calls[600:]:
+            await store.save_api_call(call)
+        _assert_statistics(await store.get_statistics(QueryFilter()), population.calls)
+
+    @pytest.mark.asyncio
+    async def test_statistics_with_each_filter_field(self, store: PersistenceStore) -> None:
+        """Statistics honour tenant, user, session, agent, status, model and time filters."""
+        population = _Population(seed=99, count=400)
+        await store.save_api_calls(population.calls)
+        for query, keep in self._filters(population):
+            expected = [c for c in population.calls if keep(c)]
+            _assert_statistics(await store.get_statistics(query), expected)
+
+    @pytest.mark.asyncio
+    async def test_statistics_ignore_offset_and_limit(self, store: PersistenceStore) -> None:
+        """get_statistics covers every matching call whatever the filter's offset and limit."""
+        population = _Population(seed=3, count=150)
+        await store.save_api_calls(population.calls)
+        stats = await store.get_statistics(QueryFilter().paginate(140, 5))
+        _assert_statistics(stats, population.calls)
+
+    @pytest.mark.asyncio
+    async def test_latency_percentiles_interpolate_linearly(self, store: PersistenceStore) -> None:
+        """p50/p95/p99 interpolate linearly between ranks and skip calls without latency."""
+        await store.save_api_call(make_api_call(latency_ms=100))
+        await store.save_api_call(make_api_call(latency_ms=None))
+        stats = await store.get_statistics(QueryFilter())
+        assert (stats.p50_latency_ms, stats.p95_latency_ms, stats.p99_latency_ms) == (
+            100.0,
+            100.0,
+            100.0,
+        )
+        assert stats.avg_latency_ms == 100.0
+        await store.save_api_call(make_api_call(latency_ms=200))
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.p50_latency_ms == pytest.approx(150.0)
+        assert stats.p95_latency_ms == pytest.approx(195.0)
+        assert stats.p99_latency_ms == pytest.approx(199.0)
+        await store.save_api_calls([make_api_call(latency_ms=ms) for ms in (400, 300)])
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.p50_latency_ms == pytest.approx(250.0)
+        assert stats.p95_latency_ms == pytest.approx(385.0)
+        assert stats.p99_latency_ms == pytest.approx(397.0)
+        assert stats.avg_latency_ms == pytest.approx(250.0)
+
+    @pytest.mark.asyncio
+    async def test_failed_count_is_every_non_success(self, store: PersistenceStore) -> None:
+        """failed_count counts failed, timeout, rate-limited and cancelled calls alike."""
+        await store.save_api_calls(
+            [make_api_call(status=status) for status in ApiCallStatus for _ in range(2)]
+        )
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.total_calls == 10
+        assert stats.success_count == 2
+        assert stats.failed_count == 8
+        assert stats.status_counts == dict.fromkeys(ApiCallStatus, 2)
+
+    @pytest.mark.asyncio
+    async def test_total_cost_sums_priced_calls_only(self, store: PersistenceStore) -> None:
+        """total_cost is None with no priced call, else the exact Decimal sum of the prices."""
+        await store.save_api_call(make_api_call(total_price=None))
+        assert (await store.get_statistics(QueryFilter())).total_cost is None
+        await store.save_api_call(make_api_call(total_price=Decimal(0)))
+        free = (await store.get_statistics(QueryFilter())).total_cost
+        assert free is not None
+        assert free == 0
+        await store.save_api_calls(
+            [
+                make_api_call(total_price=Decimal("0.1")),
+                make_api_call(total_price=Decimal("0.2")),
+                make_api_call(total_price=Decimal("0.0000000001")),
+            ]
+        )
+        cost = (await store.get_statistics(QueryFilter())).total_cost
+        assert cost == Decimal("0.3000000001")
+        assert isinstance(cost, Decimal)
+
+    # -- usage breakdown ---------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_breakdown_without_keys_or_bucket_is_one_overall_row(
+        self, store: PersistenceStore
+    ) -> None:
+        """No group_by and no bucket gives one row with empty keys, even over no calls."""
+        rows = await store.get_usage_breakdown(QueryFilter())
+        assert len(rows) == 1
+        assert rows[0].keys == {}
+        assert rows[0].bucket_start is None
+        assert rows[0].stats.total_calls == 0
+        population = _Population(seed=5, count=120)
+        await store.save_api_calls(population.calls)
+        rows = await store.get_usage_breakdown(QueryFilter(), [], None)
+        assert len(rows) == 1
+        _assert_statistics(rows[0].stats, population.calls)
+
+    @pytest.mark.parametrize("key", GROUP_BY_KEYS)
+    @pytest.mark.asyncio
+    async def test_breakdown_by_each_key(self, store: PersistenceStore, key: GroupKey) -> None:
+        """Grouping by one key gives one row per value, ordered by its string form."""
+        population = _Population(seed=11, count=300)
+        await store.save_api_calls(population.calls)
+        rows = await store.get_usage_breakdown(QueryFilter(), [key])
+        groups: dict[Any, list[LLMApiCall]] = {}
+        for call in population.calls:
+            groups.setdefault(_key_value(call, key), []).append(call)
+        expected_order = sorted(groups, key=str)
+        assert [row.keys for row in rows] == [{key: value} for value in expected_order]
+        for row, value in zip(rows, expected_order, strict=True):
+            assert row.bucket_start is None
+            assert type(row.keys[key]) is type(value)
+            _assert_statistics(row.stats, groups[value])
+
+    @pytest.mark.asyncio
+    async def test_breakdown_by_several_keys(self, store: PersistenceStore) -> None:
+        """Grouping by several keys gives one row per combination, ordered key by key."""
+        population = _Population(seed=13, count=300)
+        await store.save_api_calls(population.calls)
+        group_by: list[GroupKey] = ["status", "model", "tenant"]
+        rows = await store.get_usage_breakdown(QueryFilter(), group_by)
+        groups: dict[tuple[Any, ...], list[LLMApiCall]] = {}
+        for call in population.calls:
+            groups.setdefault(tuple(_key_value(call, k) for k in group_by), []).append(call)
+        expected_order = sorted(groups, key=lambda values: tuple(str(v) for v in values))
+        assert [row.keys for row in rows] == [
+            dict(zip(group_by, values, strict=True)) for values in expected_order
+        ]
+        for row, values in zip(rows, expected_order, strict=True):
+            _assert_statistics(row.stats, groups[values])
+
+    @pytest.mark.parametrize(
+        ("bucket", "times_and_starts"),
+        [
+            (
+                "hour",
+                [
+                    (
+                        datetime(2024, 3, 10, 10, 0, tzinfo=UTC),
+                        datetime(2024, 3, 10, 10, tzinfo=UTC),
+                    ),
+                    (
+                        datetime(2024, 3, 10, 10, 59, 59, 999_999, tzinfo=UTC),
+                        datetime(2024, 3, 10, 10, tzinfo=UTC),
+                    ),
+                    (
+                        datetime(2024, 3, 10, 11, 0, tzinfo=UTC),
+                        datetime(2024, 3, 10, 11, tzinfo=UTC),
+                    ),
+                    (
+                        datetime(2024, 3, 10, 9, 30, tzinfo=UTC),
+                        datetime(2024, 3, 10, 9, tzinfo=UTC),
+                    ),
+                ],
+            ),
+            (
+                "day",
+                [
+                    (
+                        datetime(2024, 3, 10, 23, 59, 59, 999_999, tzinfo=UTC),
+                        datetime(2024, 3, 10, tzinfo=UTC),
+                    ),
+                    (datetime(2024, 3, 11, 0, 0, tzinfo=UTC), datetime(2024, 3, 11, tzinfo=UTC)),
+                    (
+                        datetime(2024, 3, 11, 2, 0, tzinfo=timezone(timedelta(hours=5))),
+                        datetime(2024, 3, 10, tzinfo=UTC),
+                    ),
+                    (datetime(2024, 2, 29, 12, 0, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC)),
+                ],
+            ),
+            (
+                "week",
+                [
+                    (datetime(2024, 3, 10, 23, 0, tzinfo=UTC), datetime(2024, 3, 4, tzinfo=UTC)),
+                    (datetime(2024, 3, 4, 0, 0, tzinfo=UTC), datetime(2024, 3, 4, tzinfo=UTC)),
+                    (datetime(2024, 3, 11, 0, 0, tzinfo=UTC), datetime(2024, 3, 11, tzinfo=UTC)),
+                    (datetime(2024, 1, 3, 8, 0, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)),
+                    (datetime(2023, 12, 31, 8, 0, tzinfo=UTC), datetime(2023, 12, 25, tzinfo=UTC)),
+                ],
+            ),
+            (
+                "month",
+                [
+                    (
+                        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+                        datetime(2024, 2, 1, tzinfo=UTC),
+                    ),
+                    (datetime(2024, 3, 1, 0, 0, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)),
+                    (datetime(2024, 2, 1, 0, 0, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)),
+                    (datetime(2023, 12, 31, 12, 0, tzinfo=UTC), datetime(2023, 12, 1, tzinfo=UTC)),
+                ],
+            ),
+        ],
+    )
+    @pytest.mark.asyncio
+    async def test_breakdown_by_bucket(
+        self,
+        store: PersistenceStore,
+        bucket: Bucket,
+        times_and_starts: list[tuple[datetime, datetime]],
+    ) -> None:
+        """Buckets start at the UTC hour, day, Monday 00:00 or 1st of the month; sorted by start."""
+        calls = [make_api_call(create_time=moment) for moment, _ in times_and_starts]
+        await store.save_api_calls(calls)
+        rows = await store.get_usage_breakdown(QueryFilter(), [], bucket)
+        counts: dict[datetime, int] = {}
+        for _, start in times_and_starts:
+            counts[start] = counts.get(start, 0) + 1
+        assert [(row.bucket_start, row.stats.total_calls) for row in rows] == sorted(counts.items())
+        for row in rows:
+            assert row.keys == {}
+            assert row.bucket_start is not None
+            assert row.bucket_start.utcoffset() == timedelta(0)
+
+    @pytest.mark.asyncio
+    async def test_breakdown_by_bucket_and_key_orders_by_bucket_then_key(
+        self, store: PersistenceStore
+    ) -> None:
+        """Rows sort by bucket_start first, then by key; only non-empty groups appear."""
+        day1 = datetime(2024, 4, 1, 9, tzinfo=UTC)
+        day2 = datetime(2024, 4, 2, 9, tzinfo=UTC)
+        await store.save_api_calls(
+            [
+                make_api_call(model_name="zeta", create_time=day1),
+                make_api_call(model_name="alpha", create_time=day2),
+                make_api_call(model_name="alpha", create_time=day1),
+                make_api_call(model_name="zeta", create_time=day1, prompt_tokens=90),
+            ]
+        )
+        rows = await store.get_usage_breakdown(QueryFilter(), ["model"], "day")
+        assert [(r.bucket_start, r.keys["model"], r.stats.total_calls) for r in rows] == [
+            (datetime(2024, 4, 1, tzinfo=UTC), "alpha", 1),
+            (datetime(2024, 4, 1, tzinfo=UTC), "zeta", 2),
+            (datetime(2024, 4, 2, tzinfo=UTC), "alpha", 1),
+        ]
+        assert rows[1].stats.total_prompt_tokens == 100
+
+    @pytest.mark.asyncio
+    async def test_breakdown_applies_the_filter(self, store: PersistenceStore) -> None:
+        """A breakdown covers only the calls the filter matches, ignoring offset and limit."""
+        population = _Population(seed=17, count=200)
+        await store.save_api_calls(population.calls)
+        tenant = population.tenants[0]
+        rows = await store.get_usage_breakdown(
+            QueryFilter().tenant(tenant).paginate(5, 1), ["status"]
+        )
+        mine = [c for c in population.calls if c.tenant_id == tenant]
+        assert sum(r.stats.total_calls for r in rows) == len(mine)
+        for row in rows:
+            _assert_statistics(row.stats, [c for c in mine if c.status is row.keys["status"]])
+
+    @pytest.mark.asyncio
+    async def test_breakdown_refuses_bad_arguments(self, store: PersistenceStore) -> None:
+        """An unknown group_by key or bucket raises ValueError; a bare string raises TypeError."""
+        with pytest.raises(ValueError, match="group_by"):
+            await store.get_usage_breakdown(QueryFilter(), ["nope"])  # type: ignore[list-item]
+        with pytest.raises(ValueError, match="bucket"):
+            await store.get_usage_breakdown(QueryFilter(), ["model"], "year")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await store.get_usage_breakdown(QueryFilter(), "model")  # type: ignore[arg-type]
+
+    # -- providers and agents ------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_provider_round_trips(self, store: PersistenceStore) -> None:
+        """save_provider then get_provider returns an equal provider, API key included."""
+        provider = make_provider(api_key="sk-secret-ünïcode-🔑")
+        await store.save_provider(provider)
+        got = await store.get_provider(provider.id)
+        assert got == provider
+        assert got is not None
+        assert got.api_key.get_secret_value() == "sk-secret-ünïcode-🔑"
+        assert "sk-secret" not in repr(got)
+        assert await store.get_provider(uuid7()) is None
+
+    @pytest.mark.asyncio
+    async def test_save_provider_replaces_by_id(self, store: PersistenceStore) -> None:
+        """Saving a provider again with the same id replaces it."""
+        provider = make_provider(name="first")
+        await store.save_provider(provider)
+        renamed = provider._replace(provider_name="second", enabled=False)
+        await store.save_provider(renamed)
+        assert await store.get_provider(provider.id) == renamed
+        assert await store.list_providers(provider.tenant_id) == [renamed]
+
+    @pytest.mark.asyncio
+    async def test_provider_name_is_unique_per_tenant(self, store: PersistenceStore) -> None:
+        """A second provider with a tenant's existing name raises ConstraintError."""
+        tenant = uuid7()
+        first = make_provider(tenant_id=tenant, name="openai")
+        await store.save_provider(first)
+        clash = make_provider(tenant_id=tenant, name="openai")
+        with pytest.raises(ConstraintError):
+            await store.save_provider(clash)
+        assert await store.get_provider(clash.id) is None
+        elsewhere = make_provider(name="openai")
+        await store.save_provider(elsewhere)
+        assert await store.get_provider(elsewhere.id) == elsewhere
+
+    @pytest.mark.asyncio
+    async def test_provider_lookups_by_name_and_tenant(self, store: PersistenceStore) -> None:
+        """get_provider_by_name, list_providers and get_enabled_providers stay in one tenant."""
+        tenant = uuid7()
+        zeta = make_provider(tenant_id=tenant, name="zeta")
+        alpha = make_provider(tenant_id=tenant, name="alpha", enabled=False)
+        mid = make_provider(tenant_id=tenant, name="mid")
+        foreign = make_provider(name="alpha")
+        for provider in (zeta, alpha, mid, foreign):
+            await store.save_provider(provider)
+        assert await store.get_provider_by_name(tenant, "alpha") == alpha
+        assert await store.get_provider_by_name(foreign.tenant_id, "alpha") == foreign
+        assert await store.get_provider_by_name(tenant, "missing") is None
+        assert await store.list_providers(tenant) == [alpha, mid, zeta]
+        assert await store.get_enabled_providers(tenant) == [mid, zeta]
+        assert await store.list_providers(uuid7()) == []
+
+    @pytest.mark.asyncio
+    async def test_delete_provider_deletes_its_agents(self, store: PersistenceStore) -> None:
+        """delete_provider removes the provider and its agents (True), then reports False."""
+        provider = make_provider()
+        other = make_provider(tenant_id=provider.tenant_id, name="other")
+        await store.save_provider(provider)
+        await store.save_provider(other)
+        doomed = make_agent(provider)
+        kept = make_agent(other)
+        await store.save_agent(doomed)
+        await store.save_agent(kept)
+        assert await store.delete_provider(provider.id) is True
+        assert await store.delete_provider(provider.id) is False
+        assert await store.get_provider(provider.id) is None
+        assert await store.get_agent(doomed.id) is None
+        assert await store.get_agent(kept.id) == kept
+
+    @pytest.mark.asyncio
+    async def test_agent_round_trips(self, store: PersistenceStore) -> None:
+        """save_agent then get_agent returns an equal agent, JSON fields included."""
+        provider = make_provider()
+        await store.save_provider(provider)
+        agent = make_agent(provider, code="writer")
+        await store.save_agent(agent)
+        assert await store.get_agent(agent.id) == agent
+        assert await store.get_agent(uuid7()) is None
+        bare = agent._replace(
+            id=uuid7(),
+            agent_code="bare",
+            context_limit=None,
+            custom_params=None,
+            max_completion_tokens=None,
+            response_format=None,
+            temperature=None,
+            stream=None,
+            thinking=None,
+        )
+        await store.save_agent(bare)
+        assert await store.get_agent(bare.id) == bare
+
+    @pytest.mark.asyncio
+    async def test_save_agent_replaces_by_id(self, store: PersistenceStore) -> None:
+        """Saving an agent again with the same id replaces it."""
+        provider = make_provider()
+        await store.save_provider(provider)
+        agent = make_agent(provider, code="a1")
+        await store.save_agent(agent)
+        changed = agent._replace(agent_name="Renamed", agent_code="a2", agent_status=False)
+        await store.save_agent(changed)
+        assert await store.get_agent(agent.id) == changed
+        assert await store.get_agent_by_code("a1") is None
+
+    @pytest.mark.asyncio
+    async def test_agent_needs_an_existing_provider(self, store: PersistenceStore) -> None:
+        """Saving an agent whose provider does not exist raises ConstraintError."""
+        agent = make_agent(make_provider())
+        with pytest.raises(ConstraintError):
+            await store.save_agent(agent)
+        assert await store.get_agent(agent.id) is None
+
+    @pytest.mark.asyncio
+    async def test_agent_code_is_unique(self, store: PersistenceStore) -> None:
+        """A second agent with an existing code raises ConstraintError, even in another tenant."""
+        provider = make_provider()
+        foreign = make_provider()
+        await store.save_provider(provider)
+        await store.save_provider(foreign)
+        await store.save_agent(make_agent(provider, code="shared"))
+        clash = make_agent(foreign, code="shared")
+        with pytest.raises(ConstraintError):
+            await store.save_agent(clash)
+        assert await store.get_agent(clash.id) is None
+
+    @pytest.mark.asyncio
+    async def test_agent_lookups(self, store: PersistenceStore) -> None:
+        """Agents are found by code, by code and tenant, and listed by order then code."""
+        provider = make_provider()
+        tenant = provider.tenant_id
+        await store.save_provider(provider)
+        b2 = make_agent(provider, code="b", order=2)
+        a2 = make_agent(provider, code="a", order=2, active=False)
+        c1 = make_agent(provider, code="c", order=1)
+        foreign_provider = make_provider()
+        await store.save_provider(foreign_provider)
+        foreign = make_agent(foreign_provider, code="z", order=0)
+        for agent in (b2, a2, c1, foreign):
+            await store.save_agent(agent)
+        assert await store.get_agent_by_code("a") == a2
+        assert await store.get_agent_by_code("missing") is None
+        assert await store.get_agent_by_code_and_tenant(tenant, "b") == b2
+        assert await store.get_agent_by_code_and_tenant(tenant, "z") is None
+        assert await store.list_agents(tenant) == [c1, a2, b2]
+        assert await store.get_active_agents(tenant) == [c1, b2]
+        assert await store.list_agents(uuid7()) == []
+
+    @pytest.mark.asyncio
+    async def test_agent_with_provider_lookups(self, store: PersistenceStore) -> None:
+        """The *_with_provider lookups pair an agent with its provider, or return None."""
+        provider = make_provider()
+        await store.save_provider(provider)
+        agent = make_agent(provider, code="paired")
+        await store.save_agent(agent)
+        expected = AgentConfig(provider=provider, agent=agent)
+        assert await store.get_agent_with_provider(agent.id) == expected
+        assert await store.get_agent_by_code_with_provider("paired") == expected
+        assert (
+            await store.get_agent_by_code_and_tenant_with_provider(provider.tenant_id, "paired")
+            == expected
+        )
+        assert await store.get_agent_with_provider(uuid7()) is None
+        assert await store.get_agent_by_code_with_provider("nope") is None
+        assert await store.get_agent_by_code_and_tenant_with_provider(uuid7(), "paired") is None
+
+    @pytest.mark.asyncio
+    async def test_delete_agent(self, store: PersistenceStore) -> None:
+        """delete_agent removes one agent (True), then reports False; its provider stays."""
+        provider = make_provider()
+        await store.save_provider(provider)
+        agent = make_agent(provider)
+        await store.save_agent(agent)
+        assert await store.delete_agent(agent.id) is True
+        assert await store.delete_agent(agent.id) is False
+        assert await store.get_agent(agent.id) is None
+        assert await store.get_provider(provider.id) == provider
+
+    @pytest.mark.asyncio
+    async def test_nul_in_provider_or_agent_raises_serialization_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """NUL in a provider's or agent's text raises SerializationError; nothing is stored."""
+        bad_provider = make_provider(name="bad\x00name")
+        with pytest.raises(SerializationError):
+            await store.save_provider(bad_provider)
+        assert await store.get_provider(bad_provider.id) is None
+        provider = make_provider()
+        await store.save_provider(provider)
+        bad_agent = make_agent(provider)._replace(system_prompt="be \x00 nice")
+        with pytest.raises(SerializationError):
+            await store.save_agent(bad_agent)
+        assert await store.get_agent(bad_agent.id) is None
+
+    # -- shared filters ------------------------------------------------------------------
+
+    @staticmethod
+    def _filters(
+        population: _Population,
+    ) -> list[tuple[QueryFilter, Callable[[LLMApiCall], bool]]]:
+        """One query per filter field (and a combination), with the predicate it means."""
+        tenant, user, session = population.tenants[1], population.users[2], population.sessions[3]
+        agent, model = population.agents[0], population.models[3]
+        start = population.start + timedelta(days=20)
+        end = population.start + timedelta(days=50)
+        status = ApiCallStatus.TIMEOUT
+        return [
+            (QueryFilter().tenant(tenant), lambda c: c.tenant_id == tenant),
+            (QueryFilter().user(user), lambda c: c.user_id == user),
+            (QueryFilter().session(session), lambda c: c.chat_session_id == session),
+            (QueryFilter().agent(agent), lambda c: c.agent_id == agent),
+            (QueryFilter().with_status(status), lambda c: c.status is status),
+            (QueryFilter().model(model), lambda c: c.model_name == model),
+            (QueryFilter().time_range(start, end), lambda c: start <= c.create_time < end),
+            (
+                QueryFilter().tenant(tenant).model(model).time_range(start, None),
+                lambda c: (
+                    c.tenant_id == tenant and c.model_name == model and c.create_time >= start
+                ),
+            ),
+        ]

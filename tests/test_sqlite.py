@@ -1,0 +1,234 @@
+"""What is specific to the SQLite backend: files, pragmas, URLs, migrations, locking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from chatledger import (
+    ConstraintError,
+    QueryFilter,
+    StoreConnectionError,
+    TokenDetails,
+    connect,
+)
+from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from chatledger.stores.sql import SqlStore, Write
+from chatledger.stores.sqlite import SqliteStore, _open_database
+from chatledger.testing import make_api_call, make_message, make_session
+
+
+def _pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+async def test_file_database_uses_wal(tmp_path: Path) -> None:
+    """A file database is switched to WAL so reads run beside a commit."""
+    async with await SqliteStore.connect(f"sqlite:///{tmp_path}/a.db"):
+        assert _pragma(tmp_path / "a.db", "journal_mode") == "wal"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("sqlite:///{dir}/a.db", "full"), ("sqlite:///{dir}/a.db?synchronous=normal", "normal")],
+)
+async def test_synchronous_setting(tmp_path: Path, url: str, expected: str) -> None:
+    """Commits are durable (FULL) unless the URL asks for NORMAL."""
+    store = await SqliteStore.connect(url.format(dir=tmp_path))
+    try:
+        value = await store._db.read([_read("PRAGMA synchronous")])
+        assert value[0][0][0] == {"full": 2, "normal": 1}[expected]
+    finally:
+        await store.close()
+
+
+def _read(sql: str):  # type: ignore[no-untyped-def]
+    from chatledger.stores.sql import Read
+
+    return Read(sql)
+
+
+async def test_bad_synchronous_is_refused(tmp_path: Path) -> None:
+    """An unknown synchronous level is a ValueError, not a silent default."""
+    with pytest.raises(ValueError, match="synchronous"):
+        await SqliteStore.connect(f"sqlite:///{tmp_path}/a.db?synchronous=sometimes")
+
+
+async def test_missing_folder_is_a_connection_error(tmp_path: Path) -> None:
+    """A path in a folder that does not exist says which folder."""
+    with pytest.raises(StoreConnectionError, match="does not exist"):
+        await SqliteStore.connect(f"sqlite:///{tmp_path}/nope/a.db")
+
+
+async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    """Opening a file that is not SQLite raises StoreConnectionError, not sqlite3's error."""
+    bogus = tmp_path / "notes.db"
+    bogus.write_bytes(b"this is not a database, just some text that is long enough" * 20)
+    with pytest.raises(StoreConnectionError):
+        await SqliteStore.connect(bogus)
+
+
+async def test_relative_and_absolute_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three slashes are relative to the working directory, four are absolute."""
+    monkeypatch.chdir(tmp_path)
+    async with await SqliteStore.connect("sqlite:///rel.db") as store:
+        assert store.path == "rel.db"
+    assert (tmp_path / "rel.db").exists()
+    async with await SqliteStore.connect(f"sqlite:///{tmp_path}/abs.db") as store:
+        assert store.path == f"{tmp_path}/abs.db"
+
+
+async def test_data_survives_reopening(tmp_path: Path) -> None:
+    """What one store committed, a new store on the same file reads back."""
+    url = f"sqlite:///{tmp_path}/a.db"
+    session = make_session()
+    message = make_message(session)
+    async with await SqliteStore.connect(url) as store:
+        await store.create_session(session)
+        await store.save_message(message)
+    async with await SqliteStore.connect(url) as store:
+        assert await store.get_message(message.id) == message
+
+
+async def test_two_stores_on_one_file_never_see_locked(tmp_path: Path) -> None:
+    """Two stores (two writer threads) on one file, 40 writers each: nothing is lost."""
+    url = f"sqlite:///{tmp_path}/a.db"
+    first, second = await SqliteStore.connect(url), await SqliteStore.connect(url)
+    try:
+        session = make_session()
+        await first.create_session(session)
+        messages = [make_message(session, text=f"m{i}") for i in range(80)]
+        await asyncio.gather(
+            *(
+                (first if i % 2 else second).save_message(message)
+                for i, message in enumerate(messages)
+            )
+        )
+        assert await first.count_session_messages(session.id) == 80
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_failed_write_in_a_group_does_not_undo_the_others(tmp_path: Path) -> None:
+    """Group commit: a write that fails is rolled back alone; its neighbours commit."""
+    async with await SqliteStore.connect(f"sqlite:///{tmp_path}/a.db") as store:
+        session = make_session()
+        await store.create_session(session)
+        good = [make_message(session, text=f"ok{i}") for i in range(30)]
+        orphan = make_message(make_session())  # its session was never created
+        results = await asyncio.gather(
+            *(store.save_message(m) for m in [*good[:15], orphan, *good[15:]]),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results].count(ConstraintError) == 1
+        assert [m.id for m in await store.get_session_messages(session.id)] == [m.id for m in good]
+
+
+async def test_close_stops_every_thread(tmp_path: Path) -> None:
+    """close() leaves no chatledger thread behind."""
+    store = await SqliteStore.connect(f"sqlite:///{tmp_path}/a.db")
+    await store.get_session(make_session().id)
+    await store.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("chatledger")]
+
+
+async def _create_version_1(path: Path) -> None:
+    """A database as the first schema version left it, with no later migration."""
+    database = _open_database(str(path), "full", 5.0)
+    dialect = database.dialect
+    try:
+        await database.write(
+            [
+                Write(dialect.version_table(SCHEMA_VERSION_TABLE)),
+                *(Write(sql) for sql in MIGRATIONS[0].statements(dialect)),
+                Write(
+                    f"INSERT INTO {SCHEMA_VERSION_TABLE} VALUES (1, 'v1', "
+                    "'2026-01-01T00:00:00.000000+00:00')"
+                ),
+            ]
+        )
+    finally:
+        await database.close()
+
+
+async def test_upgrade_from_the_first_version_keeps_every_row(tmp_path: Path) -> None:
+    """A version-1 database with rows is upgraded in place; rows and token subsets survive."""
+    path = tmp_path / "old.db"
+    await _create_version_1(path)
+    session = make_session()
+    message = make_message(session)
+    call = make_api_call(session, prompt_tokens=100, completion_tokens=50).with_token_details(
+        TokenDetails(cached_tokens=40), TokenDetails(reasoning_tokens=20)
+    )
+    with sqlite3.connect(path) as conn:  # rows written the way version 1 stored them
+        conn.execute(
+            "INSERT INTO entity_chat_session VALUES (?,?,?,?,?,?,?,?)",
+            (
+                str(session.id),
+                str(session.user_id),
+                str(session.agent_id),
+                str(session.tenant_id),
+                None,
+                "{}",
+                session.create_time.isoformat(),
+                session.update_time.isoformat(),
+            ),
+        )
+        conn.execute(
+            "INSERT INTO entity_llm_message VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                str(message.id),
+                None,
+                str(session.id),
+                str(message.agent_id),
+                str(message.user_id),
+                str(message.tenant_id),
+                "user",
+                message.content.model_dump_json(),
+                message.create_time.isoformat(timespec="microseconds"),
+                message.update_time.isoformat(timespec="microseconds"),
+            ),
+        )
+        row = json.loads(call.model_dump_json())
+        columns = [
+            "id", "chat_session_id", "agent_id", "user_id", "tenant_id", "request_message_id",
+            "response_message_id", "model_name", "status", "prompt_tokens", "completion_tokens",
+            "total_tokens", "prompt_tokens_details", "completion_tokens_details", "latency_ms",
+            "create_time", "update_time",
+        ]  # fmt: skip
+        values = [json.dumps(row[c]) if c.endswith("_details") else row.get(c) for c in columns]
+        values[-2:] = [
+            call.create_time.isoformat(timespec="microseconds"),
+            call.update_time.isoformat(timespec="microseconds"),
+        ]
+        conn.execute(
+            f"INSERT INTO entity_llm_api_call ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})",
+            values,
+        )
+    async with await SqliteStore.connect(path) as store:
+        assert await SqlStore.schema_version(store._db) == MIGRATIONS[-1].version
+        assert await store.get_message(message.id) == message
+        assert await store.get_api_call(call.id) == call
+        stats = await store.get_statistics(QueryFilter())
+        assert (stats.total_cached_tokens, stats.total_reasoning_tokens) == (40, 20)
+    async with await SqliteStore.connect(path) as store:  # running migrations again: a no-op
+        assert await SqlStore.schema_version(store._db) == MIGRATIONS[-1].version
+        assert await store.count_session_messages(session.id) == 1
+
+
+async def test_connect_picks_sqlite_from_the_url(tmp_path: Path) -> None:
+    """chatledger.connect hands sqlite:// URLs to SqliteStore."""
+    store = await connect(f"sqlite:///{tmp_path}/a.db")
+    try:
+        assert store.backend_name == "sqlite"
+        assert isinstance(store, SqliteStore)
+    finally:
+        await store.close()

@@ -1,0 +1,66 @@
+"""chatledger.sync: blocking twins on a background loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from chatledger import LLMMessage, QueryFilter, StoreConnectionError, sync
+from chatledger.testing import make_api_call, make_message, make_session
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_round_trip(tmp_path: Path, backend: str) -> None:
+    """The same method names block and return results."""
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path}/s.db"
+    with sync.connect(url) as store:
+        session = make_session()
+        store.create_session(session)
+        message = make_message(session)
+        store.save_message(message)
+        store.save_api_calls([make_api_call(session) for _ in range(3)])
+        history: list[LLMMessage] = store.get_recent_messages(session.id, 10)
+        assert [m.id for m in history] == [message.id]
+        assert store.get_statistics(QueryFilter()).total_calls == 3
+        assert store.backend_name == backend
+
+
+async def test_works_inside_a_running_loop(tmp_path: Path) -> None:
+    """Called from a coroutine (as in Jupyter) it still works: the work runs on its own loop."""
+    asyncio.get_running_loop()
+    with sync.connect(f"sqlite:///{tmp_path}/s.db") as store:
+        session = make_session()
+        store.create_session(session)
+        assert store.get_session(session.id) == session
+
+
+def test_close_stops_the_thread_and_later_calls_fail(tmp_path: Path) -> None:
+    """close() stops the loop thread; using the store afterwards is a clear error."""
+    store = sync.connect(f"sqlite:///{tmp_path}/s.db")
+    store.close()
+    store.close()  # twice is fine
+    assert not [t for t in threading.enumerate() if t.name.startswith("chatledger")]
+    assert not store.is_connected
+    with pytest.raises(StoreConnectionError):
+        store.get_session(make_session().id)
+
+
+def test_many_threads_share_one_client(tmp_path: Path) -> None:
+    """Eight threads saving through one client lose nothing."""
+    with sync.connect(f"sqlite:///{tmp_path}/s.db") as store:
+        session = make_session()
+        store.create_session(session)
+
+        def work(n: int) -> None:
+            for i in range(25):
+                store.save_message(make_message(session, text=f"{n}-{i}"))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.count_session_messages(session.id) == 200
