@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Literal, Protocol, Self, runtime_checkable
+from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
 
 from chatledger.entities import (
     Agent,
@@ -19,6 +19,7 @@ from chatledger.entities import (
     UsageBucket,
     UsageStatistics,
 )
+from chatledger.errors import StoreConnectionError
 
 __all__ = [
     "DEFAULT_QUERY_LIMIT",
@@ -31,6 +32,7 @@ __all__ = [
     "PersistenceStore",
     "ProviderStore",
     "SessionStore",
+    "StoreLifecycle",
     "check_breakdown_args",
 ]
 
@@ -273,3 +275,49 @@ class PersistenceStore(
     ) -> None:
         """Close the store."""
         ...
+
+
+class StoreLifecycle:
+    """Open/closed state and ``async with`` shared by every backend.
+
+    A subclass names itself in ``backend_name`` and releases what it holds
+    in ``_release()``; every public method starts with ``_check_open()``.
+    """
+
+    backend_name: ClassVar[str]
+    _closed: bool = False
+
+    @property
+    def is_connected(self) -> bool:
+        """True until ``close()`` has been called."""
+        return not self._closed
+
+    async def close(self) -> None:
+        """Release connections, threads or records; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
+        """Free what the store holds; called once, by ``close()``."""
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreConnectionError(
+                f"the {self.backend_name} store is closed; open a new one to go on"
+            )
+
+    async def __aenter__(self) -> Self:
+        """Return the store itself."""
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        await self.close()

@@ -19,8 +19,7 @@ import uuid
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from chatledger.entities import (
     Agent,
@@ -33,11 +32,12 @@ from chatledger.entities import (
     UsageBucket,
     UsageStatistics,
 )
-from chatledger.errors import ConstraintError, NotFoundError, StoreConnectionError
+from chatledger.errors import ConstraintError, NotFoundError
 from chatledger.stores.base import (
     DEFAULT_QUERY_LIMIT,
     Bucket,
     GroupKey,
+    StoreLifecycle,
     check_breakdown_args,
 )
 from chatledger.stores.encoding import ensure_storable_text
@@ -80,12 +80,13 @@ def _check_entity_text(entity: Any, field: str) -> None:
     ensure_storable_text(entity.model_dump(mode="python"), field)
 
 
-class InMemoryStore:
+class InMemoryStore(StoreLifecycle):
     """Every chatledger store in process memory; full parity with the SQL backends."""
+
+    backend_name = "memory"
 
     def __init__(self) -> None:
         """Create an empty, connected store."""
-        self._closed = False
         self._sessions: dict[uuid.UUID, ChatSession] = {}
         self._messages: dict[uuid.UUID, LLMMessage] = {}
         # session id -> its messages, kept sorted by (create_time, id).
@@ -98,21 +99,8 @@ class InMemoryStore:
 
     # -- lifecycle -------------------------------------------------------------
 
-    @property
-    def backend_name(self) -> str:
-        """Always ``"memory"``."""
-        return "memory"
-
-    @property
-    def is_connected(self) -> bool:
-        """True until ``close()`` has been called."""
-        return not self._closed
-
-    async def close(self) -> None:
-        """Close the store and drop its records; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
+        """Drop every record."""
         self._sessions.clear()
         self._messages.clear()
         self._session_messages.clear()
@@ -121,24 +109,6 @@ class InMemoryStore:
         self._providers.clear()
         self._agents.clear()
         logger.debug("in-memory store closed")
-
-    async def __aenter__(self) -> Self:
-        """Return the store itself."""
-        self._check_open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreConnectionError("the in-memory store is closed; create a new store")
 
     def __repr__(self) -> str:
         """Show the backend, its state and how many records it holds."""

@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -35,12 +34,12 @@ from chatledger.errors import (
     NotFoundError,
     PersistenceError,
     SerializationError,
-    StoreConnectionError,
 )
 from chatledger.stores.base import (
     DEFAULT_QUERY_LIMIT,
     Bucket,
     GroupKey,
+    StoreLifecycle,
     check_breakdown_args,
 )
 from chatledger.stores.dialect import Dialect
@@ -127,15 +126,14 @@ def _select(table: Table, columns: Sequence[str] | None = None) -> str:
     return f"SELECT {', '.join(columns or table.column_names)} FROM {table.name}"
 
 
-class SqlStore:
+class SqlStore(StoreLifecycle):
     """A :class:`~chatledger.stores.base.PersistenceStore` over any SQL :class:`Database`."""
 
-    backend_name: str = "sql"
+    backend_name = "sql"
 
     def __init__(self, database: Database) -> None:
         """Wrap an open ``database`` whose schema is current (see :meth:`migrate`)."""
         self._db = database
-        self._closed = False
         dialect = database.dialect
         self._dialect = dialect
         q = dialect.sql
@@ -208,34 +206,12 @@ class SqlStore:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    @property
-    def is_connected(self) -> bool:
-        """True until ``close()`` has been called."""
-        return not self._closed
-
-    async def close(self) -> None:
-        """Release the database's connections and threads; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
+        """Release the database's connections and threads."""
         await self._db.close()
 
-    async def __aenter__(self) -> Self:
-        """Return the store itself."""
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
-        await self.close()
-
     def _open(self) -> Database:
-        if self._closed:
-            raise StoreConnectionError(f"the {self.backend_name} store is closed")
+        self._check_open()
         return self._db
 
     async def _read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
