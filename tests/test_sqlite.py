@@ -18,7 +18,7 @@ from chatledger import (
     connect,
 )
 from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
-from chatledger.stores.sql import SqlStore, Write
+from chatledger.stores.sql import Write, schema_version
 from chatledger.stores.sqlite import SqliteStore, _open_database
 from chatledger.testing import make_api_call, make_message, make_session
 
@@ -214,13 +214,13 @@ async def test_upgrade_from_the_first_version_keeps_every_row(tmp_path: Path) ->
             values,
         )
     async with await SqliteStore.connect(path) as store:
-        assert await SqlStore.schema_version(store._db) == MIGRATIONS[-1].version
+        assert await schema_version(store._db) == MIGRATIONS[-1].version
         assert await store.get_message(message.id) == message
         assert await store.get_api_call(call.id) == call
         stats = await store.get_statistics(QueryFilter())
         assert (stats.total_cached_tokens, stats.total_reasoning_tokens) == (40, 20)
     async with await SqliteStore.connect(path) as store:  # running migrations again: a no-op
-        assert await SqlStore.schema_version(store._db) == MIGRATIONS[-1].version
+        assert await schema_version(store._db) == MIGRATIONS[-1].version
         assert await store.count_session_messages(session.id) == 1
 
 

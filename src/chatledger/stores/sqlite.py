@@ -34,7 +34,7 @@ from chatledger.errors import (
 )
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import ColumnType
-from chatledger.stores.sql import Read, SqlStore, Write
+from chatledger.stores.sql import Read, SqlStore, Write, migrate
 
 __all__ = ["SqliteStore"]
 
@@ -407,7 +407,7 @@ class SqliteStore(SqlStore):
     async def _start(cls, path: str | None, synchronous: Synchronous, busy_timeout: float) -> Self:
         database = await asyncio.to_thread(_open_database, path, synchronous, busy_timeout)
         try:
-            await SqlStore.migrate(database)
+            await migrate(database)
         except BaseException:
             await database.close()
             raise

@@ -1,0 +1,214 @@
+"""Every SQL statement chatledger runs, written once for every dialect.
+
+Statements are written with ``?`` placeholders and passed through the
+dialect (``Dialect.sql``) once, when a store opens. Usage statistics are
+assembled per call from the filter and grouping asked for; values always
+travel as parameters, never inside the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from chatledger.entities import ApiCallStatus, QueryFilter
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.schema import (
+    AGENT,
+    API_CALL,
+    MESSAGE,
+    PROVIDER,
+    SCHEMA_VERSION_TABLE,
+    SESSION,
+    TOKEN_SUBSET_COLUMNS,
+    Table,
+)
+
+__all__ = [
+    "API_CALL_COLUMNS",
+    "PERCENTILES",
+    "Queries",
+    "filter_clause",
+    "usage_statements",
+]
+
+API_CALL_COLUMNS = API_CALL.column_names + tuple(c.name for c in TOKEN_SUBSET_COLUMNS)
+"""The API-call table's columns: MoFA's, then the token subsets added in version 2."""
+
+PERCENTILES = (("p50_latency_ms", 50), ("p95_latency_ms", 95), ("p99_latency_ms", 99))
+"""The latency percentiles of every statistic, by field name and percent."""
+
+_GROUP_COLUMNS: dict[str, str] = {
+    "model": "model_name",
+    "agent": "agent_id",
+    "user": "user_id",
+    "tenant": "tenant_id",
+    "session": "chat_session_id",
+    "status": "status",
+}
+
+
+def _insert(table: Table, columns: Sequence[str] | None = None) -> str:
+    names = columns or table.column_names
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def _select(table: Table, columns: Sequence[str] | None = None) -> str:
+    return f"SELECT {', '.join(columns or table.column_names)} FROM {table.name}"
+
+
+class Queries:
+    """The fixed statements of one dialect, rewritten for its driver once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        """Build every statement for ``dialect``."""
+        q = dialect.sql
+        message, call, session = _select(MESSAGE), _select(API_CALL, API_CALL_COLUMNS), SESSION
+        provider, agent = _select(PROVIDER), _select(AGENT)
+
+        self.record_migration = q(
+            f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, description, applied_at) "
+            "VALUES (?, ?, ?)"
+        )
+        self.schema_version = f"SELECT MAX(version) FROM {SCHEMA_VERSION_TABLE}"
+
+        self.insert_message = q(_insert(MESSAGE))
+        # Moves forward only: a late-arriving older message never winds the clock back.
+        self.touch_session = q(
+            f"UPDATE {SESSION.name} SET update_time = ? WHERE id = ? AND update_time < ?"
+        )
+        self.get_message = q(f"{message} WHERE id = ?")
+        self.session_messages = q(f"{message} WHERE chat_session_id = ? ORDER BY create_time, id")
+        self.session_messages_page = q(
+            f"{message} WHERE chat_session_id = ? ORDER BY create_time, id LIMIT ? OFFSET ?"
+        )
+        self.recent_messages = q(
+            f"{message} WHERE chat_session_id = ? ORDER BY create_time DESC, id DESC LIMIT ?"
+        )
+        self.delete_message = q(f"DELETE FROM {MESSAGE.name} WHERE id = ?")
+        self.delete_session_messages = q(f"DELETE FROM {MESSAGE.name} WHERE chat_session_id = ?")
+        self.count_messages = q(f"SELECT COUNT(*) FROM {MESSAGE.name} WHERE chat_session_id = ?")
+
+        self.insert_call = q(_insert(API_CALL, API_CALL_COLUMNS))
+        self.get_call = q(f"{call} WHERE id = ?")
+        self.delete_call = q(f"DELETE FROM {API_CALL.name} WHERE id = ?")
+        self.cleanup_calls = q(f"DELETE FROM {API_CALL.name} WHERE create_time < ?")
+
+        self.insert_session = q(_insert(session))
+        self.get_session = q(f"{_select(session)} WHERE id = ?")
+        self.user_sessions = q(
+            f"{_select(session)} WHERE user_id = ? ORDER BY update_time DESC, id DESC"
+        )
+        assignments = ", ".join(f"{name} = ?" for name in session.column_names[1:])
+        self.update_session = q(f"UPDATE {session.name} SET {assignments} WHERE id = ?")
+        self.delete_session = q(f"DELETE FROM {session.name} WHERE id = ?")
+
+        self.get_provider = q(f"{provider} WHERE id = ?")
+        self.provider_by_name = q(f"{provider} WHERE tenant_id = ? AND provider_name = ?")
+        self.list_providers = q(f"{provider} WHERE tenant_id = ? ORDER BY provider_name, id")
+        self.enabled_providers = q(
+            f"{provider} WHERE tenant_id = ? AND enabled = ? ORDER BY provider_name, id"
+        )
+        self.delete_provider = q(f"DELETE FROM {PROVIDER.name} WHERE id = ?")
+        # MoFA's own SQLite tables have no foreign keys, so the cascade is spelled out.
+        self.delete_provider_agents = q(f"DELETE FROM {AGENT.name} WHERE provider_id = ?")
+
+        self.get_agent = q(f"{agent} WHERE id = ?")
+        self.agent_by_code = q(f"{agent} WHERE agent_code = ?")
+        self.agent_by_code_and_tenant = q(f"{agent} WHERE tenant_id = ? AND agent_code = ?")
+        self.list_agents = q(f"{agent} WHERE tenant_id = ? ORDER BY agent_order, agent_code")
+        self.active_agents = q(
+            f"{agent} WHERE tenant_id = ? AND agent_status = ? ORDER BY agent_order, agent_code"
+        )
+        self.delete_agent = q(f"DELETE FROM {AGENT.name} WHERE id = ?")
+
+        self._api_calls_page = call + "{where} ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?"
+        self._dialect = dialect
+
+    def api_calls_page(self, where: str) -> str:
+        """API calls matching ``where``, newest first, one page (limit, offset follow)."""
+        return self._dialect.sql(self._api_calls_page.format(where=where))
+
+
+def filter_clause(
+    query: QueryFilter,
+    encode_uuid: Callable[[Any], Any],
+    encode_time: Callable[[Any], Any],
+    *extra: str,
+) -> tuple[str, list[Any]]:
+    """`` WHERE …`` for the API calls ``query`` selects (``""`` for all), and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("tenant_id", query.tenant_id),
+        ("user_id", query.user_id),
+        ("chat_session_id", query.session_id),
+        ("agent_id", query.agent_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(encode_uuid(value))
+    if query.status is not None:
+        clauses.append("status = ?")
+        params.append(query.status.value)
+    if query.model_name is not None:
+        clauses.append("model_name = ?")
+        params.append(query.model_name)
+    if query.start_time is not None:  # the range is half-open: start <= t < end
+        clauses.append("create_time >= ?")
+        params.append(encode_time(query.start_time))
+    if query.end_time is not None:
+        clauses.append("create_time < ?")
+        params.append(encode_time(query.end_time))
+    clauses.extend(extra)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def usage_statements(
+    dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None
+) -> tuple[str, str]:
+    """The totals query and the latency-percentile query of a usage breakdown.
+
+    Both return the group values first (``keys`` in order, then the bucket
+    start), then their figures. Percentiles interpolate linearly between
+    the closest ranks, as PostgreSQL's ``percentile_cont`` does, using only
+    window functions every supported database has.
+    """
+    groups = [_GROUP_COLUMNS[key] for key in keys]
+    if bucket is not None:
+        groups.append(dialect.bucket_start("create_time", bucket))
+    selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
+    group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
+    statuses = "".join(
+        f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END), " for status in ApiCallStatus
+    )
+    totals = (
+        f"SELECT {selected}COUNT(*), {statuses}SUM(total_tokens), SUM(prompt_tokens), "
+        "SUM(completion_tokens), SUM(total_price), COUNT(total_price), AVG(latency_ms), "
+        "AVG(tokens_per_second), AVG(time_to_first_token_ms), SUM(cached_tokens), "
+        f"SUM(reasoning_tokens) FROM {API_CALL.name}{where}{group_by}"
+    )
+
+    latency_where = (
+        f"{where} AND latency_ms IS NOT NULL" if where else " WHERE latency_ms IS NOT NULL"
+    )
+    partition = f"PARTITION BY {', '.join(groups)}" if groups else ""
+    outer_keys = ", ".join(f"g{i}" for i in range(len(groups)))
+    figures = []
+    for _, percent in PERCENTILES:
+        # 0-based position (n - 1) * p / 100 split into whole rank and fraction.
+        low = dialect.intdiv(f"(n - 1) * {percent}", "100")
+        fraction = f"(((n - 1) * {percent} - {low} * 100) / 100.0)"
+        figures.append(
+            f"SUM(CASE WHEN rn = {low} + 1 THEN v * (1 - {fraction}) "
+            f"WHEN rn = {low} + 2 THEN v * {fraction} ELSE 0 END)"
+        )
+    percentiles = (
+        f"SELECT {outer_keys + ', ' if outer_keys else ''}{', '.join(figures)} FROM ("
+        f"SELECT {selected}latency_ms AS v, "
+        f"ROW_NUMBER() OVER ({partition} ORDER BY latency_ms) AS rn, "
+        f"COUNT(*) OVER ({partition}) AS n "
+        f"FROM {API_CALL.name}{latency_where}) ranked"
+        f"{' GROUP BY ' + outer_keys if outer_keys else ''}"
+    )
+    return dialect.sql(totals), dialect.sql(percentiles)

@@ -1,0 +1,321 @@
+"""Entities to driver parameters and result rows back to entities.
+
+:class:`RowCodec` is the one place that knows the column order of each
+table and how a dialect wants UUIDs, times, JSON, booleans and money. Text
+no backend can store is refused here, before anything reaches a database,
+and a row that does not make a valid entity is named in the error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from chatledger.entities import (
+    Agent,
+    ApiCallStatus,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    Provider,
+    UsageStatistics,
+)
+from chatledger.errors import SerializationError
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.encoding import ensure_storable_text
+from chatledger.stores.queries import API_CALL_COLUMNS, PERCENTILES
+from chatledger.stores.schema import AGENT, MESSAGE, PROVIDER, SESSION
+from chatledger.stores.statistics import quantize_cost
+
+__all__ = ["RowCodec"]
+
+_E = TypeVar("_E")
+_M = TypeVar("_M", LLMMessage, LLMApiCall, ChatSession, Provider, Agent)
+
+_DETAIL_FIELDS = ("prompt_tokens_details", "completion_tokens_details", "price_details")
+_UUID_GROUPS = frozenset({"agent", "user", "tenant", "session"})
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+Row = Sequence[Any]
+
+
+def encode(encoder: Callable[[_E], tuple[Any, ...]], entity: _E) -> tuple[Any, ...]:
+    """Run an entity encoder, turning what it cannot encode into SerializationError."""
+    try:
+        return encoder(entity)
+    except (UnicodeError, ValueError) as exc:
+        raise SerializationError(f"cannot store {type(entity).__name__}: {exc}") from exc
+
+
+def _validate(model: type[_M], rows: list[dict[str, Any]]) -> list[_M]:
+    """Build entities from rows in one validation pass, naming the row that cannot be read."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _ADAPTERS[model] = TypeAdapter(list[model])  # type: ignore[valid-type]
+    try:
+        result: list[_M] = adapter.validate_python(rows)
+    except ValidationError as exc:
+        index = exc.errors()[0]["loc"][0]
+        row_id = rows[index].get("id") if isinstance(index, int) else None
+        raise SerializationError(
+            f"row {row_id!r} of {model.__name__} cannot be read: {exc}"
+        ) from exc
+    return result
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class RowCodec:
+    """Encodes entities for one dialect's driver and decodes what it returns."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        """Use ``dialect``'s value encoders and decoders."""
+        self.dialect = dialect
+        self.uuid = dialect.encode_uuid
+        self.time = dialect.encode_time
+        self._json = dialect.encode_json
+
+    # --- messages ----------------------------------------------------------------------
+
+    def message(self, message: LLMMessage) -> tuple[Any, ...]:
+        """A message's parameters in ``entity_llm_message`` column order."""
+        u = self.uuid
+        content = message.content.model_dump_json()
+        if "\\u0000" in content:  # a cheap screen; the walk is exact
+            ensure_storable_text(message.content.model_dump(), "content")
+        parent = message.parent_message_id
+        return (
+            u(message.id),
+            None if parent is None else u(parent),
+            u(message.chat_session_id),
+            u(message.agent_id),
+            u(message.user_id),
+            u(message.tenant_id),
+            message.role.value,
+            content,
+            self.time(message.create_time),
+            self.time(message.update_time),
+        )
+
+    def messages(self, rows: Sequence[Row]) -> list[LLMMessage]:
+        """Messages from ``entity_llm_message`` rows."""
+        decode_json, decode_time = self.dialect.decode_json, self.dialect.decode_time
+        found = []
+        for row in rows:
+            data = dict(zip(MESSAGE.column_names, row, strict=True))
+            data["content"] = decode_json(data["content"])
+            data["create_time"] = decode_time(data["create_time"])
+            data["update_time"] = decode_time(data["update_time"])
+            found.append(data)
+        return _validate(LLMMessage, found)
+
+    # --- API calls ---------------------------------------------------------------------
+
+    def api_call(self, call: LLMApiCall) -> tuple[Any, ...]:
+        """An API call's parameters in ``API_CALL_COLUMNS`` order."""
+        u, t, j = self.uuid, self.time, self._json
+        for name in ("model_name", "error_message", "error_code", "api_response_id"):
+            ensure_storable_text(getattr(call, name), name)
+        details = []
+        for name in _DETAIL_FIELDS:
+            value = getattr(call, name)
+            if value is not None:
+                value = value.model_dump(mode="json")
+                ensure_storable_text(value, name)
+            details.append(None if value is None else j(value))
+        prompt, completion = call.prompt_tokens_details, call.completion_tokens_details
+        return (
+            u(call.id),
+            u(call.chat_session_id),
+            u(call.agent_id),
+            u(call.user_id),
+            u(call.tenant_id),
+            u(call.request_message_id),
+            u(call.response_message_id),
+            call.model_name,
+            call.status.value,
+            call.error_message,
+            call.error_code,
+            call.prompt_tokens,
+            call.completion_tokens,
+            call.total_tokens,
+            details[0],
+            details[1],
+            None if call.total_price is None else self.dialect.encode_money(call.total_price),
+            details[2],
+            call.latency_ms,
+            call.time_to_first_token_ms,
+            call.tokens_per_second,
+            call.api_response_id,
+            t(call.create_time),
+            t(call.update_time),
+            None if prompt is None else prompt.cached_tokens,
+            None if completion is None else completion.reasoning_tokens,
+        )
+
+    def api_calls(self, rows: Sequence[Row]) -> list[LLMApiCall]:
+        """API calls from rows in ``API_CALL_COLUMNS`` order."""
+        dialect = self.dialect
+        found = []
+        for row in rows:
+            data = dict(zip(API_CALL_COLUMNS, row, strict=True))
+            del data["cached_tokens"], data["reasoning_tokens"]  # the details hold them
+            for name in _DETAIL_FIELDS:
+                data[name] = dialect.decode_json(data[name])
+            data["total_price"] = dialect.decode_money(data["total_price"])
+            data["create_time"] = dialect.decode_time(data["create_time"])
+            data["update_time"] = dialect.decode_time(data["update_time"])
+            found.append(data)
+        return _validate(LLMApiCall, found)
+
+    def statistics(self, totals: Row, percentiles: Row | None) -> UsageStatistics:
+        """Statistics from one row of the totals query and its percentile row."""
+        total_calls = int(totals[0])
+        status_counts = {
+            status: int(count or 0)
+            for status, count in zip(ApiCallStatus, totals[1:6], strict=True)
+        }
+        tokens, prompt, completion, cost, priced, latency, tps, ttft, cached, reasoning = totals[
+            6:16
+        ]
+        figures: dict[str, float | None] = dict.fromkeys((name for name, _ in PERCENTILES), None)
+        if percentiles is not None:
+            for (name, _), value in zip(PERCENTILES, percentiles, strict=True):
+                figures[name] = _float(value)
+        return UsageStatistics(
+            total_calls=total_calls,
+            success_count=status_counts[ApiCallStatus.SUCCESS],
+            failed_count=total_calls - status_counts[ApiCallStatus.SUCCESS],
+            total_tokens=int(tokens or 0),
+            total_prompt_tokens=int(prompt or 0),
+            total_completion_tokens=int(completion or 0),
+            total_cost=quantize_cost(self.dialect.decode_money(cost)) if priced else None,
+            avg_latency_ms=_float(latency),
+            avg_tokens_per_second=_float(tps),
+            status_counts=status_counts,
+            total_cached_tokens=int(cached or 0),
+            total_reasoning_tokens=int(reasoning or 0),
+            avg_time_to_first_token_ms=_float(ttft),
+            **figures,
+        )
+
+    @staticmethod
+    def group_value(key: str, value: Any) -> Any:
+        """A breakdown key's value as the entity holds it (UUID, ApiCallStatus or str)."""
+        if key in _UUID_GROUPS:
+            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        if key == "status":
+            return ApiCallStatus(value)
+        return value
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def session(self, session: ChatSession) -> tuple[Any, ...]:
+        """A session's parameters in ``entity_chat_session`` column order."""
+        ensure_storable_text(session.title, "title")
+        ensure_storable_text(session.metadata, "metadata")
+        u, t = self.uuid, self.time
+        return (
+            u(session.id),
+            u(session.user_id),
+            u(session.agent_id),
+            u(session.tenant_id),
+            session.title,
+            self._json(session.metadata),
+            t(session.create_time),
+            t(session.update_time),
+        )
+
+    def sessions(self, rows: Sequence[Row]) -> list[ChatSession]:
+        """Sessions from ``entity_chat_session`` rows."""
+        dialect = self.dialect
+        found = []
+        for row in rows:
+            data = dict(zip(SESSION.column_names, row, strict=True))
+            data["metadata"] = dialect.decode_json(data["metadata"]) or {}
+            data["create_time"] = dialect.decode_time(data["create_time"])
+            data["update_time"] = dialect.decode_time(data["update_time"])
+            found.append(data)
+        return _validate(ChatSession, found)
+
+    # --- providers and agents ------------------------------------------------------------
+
+    def provider(self, provider: Provider) -> tuple[Any, ...]:
+        """A provider's parameters in ``entity_provider`` column order."""
+        secret = provider.api_key.get_secret_value()
+        for name in ("provider_name", "provider_type", "api_base"):
+            ensure_storable_text(getattr(provider, name), name)
+        ensure_storable_text(secret, "api_key")
+        u, t = self.uuid, self.time
+        return (
+            u(provider.id),
+            u(provider.tenant_id),
+            provider.provider_name,
+            provider.provider_type,
+            provider.api_base,
+            secret,
+            self.dialect.encode_bool(provider.enabled),
+            t(provider.create_time),
+            t(provider.update_time),
+        )
+
+    def providers(self, rows: Sequence[Row]) -> list[Provider]:
+        """Providers from ``entity_provider`` rows."""
+        decode_time = self.dialect.decode_time
+        found = []
+        for row in rows:
+            data = dict(zip(PROVIDER.column_names, row, strict=True))
+            data["enabled"] = bool(data["enabled"])
+            data["create_time"] = decode_time(data["create_time"])
+            data["update_time"] = decode_time(data["update_time"])
+            found.append(data)
+        return _validate(Provider, found)
+
+    def agent(self, agent: Agent) -> tuple[Any, ...]:
+        """An agent's parameters in ``entity_agent`` column order."""
+        for name in ("agent_code", "agent_name", "model_name", "response_format", "system_prompt"):
+            ensure_storable_text(getattr(agent, name), name)
+        ensure_storable_text(agent.custom_params, "custom_params")
+        ensure_storable_text(agent.thinking, "thinking")
+        u, t, j, b = self.uuid, self.time, self._json, self.dialect.encode_bool
+        return (
+            u(agent.id),
+            u(agent.tenant_id),
+            agent.agent_code,
+            agent.agent_name,
+            agent.agent_order,
+            b(agent.agent_status),
+            agent.context_limit,
+            None if agent.custom_params is None else j(agent.custom_params),
+            agent.max_completion_tokens,
+            agent.model_name,
+            u(agent.provider_id),
+            agent.response_format,
+            agent.system_prompt,
+            agent.temperature,
+            None if agent.stream is None else b(agent.stream),
+            None if agent.thinking is None else j(agent.thinking),
+            t(agent.create_time),
+            t(agent.update_time),
+        )
+
+    def agents(self, rows: Sequence[Row]) -> list[Agent]:
+        """Agents from ``entity_agent`` rows."""
+        dialect = self.dialect
+        found = []
+        for row in rows:
+            data = dict(zip(AGENT.column_names, row, strict=True))
+            data["agent_status"] = bool(data["agent_status"])
+            if data["stream"] is not None:
+                data["stream"] = bool(data["stream"])
+            data["custom_params"] = dialect.decode_json(data["custom_params"])
+            data["thinking"] = dialect.decode_json(data["thinking"])
+            data["create_time"] = dialect.decode_time(data["create_time"])
+            data["update_time"] = dialect.decode_time(data["update_time"])
+            found.append(data)
+        return _validate(Agent, found)
