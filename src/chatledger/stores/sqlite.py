@@ -141,6 +141,23 @@ def _resolve(job: _Job) -> None:
         job.future.set_result(job.outcome)
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End an open transaction after a failure; a rollback that fails too is only logged."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.warning("SQLite rollback after a failure failed as well", exc_info=True)
+
+
+def _hand_back(job: _Job) -> None:
+    """Resolve ``job``'s future on its own loop; a loop already closed has nobody waiting."""
+    try:
+        job.future.get_loop().call_soon_threadsafe(_resolve, job)
+    except RuntimeError:
+        logger.debug("SQLite job finished after its event loop closed; nobody awaits it")
+
+
 def _run_writes(writes: Sequence[Write]) -> Callable[[sqlite3.Connection], list[int]]:
     def run(conn: sqlite3.Connection) -> list[int]:
         counts = []
@@ -250,44 +267,42 @@ class SqliteDatabase:
                 if not job.is_write:
                     self._run_one(conn, job)
             for job in batch:
-                job.future.get_loop().call_soon_threadsafe(_resolve, job)
+                _hand_back(job)
         conn.close()
 
     @staticmethod
     def _run_one(conn: sqlite3.Connection, job: _Job) -> None:
         try:
             job.outcome = job.run(conn)
-        except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
+        except Exception as exc:  # noqa: BLE001  (handed to the awaiting task)
+            _rollback(conn)
             job.error = _map_error(exc, "SQLite")
 
     def _commit_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-        """Run every job in one transaction, each in its own savepoint, then commit once."""
-        single = len(jobs) == 1
+        """Run every job in one transaction, each in its own savepoint, then commit once.
+
+        A job that fails is rolled back alone and gets its own error; if the
+        transaction as a whole fails (the commit, a full disk), every job
+        that has no error yet gets that one.
+        """
+        savepoints = len(jobs) > 1
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
             for job in jobs:
-                job.error = _map_error(exc, "SQLite")
-            return
-        for job in jobs:
-            if not single:
-                conn.execute("SAVEPOINT job")
-            try:
-                job.outcome = job.run(conn)
-            except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
-                job.error = _map_error(exc, "SQLite")
-                if single:
-                    conn.execute("ROLLBACK")
-                    return
-                conn.execute("ROLLBACK TO job")
-            if not single:
-                conn.execute("RELEASE job")
-        try:
-            conn.execute("COMMIT")
+                if savepoints:
+                    conn.execute("SAVEPOINT job")
+                try:
+                    job.outcome = job.run(conn)
+                except Exception as exc:  # noqa: BLE001  (handed to the awaiting task)
+                    job.error = _map_error(exc, "SQLite")
+                    if savepoints:
+                        conn.execute("ROLLBACK TO job")
+                if savepoints:
+                    conn.execute("RELEASE job")
+            conn.execute("ROLLBACK" if all(job.error for job in jobs) else "COMMIT")
         except sqlite3.Error as exc:
-            error = _map_error(exc, "SQLite commit")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            error = _map_error(exc, "SQLite")
+            _rollback(conn)
             for job in jobs:
                 if job.error is None:
                     job.error = error
@@ -296,11 +311,10 @@ class SqliteDatabase:
         while (job := self._read_jobs.get()) is not None:
             try:
                 job.outcome = job.run(conn)
-            except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task)
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            except Exception as exc:  # noqa: BLE001  (handed to the awaiting task)
+                _rollback(conn)
                 job.error = _map_error(exc, "SQLite")
-            job.future.get_loop().call_soon_threadsafe(_resolve, job)
+            _hand_back(job)
         conn.close()
 
     def _submit(self, run: Callable[[sqlite3.Connection], Any], *, is_write: bool) -> Any:
