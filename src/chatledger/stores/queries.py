@@ -189,26 +189,30 @@ def usage_statements(
         f"SUM(reasoning_tokens) FROM {API_CALL.name}{where}{group_by}"
     )
 
-    latency_where = (
-        f"{where} AND latency_ms IS NOT NULL" if where else " WHERE latency_ms IS NOT NULL"
-    )
-    partition = f"PARTITION BY {', '.join(groups)}" if groups else ""
-    outer_keys = ", ".join(f"g{i}" for i in range(len(groups)))
+    # Percentiles from a latency histogram: one row per distinct latency (far fewer
+    # than calls), a running count over it, and the values at the two ranks around
+    # each percentile's position. An index on latency_ms makes the histogram a walk.
+    latency = f"{where} AND latency_ms IS NOT NULL" if where else " WHERE latency_ms IS NOT NULL"
+    keys_out = "".join(f"g{i}, " for i in range(len(groups)))
+    partition = f"PARTITION BY {keys_out.rstrip(', ')} " if groups else ""
     figures = []
     for _, percent in PERCENTILES:
-        # 0-based position (n - 1) * p / 100 split into whole rank and fraction.
+        # the 0-based position (n - 1) * p / 100, split into a whole rank and a fraction
         low = dialect.intdiv(f"(n - 1) * {percent}", "100")
-        fraction = f"(((n - 1) * {percent} - {low} * 100) / 100.0)"
+        fraction = (
+            f"(((MAX(n) - 1) * {percent} - "
+            f"{dialect.intdiv(f'(MAX(n) - 1) * {percent}', '100')} * 100) / 100.0)"
+        )
         figures.append(
-            f"SUM(CASE WHEN rn = {low} + 1 THEN v * (1 - {fraction}) "
-            f"WHEN rn = {low} + 2 THEN v * {fraction} ELSE 0 END)"
+            f"MIN(CASE WHEN upto >= {low} + 1 THEN v END) * (1 - {fraction}) + "
+            f"COALESCE(MIN(CASE WHEN upto >= {low} + 2 THEN v END), 0) * {fraction}"
         )
     percentiles = (
-        f"SELECT {outer_keys + ', ' if outer_keys else ''}{', '.join(figures)} FROM ("
-        f"SELECT {selected}latency_ms AS v, "
-        f"ROW_NUMBER() OVER ({partition} ORDER BY latency_ms) AS rn, "
-        f"COUNT(*) OVER ({partition}) AS n "
-        f"FROM {API_CALL.name}{latency_where}) ranked"
-        f"{' GROUP BY ' + outer_keys if outer_keys else ''}"
+        f"SELECT {keys_out}{', '.join(figures)} FROM ("
+        f"SELECT {keys_out}v, SUM(c) OVER ({partition}ORDER BY v) AS upto, "
+        f"SUM(c) OVER ({partition.strip()}) AS n FROM ("
+        f"SELECT {selected}latency_ms AS v, COUNT(*) AS c FROM {API_CALL.name}{latency} "
+        f"GROUP BY {', '.join([*groups, 'latency_ms'])}) histogram) running"
+        f"{' GROUP BY ' + keys_out.rstrip(', ') if groups else ''}"
     )
     return dialect.sql(totals), dialect.sql(percentiles)
