@@ -1,0 +1,86 @@
+"""Timing primitives: throughput and latency, measured with ``time.perf_counter``."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+
+__all__ = ["Latency", "Rate", "percentile", "time_async_calls", "time_calls"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Rows written in a measured number of seconds."""
+
+    rows: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        """Rows per second."""
+        return self.rows / self.seconds
+
+    @classmethod
+    def combined(cls, rates: Sequence[Rate]) -> Rate:
+        """All rows over all the time of several measured runs."""
+        return cls(sum(rate.rows for rate in rates), sum(rate.seconds for rate in rates))
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Per-operation durations in milliseconds, ascending."""
+
+    samples_ms: tuple[float, ...]
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> Latency:
+        """Latencies from unsorted samples."""
+        if not samples_ms:
+            raise ValueError("a latency needs at least one sample")
+        return cls(tuple(sorted(samples_ms)))
+
+    @property
+    def p50(self) -> float:
+        """The median, in milliseconds."""
+        return percentile(self.samples_ms, 0.50)
+
+    @property
+    def p99(self) -> float:
+        """The 99th percentile, in milliseconds."""
+        return percentile(self.samples_ms, 0.99)
+
+    @property
+    def median(self) -> float:
+        """The median, in milliseconds (same as ``p50``)."""
+        return statistics.median(self.samples_ms)
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` percentile of ascending values, by linear interpolation."""
+    position = (len(sorted_values) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (position - low) * (sorted_values[high] - sorted_values[low])
+
+
+def time_calls(call: Callable[[], object], repeats: int) -> Latency:
+    """Run ``call`` ``repeats`` times and return each run's duration."""
+    samples = []
+    for _ in range(repeats):
+        start = perf_counter()
+        call()
+        samples.append((perf_counter() - start) * 1000.0)
+    return Latency.of(samples)
+
+
+async def time_async_calls(call: Callable[[], Awaitable[object]], repeats: int) -> Latency:
+    """Await ``call()`` ``repeats`` times and return each run's duration."""
+    samples = []
+    for _ in range(repeats):
+        start = perf_counter()
+        await call()
+        samples.append((perf_counter() - start) * 1000.0)
+    return Latency.of(samples)

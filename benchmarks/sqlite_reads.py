@@ -1,0 +1,257 @@
+"""The read benchmarks: recent history over a million messages, statistics over a million calls."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+
+from benchmarks import (
+    chatledger_sqlite,
+    langchain_history,
+    openai_agents_session,
+    raw_sqlite,
+    workload,
+)
+from benchmarks.bulk_load import bulk_load, learn_layouts
+from benchmarks.measure import Latency, time_calls
+from benchmarks.report import Cell, Result, Section, Target
+from benchmarks.sizes import Sizes
+from benchmarks.sqlite_writes import Progress
+from benchmarks.workload import Row
+from chatledger.entities import QueryFilter
+
+__all__ = ["run_reads"]
+
+_SEED = 20250202
+_PEER_SESSIONS = 100  # SQLiteSession objects each hold thread-local connections: keep it bounded
+
+
+class _History:
+    """The history workload: sessions and their messages, interleaved as many live chats are."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        rng = random.Random(_SEED)
+        population = workload.Population.make(rng, users=max(1, sizes.users))
+        self.rng = rng
+        self.sizes = sizes
+        self.sessions = workload.sessions(population, rng, sizes.history_sessions)
+        self.newest: list[uuid.UUID] = []  # the first session's message ids, oldest first
+
+    def messages(self) -> Iterator[Row]:
+        """Round-robin over the sessions: message 1 of each, then message 2 of each, ..."""
+        count = self.sizes.messages_per_session
+        chats = [workload.conversation(s, self.rng, count) for s in self.sessions]
+        for _ in range(count):
+            for session, chat in zip(self.sessions, chats, strict=True):
+                row = next(chat)
+                session["update_time"] = row["create_time"]
+                if session is self.sessions[0]:
+                    self.newest.append(row["id"])
+                yield row
+
+
+def _timed(name: str, latency: Latency, progress: Progress) -> Latency:
+    progress(f"{name}: p50 {latency.p50:.3f} ms, p99 {latency.p99:.3f} ms")
+    return latency
+
+
+def _raw_connection(path: Path) -> sqlite3.Connection:
+    conn = raw_sqlite.connect(path)
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Result], Target]:
+    history = _History(sizes)
+    path = tmp / "cl-history.db"
+    start = perf_counter()
+    layouts = await learn_layouts(path)
+    rows = bulk_load(
+        path, [(layouts.message, history.messages()), (layouts.session, history.sessions)]
+    )
+    progress(f"loaded {rows:,} rows in chatledger's schema in {perf_counter() - start:.1f} s")
+    limit = sizes.history_limit
+    await chatledger_sqlite.check_history(path, history.sessions[0]["id"], history.newest[-limit:])
+
+    picks = random.Random(_SEED + 1).choices(history.sessions, k=sizes.history_queries)
+    conn = _raw_connection(path)
+    try:
+        params = [layouts.message.param("chat_session_id", s["id"]) for s in picks]
+        position = 0
+
+        def raw_read() -> None:
+            nonlocal position
+            raw_sqlite.recent_messages(conn, params[position % len(params)], limit)
+            position += 1
+
+        time_calls(raw_read, sizes.warmup)
+        position = 0
+        raw = _timed("raw sqlite3 recent messages", time_calls(raw_read, len(params)), progress)
+    finally:
+        conn.close()
+    ours = _timed(
+        "chatledger get_recent_messages",
+        await chatledger_sqlite.recent_history(path, [s["id"] for s in picks], limit, sizes.warmup),
+        progress,
+    )
+    agents = await _agents_history(sizes, tmp, progress)
+    langchain = await _langchain_history(sizes, tmp, progress)
+    volume = f"{sizes.history_messages:,} msgs"
+    results = [
+        Result(
+            f"get_recent_messages({limit}) p50, {volume}",
+            "ms",
+            Cell(ours.p50),
+            Cell(raw.p50),
+            Cell(agents.p50) if isinstance(agents, Latency) else agents,
+            Cell(langchain.p50) if isinstance(langchain, Latency) else langchain,
+        ),
+        Result(
+            f"get_recent_messages({limit}) p99, {volume}",
+            "ms",
+            Cell(ours.p99),
+            Cell(raw.p99),
+            Cell(agents.p99) if isinstance(agents, Latency) else agents,
+            Cell(langchain.p99) if isinstance(langchain, Latency) else langchain,
+        ),
+    ]
+    return results, Target("get_recent_messages p99: vs raw SELECT", results[1].ratio, 2.0, False)
+
+
+async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
+    try:
+        history = _History(sizes)
+        path = tmp / "agents-history.db"
+        ids = [str(s["id"]) for s in history.sessions]
+        start = perf_counter()
+        rows = openai_agents_session.bulk_load(path, ids, history.messages())
+        progress(
+            f"loaded {rows:,} rows in SQLiteSession's schema in {perf_counter() - start:.1f} s"
+        )
+        picks = random.Random(_SEED + 1).sample(ids, k=min(_PEER_SESSIONS, len(ids)))
+        latency = await openai_agents_session.recent_history(
+            path, picks, sizes.history_limit, sizes.history_queries, sizes.warmup
+        )
+    except Exception as exc:
+        progress(f"SQLiteSession history failed: {type(exc).__name__}: {exc}")
+        return Cell(None, f"failed ({type(exc).__name__})")
+    return _timed("SQLiteSession get_items", latency, progress)
+
+
+async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
+    try:
+        history = _History(sizes)
+        path = tmp / "langchain-history.db"
+        start = perf_counter()
+        rows = langchain_history.bulk_load(path, history.messages())
+        progress(f"loaded {rows:,} rows in LangChain's schema in {perf_counter() - start:.1f} s")
+        ids = [str(s["id"]) for s in history.sessions]
+        picks = random.Random(_SEED + 1).sample(ids, k=min(10, len(ids)))
+        latency = await langchain_history.history(
+            path, picks, sizes.messages_per_session, sizes.full_scan_queries, warmup=2
+        )
+    except Exception as exc:
+        progress(f"SQLChatMessageHistory history failed: {type(exc).__name__}: {exc}")
+        return Cell(None, f"failed ({type(exc).__name__})")
+    return _timed("SQLChatMessageHistory aget_messages", latency, progress)
+
+
+async def _statistics(
+    sizes: Sizes, tmp: Path, progress: Progress
+) -> tuple[list[Result], list[Target]]:
+    rng = random.Random(_SEED + 2)
+    population = workload.Population.make(rng, users=sizes.users)
+    sessions = workload.sessions(population, rng, max(sizes.users, sizes.history_sessions))
+    path = tmp / "cl-stats.db"
+    start = perf_counter()
+    layouts = await learn_layouts(path)
+    clock = workload.Clock(rng, timedelta(days=90) / sizes.api_calls)  # 90 days of traffic
+    calls = workload.api_call_rows(sessions, rng, sizes.api_calls, clock)
+    rows = bulk_load(path, [(layouts.api_call, calls)])
+    progress(f"loaded {rows:,} API calls in chatledger's schema in {perf_counter() - start:.1f} s")
+
+    user = population.user_ids[0]
+    results: list[Result] = []
+    targets: list[Target] = []
+    conn = _raw_connection(path)
+    try:
+        for query, user_param, label in (
+            (QueryFilter(), None, "all calls"),
+            (QueryFilter().user(user), layouts.api_call.param("user_id", user), "one user"),
+        ):
+            ours, answer = await chatledger_sqlite.statistics(path, query, sizes.stats_repeats, 1)
+            expected = raw_sqlite.aggregate(conn, user_param)[0]
+            if answer.total_calls != expected:
+                raise AssertionError(f"get_statistics counted {answer.total_calls}, SQL {expected}")
+            plain = time_calls(partial(raw_sqlite.aggregate, conn, user_param), sizes.stats_repeats)
+            statements = await chatledger_sqlite.statistics_sql(path, query)
+            replay = _replay(conn, statements, sizes.stats_repeats)
+            progress(
+                f"statistics, {label}: chatledger {ours.median:.1f} ms, raw aggregate "
+                f"{plain.median:.1f} ms, replay of its {len(statements)} statement(s) "
+                + (f"{replay.median:.1f} ms" if replay else "n/a")
+            )
+            head = Result(
+                f"get_statistics, {label} ({answer.total_calls:,} of {sizes.api_calls:,}) [c]",
+                "ms",
+                Cell(ours.median),
+                Cell(plain.median),
+            )
+            results += [
+                head,
+                Result(
+                    "  same, raw replay of chatledger's own SQL [d]",
+                    "ms",
+                    Cell(ours.median),
+                    Cell(replay.median) if replay else Cell(None, "not captured"),
+                ),
+            ]
+            targets.append(
+                Target(f"get_statistics, {label}: vs raw aggregate", head.ratio, 1.3, False)
+            )
+    finally:
+        conn.close()
+    return results, targets
+
+
+def _replay(conn: sqlite3.Connection, statements: Sequence[str], repeats: int) -> Latency | None:
+    """Run the captured statements with raw sqlite3, fetching every row, ``repeats`` times."""
+    if not statements:
+        return None
+
+    def run() -> None:
+        for sql in statements:
+            conn.execute(sql).fetchall()
+
+    run()
+    return time_calls(run, repeats)
+
+
+async def run_reads(sizes: Sizes, tmp: Path, progress: Progress) -> Section:
+    """Every read benchmark: table rows, targets and notes."""
+    history, history_target = await _history(sizes, tmp, progress)
+    statistics, statistics_targets = await _statistics(sizes, tmp, progress)
+    notes = [
+        f"history: {sizes.history_sessions:,} sessions x {sizes.messages_per_session} messages, "
+        "inserted interleaved (message 1 of every session, then message 2, ...) as live chats "
+        f"write them; {sizes.history_queries:,} reads of random sessions per side. raw sqlite3: "
+        "SELECT ... WHERE chat_session_id = ? ORDER BY create_time DESC, id DESC LIMIT ? on "
+        "chatledger's own file, json.loads of each content",
+        f"SQLiteSession: get_items(limit={sizes.history_limit}) on the same volume in its own "
+        f"schema, cycling over {_PEER_SESSIONS} session objects",
+        "LangChain: no 'newest N' read; aget_messages() returns all "
+        f"{sizes.messages_per_session} messages of a session, and its table has no index on "
+        f"session_id (a full scan per read), so {sizes.full_scan_queries} reads only",
+        "[c] raw sqlite3: SELECT COUNT(*), SUM(success), SUM(tokens x3), SUM(total_price), "
+        "AVG(latency_ms), AVG(tokens_per_second) [WHERE user_id = ?] - no percentiles, no "
+        f"status breakdown; median of {sizes.stats_repeats} runs",
+        "[d] the SELECT statements get_statistics ran (captured with sqlite3's trace callback), "
+        "run again with raw sqlite3, every row fetched",
+    ]
+    return Section(history + statistics, [history_target, *statistics_targets], notes)
