@@ -36,6 +36,11 @@ _E = TypeVar("_E")
 _M = TypeVar("_M", LLMMessage, LLMApiCall, ChatSession, Provider, Agent)
 
 _DETAIL_FIELDS = ("prompt_tokens_details", "completion_tokens_details", "price_details")
+# Column orders, computed once: Table.column_names builds a new tuple on every call.
+_MESSAGE_COLUMNS = MESSAGE.column_names
+_SESSION_COLUMNS = SESSION.column_names
+_PROVIDER_COLUMNS = PROVIDER.column_names
+_AGENT_COLUMNS = AGENT.column_names
 _UUID_GROUPS = frozenset({"agent", "user", "tenant", "session"})
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 
@@ -107,7 +112,7 @@ class RowCodec:
         decode_json, decode_time = self.dialect.decode_json, self.dialect.decode_time
         found = []
         for row in rows:
-            data = dict(zip(MESSAGE.column_names, row, strict=True))
+            data = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
             data["content"] = decode_json(data["content"])
             data["create_time"] = decode_time(data["create_time"])
             data["update_time"] = decode_time(data["update_time"])
@@ -118,16 +123,19 @@ class RowCodec:
 
     def api_call(self, call: LLMApiCall) -> tuple[Any, ...]:
         """An API call's parameters in ``API_CALL_COLUMNS`` order."""
-        u, t, j = self.uuid, self.time, self._json
+        u, t = self.uuid, self.time
         for name in ("model_name", "error_message", "error_code", "api_response_id"):
             ensure_storable_text(getattr(call, name), name)
-        details = []
+        details: list[str | None] = []
         for name in _DETAIL_FIELDS:
             value = getattr(call, name)
-            if value is not None:
-                value = value.model_dump(mode="json")
-                ensure_storable_text(value, name)
-            details.append(None if value is None else j(value))
+            if value is None:
+                details.append(None)
+                continue
+            text = value.model_dump_json()  # refuses lone surrogates itself
+            if "\\u0000" in text:  # a cheap screen; the walk is exact
+                ensure_storable_text(value.model_dump(), name)
+            details.append(text)
         prompt, completion = call.prompt_tokens_details, call.completion_tokens_details
         return (
             u(call.id),
@@ -236,7 +244,7 @@ class RowCodec:
         dialect = self.dialect
         found = []
         for row in rows:
-            data = dict(zip(SESSION.column_names, row, strict=True))
+            data = dict(zip(_SESSION_COLUMNS, row, strict=True))
             data["metadata"] = dialect.decode_json(data["metadata"]) or {}
             data["create_time"] = dialect.decode_time(data["create_time"])
             data["update_time"] = dialect.decode_time(data["update_time"])
@@ -269,7 +277,7 @@ class RowCodec:
         decode_time = self.dialect.decode_time
         found = []
         for row in rows:
-            data = dict(zip(PROVIDER.column_names, row, strict=True))
+            data = dict(zip(_PROVIDER_COLUMNS, row, strict=True))
             data["enabled"] = bool(data["enabled"])
             data["create_time"] = decode_time(data["create_time"])
             data["update_time"] = decode_time(data["update_time"])
@@ -309,7 +317,7 @@ class RowCodec:
         dialect = self.dialect
         found = []
         for row in rows:
-            data = dict(zip(AGENT.column_names, row, strict=True))
+            data = dict(zip(_AGENT_COLUMNS, row, strict=True))
             data["agent_status"] = bool(data["agent_status"])
             if data["stream"] is not None:
                 data["stream"] = bool(data["stream"])

@@ -898,6 +898,9 @@ class StoreConformance:
             make_api_call(error_message="oops\x00"),
             make_api_call(model_name="gpt\x00"),
             make_api_call(api_response_id="resp\x00"),
+            make_api_call().with_token_details(TokenDetails(cached_tokens=1, note="n\x00"), None),
+            make_api_call().with_token_details(None, TokenDetails(source="\ud800")),
+            make_api_call().with_price(Decimal("0.01"), PriceDetails(currency="US\x00D")),
         ]
         for call in bad_calls:
             with pytest.raises(SerializationError):
