@@ -27,8 +27,7 @@ from chatledger.errors import SerializationError
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.encoding import ensure_storable_text
 from chatledger.stores.queries import API_CALL_COLUMNS, PERCENTILES
-from chatledger.stores.schema import AGENT, MESSAGE, PROVIDER, SESSION
-
+from chatledger.stores.schema import AGENT, PROVIDER, SESSION
 from chatledger.stores.statistics import quantize_cost
 
 __all__ = ["RowCodec"]
