@@ -33,6 +33,12 @@ class Dialect:
     column_types: ClassVar[dict[ColumnType, str]] = {}
     #: how the driver wants placeholders: "qmark" (?), "numeric" ($1) or "format" (%s)
     paramstyle: ClassVar[str] = "qmark"
+    #: appended to CREATE TABLE (MySQL: engine and character set)
+    table_suffix: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        """A dialect with empty statement caches."""
+        self._upserts: dict[str, str] = {}
 
     # --- statements ------------------------------------------------------------------
 
@@ -75,8 +81,6 @@ class Dialect:
         body = ",\n    ".join(lines)
         return f"CREATE TABLE IF NOT EXISTS {table.name} (\n    {body}\n){self.table_suffix}"
 
-    table_suffix: ClassVar[str] = ""
-
     def create_index(self, table: Table, index: Index) -> str:
         """``CREATE INDEX IF NOT EXISTS`` for ``index``."""
         return (
@@ -84,7 +88,7 @@ class Dialect:
         )
 
     def add_column(self, table: Table, column: Column) -> str:
-        """``ALTER TABLE ... ADD COLUMN``, a no-op where the column exists if the database can."""
+        """``ALTER TABLE … ADD COLUMN`` for ``column``."""
         return f"ALTER TABLE {table.name} ADD COLUMN {self.column_ddl(column)}"
 
     def upsert(self, table: Table, row: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
@@ -104,10 +108,6 @@ class Dialect:
             )
             self._upserts[table.name] = sql
         return [(sql, row)]
-
-    def __init__(self) -> None:
-        """A dialect with empty statement caches."""
-        self._upserts: dict[str, str] = {}
 
     def version_table(self, name: str) -> str:
         """DDL of the table that records applied migrations."""
