@@ -388,3 +388,10 @@ def test_session_title_is_limited_to_255_characters() -> None:
     """A session title over 255 characters is refused."""
     with pytest.raises(ValidationError, match="title"):
         ChatSession.new(uuid.uuid4(), uuid.uuid4()).with_title("t" * 256)
+
+
+def test_provider_validation_errors_do_not_echo_the_key() -> None:
+    """A provider that fails validation does not show its API key in the error."""
+    with pytest.raises(ValidationError) as caught:
+        Provider.model_validate({"api_key": "sk-very-secret", "provider_name": "openai"})
+    assert "sk-very-secret" not in str(caught.value)

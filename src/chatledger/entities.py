@@ -541,7 +541,10 @@ class UsageBucket(_Entity):
 
 
 class Provider(_Entity):
-    """An LLM provider account of a tenant; its API key never shows in repr or logs."""
+    """An LLM provider account of a tenant; its API key never shows in repr, logs or errors."""
+
+    # A validation error would otherwise echo the whole input, key included.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -579,6 +582,8 @@ class Agent(_Entity):
 
 class AgentConfig(_Entity):
     """An agent together with its provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     provider: Provider
     agent: Agent
