@@ -8,7 +8,7 @@ import pytest
 
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.queries import usage_statements
-from chatledger.stores.schema import API_CALL, MESSAGE
+from chatledger.stores.schema import API_CALL, MESSAGE, V1_TABLES, Table
 from chatledger.stores.sqlite import SqliteDialect
 
 
@@ -46,3 +46,11 @@ def test_usage_statements_bind_values_not_text(bucket: str | None) -> None:
     for statement in (totals, percentiles):
         assert statement.count("?") == 2
         assert "GROUP BY model_name, user_id" in statement
+
+
+@pytest.mark.parametrize("table", V1_TABLES, ids=lambda table: table.name)
+def test_every_foreign_key_is_indexed(table: Table) -> None:
+    """Each child key leads an index, so deleting a parent never scans the child table."""
+    leading = {index.columns[0] for index in table.indexes}
+    for key in table.foreign_keys:
+        assert key.column in leading, f"{table.name}.{key.column} has no index"

