@@ -232,3 +232,19 @@ async def test_connect_picks_sqlite_from_the_url(tmp_path: Path) -> None:
         assert isinstance(store, SqliteStore)
     finally:
         await store.close()
+
+
+async def test_planner_statistics_are_refreshed_as_rows_arrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After enough writes the store runs ANALYZE, so filters on status or model plan well."""
+    monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_EVERY_ROWS", 20)
+    path = tmp_path / "a.db"
+    async with await SqliteStore.connect(path) as store:
+        await store.save_api_calls([make_api_call() for _ in range(25)])
+        with sqlite3.connect(path) as conn:
+            stats = conn.execute(
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'idx_api_call_status'"
+            ).fetchone()
+    assert stats is not None
+    assert int(stats[0].split()[0]) == 25  # the row count ANALYZE saw

@@ -43,6 +43,12 @@ logger = logging.getLogger(__name__)
 Synchronous = Literal["full", "normal", "off"]
 _MAX_GROUP = 256  # writes committed together at most; bounds one commit's latency
 _READERS = 2
+# SQLite plans by the statistics ANALYZE leaves; without them a filter on a
+# column with few values (status, model) walks its index for most of the table,
+# 10x slower than a scan. Refreshing them is bounded by analysis_limit (about
+# 40 ms at a million calls), so it runs at open and after this many rows written.
+_ANALYZE_EVERY_ROWS = 50_000
+_ANALYZE = ("PRAGMA analysis_limit=1000", "ANALYZE")
 
 
 class SqliteDialect(Dialect):
@@ -197,6 +203,7 @@ class SqliteDatabase:
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._in_memory = in_memory
+        self._rows_since_analyze = 0
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._read_jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer_connection = self._open_connection(writer=True)
@@ -263,6 +270,7 @@ class SqliteDatabase:
             writes = [job for job in batch if job.is_write]
             if writes:
                 self._commit_group(conn, writes)
+                self._count_rows(conn, writes)
             for job in batch:
                 if not job.is_write:
                     self._run_one(conn, job)
@@ -306,6 +314,19 @@ class SqliteDatabase:
             for job in jobs:
                 if job.error is None:
                     job.error = error
+
+    def _count_rows(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        """Refresh the planner's statistics once enough rows have been written."""
+        for job in jobs:
+            if job.error is None and isinstance(job.outcome, list):
+                self._rows_since_analyze += sum(max(count, 0) for count in job.outcome)
+        if self._rows_since_analyze >= _ANALYZE_EVERY_ROWS:
+            self._rows_since_analyze = 0
+            try:
+                for statement in _ANALYZE:
+                    conn.execute(statement)
+            except sqlite3.Error:  # stale statistics slow some queries; they break none
+                logger.warning("SQLite ANALYZE failed; query plans may be slower", exc_info=True)
 
     def _read_loop(self, conn: sqlite3.Connection) -> None:
         while (job := self._read_jobs.get()) is not None:
@@ -422,6 +443,7 @@ class SqliteStore(SqlStore):
         database = await asyncio.to_thread(_open_database, path, synchronous, busy_timeout)
         try:
             await migrate(database)
+            await database.write([Write(statement) for statement in _ANALYZE])
         except BaseException:
             await database.close()
             raise
