@@ -34,6 +34,7 @@ __all__ = [
     "SessionStore",
     "StoreLifecycle",
     "check_breakdown_args",
+    "check_cutoff",
 ]
 
 DEFAULT_QUERY_LIMIT = 100
@@ -43,6 +44,15 @@ GroupKey = Literal["model", "agent", "user", "tenant", "session", "status"]
 Bucket = Literal["hour", "day", "week", "month"]
 GROUP_BY_KEYS: tuple[GroupKey, ...] = ("model", "agent", "user", "tenant", "session", "status")
 _BUCKETS: tuple[Bucket, ...] = ("hour", "day", "week", "month")
+
+
+def check_cutoff(before: datetime) -> datetime:
+    """Refuse a naive retention cutoff: which records it keeps would depend on the machine."""
+    if before.tzinfo is None or before.utcoffset() is None:
+        raise ValueError(
+            f"before={before!r} has no timezone; pass an aware time, e.g. datetime.now(UTC)"
+        )
+    return before
 
 
 def check_breakdown_args(group_by: Sequence[str], bucket: str | None) -> tuple[GroupKey, ...]:

@@ -39,6 +39,7 @@ from chatledger.stores.base import (
     GroupKey,
     StoreLifecycle,
     check_breakdown_args,
+    check_cutoff,
 )
 from chatledger.stores.encoding import ensure_storable_text
 from chatledger.stores.statistics import compute_breakdown, compute_statistics
@@ -266,6 +267,7 @@ class InMemoryStore(StoreLifecycle):
     async def cleanup_old_records(self, before: datetime) -> int:
         """Delete API-call records with ``create_time < before``; return how many."""
         self._check_open()
+        check_cutoff(before)
         old = [call.id for call in self._api_calls.values() if call.create_time < before]
         for call_id in old:
             self._drop_api_call(call_id)

@@ -35,6 +35,7 @@ from chatledger.stores.base import (
     GroupKey,
     StoreLifecycle,
     check_breakdown_args,
+    check_cutoff,
 )
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.queries import Queries, filter_clause, usage_statements
@@ -293,9 +294,8 @@ class SqlStore(StoreLifecycle):
 
     async def cleanup_old_records(self, before: datetime) -> int:
         """Delete API-call records with ``create_time < before``; return how many."""
-        if before.tzinfo is None:
-            raise ValueError("before must be a timezone-aware datetime (e.g. datetime.now(UTC))")
-        (count,) = await self._write(Write(self._q.cleanup_calls, (self._rows.time(before),)))
+        cutoff = self._rows.time(check_cutoff(before))
+        (count,) = await self._write(Write(self._q.cleanup_calls, (cutoff,)))
         return count
 
     # --- sessions ----------------------------------------------------------------------

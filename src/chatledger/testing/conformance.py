@@ -1145,6 +1145,15 @@ class StoreConformance:
         assert {c.id for c in left} == {c.id for c in calls[3:]}
         assert await store.get_message(message.id) == message
 
+    @pytest.mark.asyncio
+    async def test_cleanup_refuses_a_naive_cutoff(self, store: PersistenceStore) -> None:
+        """A cutoff without a timezone is a ValueError and deletes nothing."""
+        call = make_api_call(create_time=BASE_TIME - timedelta(days=1))
+        await store.save_api_call(call)
+        with pytest.raises(ValueError, match="timezone"):
+            await store.cleanup_old_records(BASE_TIME.replace(tzinfo=None))
+        assert await store.get_api_call(call.id) == call
+
     # -- statistics ----------------------------------------------------------------
 
     @pytest.mark.asyncio
