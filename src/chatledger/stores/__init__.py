@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chatledger.stores.base import (
     AgentStore,
@@ -13,9 +13,7 @@ from chatledger.stores.base import (
     SessionStore,
 )
 from chatledger.stores.memory import InMemoryStore
-
-if TYPE_CHECKING:
-    from chatledger.stores.sqlite import SqliteStore
+from chatledger.stores.sqlite import SqliteStore
 
 __all__ = [
     "AgentStore",
@@ -44,8 +42,6 @@ async def connect(url: str, **options: Any) -> PersistenceStore:
     if scheme == "memory":
         return InMemoryStore()
     if scheme == "sqlite":
-        from chatledger.stores.sqlite import SqliteStore
-
         return await SqliteStore.connect(url, **options)
     if scheme in ("postgresql", "postgres", "mysql"):
         raise ValueError(f"the {scheme} backend is not available in this version of chatledger yet")
@@ -61,11 +57,3 @@ def _redact(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SqliteStore":
-        from chatledger.stores.sqlite import SqliteStore
-
-        return SqliteStore
-    raise AttributeError(name)
