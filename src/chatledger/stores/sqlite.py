@@ -248,6 +248,11 @@ class SqliteDatabase:
             ) from exc
         return conn
 
+    @property
+    def path(self) -> str | None:
+        """The database file, or None for a private in-memory database."""
+        return None if self._in_memory else self._path
+
     # --- the writer thread -------------------------------------------------------------
 
     def _write_loop(self) -> None:
@@ -407,7 +412,8 @@ class SqliteStore(SqlStore):
     def __init__(self, database: SqliteDatabase) -> None:
         """Wrap an open database; use :meth:`connect` or :meth:`in_memory` instead."""
         super().__init__(database)
-        self.path = database._path if not database._in_memory else None
+        self.path: str | None = database.path
+        """The database file, or None for a private in-memory database."""
 
     @classmethod
     async def connect(
