@@ -206,8 +206,8 @@ _AGGREGATE = """SELECT COUNT(*),
 FROM entity_llm_api_call"""
 
 
-def aggregate(conn: sqlite3.Connection, user_param: Any | None) -> tuple[Any, ...]:
-    """The plain usage aggregate (counts, sums, averages; no percentiles), maybe for one user."""
-    if user_param is None:
-        return tuple(conn.execute(_AGGREGATE).fetchone())
-    return tuple(conn.execute(_AGGREGATE + " WHERE user_id = ?", (user_param,)).fetchone())
+def aggregate(
+    conn: sqlite3.Connection, where: str = "", params: tuple[Any, ...] = ()
+) -> tuple[Any, ...]:
+    """The plain usage aggregate (counts, sums, averages; no percentiles) over ``where``."""
+    return tuple(conn.execute(_AGGREGATE + where, params).fetchone())

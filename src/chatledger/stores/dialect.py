@@ -127,6 +127,10 @@ class Dialect:
         """An integer read from key ``key`` of JSON column ``column``."""
         return f"CAST(json_extract({column}, '$.{key}') AS INTEGER)"
 
+    def unindexed(self, column: str) -> str:
+        """``column`` as an expression the planner will not serve from an index."""
+        return column
+
     def bucket_start(self, column: str, bucket: str) -> str:
         """The start of ``column``'s UTC hour, day, ISO week (Monday) or month."""
         raise NotImplementedError

@@ -192,7 +192,11 @@ def usage_statements(
     # Percentiles from a latency histogram: one row per distinct latency (far fewer
     # than calls), a running count over it, and the values at the two ranks around
     # each percentile's position. An index on latency_ms makes the histogram a walk.
-    latency = f"{where} AND latency_ms IS NOT NULL" if where else " WHERE latency_ms IS NOT NULL"
+    # Unfiltered, the histogram walks the latency index. Filtered, that walk would
+    # fetch every call to test the filter (2 s at a million calls, even when 1% of
+    # them match), so the dialect keeps the planner off that index.
+    value = dialect.unindexed("latency_ms") if where else "latency_ms"
+    latency = f"{where} AND {value} IS NOT NULL" if where else f" WHERE {value} IS NOT NULL"
     keys_out = "".join(f"g{i}, " for i in range(len(groups)))
     partition = f"PARTITION BY {keys_out.rstrip(', ')} " if groups else ""
     figures = []
@@ -211,8 +215,8 @@ def usage_statements(
         f"SELECT {keys_out}{', '.join(figures)} FROM ("
         f"SELECT {keys_out}v, SUM(c) OVER ({partition}ORDER BY v) AS upto, "
         f"SUM(c) OVER ({partition.strip()}) AS n FROM ("
-        f"SELECT {selected}latency_ms AS v, COUNT(*) AS c FROM {API_CALL.name}{latency} "
-        f"GROUP BY {', '.join([*groups, 'latency_ms'])}) histogram) running"
+        f"SELECT {selected}{value} AS v, COUNT(*) AS c FROM {API_CALL.name}{latency} "
+        f"GROUP BY {', '.join([*groups, value])}) histogram) running"
         f"{' GROUP BY ' + keys_out.rstrip(', ') if groups else ''}"
     )
     return dialect.sql(totals), dialect.sql(percentiles)

@@ -77,6 +77,10 @@ class SqliteDialect(Dialect):
         """A REAL read back through its shortest decimal form."""
         return None if value is None else Decimal(repr(value))
 
+    def unindexed(self, column: str) -> str:
+        """SQLite's idiom: a unary plus hides the column from index selection."""
+        return f"+{column}"
+
     def bucket_start(self, column: str, bucket: str) -> str:
         """The bucket's start as RFC 3339 text."""
         suffix = "T00:00:00.000000+00:00"
