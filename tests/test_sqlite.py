@@ -17,9 +17,10 @@ from chatledger import (
     TokenDetails,
     connect,
 )
+from chatledger.stores.queries import usage_statements
 from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from chatledger.stores.sql import Write, schema_version
-from chatledger.stores.sqlite import SqliteStore, _open_database
+from chatledger.stores.sqlite import SqliteDialect, SqliteStore, _open_database
 from chatledger.testing import make_api_call, make_message, make_session
 
 
@@ -248,3 +249,24 @@ async def test_planner_statistics_are_refreshed_as_rows_arrive(
             ).fetchone()
     assert stats is not None
     assert int(stats[0].split()[0]) == 25  # the row count ANALYZE saw
+
+
+async def test_percentiles_use_the_latency_index_only_when_unfiltered(tmp_path: Path) -> None:
+    """Unfiltered, the latency histogram walks its index; filtered, it must not.
+
+    Walking the latency index under a filter fetches every call to test it
+    (seconds at a million calls), so the plan is pinned here.
+    """
+    path = tmp_path / "a.db"
+    async with await SqliteStore.connect(path):
+        pass
+    dialect = SqliteDialect()
+    with sqlite3.connect(path) as conn:
+
+        def plan(where: str, params: tuple[object, ...]) -> str:
+            _, percentiles = usage_statements(dialect, where, (), None)
+            return str(conn.execute(f"EXPLAIN QUERY PLAN {percentiles}", params).fetchall())
+
+        assert "idx_api_call_latency" in plan("", ())
+        assert "idx_api_call_latency" not in plan(" WHERE create_time >= ?", ("2026",))
+        assert "idx_api_call_latency" not in plan(" WHERE model_name = ?", ("gpt-4o",))
