@@ -19,7 +19,7 @@ from chatledger import (
 )
 from chatledger.stores.queries import usage_statements
 from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
-from chatledger.stores.sql import Write, schema_version
+from chatledger.stores.sql import Read, Write, schema_version
 from chatledger.stores.sqlite import SqliteDialect, SqliteStore, _open_database
 from chatledger.testing import make_api_call, make_message, make_session
 
@@ -238,17 +238,74 @@ async def test_connect_picks_sqlite_from_the_url(tmp_path: Path) -> None:
 async def test_planner_statistics_are_refreshed_as_rows_arrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After enough writes the store runs ANALYZE, so filters on status or model plan well."""
-    monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_EVERY_ROWS", 20)
+    """Writes that could double the API-call table refresh SQLite's planner statistics."""
+    monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_MIN_ROWS", 20)
     path = tmp_path / "a.db"
-    async with await SqliteStore.connect(path) as store:
-        await store.save_api_calls([make_api_call() for _ in range(25)])
+
+    def described() -> int | None:
         with sqlite3.connect(path) as conn:
-            stats = conn.execute(
+            row = conn.execute(
                 "SELECT stat FROM sqlite_stat1 WHERE idx = 'idx_api_call_status'"
             ).fetchone()
-    assert stats is not None
-    assert int(stats[0].split()[0]) == 25  # the row count ANALYZE saw
+        return None if row is None else int(row[0].split()[0])
+
+    async with await SqliteStore.connect(path) as store:
+        await store.save_api_calls([make_api_call() for _ in range(25)])
+        assert described() == 25
+        await store.save_api_calls([make_api_call() for _ in range(10)])
+        assert described() == 25  # 35 rows: not yet twice what was described
+        await store.save_api_calls([make_api_call() for _ in range(20)])
+        assert described() == 55
+
+
+async def test_readers_plan_with_refreshed_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the writer's ANALYZE, reader connections plan with the new statistics.
+
+    SQLite connections keep the statistics they loaded. Every call here has the
+    same model, so once statistics say so a model filter scans the table
+    instead of walking the model index; readers must see that too.
+    """
+    monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_MIN_ROWS", 10**9)
+    calls = [make_api_call() for _ in range(2000)]
+    plan = Read(
+        "EXPLAIN QUERY PLAN SELECT SUM(prompt_tokens) FROM entity_llm_api_call "
+        "WHERE model_name = ?",
+        (calls[0].model_name,),
+    )
+    async with await SqliteStore.connect(tmp_path / "a.db") as store:
+        await store.save_api_calls(calls)
+        for _ in range(4):  # every reader has loaded the schema, with no statistics
+            (before,) = await store._db.read([plan])
+            assert "idx_api_call_model" in str(before)
+        monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_MIN_ROWS", 1)
+        await store.save_api_call(make_api_call())  # the writer analyzes now
+        for _ in range(4):
+            (after,) = await store._db.read([plan])
+            assert "idx_api_call_model" not in str(after)
+
+
+async def test_stale_statistics_are_refreshed_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table loaded behind the store's back gets statistics when a store opens it."""
+    monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_MIN_ROWS", 10**9)
+    path = tmp_path / "a.db"
+    async with await SqliteStore.connect(path) as store:
+        await store.save_api_calls([make_api_call() for _ in range(30)])
+    with sqlite3.connect(path) as conn:
+        assert not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"
+        ).fetchone()
+    monkeypatch.setattr("chatledger.stores.sqlite._ANALYZE_MIN_ROWS", 20)
+    async with await SqliteStore.connect(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        (stat,) = conn.execute(
+            "SELECT stat FROM sqlite_stat1 WHERE idx = 'idx_api_call_status'"
+        ).fetchone()
+    assert int(stat.split()[0]) == 30
 
 
 async def test_percentiles_use_the_latency_index_only_when_unfiltered(tmp_path: Path) -> None:
