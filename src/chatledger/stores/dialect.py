@@ -36,10 +36,6 @@ class Dialect:
     #: appended to CREATE TABLE (MySQL: engine and character set)
     table_suffix: ClassVar[str] = ""
 
-    def __init__(self) -> None:
-        """A dialect with empty statement caches."""
-        self._upserts: dict[str, str] = {}
-
     # --- statements ------------------------------------------------------------------
 
     def sql(self, text: str) -> str:
@@ -91,23 +87,19 @@ class Dialect:
         """``ALTER TABLE … ADD COLUMN`` for ``column``."""
         return f"ALTER TABLE {table.name} ADD COLUMN {self.column_ddl(column)}"
 
-    def upsert(self, table: Table, row: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
-        """Statements that insert ``row`` into ``table`` or replace the row with its id.
+    def upsert(self, table: Table) -> str:
+        """``INSERT`` of a full row that replaces the row with the same id, with ``?``.
 
         Only a clash on ``id`` replaces; a clash on another unique key is a
         constraint error, never a silent update of some other row.
         """
         names = table.column_names
-        sql = self._upserts.get(table.name)
-        if sql is None:
-            updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
-            sql = self.sql(
-                f"INSERT INTO {table.name} ({', '.join(names)}) "
-                f"VALUES ({', '.join('?' * len(names))}) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}"
-            )
-            self._upserts[table.name] = sql
-        return [(sql, row)]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+        return (
+            f"INSERT INTO {table.name} ({', '.join(names)}) "
+            f"VALUES ({', '.join('?' * len(names))}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
 
     def version_table(self, name: str) -> str:
         """DDL of the table that records applied migrations."""

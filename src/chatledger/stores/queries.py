@@ -109,6 +109,7 @@ class Queries:
         self.enabled_providers = q(
             f"{provider} WHERE tenant_id = ? AND enabled = ? ORDER BY provider_name, id"
         )
+        self.upsert_provider = q(dialect.upsert(PROVIDER))
         self.delete_provider = q(f"DELETE FROM {PROVIDER.name} WHERE id = ?")
         # MoFA's own SQLite tables have no foreign keys, so the cascade is spelled out.
         self.delete_provider_agents = q(f"DELETE FROM {AGENT.name} WHERE provider_id = ?")
@@ -120,6 +121,7 @@ class Queries:
         self.active_agents = q(
             f"{agent} WHERE tenant_id = ? AND agent_status = ? ORDER BY agent_order, agent_code"
         )
+        self.upsert_agent = q(dialect.upsert(AGENT))
         self.delete_agent = q(f"DELETE FROM {AGENT.name} WHERE id = ?")
 
         self._api_calls_page = call + "{where} ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?"

@@ -40,7 +40,7 @@ from chatledger.stores.base import (
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.queries import Queries, filter_clause, usage_statements
 from chatledger.stores.rows import RowCodec, encode
-from chatledger.stores.schema import AGENT, MIGRATIONS, PROVIDER, SCHEMA_VERSION_TABLE, Table
+from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from chatledger.stores.statistics import sort_breakdown
 
 __all__ = ["Database", "Read", "SqlStore", "Write"]
@@ -154,9 +154,6 @@ class SqlStore(StoreLifecycle):
         value = self._u(key)
         counts = await self._write(*(Write(sql, (value,)) for sql in statements))
         return counts[-1] > 0
-
-    async def _upsert(self, table: Table, row: tuple[Any, ...]) -> None:
-        await self._write(*(Write(sql, params) for sql, params in self._dialect.upsert(table, row)))
 
     # --- messages ----------------------------------------------------------------------
 
@@ -330,7 +327,7 @@ class SqlStore(StoreLifecycle):
 
     async def save_provider(self, provider: Provider) -> None:
         """Insert or replace a provider."""
-        await self._upsert(PROVIDER, encode(self._rows.provider, provider))
+        await self._write(Write(self._q.upsert_provider, encode(self._rows.provider, provider)))
 
     async def get_provider(self, provider_id: uuid.UUID) -> Provider | None:
         """The provider with ``provider_id``, or None."""
@@ -362,7 +359,7 @@ class SqlStore(StoreLifecycle):
 
     async def save_agent(self, agent: Agent) -> None:
         """Insert or replace an agent; its provider must exist."""
-        await self._upsert(AGENT, encode(self._rows.agent, agent))
+        await self._write(Write(self._q.upsert_agent, encode(self._rows.agent, agent)))
 
     async def _first_agent(self, sql: str, *params: Any) -> Agent | None:
         rows = await self._read(sql, *params)
