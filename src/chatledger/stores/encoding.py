@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+
 from chatledger.errors import SerializationError
 
-__all__ = ["ensure_storable_text"]
+__all__ = ["ensure_storable_text", "storable_json"]
 
 
 def ensure_storable_text(value: Any, field: str) -> None:
@@ -38,3 +41,19 @@ def ensure_storable_text(value: Any, field: str) -> None:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             ensure_storable_text(item, f"{field}[{index}]")
+
+
+def storable_json(model: BaseModel, field: str) -> str:
+    """``model`` as compact JSON, or SerializationError if it holds text no backend can store.
+
+    Serialising already refuses lone surrogates, and JSON spells a NUL as
+    ``\\u0000``, so one cheap look at the text screens every string inside;
+    only a hit pays for the exact walk that names the field.
+    """
+    try:
+        text = model.model_dump_json()
+    except PydanticSerializationError as exc:
+        raise SerializationError(f"{field} is not valid UTF-8 text: {exc}") from exc
+    if "\\u0000" in text:
+        ensure_storable_text(model.model_dump(), field)
+    return text

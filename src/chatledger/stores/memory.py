@@ -19,7 +19,9 @@ import uuid
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from chatledger.entities import (
     Agent,
@@ -41,7 +43,7 @@ from chatledger.stores.base import (
     check_breakdown_args,
     check_cutoff,
 )
-from chatledger.stores.encoding import ensure_storable_text
+from chatledger.stores.encoding import ensure_storable_text, storable_json
 from chatledger.stores.statistics import compute_breakdown, compute_statistics
 
 __all__ = ["InMemoryStore"]
@@ -76,9 +78,9 @@ def matches_filter(call: LLMApiCall, query: QueryFilter) -> bool:
     )
 
 
-def _check_entity_text(entity: Any, field: str) -> None:
+def _check_entity_text(entity: BaseModel, field: str) -> None:
     """Refuse an entity holding text no backend can store (NUL, lone surrogates)."""
-    ensure_storable_text(entity.model_dump(mode="python"), field)
+    storable_json(entity, field)
 
 
 class InMemoryStore(StoreLifecycle):

@@ -25,7 +25,7 @@ from chatledger.entities import (
 )
 from chatledger.errors import SerializationError
 from chatledger.stores.dialect import Dialect
-from chatledger.stores.encoding import ensure_storable_text
+from chatledger.stores.encoding import ensure_storable_text, storable_json
 from chatledger.stores.queries import API_CALL_COLUMNS, PERCENTILES
 from chatledger.stores.schema import AGENT, PROVIDER, SESSION
 from chatledger.stores.statistics import quantize_cost
@@ -89,9 +89,7 @@ class RowCodec:
     def message(self, message: LLMMessage) -> tuple[Any, ...]:
         """A message's parameters in ``entity_llm_message`` column order."""
         u = self.uuid
-        content = message.content.model_dump_json()
-        if "\\u0000" in content:  # a cheap screen; the walk is exact
-            ensure_storable_text(message.content.model_dump(), "content")
+        content = storable_json(message.content, "content")
         parent = message.parent_message_id
         return (
             u(message.id),
@@ -134,16 +132,10 @@ class RowCodec:
         u, t = self.uuid, self.time
         for name in ("model_name", "error_message", "error_code", "api_response_id"):
             ensure_storable_text(getattr(call, name), name)
-        details: list[str | None] = []
-        for name in _DETAIL_FIELDS:
-            value = getattr(call, name)
-            if value is None:
-                details.append(None)
-                continue
-            text = value.model_dump_json()  # refuses lone surrogates itself
-            if "\\u0000" in text:  # a cheap screen; the walk is exact
-                ensure_storable_text(value.model_dump(), name)
-            details.append(text)
+        details = [
+            None if getattr(call, name) is None else storable_json(getattr(call, name), name)
+            for name in _DETAIL_FIELDS
+        ]
         prompt, completion = call.prompt_tokens_details, call.completion_tokens_details
         return (
             u(call.id),
