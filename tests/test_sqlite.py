@@ -43,16 +43,10 @@ async def test_synchronous_setting(tmp_path: Path, url: str, expected: str) -> N
     """Commits are durable (FULL) unless the URL asks for NORMAL."""
     store = await SqliteStore.connect(url.format(dir=tmp_path))
     try:
-        value = await store._db.read([_read("PRAGMA synchronous")])
+        value = await store._db.read([Read("PRAGMA synchronous")])
         assert value[0][0][0] == {"full": 2, "normal": 1}[expected]
     finally:
         await store.close()
-
-
-def _read(sql: str):  # type: ignore[no-untyped-def]
-    from chatledger.stores.sql import Read
-
-    return Read(sql)
 
 
 async def test_bad_synchronous_is_refused(tmp_path: Path) -> None:

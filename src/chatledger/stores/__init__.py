@@ -27,13 +27,12 @@ __all__ = [
     "connect",
 ]
 
-_SCHEMES = {
-    "memory": "memory://",
-    "sqlite": "sqlite:///path/to.db",
-    "postgresql": "postgresql://user@host:5432/db",
-    "postgres": "postgresql://user@host:5432/db",
-    "mysql": "mysql://user@host:3306/db",
-}
+_URL_FORMS = (
+    "memory://",
+    "mysql://user@host:3306/db",
+    "postgresql://user@host:5432/db",
+    "sqlite:///path/to.db",
+)
 
 
 async def connect(url: str, **options: Any) -> PersistenceStore:
@@ -45,8 +44,9 @@ async def connect(url: str, **options: Any) -> PersistenceStore:
         return await SqliteStore.connect(url, **options)
     if scheme in ("postgresql", "postgres", "mysql"):
         raise ValueError(f"the {scheme} backend is not available in this version of chatledger yet")
-    known = ", ".join(sorted(set(_SCHEMES.values())))
-    raise ValueError(f"cannot tell the backend of {_redact(url)!r}; use one of: {known}")
+    raise ValueError(
+        f"cannot tell the backend of {_redact(url)!r}; use one of: {', '.join(_URL_FORMS)}"
+    )
 
 
 def _redact(url: str) -> str:
