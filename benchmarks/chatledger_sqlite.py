@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from benchmarks import workload
 from benchmarks.measure import Latency, Rate, time_async_calls
@@ -84,6 +84,21 @@ async def concurrent_saves(
         await store.close()
 
 
+async def _timed_batches(
+    batches: Sequence[Sequence[Any]],
+    save: Callable[[Sequence[Any]], Awaitable[None]],
+    warmup: int,
+) -> Rate:
+    """``save(batch)`` once per batch, the first ``warmup`` batches untimed."""
+    for batch in batches[:warmup]:
+        await save(batch)
+    timed = batches[warmup:]
+    start = perf_counter()
+    for batch in timed:
+        await save(batch)
+    return Rate(sum(map(len, timed)), perf_counter() - start)
+
+
 async def batched_message_saves(
     path: Path, sessions: Sequence[Row], batches: Sequence[Sequence[Row]], warmup: int
 ) -> Rate:
@@ -92,13 +107,7 @@ async def batched_message_saves(
     work = [[workload.to_llm_message(row) for row in batch] for batch in batches]
     try:
         await create_sessions(store, sessions)
-        for messages in work[:warmup]:
-            await store.save_messages(messages)
-        work = work[warmup:]
-        start = perf_counter()
-        for messages in work:
-            await store.save_messages(messages)
-        return Rate(sum(map(len, work)), perf_counter() - start)
+        return await _timed_batches(work, store.save_messages, warmup)
     finally:
         await store.close()
 
@@ -108,13 +117,7 @@ async def batched_api_call_saves(path: Path, batches: Sequence[Sequence[Row]], w
     store = await open_store(path)
     work = [[workload.to_api_call(row) for row in batch] for batch in batches]
     try:
-        for calls in work[:warmup]:
-            await store.save_api_calls(calls)
-        work = work[warmup:]
-        start = perf_counter()
-        for calls in work:
-            await store.save_api_calls(calls)
-        return Rate(sum(map(len, work)), perf_counter() - start)
+        return await _timed_batches(work, store.save_api_calls, warmup)
     finally:
         await store.close()
 
