@@ -13,6 +13,7 @@ from chatledger.stores.base import (
     SessionStore,
 )
 from chatledger.stores.memory import InMemoryStore
+from chatledger.stores.server import redact
 from chatledger.stores.sqlite import SqliteStore
 
 __all__ = [
@@ -42,18 +43,15 @@ async def connect(url: str, **options: Any) -> PersistenceStore:
         return InMemoryStore()
     if scheme == "sqlite":
         return await SqliteStore.connect(url, **options)
-    if scheme in ("postgresql", "postgres", "mysql"):
-        raise ValueError(f"the {scheme} backend is not available in this version of chatledger yet")
+    if scheme in ("postgresql", "postgres"):
+        from chatledger.stores.postgres import PostgresStore  # noqa: PLC0415  (optional driver)
+
+        return await PostgresStore.connect(url, **options)
+    if scheme in ("mysql", "mariadb"):
+        from chatledger.stores.mysql import MySqlStore  # noqa: PLC0415  (optional driver)
+
+        return await MySqlStore.connect(url, **options)
     raise ValueError(
-        f"cannot tell the backend of {_redact(url)!r}; use one of: {', '.join(_URL_FORMS)}"
+        f"cannot tell the backend of {redact(url)!r}; use one of: {', '.join(_URL_FORMS)}"
     )
 
-
-def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

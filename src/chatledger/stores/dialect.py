@@ -87,19 +87,22 @@ class Dialect:
         """``ALTER TABLE … ADD COLUMN`` for ``column``."""
         return f"ALTER TABLE {table.name} ADD COLUMN {self.column_ddl(column)}"
 
-    def upsert(self, table: Table) -> str:
-        """``INSERT`` of a full row that replaces the row with the same id, with ``?``.
+    def upsert(self, table: Table) -> list[tuple[str, tuple[int, ...]]]:
+        """Statements that insert a full row or replace the row with the same id.
 
-        Only a clash on ``id`` replaces; a clash on another unique key is a
-        constraint error, never a silent update of some other row.
+        Each comes with the positions, in the row's column order, of the
+        values it binds to its ``?`` placeholders. Only a clash on ``id``
+        replaces; a clash on another unique key is a constraint error, never
+        a silent update of some other row.
         """
         names = table.column_names
         updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
-        return (
+        sql = (
             f"INSERT INTO {table.name} ({', '.join(names)}) "
             f"VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
+        return [(sql, tuple(range(len(names))))]
 
     def version_table(self, name: str) -> str:
         """DDL of the table that records applied migrations."""

@@ -73,6 +73,7 @@ class Queries:
         self.schema_version = f"SELECT MAX(version) FROM {SCHEMA_VERSION_TABLE}"
 
         self.insert_message = q(_insert(MESSAGE))
+        self.bulk_messages = (MESSAGE.name, MESSAGE.column_names)
         # Moves forward only: a late-arriving older message never winds the clock back.
         self.touch_session = q(
             f"UPDATE {SESSION.name} SET update_time = ? WHERE id = ? AND update_time < ?"
@@ -90,6 +91,7 @@ class Queries:
         self.count_messages = q(f"SELECT COUNT(*) FROM {MESSAGE.name} WHERE chat_session_id = ?")
 
         self.insert_call = q(_insert(API_CALL, API_CALL_COLUMNS))
+        self.bulk_calls = (API_CALL.name, API_CALL_COLUMNS)
         self.get_call = q(f"{call} WHERE id = ?")
         self.delete_call = q(f"DELETE FROM {API_CALL.name} WHERE id = ?")
         self.cleanup_calls = q(f"DELETE FROM {API_CALL.name} WHERE create_time < ?")
@@ -109,7 +111,7 @@ class Queries:
         self.enabled_providers = q(
             f"{provider} WHERE tenant_id = ? AND enabled = ? ORDER BY provider_name, id"
         )
-        self.upsert_provider = q(dialect.upsert(PROVIDER))
+        self.upsert_provider = [(q(sql), order) for sql, order in dialect.upsert(PROVIDER)]
         self.delete_provider = q(f"DELETE FROM {PROVIDER.name} WHERE id = ?")
         # MoFA's own SQLite tables have no foreign keys, so the cascade is spelled out.
         self.delete_provider_agents = q(f"DELETE FROM {AGENT.name} WHERE provider_id = ?")
@@ -121,7 +123,7 @@ class Queries:
         self.active_agents = q(
             f"{agent} WHERE tenant_id = ? AND agent_status = ? ORDER BY agent_order, agent_code"
         )
-        self.upsert_agent = q(dialect.upsert(AGENT))
+        self.upsert_agent = [(q(sql), order) for sql, order in dialect.upsert(AGENT)]
         self.delete_agent = q(f"DELETE FROM {AGENT.name} WHERE id = ?")
 
         self._api_calls_page = call + "{where} ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?"
@@ -186,8 +188,10 @@ def usage_statements(
     )
     totals = (
         f"SELECT {selected}COUNT(*), {statuses}SUM(total_tokens), SUM(prompt_tokens), "
-        "SUM(completion_tokens), SUM(total_price), COUNT(total_price), AVG(latency_ms), "
-        "AVG(tokens_per_second), AVG(time_to_first_token_ms), SUM(cached_tokens), "
+        "SUM(completion_tokens), SUM(total_price), COUNT(total_price), "
+        # sums and counts, not AVG: MySQL rounds AVG of integers to four decimals
+        "SUM(latency_ms), COUNT(latency_ms), SUM(tokens_per_second), COUNT(tokens_per_second), "
+        "SUM(time_to_first_token_ms), COUNT(time_to_first_token_ms), SUM(cached_tokens), "
         f"SUM(reasoning_tokens) FROM {API_CALL.name}{where}{group_by}"
     )
 

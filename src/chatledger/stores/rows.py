@@ -74,6 +74,10 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _mean(total: Any, count: Any) -> float | None:
+    return float(total) / int(count) if count else None
+
+
 class RowCodec:
     """Encodes entities for one dialect's driver and decodes what it returns."""
 
@@ -188,9 +192,9 @@ class RowCodec:
             status: int(count or 0)
             for status, count in zip(ApiCallStatus, totals[1:6], strict=True)
         }
-        tokens, prompt, completion, cost, priced, latency, tps, ttft, cached, reasoning = totals[
-            6:16
-        ]
+        tokens, prompt, completion, cost, priced = totals[6:11]
+        latency, tps, ttft = (_mean(totals[i], totals[i + 1]) for i in (11, 13, 15))
+        cached, reasoning = totals[17:19]
         figures: dict[str, float | None] = dict.fromkeys((name for name, _ in PERCENTILES), None)
         if percentiles is not None:
             for (name, _), value in zip(PERCENTILES, percentiles, strict=True):
@@ -203,12 +207,12 @@ class RowCodec:
             total_prompt_tokens=int(prompt or 0),
             total_completion_tokens=int(completion or 0),
             total_cost=quantize_cost(self.dialect.decode_money(cost)) if priced else None,
-            avg_latency_ms=_float(latency),
-            avg_tokens_per_second=_float(tps),
+            avg_latency_ms=latency,
+            avg_tokens_per_second=tps,
             status_counts=status_counts,
             total_cached_tokens=int(cached or 0),
             total_reasoning_tokens=int(reasoning or 0),
-            avg_time_to_first_token_ms=_float(ttft),
+            avg_time_to_first_token_ms=ttft,
             **figures,
         )
 
@@ -216,7 +220,8 @@ class RowCodec:
     def group_value(key: str, value: Any) -> Any:
         """A breakdown key's value as the entity holds it (UUID, ApiCallStatus or str)."""
         if key in _UUID_GROUPS:
-            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+            # exactly uuid.UUID: asyncpg hands back a subclass of its own
+            return value if type(value) is uuid.UUID else uuid.UUID(str(value))
         if key == "status":
             return ApiCallStatus(value)
         return value

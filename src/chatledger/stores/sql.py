@@ -47,14 +47,22 @@ __all__ = ["Database", "Read", "SqlStore", "Write"]
 
 logger = logging.getLogger(__name__)
 
+Row = Sequence[Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One statement of a write transaction: single parameters, or ``many`` rows of them."""
+    """One statement of a write transaction: single parameters, or ``many`` rows of them.
+
+    ``bulk`` names the table and columns of a plain ``INSERT`` of ``many``
+    rows, so a backend with a faster bulk path (PostgreSQL's ``COPY``) may
+    load the rows that way instead of running ``sql`` once per row.
+    """
 
     sql: str
     params: Sequence[Any] = ()
     many: Sequence[Sequence[Any]] | None = None
+    bulk: tuple[str, Sequence[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +157,10 @@ class SqlStore(StoreLifecycle):
         self._check_open()
         return await self._db.write(writes)
 
+    async def _upsert(self, statements: Sequence[tuple[str, Sequence[int]]], row: Row) -> None:
+        """Run a dialect's insert-or-replace statements, each binding its values of ``row``."""
+        await self._write(*(Write(sql, [row[i] for i in order]) for sql, order in statements))
+
     async def _delete(self, *statements: str, key: uuid.UUID) -> bool:
         """Run DELETE statements keyed by one id; True when the last removed a row."""
         value = self._u(key)
@@ -161,8 +173,10 @@ class SqlStore(StoreLifecycle):
         """Store one message and move its session's update_time forward."""
         row = encode(self._rows.message, message)
         session, time = row[2], row[9]
+        # The session row is locked before the insert's foreign-key check reads it:
+        # the other order deadlocks concurrent writers to one session on InnoDB.
         await self._write(
-            Write(self._q.insert_message, row), Write(self._q.touch_session, (time, session, time))
+            Write(self._q.touch_session, (time, session, time)), Write(self._q.insert_message, row)
         )
 
     async def save_messages(self, messages: Sequence[LLMMessage]) -> None:
@@ -175,9 +189,11 @@ class SqlStore(StoreLifecycle):
             seen = newest.get(row[2])
             if seen is None or message.update_time > seen[0]:
                 newest[row[2]] = (message.update_time, row[9])
-        touches = [(time, session, time) for session, (_, time) in newest.items()]
-        await self._write(
-            Write(self._q.insert_message, many=rows), Write(self._q.touch_session, many=touches)
+        # in one order, so two batches touching the same sessions cannot deadlock
+        touches = [(newest[session][1], session, newest[session][1]) for session in sorted(newest)]
+        await self._write(  # sessions first, as in save_message
+            Write(self._q.touch_session, many=touches),
+            Write(self._q.insert_message, many=rows, bulk=self._q.bulk_messages),
         )
 
     async def get_message(self, message_id: uuid.UUID) -> LLMMessage | None:
@@ -230,7 +246,7 @@ class SqlStore(StoreLifecycle):
         """Store all of ``calls`` in one transaction, or none of them."""
         if calls:
             rows = [encode(self._rows.api_call, call) for call in calls]
-            await self._write(Write(self._q.insert_call, many=rows))
+            await self._write(Write(self._q.insert_call, many=rows, bulk=self._q.bulk_calls))
 
     async def get_api_call(self, call_id: uuid.UUID) -> LLMApiCall | None:
         """The API call with ``call_id``, or None."""
@@ -327,7 +343,7 @@ class SqlStore(StoreLifecycle):
 
     async def save_provider(self, provider: Provider) -> None:
         """Insert or replace a provider."""
-        await self._write(Write(self._q.upsert_provider, encode(self._rows.provider, provider)))
+        await self._upsert(self._q.upsert_provider, encode(self._rows.provider, provider))
 
     async def get_provider(self, provider_id: uuid.UUID) -> Provider | None:
         """The provider with ``provider_id``, or None."""
@@ -359,7 +375,7 @@ class SqlStore(StoreLifecycle):
 
     async def save_agent(self, agent: Agent) -> None:
         """Insert or replace an agent; its provider must exist."""
-        await self._write(Write(self._q.upsert_agent, encode(self._rows.agent, agent)))
+        await self._upsert(self._q.upsert_agent, encode(self._rows.agent, agent))
 
     async def _first_agent(self, sql: str, *params: Any) -> Agent | None:
         rows = await self._read(sql, *params)

@@ -1,0 +1,309 @@
+"""MySQL 8 and MariaDB 10.11+ on asyncmy: CHAR(36) ids, DATETIME(6) in UTC, JSON, utf8mb4.
+
+What is specific to MySQL and nothing more: its dialect, asyncmy's calls
+behind :class:`~chatledger.stores.server.PooledDatabase`, and how MySQL's
+error numbers map to chatledger's errors. Connections run in strict SQL
+mode with the session time zone at UTC and ``CLIENT_FOUND_ROWS``, so an
+update reports the rows it matched (as SQLite and PostgreSQL do), not only
+those it changed. Statements run as server-side prepared statements; a
+batch of rows goes to MariaDB in one bulk round trip, or to MySQL as
+multi-row inserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from chatledger.errors import (
+    ConstraintError,
+    PersistenceError,
+    QueryError,
+    SerializationError,
+    StoreConnectionError,
+)
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.schema import Column, ColumnType, Index, Table
+from chatledger.stores.server import PooledDatabase, ServerAddress, ServerStore, import_driver
+
+if TYPE_CHECKING:
+    from chatledger.stores.sql import Read, Write
+
+__all__ = ["MySqlStore"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMES = ("mysql", "mariadb")
+_STATEMENT_CACHE = 256  # prepared statements kept per connection
+# Strict: a value that does not fit is an error, never silently truncated.
+_SQL_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+
+# MySQL / MariaDB error numbers, by what they mean to a chatledger user.
+_MISSING_REFERENCE = {1216, 1452}
+_DUPLICATE = {1062, 1586}
+_CONSTRAINT = {1048, 1451, 1217, 3819, 4025}
+_BAD_VALUE = {1264, 1292, 1366, 1406, 1265, 3140, 4038}
+_ACCESS_DENIED = {1044, 1045, 1698}
+_UNKNOWN_DATABASE = {1049}
+_UNREACHABLE = {2002, 2003, 2005}
+_LOST = {1053, 1927, 2006, 2013, 2055, 4031}
+_RETRY = {1205, 1213}  # lock wait timeout, deadlock: InnoDB rolled the transaction back
+
+
+class MySqlDialect(Dialect):
+    """MySQL's and MariaDB's types and functions; MariaDB spells a few DDL forms better."""
+
+    name = "mysql"
+    paramstyle = "format"
+    table_suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    column_types: ClassVar[dict[ColumnType, str]] = {
+        ColumnType.UUID: "CHAR(36)",
+        ColumnType.TEXT: "LONGTEXT",
+        ColumnType.SHORT_TEXT: "VARCHAR({length})",
+        ColumnType.JSON: "JSON",
+        ColumnType.TIME: "DATETIME(6)",
+        ColumnType.INT: "BIGINT",
+        ColumnType.FLOAT: "DOUBLE",
+        ColumnType.MONEY: "DECIMAL(24, 10)",
+        ColumnType.BOOL: "BOOLEAN",
+    }
+
+    def __init__(self, *, mariadb: bool) -> None:
+        """MariaDB has ``IF NOT EXISTS`` for indexes and columns; MySQL 8 does not."""
+        self.mariadb = mariadb
+
+    encode_uuid = staticmethod(str)
+    encode_bool = staticmethod(int)
+
+    @staticmethod
+    def encode_time(value: datetime) -> datetime:
+        """A naive datetime in UTC: DATETIME has no zone."""
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def decode_time(self, value: Any) -> Any:
+        """Naive DATETIME (or a DATE bucket) read back as UTC."""
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        if isinstance(value, str | bytes):
+            text = value.decode() if isinstance(value, bytes) else value
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return value
+
+    def create_index(self, table: Table, index: Index) -> str:
+        """``CREATE INDEX`` (``IF NOT EXISTS`` on MariaDB)."""
+        guard = "IF NOT EXISTS " if self.mariadb else ""
+        return f"CREATE INDEX {guard}{index.name} ON {table.name} ({', '.join(index.columns)})"
+
+    def add_column(self, table: Table, column: Column) -> str:
+        """``ADD COLUMN`` (``IF NOT EXISTS`` on MariaDB)."""
+        guard = "IF NOT EXISTS " if self.mariadb else ""
+        return f"ALTER TABLE {table.name} ADD COLUMN {guard}{self.column_ddl(column)}"
+
+    def upsert(self, table: Table) -> list[tuple[str, tuple[int, ...]]]:
+        """An UPDATE by id, then an INSERT that runs only if no row has that id.
+
+        ``ON DUPLICATE KEY UPDATE`` would also fire on a clash with another
+        unique key (an agent code) and silently rewrite some other row.
+        """
+        names = table.column_names
+        count = len(names)
+        assignments = ", ".join(f"{name} = ?" for name in names[1:])
+        update = f"UPDATE {table.name} SET {assignments} WHERE id = ?"
+        insert = (
+            f"INSERT INTO {table.name} ({', '.join(names)}) "
+            f"SELECT {', '.join('?' * count)} FROM DUAL "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} WHERE id = ?)"
+        )
+        return [(update, (*range(1, count), 0)), (insert, (*range(count), 0))]
+
+    def intdiv(self, dividend: str, divisor: str) -> str:
+        """``DIV`` truncates, decimals included."""
+        return f"(({dividend}) DIV ({divisor}))"
+
+    def json_int(self, column: str, key: str) -> str:
+        """``JSON_VALUE`` gives SQL NULL for a JSON null, which a cast would reject."""
+        return f"CAST(JSON_VALUE({column}, '$.{key}') AS SIGNED)"
+
+    def unindexed(self, column: str) -> str:
+        """An expression no index covers."""
+        return f"({column} + 0)"
+
+    def bucket_start(self, column: str, bucket: str) -> str:
+        """Date arithmetic in the stored UTC; no format strings, so no ``%`` to escape."""
+        day = f"CAST(DATE({column}) AS DATETIME)"
+        if bucket == "hour":
+            return f"({day} + INTERVAL HOUR({column}) HOUR)"
+        if bucket == "day":
+            return day
+        if bucket == "week":  # WEEKDAY: Monday is 0
+            return f"({day} - INTERVAL WEEKDAY({column}) DAY)"
+        if bucket == "month":
+            return f"({day} - INTERVAL (DAYOFMONTH({column}) - 1) DAY)"
+        raise ValueError(f"unknown bucket {bucket!r}")
+
+
+def _code(exc: BaseException) -> int | None:
+    """A MySQL error's number (asyncmy puts it first in ``args``)."""
+    if exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    if len(exc.args) >= 2:  # noqa: PLR2004  (code, message)
+        return f"{exc.args[1]} (error {exc.args[0]})"
+    return str(exc) or type(exc).__name__
+
+
+def map_error(exc: BaseException, address: ServerAddress) -> PersistenceError:
+    """The chatledger error for an asyncmy (or socket) exception."""
+    if isinstance(exc, PersistenceError):
+        return exc
+    code, text = _code(exc), _message(exc)
+    if code in _MISSING_REFERENCE:
+        return ConstraintError(
+            "MySQL: a record it refers to does not exist (a message's session, "
+            f"an agent's provider): save that first ({text})"
+        )
+    if code in _DUPLICATE:
+        return ConstraintError(f"MySQL: an id or unique value is already used ({text})")
+    if code in _CONSTRAINT:
+        return ConstraintError(f"MySQL: {text}")
+    if code in _BAD_VALUE or isinstance(exc, UnicodeError | OverflowError):
+        return SerializationError(f"MySQL: a value cannot be stored: {text}")
+    if code in _ACCESS_DENIED:
+        return StoreConnectionError(
+            f"MySQL at {address} refused the login: {text}; "
+            "check the user name and password in the URL, and the account's host"
+        )
+    if code in _UNKNOWN_DATABASE:
+        return StoreConnectionError(
+            f"MySQL at {address.host}:{address.port} has no database {address.database!r}; "
+            f"create it (CREATE DATABASE {address.database}) or fix the URL"
+        )
+    if code in _LOST:
+        return StoreConnectionError(
+            f"the connection to MySQL at {address} was lost ({text}); the server may have "
+            "restarted or closed it; retry, and check the server if it keeps happening"
+        )
+    if code in _UNREACHABLE or isinstance(exc, OSError | asyncio.TimeoutError | TimeoutError):
+        return StoreConnectionError(
+            f"cannot reach MySQL at {address.host}:{address.port}: {text}; check that the "
+            "server is running and that the host and port are right"
+        )
+    if code is not None or type(exc).__module__.startswith("asyncmy"):
+        return QueryError(f"MySQL: {text}")
+    return QueryError(f"MySQL: unexpected {type(exc).__name__}: {text}")
+
+
+class MySqlDatabase(PooledDatabase[Any]):
+    """asyncmy's pool behind the Database protocol."""
+
+    backend = "MySQL"
+
+    def __init__(self, pool: Any, address: ServerAddress, *, mariadb: bool) -> None:
+        """Serve statements on ``pool``, opened on ``address``."""
+        super().__init__(MySqlDialect(mariadb=mariadb), address)
+        self._pool = pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, conn: Any, *, snapshot: bool) -> AsyncIterator[None]:
+        if snapshot:
+            async with conn.cursor() as cursor:
+                await cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        else:
+            await conn.begin()
+        try:
+            yield
+        except BaseException:
+            try:
+                await conn.rollback()
+            except Exception:  # noqa: BLE001  (the first error is the one to report)
+                logger.debug("MySQL rollback after a failure failed as well", exc_info=True)
+                conn.close()  # a connection in an unknown state must not go back to the pool
+            raise
+        await conn.commit()
+
+    async def _fetch(self, conn: Any, read: Read) -> list[Sequence[Any]]:
+        async with conn.cursor() as cursor:
+            await cursor.execute(read.sql, tuple(read.params))
+            return list(await cursor.fetchall())
+
+    async def _execute(self, conn: Any, write: Write) -> int:
+        async with conn.cursor() as cursor:
+            if write.many is None:
+                await cursor.execute(write.sql, tuple(write.params))
+            elif write.many:
+                await cursor.executemany(write.sql, [tuple(row) for row in write.many])
+            else:
+                return 0
+            return max(int(cursor.rowcount or 0), 0)
+
+    async def _close_pool(self) -> None:
+        self._pool.close()
+        await self._pool.wait_closed()
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        return _code(exc) in _LOST or isinstance(exc, ConnectionError)
+
+    def _retry_write(self, exc: BaseException) -> bool:
+        return _code(exc) in _RETRY
+
+    def _map_error(self, exc: BaseException) -> PersistenceError:
+        return map_error(exc, self.address)
+
+
+class MySqlStore(ServerStore):
+    """The MySQL 8 / MariaDB 10.11+ backend (asyncmy): ``await MySqlStore.connect("mysql://…")``."""
+
+    backend_name = "mysql"
+
+    @classmethod
+    async def _open(
+        cls, url: str, *, min_size: int, max_size: int, options: dict[str, Any]
+    ) -> MySqlDatabase:
+        address = ServerAddress.parse(url, _SCHEMES, 3306)
+        asyncmy = import_driver("asyncmy", "mysql", "MySQL")
+        from asyncmy.constants.CLIENT import FOUND_ROWS  # noqa: PLC0415  (needs the extra)
+
+        settings: dict[str, Any] = {
+            "host": address.host,
+            "port": address.port,
+            "user": address.user or "root",
+            "password": address.password or "",
+            "db": address.database,
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "client_flag": FOUND_ROWS,
+            "init_command": (
+                # sql_notes=0: "table already exists" on every connect is not news
+                f"SET time_zone = '+00:00', sql_mode = '{_SQL_MODE}', sql_notes = 0"
+            ),
+            "connect_timeout": 10,
+            "stmt_cache_size": _STATEMENT_CACHE,
+        }
+        if "unix_socket" in address.options:
+            settings["unix_socket"] = address.options["unix_socket"]
+        settings.update(options)
+        try:
+            pool = await asyncmy.create_pool(minsize=min_size, maxsize=max_size, **settings)
+            async with pool.acquire() as conn, conn.cursor() as cursor:
+                await cursor.execute("SELECT VERSION()")
+                (version,) = await cursor.fetchone()
+        except Exception as exc:
+            raise map_error(exc, address) from exc
+        return MySqlDatabase(pool, address, mariadb="mariadb" in str(version).lower())

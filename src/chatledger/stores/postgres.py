@@ -1,0 +1,237 @@
+"""PostgreSQL on asyncpg: native UUID, TIMESTAMPTZ and JSONB columns.
+
+What is specific to PostgreSQL and nothing more: its dialect, asyncpg's
+calls behind :class:`~chatledger.stores.server.PooledDatabase`, and how
+asyncpg's exceptions map to chatledger's. Batches of rows are loaded with
+``COPY`` (binary), the fastest path PostgreSQL has, inside the same
+transaction as the rest of the write, so they stay all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from chatledger.errors import (
+    ConstraintError,
+    PersistenceError,
+    QueryError,
+    SerializationError,
+    StoreConnectionError,
+)
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.schema import ColumnType
+from chatledger.stores.server import (
+    PooledDatabase,
+    ServerAddress,
+    ServerStore,
+    import_driver,
+    redact,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from chatledger.stores.sql import Read, Write
+
+__all__ = ["PostgresStore"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMES = ("postgresql", "postgres")
+# COPY pays a round trip to start; below this many rows a pipelined executemany wins.
+_COPY_MIN_ROWS = 32
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL's types and functions; asyncpg binds native Python values."""
+
+    name = "postgresql"
+    paramstyle = "numeric"
+    column_types: ClassVar[dict[ColumnType, str]] = {
+        ColumnType.UUID: "UUID",
+        ColumnType.TEXT: "TEXT",
+        ColumnType.SHORT_TEXT: "VARCHAR({length})",
+        ColumnType.JSON: "JSONB",
+        ColumnType.TIME: "TIMESTAMPTZ",
+        ColumnType.INT: "BIGINT",
+        ColumnType.FLOAT: "DOUBLE PRECISION",
+        ColumnType.MONEY: "NUMERIC(24, 10)",
+        ColumnType.BOOL: "BOOLEAN",
+    }
+
+    def intdiv(self, dividend: str, divisor: str) -> str:
+        """``div()``: SUM over BIGINT is NUMERIC, which ``/`` would not truncate."""
+        return f"div(({dividend}), ({divisor}))"
+
+    def json_int(self, column: str, key: str) -> str:
+        """``->>`` then a cast; a JSON null gives SQL NULL."""
+        return f"(({column})->>'{key}')::BIGINT"
+
+    def unindexed(self, column: str) -> str:
+        """An expression no index covers."""
+        return f"({column} + 0)"
+
+    def add_column(self, table: Any, column: Any) -> str:
+        """``ADD COLUMN IF NOT EXISTS``: a MoFA table may already have it."""
+        return f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {self.column_ddl(column)}"
+
+    def bucket_start(self, column: str, bucket: str) -> str:
+        """``date_trunc`` in UTC, whatever the session's time zone."""
+        if bucket not in ("hour", "day", "week", "month"):
+            raise ValueError(f"unknown bucket {bucket!r}")
+        return f"(date_trunc('{bucket}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+
+
+def _status_count(status: str) -> int:
+    """Rows touched, from a command tag such as ``UPDATE 3`` or ``INSERT 0 1``."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
+    """asyncpg's pool behind the Database protocol."""
+
+    backend = "PostgreSQL"
+
+    def __init__(self, pool: asyncpg.Pool[Any], address: ServerAddress) -> None:
+        """Serve statements on ``pool``, opened on ``address``."""
+        super().__init__(PostgresDialect(), address)
+        self._pool = pool
+        self._asyncpg = import_driver("asyncpg", "postgres", "PostgreSQL")
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection[Any]]:
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(
+        self, conn: asyncpg.Connection[Any], *, snapshot: bool
+    ) -> AsyncIterator[None]:
+        if snapshot:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                yield
+        else:
+            async with conn.transaction():
+                yield
+
+    async def _fetch(self, conn: asyncpg.Connection[Any], read: Read) -> list[Sequence[Any]]:
+        return list(await conn.fetch(read.sql, *read.params))
+
+    async def _execute(self, conn: asyncpg.Connection[Any], write: Write) -> int:
+        if write.many is None:
+            return _status_count(await conn.execute(write.sql, *write.params))
+        if not write.many:
+            return 0
+        if write.bulk is not None and len(write.many) >= _COPY_MIN_ROWS:
+            table, columns = write.bulk
+            status = await conn.copy_records_to_table(
+                table, records=write.many, columns=list(columns)
+            )
+            return _status_count(status)
+        await conn.executemany(write.sql, write.many)
+        return len(write.many)
+
+    async def _close_pool(self) -> None:
+        await self._pool.close()
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        pg = self._asyncpg
+        return isinstance(
+            exc,
+            pg.ConnectionDoesNotExistError
+            | pg.exceptions.AdminShutdownError
+            | pg.exceptions.ConnectionFailureError
+            | ConnectionError,
+        ) or (isinstance(exc, pg.InterfaceError) and "closed" in str(exc))
+
+    def _retry_write(self, exc: BaseException) -> bool:
+        pg = self._asyncpg.exceptions
+        return isinstance(exc, pg.DeadlockDetectedError | pg.SerializationError)
+
+    def _map_error(self, exc: BaseException) -> PersistenceError:
+        return map_error(self._asyncpg, exc, self.address)
+
+
+def map_error(pg: Any, exc: BaseException, address: ServerAddress) -> PersistenceError:
+    """The chatledger error for an asyncpg (or socket) exception."""
+    if isinstance(exc, PersistenceError):
+        return exc
+    text = str(exc).strip() or type(exc).__name__
+    errors = pg.exceptions
+    if isinstance(exc, errors.ForeignKeyViolationError):
+        return ConstraintError(
+            "PostgreSQL: a record it refers to does not exist (a message's session, "
+            f"an agent's provider): save that first ({text})"
+        )
+    if isinstance(exc, errors.UniqueViolationError):
+        return ConstraintError(f"PostgreSQL: an id or unique value is already used ({text})")
+    if isinstance(exc, errors.IntegrityConstraintViolationError):
+        return ConstraintError(f"PostgreSQL: {text}")
+    if isinstance(exc, errors.DataError | pg.DataError | UnicodeError | OverflowError):
+        return SerializationError(f"PostgreSQL: a value cannot be stored: {text}")
+    if isinstance(exc, errors.InvalidPasswordError | errors.InvalidAuthorizationSpecificationError):
+        return StoreConnectionError(
+            f"PostgreSQL at {address} refused the login: {text}; "
+            "check the user name and password in the URL"
+        )
+    if isinstance(exc, errors.InvalidCatalogNameError):
+        return StoreConnectionError(
+            f"PostgreSQL at {address.host}:{address.port} has no database "
+            f"{address.database!r}; create it (createdb {address.database}) or fix the URL"
+        )
+    if isinstance(
+        exc,
+        pg.ConnectionDoesNotExistError
+        | errors.AdminShutdownError
+        | errors.ConnectionFailureError
+        | ConnectionResetError,
+    ) or (isinstance(exc, pg.InterfaceError) and "closed" in text):
+        return StoreConnectionError(
+            f"the connection to PostgreSQL at {address} was lost ({text}); the server may "
+            "have restarted or closed it; retry, and check the server if it keeps happening"
+        )
+    if isinstance(exc, OSError | asyncio.TimeoutError | TimeoutError):
+        return StoreConnectionError(
+            f"cannot reach PostgreSQL at {address.host}:{address.port}: {text}; check that "
+            "the server is running and that the host and port are right"
+        )
+    if isinstance(exc, errors.TooManyConnectionsError):
+        return StoreConnectionError(
+            f"PostgreSQL at {address} has no free connection slot ({text}); "
+            "lower max_size or raise the server's max_connections"
+        )
+    if isinstance(exc, pg.PostgresError | pg.InterfaceError):
+        return QueryError(f"PostgreSQL: {text}")
+    return QueryError(f"PostgreSQL: unexpected {type(exc).__name__}: {text}")
+
+
+class PostgresStore(ServerStore):
+    """The PostgreSQL backend (asyncpg): ``await PostgresStore.connect("postgresql://…")``."""
+
+    backend_name = "postgresql"
+
+    @classmethod
+    async def _open(
+        cls, url: str, *, min_size: int, max_size: int, options: dict[str, Any]
+    ) -> PostgresDatabase:
+        address = ServerAddress.parse(url, _SCHEMES, 5432)
+        pg = import_driver("asyncpg", "postgres", "PostgreSQL")
+        dsn = "postgresql://" + url.split("://", 1)[1]  # asyncpg knows no "+asyncpg"
+        settings = {"application_name": "chatledger", **options.pop("server_settings", {})}
+        # Times travel as aware datetimes; UTC keeps date_trunc and casts unsurprising.
+        settings.setdefault("timezone", "UTC")
+        options.setdefault("timeout", 10.0)
+        try:
+            pool = await pg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, server_settings=settings, **options
+            )
+        except Exception as exc:
+            raise map_error(pg, exc, address) from exc
+        if pool is None:  # pragma: no cover - asyncpg returns None only when not awaited
+            raise StoreConnectionError(f"cannot open a pool on {redact(url)}")
+        return PostgresDatabase(pool, address)

@@ -1,0 +1,232 @@
+"""What the database-server backends (PostgreSQL, MySQL/MariaDB) share.
+
+A server backend is a connection pool behind the :class:`~chatledger.stores.sql.Database`
+protocol. :class:`PooledDatabase` holds the logic that is the same for every
+driver (one statement runs on its own, several run in one transaction, reads
+see one snapshot, a read that meets a dropped connection is retried once on
+a fresh one, a write the server aborted for a deadlock is retried whole) and
+leaves the driver calls to a subclass. :class:`ServerAddress` is what error
+messages may say about where the server is: host, port, database and user,
+never the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Self, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from chatledger.errors import PersistenceError, StoreConnectionError
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.sql import Read, SqlStore, Write, migrate
+
+__all__ = ["PooledDatabase", "ServerAddress", "ServerStore", "import_driver", "redact"]
+
+logger = logging.getLogger(__name__)
+
+_Conn = TypeVar("_Conn")
+_WRITE_ATTEMPTS = 3  # a deadlock victim is retried this many times in all
+
+
+def import_driver(module: str, extra: str, backend: str) -> Any:
+    """Import a backend's driver, or say which extra installs it."""
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"the {backend} backend needs the {module} driver: "
+            f"pip install 'chatledger[{extra}]'"
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where a database server is, as error messages may name it (never the password)."""
+
+    scheme: str
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None
+    options: dict[str, str]
+
+    @classmethod
+    def parse(cls, url: str, schemes: Sequence[str], default_port: int) -> Self:
+        """Split ``scheme://user:password@host:port/database?options``."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+", 1)[0].lower()
+        if scheme not in schemes:
+            raise ValueError(
+                f"not a {schemes[0]} URL: {redact(url)!r} "
+                f"(expected {schemes[0]}://user:password@host:{default_port}/database)"
+            )
+        try:
+            port = parts.port or default_port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {redact(url)!r}: {exc}") from exc
+        database = unquote(parts.path.lstrip("/"))
+        if not database:
+            raise ValueError(f"{redact(url)!r} names no database; add /database_name to it")
+        return cls(
+            scheme=scheme,
+            host=unquote(parts.hostname or "localhost"),
+            port=port,
+            database=database,
+            user=unquote(parts.username or ""),
+            password=None if parts.password is None else unquote(parts.password),
+            options=dict(parse_qsl(parts.query)),
+        )
+
+    def __str__(self) -> str:
+        """``host:port/database`` (as ``user``)."""
+        who = f" as {self.user!r}" if self.user else ""
+        return f"{self.host}:{self.port}/{self.database}{who}"
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+class PooledDatabase(ABC, Generic[_Conn]):
+    """A :class:`~chatledger.stores.sql.Database` over a driver's connection pool."""
+
+    backend: ClassVar[str]
+
+    def __init__(self, dialect: Dialect, address: ServerAddress) -> None:
+        """Serve ``dialect``'s statements on the server at ``address``."""
+        self.dialect = dialect
+        self.address = address
+
+    # --- what a driver module provides --------------------------------------------------
+
+    @abstractmethod
+    def _connection(self) -> AbstractAsyncContextManager[_Conn]:
+        """A connection from the pool, returned to it afterwards."""
+
+    @abstractmethod
+    def _transaction(self, conn: _Conn, *, snapshot: bool) -> AbstractAsyncContextManager[None]:
+        """A transaction: read-only on one snapshot when ``snapshot``, else read-write."""
+
+    @abstractmethod
+    async def _fetch(self, conn: _Conn, read: Read) -> list[Sequence[Any]]:
+        """Run one query; its rows."""
+
+    @abstractmethod
+    async def _execute(self, conn: _Conn, write: Write) -> int:
+        """Run one write statement (one row of parameters, or ``many``); rows it touched."""
+
+    @abstractmethod
+    def _map_error(self, exc: BaseException) -> PersistenceError:
+        """The chatledger error for a driver exception."""
+
+    @abstractmethod
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection died (so a read may be retried)."""
+
+    @abstractmethod
+    def _retry_write(self, exc: BaseException) -> bool:
+        """Whether the server aborted the whole transaction and it may run again."""
+
+    @abstractmethod
+    async def _close_pool(self) -> None:
+        """Close every pooled connection."""
+
+    # --- the Database protocol ----------------------------------------------------------
+
+    async def read(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
+        """Run ``reads`` on one snapshot; a dropped connection is retried once."""
+        for attempt in (1, 2):
+            try:
+                async with self._connection() as conn:
+                    if len(reads) == 1:
+                        return [await self._fetch(conn, reads[0])]
+                    async with self._transaction(conn, snapshot=True):
+                        return [await self._fetch(conn, read) for read in reads]
+            except Exception as exc:
+                if attempt == 1 and self._connection_lost(exc):
+                    logger.warning("%s connection to %s lost; retrying the read", self.backend,
+                                   self.address)
+                    continue
+                raise self._map_error(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def write(self, writes: Sequence[Write]) -> list[int]:
+        """Run ``writes`` in one transaction (a lone statement commits by itself)."""
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                async with self._connection() as conn:
+                    if len(writes) == 1 and writes[0].many is None:
+                        return [await self._execute(conn, writes[0])]
+                    async with self._transaction(conn, snapshot=False):
+                        return [await self._execute(conn, write) for write in writes]
+            except Exception as exc:
+                if attempt < _WRITE_ATTEMPTS and self._retry_write(exc):
+                    logger.info("%s aborted a transaction (%s); running it again", self.backend,
+                                exc)
+                    continue
+                raise self._map_error(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Close the pool."""
+        try:
+            await self._close_pool()
+        except Exception:
+            logger.warning("closing the %s pool failed", self.backend, exc_info=True)
+
+
+class ServerStore(SqlStore):
+    """A store on a database server: connect by URL, or from ``DATABASE_URL``."""
+
+    @classmethod
+    async def _open(
+        cls, url: str, *, min_size: int, max_size: int, options: dict[str, Any]
+    ) -> PooledDatabase[Any]:
+        """Open a pool on the server ``url`` names."""
+        raise NotImplementedError
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, min_size: int = 1, max_size: int = 10, **driver_options: Any
+    ) -> Self:
+        """Open a pool of ``min_size``..``max_size`` connections and bring the schema up to date.
+
+        ``driver_options`` go to the driver's pool as they are (for example
+        ``ssl=…``).
+        """
+        if min_size < 0 or max_size < 1 or min_size > max_size:
+            raise ValueError(
+                f"pool sizes must satisfy 0 <= min_size <= max_size >= 1, "
+                f"not min_size={min_size}, max_size={max_size}"
+            )
+        database = await cls._open(url, min_size=min_size, max_size=max_size,
+                                   options=driver_options)
+        try:
+            await migrate(database)
+        except BaseException:
+            await database.close()
+            raise
+        return cls(database)
+
+    @classmethod
+    async def from_env(cls, variable: str = "DATABASE_URL", **options: Any) -> Self:
+        """:meth:`connect` to the URL in the environment variable ``variable``."""
+        url = os.environ.get(variable)
+        if not url:
+            raise StoreConnectionError(
+                f"environment variable {variable} is not set; set it to the database URL"
+            )
+        return await cls.connect(url, **options)
+

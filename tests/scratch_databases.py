@@ -1,0 +1,123 @@
+"""Scratch databases on this machine's PostgreSQL and MariaDB servers, for server tests.
+
+Each test module that needs a server gets a database of its own, created
+before its first test and dropped after its last, so modules never see
+each other's rows. The servers are found through ``CHATLEDGER_TEST_POSTGRES_URL``
+and ``CHATLEDGER_TEST_MYSQL_URL`` (a URL of any database the account may
+connect to; ``.ci/run`` sets the MySQL one when it has to create an account).
+A server that cannot be reached fails the tests: it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncmy
+import asyncpg
+
+POSTGRES_SERVER = os.environ.get(
+    "CHATLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_SERVER = os.environ.get("CHATLEDGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+# Children before parents, so deletes never trip a foreign key.
+TABLES = (
+    "entity_llm_api_call",
+    "entity_llm_message",
+    "entity_chat_session",
+    "entity_agent",
+    "entity_provider",
+)
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at ``database`` instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def mysql_options(url: str) -> dict[str, Any]:
+    """asyncmy.connect keyword arguments for a ``mysql://`` URL."""
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": parts.username or "root",
+        "password": parts.password or "",
+        "database": parts.path.lstrip("/") or None,
+        "autocommit": True,
+    }
+
+
+async def postgres_execute(url: str, *statements: str) -> list[Any]:
+    """Run ``statements`` on one asyncpg connection; the last one's rows."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows: list[Any] = []
+        for statement in statements:
+            rows = await conn.fetch(statement)
+        return rows
+    finally:
+        await conn.close()
+
+
+async def mysql_execute(url: str, *statements: str) -> list[Any]:
+    """Run ``statements`` on one asyncmy connection; the last one's rows."""
+    conn = await asyncmy.connect(**mysql_options(url))
+    try:
+        rows: list[Any] = []
+        async with conn.cursor() as cursor:
+            for statement in statements:
+                await cursor.execute(statement)
+                rows = list(await cursor.fetchall() or [])
+        return rows
+    finally:
+        conn.close()
+
+
+async def empty_tables(url: str) -> None:
+    """Delete every row chatledger's tables hold (the tables themselves stay)."""
+    deletes = [f"DELETE FROM {table}" for table in TABLES]
+    if url.startswith("postgres"):
+        await postgres_execute(url, *deletes)
+    else:
+        await mysql_execute(url, *deletes)
+
+
+@contextmanager
+def scratch_database(server: str, runner: Any) -> Iterator[str]:
+    """Create a uniquely named database on ``server``; yield its URL; drop it after."""
+    import asyncio
+
+    name = f"chatledger_test_{uuid.uuid4().hex[:12]}"
+    is_postgres = server.startswith("postgres")
+    create = (
+        f"CREATE DATABASE {name}"
+        if is_postgres
+        else f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    )
+    drop = f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if is_postgres else "")
+    asyncio.run(runner(server, create))
+    try:
+        yield with_database(server, name)
+    finally:
+        asyncio.run(runner(server, drop))
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A scratch PostgreSQL database's URL."""
+    with scratch_database(POSTGRES_SERVER, postgres_execute) as url:
+        yield url
+
+
+@contextmanager
+def mysql_database() -> Iterator[str]:
+    """A scratch MySQL/MariaDB database's URL."""
+    with scratch_database(MYSQL_SERVER, mysql_execute) as url:
+        yield url
