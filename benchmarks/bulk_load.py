@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import workload
-from benchmarks.raw_sqlite import insert_sql
+from benchmarks.raw_sql import insert_sql
 from benchmarks.workload import Row
 from chatledger.entities import ApiCallStatus
 

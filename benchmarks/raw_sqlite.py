@@ -17,13 +17,17 @@ from time import perf_counter
 from typing import Any
 
 from benchmarks.measure import Rate
+from benchmarks.raw_sql import (
+    AGGREGATE,
+    MESSAGE_COLUMNS,
+    RECENT_MESSAGES,
+    TOUCH_SESSION,
+    insert_sql,
+)
 from benchmarks.workload import Row
 
 __all__ = [
-    "API_CALL_COLUMNS",
     "INDEXES_NOTE",
-    "MESSAGE_COLUMNS",
-    "SESSION_COLUMNS",
     "aggregate",
     "batched_inserts",
     "connect",
@@ -31,26 +35,9 @@ __all__ = [
     "encode_api_call",
     "encode_message",
     "encode_session",
-    "insert_sql",
     "per_row_commits",
     "recent_messages",
 ]
-
-SESSION_COLUMNS = (
-    "id", "user_id", "agent_id", "tenant_id", "title", "metadata", "create_time", "update_time",
-)  # fmt: skip
-MESSAGE_COLUMNS = (
-    "id", "parent_message_id", "chat_session_id", "agent_id", "user_id", "tenant_id", "role",
-    "content", "create_time", "update_time",
-)  # fmt: skip
-API_CALL_COLUMNS = (
-    "id", "chat_session_id", "agent_id", "user_id", "tenant_id", "request_message_id",
-    "response_message_id", "model_name", "status", "error_message", "error_code",
-    "prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
-    "completion_tokens_details", "total_price", "price_details", "latency_ms",
-    "time_to_first_token_ms", "tokens_per_second", "api_response_id", "create_time",
-    "update_time", "cached_tokens", "reasoning_tokens",
-)  # fmt: skip
 
 INDEXES_NOTE = (
     "raw tables: primary key + one index each (messages: chat_session_id, create_time; "
@@ -96,11 +83,6 @@ def create_tables(conn: sqlite3.Connection) -> None:
     """Create the baseline's session, message and API-call tables."""
     for statement in _DDL:
         conn.execute(statement)
-
-
-def insert_sql(table: str, columns: Sequence[str]) -> str:
-    """``INSERT INTO table (columns) VALUES (?, ...)``."""
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _uuid(value: Any) -> str | None:
@@ -149,7 +131,6 @@ def encode_api_call(row: Row) -> tuple[Any, ...]:
 
 
 _INSERT_MESSAGE = insert_sql("entity_llm_message", MESSAGE_COLUMNS)
-_TOUCH_SESSION = "UPDATE entity_chat_session SET update_time = ? WHERE id = ?"
 
 
 def per_row_commits(conn: sqlite3.Connection, rows: Sequence[Row]) -> Rate:
@@ -159,7 +140,7 @@ def per_row_commits(conn: sqlite3.Connection, rows: Sequence[Row]) -> Rate:
         params = encode_message(row)
         conn.execute("BEGIN")
         conn.execute(_INSERT_MESSAGE, params)
-        conn.execute(_TOUCH_SESSION, (params[8], params[2]))
+        conn.execute(TOUCH_SESSION, (params[8], params[2]))
         conn.execute("COMMIT")
     return Rate(len(rows), perf_counter() - start)
 
@@ -180,7 +161,7 @@ def batched_inserts(
         conn.execute("BEGIN")
         conn.executemany(sql, params)
         if touch_session:
-            conn.execute(_TOUCH_SESSION, (params[-1][8], params[-1][2]))
+            conn.execute(TOUCH_SESSION, (params[-1][8], params[-1][2]))
         conn.execute("COMMIT")
         rows += len(params)
     return Rate(rows, perf_counter() - start)
@@ -190,24 +171,13 @@ def recent_messages(
     conn: sqlite3.Connection, session_param: Any, limit: int
 ) -> list[tuple[Any, ...]]:
     """A session's newest ``limit`` messages, oldest first, with their content decoded."""
-    rows = conn.execute(
-        f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM entity_llm_message WHERE chat_session_id = ? "
-        "ORDER BY create_time DESC, id DESC LIMIT ?",
-        (session_param, limit),
-    ).fetchall()
+    rows = conn.execute(RECENT_MESSAGES, (session_param, limit)).fetchall()
     rows.reverse()
     return [(*row[:7], json.loads(row[7]), *row[8:]) for row in rows]
-
-
-_AGGREGATE = """SELECT COUNT(*),
-    SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END),
-    SUM(total_tokens), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_price),
-    AVG(latency_ms), AVG(tokens_per_second)
-FROM entity_llm_api_call"""
 
 
 def aggregate(
     conn: sqlite3.Connection, where: str = "", params: tuple[Any, ...] = ()
 ) -> tuple[Any, ...]:
     """The plain usage aggregate (counts, sums, averages; no percentiles) over ``where``."""
-    return tuple(conn.execute(_AGGREGATE + where, params).fetchone())
+    return tuple(conn.execute(AGGREGATE + where, params).fetchone())

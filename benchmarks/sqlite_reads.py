@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import uuid
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from time import perf_counter
 
 from benchmarks import (
     chatledger_sqlite,
+    chatledger_store,
     langchain_history,
     openai_agents_session,
     raw_sqlite,
@@ -23,37 +22,12 @@ from benchmarks.measure import Latency, time_calls
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.sizes import Sizes
 from benchmarks.sqlite_writes import Progress
-from benchmarks.workload import Row
 from chatledger.entities import QueryFilter
 
 __all__ = ["run_reads"]
 
 _SEED = 20250202
 _PEER_SESSIONS = 100  # SQLiteSession objects each hold thread-local connections: keep it bounded
-
-
-class _History:
-    """The history workload: sessions and their messages, interleaved as many live chats are."""
-
-    def __init__(self, sizes: Sizes) -> None:
-        rng = random.Random(_SEED)
-        population = workload.Population.make(rng, users=max(1, sizes.users))
-        self.rng = rng
-        self.sizes = sizes
-        self.sessions = workload.sessions(population, rng, sizes.history_sessions)
-        self.newest: list[uuid.UUID] = []  # the first session's message ids, oldest first
-
-    def messages(self) -> Iterator[Row]:
-        """Round-robin over the sessions: message 1 of each, then message 2 of each, ..."""
-        count = self.sizes.messages_per_session
-        chats = [workload.conversation(s, self.rng, count) for s in self.sessions]
-        for _ in range(count):
-            for session, chat in zip(self.sessions, chats, strict=True):
-                row = next(chat)
-                session["update_time"] = row["create_time"]
-                if session is self.sessions[0]:
-                    self.newest.append(row["id"])
-                yield row
 
 
 def _timed(name: str, latency: Latency, progress: Progress) -> Latency:
@@ -68,7 +42,7 @@ def _raw_connection(path: Path) -> sqlite3.Connection:
 
 
 async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Result], Target]:
-    history = _History(sizes)
+    history = workload.History(sizes, _SEED)
     path = tmp / "cl-history.db"
     start = perf_counter()
     layouts = await learn_layouts(path)
@@ -77,7 +51,9 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
     )
     progress(f"loaded {rows:,} rows in chatledger's schema in {perf_counter() - start:.1f} s")
     limit = sizes.history_limit
-    await chatledger_sqlite.check_history(path, history.sessions[0]["id"], history.newest[-limit:])
+    await chatledger_store.check_history(
+        chatledger_sqlite.opener(path), history.sessions[0]["id"], history.newest[-limit:]
+    )
 
     picks = random.Random(_SEED + 1).choices(history.sessions, k=sizes.history_queries)
     conn = _raw_connection(path)
@@ -97,7 +73,9 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
         conn.close()
     ours = _timed(
         "chatledger get_recent_messages",
-        await chatledger_sqlite.recent_history(path, [s["id"] for s in picks], limit, sizes.warmup),
+        await chatledger_store.recent_history(
+            chatledger_sqlite.opener(path), [s["id"] for s in picks], limit, sizes.warmup
+        ),
         progress,
     )
     agents = await _agents_history(sizes, tmp, progress)
@@ -126,7 +104,7 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
 
 async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
     try:
-        history = _History(sizes)
+        history = workload.History(sizes, _SEED)
         path = tmp / "agents-history.db"
         ids = [str(s["id"]) for s in history.sessions]
         start = perf_counter()
@@ -146,7 +124,7 @@ async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latenc
 
 async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
     try:
-        history = _History(sizes)
+        history = workload.History(sizes, _SEED)
         path = tmp / "langchain-history.db"
         start = perf_counter()
         rows = langchain_history.bulk_load(path, history.messages())
@@ -165,26 +143,19 @@ async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Lat
 async def _statistics(
     sizes: Sizes, tmp: Path, progress: Progress
 ) -> tuple[list[Result], list[Target]]:
-    rng = random.Random(_SEED + 2)
-    population = workload.Population.make(rng, users=sizes.users)
-    sessions = workload.sessions(population, rng, max(sizes.users, sizes.history_sessions))
+    ledger = workload.Ledger(sizes, _SEED + 2)
     path = tmp / "cl-stats.db"
     start = perf_counter()
     layouts = await learn_layouts(path)
-    clock = workload.Clock(rng, timedelta(days=90) / sizes.api_calls)  # 90 days of traffic
-    calls = workload.api_call_rows(sessions, rng, sizes.api_calls, clock)
-    rows = bulk_load(path, [(layouts.api_call, calls)])
+    rows = bulk_load(path, [(layouts.api_call, ledger.calls())])
     progress(f"loaded {rows:,} API calls in chatledger's schema in {perf_counter() - start:.1f} s")
 
-    user = population.user_ids[0]
+    user = ledger.population.user_ids[0]
+    week_start = ledger.week_start
+    assert week_start is not None  # set by loading the calls
     results: list[Result] = []
     targets: list[Target] = []
     conn = _raw_connection(path)
-    # The newest week of the 90 days: what a dashboard's "--since 7d" asks for.
-    (week_start,) = conn.execute(
-        "SELECT create_time FROM entity_llm_api_call ORDER BY create_time DESC LIMIT 1 OFFSET ?",
-        (sizes.api_calls * 7 // 90,),
-    ).fetchone()
     try:
         for query, where, params, label in (
             (QueryFilter(), "", (), "all calls"),
@@ -195,13 +166,15 @@ async def _statistics(
                 "one user",
             ),
             (
-                QueryFilter().time_range(datetime.fromisoformat(week_start), None),
+                QueryFilter().time_range(week_start, None),
                 " WHERE create_time >= ?",
-                (week_start,),
+                (layouts.api_call.param("create_time", week_start),),
                 "last 7 of 90 days",
             ),
         ):
-            ours, answer = await chatledger_sqlite.statistics(path, query, sizes.stats_repeats, 1)
+            ours, answer = await chatledger_store.statistics(
+                chatledger_sqlite.opener(path), query, sizes.stats_repeats, 1
+            )
             expected = raw_sqlite.aggregate(conn, where, params)[0]
             if answer.total_calls != expected:
                 raise AssertionError(f"get_statistics counted {answer.total_calls}, SQL {expected}")

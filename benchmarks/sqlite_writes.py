@@ -10,8 +10,10 @@ from pathlib import Path
 
 from benchmarks import (
     chatledger_sqlite,
+    chatledger_store,
     langchain_history,
     openai_agents_session,
+    raw_sql,
     raw_sqlite,
     workload,
 )
@@ -51,7 +53,7 @@ def _raw_connection(path: Path, sessions: Sequence[Row]) -> sqlite3.Connection:
     conn = raw_sqlite.connect(path)
     raw_sqlite.create_tables(conn)
     conn.executemany(
-        raw_sqlite.insert_sql("entity_chat_session", raw_sqlite.SESSION_COLUMNS),
+        raw_sql.insert_sql("entity_chat_session", raw_sql.SESSION_COLUMNS),
         [raw_sqlite.encode_session(session) for session in sessions],
     )
     return conn
@@ -69,14 +71,14 @@ async def _single(sizes: Sizes, tmp: Path, rng: random.Random, progress: Progres
     raw_runs: list[Rate] = []
     our_runs: list[Rate] = []
     try:
-        await chatledger_sqlite.create_sessions(store, [session])
+        await chatledger_store.create_sessions(store, [session])
         raw_sqlite.per_row_commits(conn, warmup)
-        await chatledger_sqlite.single_saves(store, [workload.to_llm_message(r) for r in warmup])
+        await chatledger_store.single_saves(store, [workload.to_llm_message(r) for r in warmup])
         for turn in range(_TURNS):
             part = rows[turn * len(rows) // _TURNS : (turn + 1) * len(rows) // _TURNS]
             entities = [workload.to_llm_message(row) for row in part]
             raw_runs.append(raw_sqlite.per_row_commits(conn, part))
-            our_runs.append(await chatledger_sqlite.single_saves(store, entities))
+            our_runs.append(await chatledger_store.single_saves(store, entities))
     finally:
         conn.close()
         await store.close()
@@ -109,8 +111,8 @@ async def _concurrent(
         list(workload.conversation(session, rng, sizes.saves_per_caller)) for session in sessions
     ]
     total = sizes.callers * sizes.saves_per_caller
-    ours = await chatledger_sqlite.concurrent_saves(
-        tmp / "cl-concurrent.db", sessions, conversations
+    ours = await chatledger_store.concurrent_saves(
+        chatledger_sqlite.opener(tmp / "cl-concurrent.db"), sessions, conversations
     )
     return Result(
         f"save_message, {sizes.callers} callers ({total:,} msgs) [a]",
@@ -149,7 +151,9 @@ async def _message_batches(
     )
     ours = _cell(
         "chatledger save_messages",
-        await chatledger_sqlite.batched_message_saves(tmp / "cl-batches.db", sessions, batches, 1),
+        await chatledger_store.batched_message_saves(
+            chatledger_sqlite.opener(tmp / "cl-batches.db"), sessions, batches, 1
+        ),
         progress,
     )
     label = f"save_messages, {sizes.batch_size}/batch ({rows:,} msgs)"
@@ -193,7 +197,9 @@ async def _api_call_batches(
     own_schema = await _raw_into_own_schema(tmp / "raw-own-calls.db", [], batches, "api_call")
     ours = _cell(
         "chatledger save_api_calls",
-        await chatledger_sqlite.batched_api_call_saves(tmp / "cl-calls.db", batches, 1),
+        await chatledger_store.batched_api_call_saves(
+            chatledger_sqlite.opener(tmp / "cl-calls.db"), batches, 1
+        ),
         progress,
     )
     return [
@@ -210,7 +216,7 @@ async def _raw_into_own_schema(
     conn = raw_sqlite.connect(path)
     try:
         conn.executemany(
-            raw_sqlite.insert_sql("entity_chat_session", raw_sqlite.SESSION_COLUMNS),
+            raw_sql.insert_sql("entity_chat_session", raw_sql.SESSION_COLUMNS),
             [raw_sqlite.encode_session(session) for session in sessions],
         )
         rate = _raw_batches(conn, table, batches)
@@ -222,10 +228,10 @@ async def _raw_into_own_schema(
 def _raw_batches(conn: sqlite3.Connection, table: str, batches: Sequence[Sequence[Row]]) -> Rate:
     """Raw executemany + COMMIT per batch; the first batch untimed."""
     if table == "message":
-        sql = raw_sqlite.insert_sql("entity_llm_message", raw_sqlite.MESSAGE_COLUMNS)
+        sql = raw_sql.insert_sql("entity_llm_message", raw_sql.MESSAGE_COLUMNS)
         encode, touch = raw_sqlite.encode_message, True
     else:
-        sql = raw_sqlite.insert_sql("entity_llm_api_call", raw_sqlite.API_CALL_COLUMNS)
+        sql = raw_sql.insert_sql("entity_llm_api_call", raw_sql.API_CALL_COLUMNS)
         encode, touch = raw_sqlite.encode_api_call, False
     raw_sqlite.batched_inserts(conn, sql, batches[:1], encode, touch_session=touch)
     return raw_sqlite.batched_inserts(conn, sql, batches[1:], encode, touch_session=touch)

@@ -15,11 +15,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from benchmarks.sizes import Sizes
 from chatledger import entities
 
 __all__ = [
     "MODELS",
     "Clock",
+    "History",
+    "Ledger",
     "Population",
     "Row",
     "api_call_rows",
@@ -237,6 +240,55 @@ def _success_fields(rng: random.Random, create_time: datetime) -> Row:
         "api_response_id": f"chatcmpl-{rng.getrandbits(64):016x}",
         "update_time": create_time + timedelta(milliseconds=latency),
     }
+
+
+class History:
+    """The history workload: sessions and their messages, interleaved as many live chats are."""
+
+    def __init__(self, sizes: Sizes, seed: int) -> None:
+        """The sessions of ``sizes.history_sessions`` chats; the same ``seed``, the same rows."""
+        rng = random.Random(seed)
+        population = Population.make(rng, users=max(1, sizes.users))
+        self.rng = rng
+        self.sizes = sizes
+        self.sessions = sessions(population, rng, sizes.history_sessions)
+        self.newest: list[uuid.UUID] = []  # the first session's message ids, oldest first
+
+    def messages(self) -> Iterator[Row]:
+        """Round-robin over the sessions: message 1 of each, then message 2 of each, ..."""
+        count = self.sizes.messages_per_session
+        chats = [conversation(s, self.rng, count) for s in self.sessions]
+        for _ in range(count):
+            for session, chat in zip(self.sessions, chats, strict=True):
+                row = next(chat)
+                session["update_time"] = row["create_time"]
+                if session is self.sessions[0]:
+                    self.newest.append(row["id"])
+                yield row
+
+
+class Ledger:
+    """The statistics workload: ``sizes.api_calls`` calls spread evenly over 90 days of traffic."""
+
+    def __init__(self, sizes: Sizes, seed: int) -> None:
+        """The tenant, users and sessions; the same ``seed``, the same rows."""
+        rng = random.Random(seed)
+        self.rng = rng
+        self.sizes = sizes
+        self.population = Population.make(rng, users=sizes.users)
+        self.sessions = sessions(self.population, rng, max(sizes.users, sizes.history_sessions))
+        # The start of the newest week of the 90 days: what a dashboard's "--since 7d" asks for.
+        self.week_start: datetime | None = None
+
+    def calls(self) -> Iterator[Row]:
+        """The API calls, oldest first; sets ``week_start`` on the way."""
+        count = self.sizes.api_calls
+        week = count - 1 - count * 7 // 90  # index of the oldest call of the newest week
+        clock = Clock(self.rng, timedelta(days=90) / count)
+        for index, row in enumerate(api_call_rows(self.sessions, self.rng, count, clock)):
+            if index == week:
+                self.week_start = row["create_time"]
+            yield row
 
 
 def to_chat_session(row: Row) -> entities.ChatSession:
