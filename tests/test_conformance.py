@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
-from scratch_databases import empty_tables
 
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
@@ -17,6 +16,7 @@ from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing import StoreConformance
+from scratch_databases import empty_tables
 
 
 class TestMemoryStore(StoreConformance):

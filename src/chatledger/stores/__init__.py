@@ -44,14 +44,13 @@ async def connect(url: str, **options: Any) -> PersistenceStore:
     if scheme == "sqlite":
         return await SqliteStore.connect(url, **options)
     if scheme in ("postgresql", "postgres"):
-        from chatledger.stores.postgres import PostgresStore  # noqa: PLC0415  (optional driver)
+        from chatledger.stores.postgres import PostgresStore
 
         return await PostgresStore.connect(url, **options)
     if scheme in ("mysql", "mariadb"):
-        from chatledger.stores.mysql import MySqlStore  # noqa: PLC0415  (optional driver)
+        from chatledger.stores.mysql import MySqlStore
 
         return await MySqlStore.connect(url, **options)
     raise ValueError(
         f"cannot tell the backend of {redact(url)!r}; use one of: {', '.join(_URL_FORMS)}"
     )
-

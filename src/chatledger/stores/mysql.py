@@ -159,7 +159,7 @@ def _code(exc: BaseException) -> int | None:
 
 
 def _message(exc: BaseException) -> str:
-    if len(exc.args) >= 2:  # noqa: PLR2004  (code, message)
+    if len(exc.args) >= 2:
         return f"{exc.args[1]} (error {exc.args[0]})"
     return str(exc) or type(exc).__name__
 
@@ -232,7 +232,7 @@ class MySqlDatabase(PooledDatabase[Any]):
         except BaseException:
             try:
                 await conn.rollback()
-            except Exception:  # noqa: BLE001  (the first error is the one to report)
+            except Exception:
                 logger.debug("MySQL rollback after a failure failed as well", exc_info=True)
                 conn.close()  # a connection in an unknown state must not go back to the pool
             raise
@@ -258,7 +258,9 @@ class MySqlDatabase(PooledDatabase[Any]):
         await self._pool.wait_closed()
 
     def _connection_lost(self, exc: BaseException) -> bool:
-        return _code(exc) in _LOST or isinstance(exc, ConnectionError)
+        return _code(exc) in _LOST or isinstance(
+            exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+        )
 
     def _retry_write(self, exc: BaseException) -> bool:
         return _code(exc) in _RETRY
@@ -278,7 +280,7 @@ class MySqlStore(ServerStore):
     ) -> MySqlDatabase:
         address = ServerAddress.parse(url, _SCHEMES, 3306)
         asyncmy = import_driver("asyncmy", "mysql", "MySQL")
-        from asyncmy.constants.CLIENT import FOUND_ROWS  # noqa: PLC0415  (needs the extra)
+        from asyncmy.constants.CLIENT import FOUND_ROWS
 
         settings: dict[str, Any] = {
             "host": address.host,

@@ -140,14 +140,7 @@ class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
         await self._pool.close()
 
     def _connection_lost(self, exc: BaseException) -> bool:
-        pg = self._asyncpg
-        return isinstance(
-            exc,
-            pg.ConnectionDoesNotExistError
-            | pg.exceptions.AdminShutdownError
-            | pg.exceptions.ConnectionFailureError
-            | ConnectionError,
-        ) or (isinstance(exc, pg.InterfaceError) and "closed" in str(exc))
+        return connection_lost(self._asyncpg, exc)
 
     def _retry_write(self, exc: BaseException) -> bool:
         pg = self._asyncpg.exceptions
@@ -155,6 +148,22 @@ class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
 
     def _map_error(self, exc: BaseException) -> PersistenceError:
         return map_error(self._asyncpg, exc, self.address)
+
+
+def connection_lost(pg: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection is gone (the server ended it, the network broke)."""
+    errors = pg.exceptions
+    return isinstance(
+        exc,
+        pg.ConnectionDoesNotExistError
+        | errors.AdminShutdownError
+        | errors.ConnectionFailureError
+        # a termination that arrives while idle leaves asyncpg's protocol in this state
+        | errors.InternalClientError
+        | ConnectionResetError
+        | ConnectionAbortedError
+        | BrokenPipeError,
+    ) or (isinstance(exc, pg.InterfaceError) and "closed" in str(exc))
 
 
 def map_error(pg: Any, exc: BaseException, address: ServerAddress) -> PersistenceError:
@@ -184,13 +193,7 @@ def map_error(pg: Any, exc: BaseException, address: ServerAddress) -> Persistenc
             f"PostgreSQL at {address.host}:{address.port} has no database "
             f"{address.database!r}; create it (createdb {address.database}) or fix the URL"
         )
-    if isinstance(
-        exc,
-        pg.ConnectionDoesNotExistError
-        | errors.AdminShutdownError
-        | errors.ConnectionFailureError
-        | ConnectionResetError,
-    ) or (isinstance(exc, pg.InterfaceError) and "closed" in text):
+    if connection_lost(pg, exc):
         return StoreConnectionError(
             f"the connection to PostgreSQL at {address} was lost ({text}); the server may "
             "have restarted or closed it; retry, and check the server if it keeps happening"

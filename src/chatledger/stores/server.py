@@ -39,8 +39,7 @@ def import_driver(module: str, extra: str, backend: str) -> Any:
         return __import__(module)
     except ImportError as exc:
         raise ImportError(
-            f"the {backend} backend needs the {module} driver: "
-            f"pip install 'chatledger[{extra}]'"
+            f"the {backend} backend needs the {module} driver: pip install 'chatledger[{extra}]'"
         ) from exc
 
 
@@ -156,8 +155,9 @@ class PooledDatabase(ABC, Generic[_Conn]):
                         return [await self._fetch(conn, read) for read in reads]
             except Exception as exc:
                 if attempt == 1 and self._connection_lost(exc):
-                    logger.warning("%s connection to %s lost; retrying the read", self.backend,
-                                   self.address)
+                    logger.warning(
+                        "%s connection to %s lost; retrying the read", self.backend, self.address
+                    )
                     continue
                 raise self._map_error(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -173,8 +173,9 @@ class PooledDatabase(ABC, Generic[_Conn]):
                         return [await self._execute(conn, write) for write in writes]
             except Exception as exc:
                 if attempt < _WRITE_ATTEMPTS and self._retry_write(exc):
-                    logger.info("%s aborted a transaction (%s); running it again", self.backend,
-                                exc)
+                    logger.info(
+                        "%s aborted a transaction (%s); running it again", self.backend, exc
+                    )
                     continue
                 raise self._map_error(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -211,8 +212,9 @@ class ServerStore(SqlStore):
                 f"pool sizes must satisfy 0 <= min_size <= max_size >= 1, "
                 f"not min_size={min_size}, max_size={max_size}"
             )
-        database = await cls._open(url, min_size=min_size, max_size=max_size,
-                                   options=driver_options)
+        database = await cls._open(
+            url, min_size=min_size, max_size=max_size, options=driver_options
+        )
         try:
             await migrate(database)
         except BaseException:
@@ -229,4 +231,3 @@ class ServerStore(SqlStore):
                 f"environment variable {variable} is not set; set it to the database URL"
             )
         return await cls.connect(url, **options)
-

@@ -1,0 +1,260 @@
+"""PostgreSQL and MySQL/MariaDB beyond the conformance suite: connecting, failing, bulk paths.
+
+Each test runs on both servers. Failures must say what happened and what to
+check, name the host and port, and never show the password.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+import chatledger
+from chatledger.errors import ConstraintError, StoreConnectionError
+from chatledger.stores.mysql import MySqlStore
+from chatledger.stores.postgres import PostgresStore
+from chatledger.stores.server import ServerStore
+from chatledger.testing import make_api_call, make_message, make_session
+from scratch_databases import mysql_execute, postgres_execute
+
+pytestmark = pytest.mark.server
+
+PASSWORD = "hunter2-secret"  # noqa: S105  (a password that must never appear in errors)
+
+
+@dataclass
+class Server:
+    """One backend under test: its store class, its scratch database, its raw runner."""
+
+    name: str
+    store: type[ServerStore]
+    url: str
+    run: Any  # (url, *statements) -> rows of the last
+    driver: str
+    extra: str
+
+    def url_with(self, **changes: Any) -> str:
+        """The scratch database's URL with some parts replaced."""
+        parts = urlsplit(self.url)
+        host = changes.get("host", parts.hostname)
+        port = changes.get("port", parts.port)
+        user = changes.get("user", parts.username)
+        password = changes.get("password", parts.password)
+        credentials = user + (f":{password}" if password else "") + "@"
+        netloc = f"{credentials}{host}:{port}"
+        path = "/" + changes.get("database", parts.path.lstrip("/"))
+        return urlunsplit(parts._replace(netloc=netloc, path=path))
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def server(request: pytest.FixtureRequest) -> Server:
+    """Each server in turn, on this module's scratch database."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        return Server("postgresql", PostgresStore, url, postgres_execute, "asyncpg", "postgres")
+    url = request.getfixturevalue("mysql_url")
+    return Server("mysql", MySqlStore, url, mysql_execute, "asyncmy", "mysql")
+
+
+@pytest.fixture
+async def store(server: Server) -> AsyncIterator[ServerStore]:
+    """A store with a one-connection pool, so tests know which connection they meet."""
+    opened = await server.store.connect(server.url, min_size=1, max_size=1)
+    yield opened
+    await opened.close()
+
+
+# --- connecting --------------------------------------------------------------------------
+
+
+async def test_connect_picks_the_backend_from_the_url(server: Server) -> None:
+    """chatledger.connect opens the server store the scheme names."""
+    store = await chatledger.connect(server.url)
+    try:
+        assert type(store) is server.store
+        assert store.backend_name == server.name
+    finally:
+        await store.close()
+
+
+async def test_unreachable_server_names_host_and_port_not_password(server: Server) -> None:
+    """Nothing listens on port 1: StoreConnectionError with host and port, never the password."""
+    url = server.url_with(port=1, password=PASSWORD)
+    with pytest.raises(StoreConnectionError) as caught:
+        await server.store.connect(url)
+    text = str(caught.value)
+    assert "127.0.0.1:1" in text
+    assert "running" in text
+    assert PASSWORD not in text
+    assert PASSWORD not in repr(caught.value.__cause__)
+
+
+async def test_bad_credentials_say_to_check_them(server: Server) -> None:
+    """An unknown user is refused with advice to check the user name and password."""
+    url = server.url_with(user="no_such_user_chatledger", password=PASSWORD)
+    with pytest.raises(StoreConnectionError, match="user name and password") as caught:
+        await server.store.connect(url)
+    assert PASSWORD not in str(caught.value)
+
+
+async def test_missing_database_is_named(server: Server) -> None:
+    """A database that does not exist is named, with how to create it."""
+    with pytest.raises(StoreConnectionError, match="no database 'no_such_db_chatledger'"):
+        await server.store.connect(server.url_with(database="no_such_db_chatledger"))
+
+
+async def test_missing_driver_names_the_extra(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the driver installed, the ImportError gives the pip line that installs it."""
+    monkeypatch.setitem(sys.modules, server.driver, None)
+    with pytest.raises(ImportError, match=rf"pip install 'chatledger\[{server.extra}\]'"):
+        await server.store.connect(server.url)
+
+
+async def test_from_env_reads_database_url(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """from_env() connects to $DATABASE_URL, and says so when it is not set."""
+    monkeypatch.setenv("DATABASE_URL", server.url)
+    store = await server.store.from_env()
+    await store.close()
+    monkeypatch.delenv("DATABASE_URL")
+    with pytest.raises(StoreConnectionError, match="DATABASE_URL is not set"):
+        await server.store.from_env()
+
+
+async def test_pool_sizes_are_checked(server: Server) -> None:
+    """A pool that could hold no connection is refused before anything is opened."""
+    with pytest.raises(ValueError, match="min_size"):
+        await server.store.connect(server.url, min_size=5, max_size=2)
+
+
+# --- a connection that dies -------------------------------------------------------------
+
+
+async def _kill_other_connections(server: Server) -> None:
+    if server.name == "postgresql":
+        await server.run(
+            server.url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        return
+    rows = await server.run(
+        server.url,
+        "SELECT id FROM information_schema.processlist "
+        "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+    )
+    for (thread,) in rows:
+        await server.run(server.url, f"KILL {int(thread)}")
+
+
+async def test_read_after_the_server_dropped_the_connection_is_retried(
+    server: Server, store: ServerStore
+) -> None:
+    """A read that meets a killed connection runs again on a fresh one."""
+    session = make_session()
+    await store.create_session(session)
+    await _kill_other_connections(server)
+    assert await store.get_session(session.id) == session
+
+
+async def test_write_on_a_dropped_connection_says_so_and_the_next_one_works(
+    server: Server, store: ServerStore
+) -> None:
+    """A write is not blindly repeated: it fails with a clear error, and the pool recovers."""
+    session = make_session()
+    await store.create_session(session)
+    await _kill_other_connections(server)
+    message = make_message(session)
+    failure = None
+    try:  # the client may notice the closed socket first; then the pool reconnects
+        await store.save_message(message)
+    except StoreConnectionError as exc:
+        failure = str(exc)
+    if failure is not None:
+        assert "connection to" in failure
+        assert "was lost" in failure
+        await store.save_message(message)
+    assert await store.get_message(message.id) == message
+
+
+# --- types and bulk paths ------------------------------------------------------------------
+
+
+async def test_column_types_keep_what_sqlite_keeps(server: Server, store: ServerStore) -> None:
+    """Native UUID/TIMESTAMPTZ/JSONB on PostgreSQL; CHAR(36)/DATETIME(6)/JSON, utf8mb4 on MySQL."""
+    if server.name == "postgresql":
+        rows = await server.run(
+            server.url,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'entity_llm_message'",
+        )
+        types = dict(rows)
+        assert types["id"] == "uuid"
+        assert types["create_time"] == "timestamp with time zone"
+        assert types["content"] == "jsonb"
+        return
+    rows = await server.run(
+        server.url,
+        "SELECT column_name, column_type, character_set_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = 'entity_llm_message'",
+    )
+    types = {name: (kind, charset) for name, kind, charset in rows}
+    assert types["id"] == ("char(36)", "utf8mb4")
+    assert types["create_time"][0] == "datetime(6)"
+    assert types["content"][0] in ("json", "longtext")  # MariaDB's JSON is LONGTEXT + a check
+    assert types["role"][1] == "utf8mb4"
+
+
+async def test_a_large_batch_is_all_or_nothing(server: Server, store: ServerStore) -> None:
+    """500 calls with one reused id (COPY on PostgreSQL): ConstraintError and nothing stored."""
+    session = make_session()
+    await store.create_session(session)
+    calls = [make_api_call(session) for _ in range(500)]
+    await store.save_api_call(calls[250])
+    with pytest.raises(ConstraintError):
+        await store.save_api_calls(calls)
+    rows = await server.run(server.url, "SELECT COUNT(*) FROM entity_llm_api_call")
+    assert rows[0][0] == 1
+    messages = [make_message(session, f"m{i}") for i in range(500)]
+    await store.save_messages(messages)
+    assert await store.get_session_messages(session.id) == messages
+
+
+async def test_postgres_batches_use_copy(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of 500 reaches PostgreSQL through COPY, not one INSERT per row."""
+    import asyncpg
+
+    copies: list[str] = []
+    original = asyncpg.Connection.copy_records_to_table
+
+    async def spy(self: Any, table: str, **kwargs: Any) -> str:
+        copies.append(table)
+        return await original(self, table, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "copy_records_to_table", spy)
+    store = await PostgresStore.connect(postgres_url)
+    try:
+        session = make_session()
+        await store.create_session(session)
+        await store.save_api_calls([make_api_call(session) for _ in range(500)])
+        await store.save_messages([make_message(session) for _ in range(500)])
+        await store.save_messages([make_message(session)])  # one row: no COPY
+    finally:
+        await store.close()
+    assert copies == ["entity_llm_api_call", "entity_llm_message"]
+
+
+async def test_urls_with_a_driver_suffix_are_accepted(server: Server) -> None:
+    """postgresql+asyncpg:// and mysql+asyncmy:// (SQLAlchemy spellings) work too."""
+    scheme = "postgresql+asyncpg" if server.name == "postgresql" else "mysql+asyncmy"
+    url = scheme + "://" + server.url.split("://", 1)[1]
+    store = await server.store.connect(url)
+    await store.close()
