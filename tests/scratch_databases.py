@@ -10,9 +10,11 @@ A server that cannot be reached fails the tests: it is never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -92,8 +94,6 @@ async def empty_tables(url: str) -> None:
 @contextmanager
 def scratch_database(server: str, runner: Any) -> Iterator[str]:
     """Create a uniquely named database on ``server``; yield its URL; drop it after."""
-    import asyncio
-
     name = f"chatledger_test_{uuid.uuid4().hex[:12]}"
     is_postgres = server.startswith("postgres")
     create = (
@@ -102,11 +102,17 @@ def scratch_database(server: str, runner: Any) -> Iterator[str]:
         else f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
     )
     drop = f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if is_postgres else "")
-    asyncio.run(runner(server, create))
+    _run_aside(runner(server, create))
     try:
         yield with_database(server, name)
     finally:
-        asyncio.run(runner(server, drop))
+        _run_aside(runner(server, drop))
+
+
+def _run_aside(work: Coroutine[Any, Any, Any]) -> None:
+    """Run ``work`` to the end on a loop of its own, even when called inside a running one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, work).result()
 
 
 @contextmanager

@@ -1,0 +1,117 @@
+"""Versioned migrations on every SQL backend: a version-1 database, filled, upgrades intact.
+
+The store is opened with only the first migration known, filled (API calls
+in version 1's columns, as a version-1 chatledger or MoFA wrote them), then
+opened again with every migration: each row must read back unchanged and the
+token subsets that version 2 moved into columns must be backfilled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import chatledger.stores.sql as sql_layer
+from chatledger.entities import QueryFilter, TokenDetails
+from chatledger.stores.mysql import MySqlStore
+from chatledger.stores.postgres import PostgresStore
+from chatledger.stores.queries import API_CALL_COLUMNS
+from chatledger.stores.rows import RowCodec
+from chatledger.stores.schema import API_CALL, MIGRATIONS
+from chatledger.stores.sql import SqlStore, Write, schema_version
+from chatledger.stores.sqlite import SqliteStore
+from chatledger.testing import (
+    make_agent,
+    make_api_call,
+    make_message,
+    make_provider,
+    make_session,
+)
+
+Opener = Callable[[], Awaitable[SqlStore]]
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.server),
+        pytest.param("mysql", marks=pytest.mark.server),
+    ]
+)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the backend's store on a database this test has to itself."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore.connect(tmp_path / "old.db")
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore.connect(url)
+    url = request.getfixturevalue("mysql_url")
+    return lambda: MySqlStore.connect(url)
+
+
+async def test_a_version_1_database_upgrades_with_every_row_intact(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Open at version 1, fill, upgrade: same rows, and cached/reasoning tokens backfilled."""
+    monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS[:1])
+    old = await open_store()
+    session = make_session(title="before the upgrade", metadata={"k": [1, 2]})
+    messages = [make_message(session, f"turn {i} 🙂") for i in range(20)]
+    provider = make_provider()
+    agent = make_agent(provider)
+    calls = [
+        make_api_call(
+            session,
+            prompt_tokens=100 + i,
+            completion_tokens=100,
+            prompt_tokens_details=TokenDetails(cached_tokens=i),
+            completion_tokens_details=TokenDetails(reasoning_tokens=2 * i) if i % 2 else None,
+            total_price=Decimal("0.0001234567") * i,
+        )
+        for i in range(30)
+    ]
+    try:
+        assert await schema_version(old._db) == 1
+        await old.create_session(session)
+        await old.save_messages(messages)
+        await old.save_provider(provider)
+        await old.save_agent(agent)
+        # version 1 has no token-subset columns: write the calls in its columns only
+        codec, v1_columns = RowCodec(old._dialect), API_CALL.column_names
+        insert = (
+            f"INSERT INTO {API_CALL.name} ({', '.join(v1_columns)}) "
+            f"VALUES ({', '.join('?' * len(v1_columns))})"
+        )
+        assert API_CALL_COLUMNS[: len(v1_columns)] == v1_columns
+        rows = [codec.api_call(call)[: len(v1_columns)] for call in calls]
+        await old._db.write([Write(old._dialect.sql(insert), many=rows)])
+        session = await old.get_session(session.id)  # its update_time followed the messages
+        assert session is not None
+    finally:
+        await old.close()
+
+    monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS)
+    new = await open_store()
+    try:
+        assert await schema_version(new._db) == MIGRATIONS[-1].version
+        assert await new.get_session(session.id) == session
+        assert await new.get_session_messages(session.id) == messages
+        assert await new.get_provider(provider.id) == provider
+        assert await new.get_agent(agent.id) == agent
+        stored = await new.query_api_calls(QueryFilter(session_id=session.id, limit=100))
+        assert sorted(stored, key=lambda c: c.id) == sorted(calls, key=lambda c: c.id)
+        stats = await new.get_statistics(QueryFilter())
+        assert stats.total_calls == len(calls)
+        assert stats.total_cached_tokens == sum(range(30))
+        assert stats.total_reasoning_tokens == sum(2 * i for i in range(30) if i % 2)
+    finally:
+        await new.close()
+
+    again = await open_store()  # a current database: nothing left to run
+    try:
+        assert await schema_version(again._db) == MIGRATIONS[-1].version
+    finally:
+        await again.close()
