@@ -104,6 +104,13 @@ class Dialect:
         )
         return [(sql, tuple(range(len(names))))]
 
+    def update_then_insert(self, update: str, insert: str) -> str | None:
+        """One statement running ``update`` then ``insert`` atomically, or None if there is none.
+
+        Its parameters are the update's, then the insert's.
+        """
+        return None
+
     def version_table(self, name: str) -> str:
         """DDL of the table that records applied migrations."""
         return (

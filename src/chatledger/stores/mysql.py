@@ -205,6 +205,15 @@ def map_error(exc: BaseException, address: ServerAddress) -> PersistenceError:
     return QueryError(f"MySQL: unexpected {type(exc).__name__}: {text}")
 
 
+async def _roll_back(conn: Any) -> None:
+    """End the transaction a failure left open; a connection that cannot is closed."""
+    try:
+        await conn.rollback()
+    except Exception:
+        logger.debug("MySQL rollback after a failure failed as well", exc_info=True)
+        conn.close()  # a connection in an unknown state must not go back to the pool
+
+
 class MySqlDatabase(PooledDatabase[Any]):
     """asyncmy's pool behind the Database protocol."""
 
@@ -253,6 +262,30 @@ class MySqlDatabase(PooledDatabase[Any]):
                 return 0
             return max(int(cursor.rowcount or 0), 0)
 
+    async def _execute_transaction(self, conn: Any, writes: Sequence[Write]) -> list[int]:
+        """Send a short transaction as one multi-statement text: one round trip, not four.
+
+        A saved message is an UPDATE and an INSERT; with BEGIN and COMMIT as
+        separate commands it costs four round trips. The server stops at the
+        first statement that fails, leaving the transaction open, which the
+        rollback below ends. Batches (``many``) keep the prepared path.
+        """
+        if any(write.many is not None for write in writes):
+            return await super()._execute_transaction(conn, writes)
+        async with conn.cursor() as cursor:
+            statements = [cursor.mogrify(write.sql, tuple(write.params)) for write in writes]
+            try:
+                await cursor.execute(";".join(["START TRANSACTION", *statements, "COMMIT"]))
+                counts = []
+                for _ in writes:
+                    await cursor.nextset()
+                    counts.append(max(int(cursor.rowcount or 0), 0))
+                await cursor.nextset()  # the COMMIT's
+            except BaseException:
+                await _roll_back(conn)
+                raise
+            return counts
+
     async def _close_pool(self) -> None:
         self._pool.close()
         await self._pool.wait_closed()
@@ -280,7 +313,7 @@ class MySqlStore(ServerStore):
     ) -> MySqlDatabase:
         address = ServerAddress.parse(url, _SCHEMES, 3306)
         asyncmy = import_driver("asyncmy", "mysql", "MySQL")
-        from asyncmy.constants.CLIENT import FOUND_ROWS
+        from asyncmy.constants.CLIENT import FOUND_ROWS, MULTI_STATEMENTS
 
         settings: dict[str, Any] = {
             "host": address.host,
@@ -290,7 +323,7 @@ class MySqlStore(ServerStore):
             "db": address.database,
             "charset": "utf8mb4",
             "autocommit": True,
-            "client_flag": FOUND_ROWS,
+            "client_flag": FOUND_ROWS | MULTI_STATEMENTS,
             "init_command": (
                 # sql_notes=0: "table already exists" on every connect is not news
                 f"SET time_zone = '+00:00', sql_mode = '{_SQL_MODE}', sql_notes = 0"

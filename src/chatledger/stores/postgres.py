@@ -79,11 +79,24 @@ class PostgresDialect(Dialect):
         """``ADD COLUMN IF NOT EXISTS``: a MoFA table may already have it."""
         return f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {self.column_ddl(column)}"
 
+    def update_then_insert(self, update: str, insert: str) -> str | None:
+        """A writable CTE: one statement, so one round trip and no explicit transaction."""
+        return f"WITH updated AS ({update}) {insert}"
+
     def bucket_start(self, column: str, bucket: str) -> str:
         """``date_trunc`` in UTC, whatever the session's time zone."""
         if bucket not in ("hour", "day", "week", "month"):
             raise ValueError(f"unknown bucket {bucket!r}")
         return f"(date_trunc('{bucket}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
+
+
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Return a connection to the pool as it is.
+
+    asyncpg's default reset costs a round trip per release (``RESET ALL``,
+    ``UNLISTEN *``, ...) to undo session state chatledger never creates; an
+    open transaction is still rolled back before this runs.
+    """
 
 
 def _status_count(status: str) -> int:
@@ -229,6 +242,7 @@ class PostgresStore(ServerStore):
         # Times travel as aware datetimes; UTC keeps date_trunc and casts unsurprising.
         settings.setdefault("timezone", "UTC")
         options.setdefault("timeout", 10.0)
+        options.setdefault("reset", _keep_session)
         try:
             pool = await pg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, server_settings=settings, **options

@@ -75,9 +75,11 @@ class Queries:
         self.insert_message = q(_insert(MESSAGE))
         self.bulk_messages = (MESSAGE.name, MESSAGE.column_names)
         # Moves forward only: a late-arriving older message never winds the clock back.
-        self.touch_session = q(
-            f"UPDATE {SESSION.name} SET update_time = ? WHERE id = ? AND update_time < ?"
-        )
+        touch = f"UPDATE {SESSION.name} SET update_time = ? WHERE id = ? AND update_time < ?"
+        self.touch_session = q(touch)
+        # Both in one statement where the dialect can: one round trip, no BEGIN/COMMIT.
+        fused = dialect.update_then_insert(touch, _insert(MESSAGE))
+        self.touch_and_insert_message = None if fused is None else q(fused)
         self.get_message = q(f"{message} WHERE id = ?")
         self.session_messages = q(f"{message} WHERE chat_session_id = ? ORDER BY create_time, id")
         self.session_messages_page = q(

@@ -126,6 +126,11 @@ class PooledDatabase(ABC, Generic[_Conn]):
     async def _execute(self, conn: _Conn, write: Write) -> int:
         """Run one write statement (one row of parameters, or ``many``); rows it touched."""
 
+    async def _execute_transaction(self, conn: _Conn, writes: Sequence[Write]) -> list[int]:
+        """Run ``writes`` in one transaction; rows each touched."""
+        async with self._transaction(conn, snapshot=False):
+            return [await self._execute(conn, write) for write in writes]
+
     @abstractmethod
     def _map_error(self, exc: BaseException) -> PersistenceError:
         """The chatledger error for a driver exception."""
@@ -169,8 +174,7 @@ class PooledDatabase(ABC, Generic[_Conn]):
                 async with self._connection() as conn:
                     if len(writes) == 1 and writes[0].many is None:
                         return [await self._execute(conn, writes[0])]
-                    async with self._transaction(conn, snapshot=False):
-                        return [await self._execute(conn, write) for write in writes]
+                    return await self._execute_transaction(conn, writes)
             except Exception as exc:
                 if attempt < _WRITE_ATTEMPTS and self._retry_write(exc):
                     logger.info(

@@ -173,11 +173,13 @@ class SqlStore(StoreLifecycle):
         """Store one message and move its session's update_time forward."""
         row = encode(self._rows.message, message)
         session, time = row[2], row[9]
+        touch = (time, session, time)
+        if self._q.touch_and_insert_message is not None:
+            await self._write(Write(self._q.touch_and_insert_message, (*touch, *row)))
+            return
         # The session row is locked before the insert's foreign-key check reads it:
         # the other order deadlocks concurrent writers to one session on InnoDB.
-        await self._write(
-            Write(self._q.touch_session, (time, session, time)), Write(self._q.insert_message, row)
-        )
+        await self._write(Write(self._q.touch_session, touch), Write(self._q.insert_message, row))
 
     async def save_messages(self, messages: Sequence[LLMMessage]) -> None:
         """Store all of ``messages`` in one transaction, or none of them."""
