@@ -258,3 +258,12 @@ async def test_urls_with_a_driver_suffix_are_accepted(server: Server) -> None:
     url = scheme + "://" + server.url.split("://", 1)[1]
     store = await server.store.connect(url)
     await store.close()
+
+
+def test_blocking_client_works_on_the_server(server: Server) -> None:
+    """chatledger.sync opens a server URL too: the same methods, blocking."""
+    session = make_session()
+    with chatledger.sync.connect(server.url, max_size=2) as store:
+        store.create_session(session)
+        store.save_messages([make_message(session, f"m{i}") for i in range(3)])
+        assert store.count_session_messages(session.id) == 3
