@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--out docs/benchmarks.md]``: run the suite, print the table."""
+"""``python -m benchmarks [--quick] [--only NAME] [--out FILE]``: run the suite, print it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import shlex
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -13,26 +14,30 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks.report import Environment, Section, render_markdown, render_text, write_markdown
+from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
+from benchmarks.scratch_databases import ServerUnavailableError
+from benchmarks.server_reads import run_server_reads
+from benchmarks.server_writes import BACKENDS, Backend, run_server_writes
 from benchmarks.sizes import FULL, QUICK, Sizes
 from benchmarks.sqlite_reads import run_reads
 from benchmarks.sqlite_writes import run_writes
 
 __all__ = ["main"]
 
-_LEGEND = (
-    "cl/raw: chatledger's figure divided by raw sqlite3's (rows/s: higher is better; "
-    "ms: lower is better); LangChain is SQLChatMessageHistory"
-)
-
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="chatledger's SqliteStore beside raw sqlite3, SQLiteSession and "
-        "SQLChatMessageHistory.",
+        description="chatledger's SqliteStore, PostgresStore and MySqlStore beside their raw "
+        "drivers (sqlite3, asyncpg, asyncmy) and peer libraries.",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="run this backend's part only (repeatable); with --out, the file keeps the others",
+    )
     parser.add_argument("--out", type=Path, help="write the results into this Markdown file")
     return parser.parse_args(argv)
 
@@ -49,32 +54,79 @@ def _describe(sizes: Sizes) -> str:
     )
 
 
-async def _run(sizes: Sizes, tmp: Path) -> list[Section]:
-    _progress(f"writes ({sizes.name} sizes) in {tmp}")
-    writes = await run_writes(sizes, tmp, _progress)
-    _progress("reads")
-    reads = await run_reads(sizes, tmp, _progress)
-    return [writes, reads]
+async def _sqlite(sizes: Sizes, command: str) -> Part:
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        _progress(f"SQLite: writes ({sizes.name} sizes) in {tmp}")
+        writes = await run_writes(sizes, Path(tmp), _progress)
+        _progress("SQLite: reads")
+        reads = await run_reads(sizes, Path(tmp), _progress)
+    return Part(
+        key="sqlite",
+        title=f"SQLite {sqlite3.sqlite_version} (SqliteStore)",
+        raw="raw sqlite3",
+        peers=("SQLiteSession", "LangChain"),
+        command=command,
+        sizes=_describe(sizes),
+        sections=(writes, reads),
+    )
+
+
+async def _server(backend: Backend, sizes: Sizes, command: str) -> Part:
+    title = f"{backend.server.title} ({backend.store})"
+    peers = ("SQLAlchemySession", "LangChain") if backend.peers else ()
+    raw_name = "raw asyncpg" if backend.key == "postgres" else "raw asyncmy"
+    try:
+        await backend.server.probe()
+    except ServerUnavailableError as exc:
+        print(f"skipping {backend.server.title}: {exc}", file=sys.stderr, flush=True)
+        return Part(
+            backend.key, title, raw_name, peers, command, _describe(sizes), skipped=str(exc)
+        )
+    async with backend.server.scratch_database() as url:
+        await (await backend.opener(url, 1)()).close()  # chatledger creates its schema
+        raw = await backend.open_raw(url, 1)
+        try:
+            settings = await raw.settings()
+        finally:
+            await raw.close()
+    _progress(f"{settings}; scratch database {backend.server.scratch}")
+    writes = await run_server_writes(backend, sizes, settings, _progress)
+    reads = await run_server_reads(backend, sizes, _progress)
+    return Part(
+        key=backend.key,
+        title=f"{settings.split(':')[0]} ({backend.store})",
+        raw=raw_name,
+        peers=peers,
+        command=command,
+        sizes=_describe(sizes),
+        sections=(writes, reads),
+    )
+
+
+async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
+    parts = []
+    if "sqlite" in only:
+        parts.append(await _sqlite(sizes, command))
+    for backend in BACKENDS:
+        if backend.key in only:
+            parts.append(await _server(backend, sizes, command))
+    return parts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks; print the table; write ``--out`` if given. Return the exit status."""
+    """Run the benchmarks; print the tables; write ``--out`` if given. Return the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     sizes = QUICK if args.quick else FULL
     command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     if os.environ.get("MAKELEVEL"):  # started by make: the Makefile's bench target
         command = f"make bench ({command})"
-    env = Environment(command=command, sizes=_describe(sizes))
     start = perf_counter()
-    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
-        sections = asyncio.run(_run(sizes, Path(tmp)))
+    parts = asyncio.run(_run(sizes, args.only or PARTS, command))
     _progress(f"done in {perf_counter() - start:.0f} s")
-    results = [result for section in sections for result in section.results]
-    targets = [target for section in sections for target in section.targets]
-    notes = [_LEGEND, *(note for section in sections for note in section.notes)]
-    print(render_text(env, results, targets, notes))
+    env = Environment()
+    print(render_text(env, parts))
     if args.out is not None:
-        write_markdown(args.out, render_markdown(env, results, targets, notes))
+        write_markdown(args.out, env, parts)
         _progress(f"wrote {args.out}")
     return 0
 

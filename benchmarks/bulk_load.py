@@ -26,7 +26,7 @@ from benchmarks.raw_sql import insert_sql
 from benchmarks.workload import Row
 from chatledger.entities import ApiCallStatus
 
-__all__ = ["Layout", "LayoutError", "Layouts", "bulk_load", "learn_layouts"]
+__all__ = ["Encoder", "Layout", "LayoutError", "Layouts", "bulk_load", "learn_layouts"]
 
 Encoder = Callable[[Any], Any]
 _CHUNK = 50_000
@@ -97,18 +97,19 @@ class Layout:
 
     table: str
     columns: tuple[str, ...]
-    encoders: tuple[Encoder, ...]
+    encoders: tuple[Encoder | None, ...]  # None: the driver binds the Python value as it is
 
     def encode(self, row: Row) -> tuple[Any, ...]:
         """The stored form of ``row``, in column order."""
         return tuple(
-            encode(row.get(column))
+            row.get(column) if encode is None else encode(row.get(column))
             for column, encode in zip(self.columns, self.encoders, strict=True)
         )
 
     def param(self, column: str, value: Any) -> Any:
         """The stored form of one value of ``column``, for a query parameter."""
-        return self.encoders[self.columns.index(column)](value)
+        encode = self.encoders[self.columns.index(column)]
+        return value if encode is None else encode(value)
 
 
 @dataclass(frozen=True, slots=True)

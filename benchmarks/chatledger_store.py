@@ -8,14 +8,13 @@ of a given size). What is specific to one backend lives in its own module
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from benchmarks import workload
-from benchmarks.measure import Latency, Rate, time_async_calls
+from benchmarks.measure import Latency, Rate, callers_rate, time_async_calls, timed_batches
 from benchmarks.workload import Row
 from chatledger.entities import LLMMessage, QueryFilter, UsageStatistics
 
@@ -33,7 +32,6 @@ __all__ = [
     "recent_history",
     "single_saves",
     "statistics",
-    "timed_batches",
 ]
 
 Opener = Callable[[], Awaitable["PersistenceStore"]]
@@ -56,14 +54,7 @@ async def single_saves(store: PersistenceStore, messages: Sequence[LLMMessage]) 
 
 async def callers_save(store: PersistenceStore, work: Sequence[Sequence[LLMMessage]]) -> Rate:
     """One caller per list of messages, all at once (``asyncio.gather``), one message per call."""
-
-    async def caller(messages: Sequence[LLMMessage]) -> None:
-        for message in messages:
-            await store.save_message(message)
-
-    start = perf_counter()
-    await asyncio.gather(*(caller(messages) for messages in work))
-    return Rate(sum(map(len, work)), perf_counter() - start)
+    return await callers_rate(work, store.save_message)
 
 
 async def concurrent_saves(
@@ -77,21 +68,6 @@ async def concurrent_saves(
         return await callers_save(store, work)
     finally:
         await store.close()
-
-
-async def timed_batches(
-    batches: Sequence[Sequence[Any]],
-    save: Callable[[Sequence[Any]], Awaitable[object]],
-    warmup: int,
-) -> Rate:
-    """``save(batch)`` once per batch, the first ``warmup`` batches untimed."""
-    for batch in batches[:warmup]:
-        await save(batch)
-    timed = batches[warmup:]
-    start = perf_counter()
-    for batch in timed:
-        await save(batch)
-    return Rate(sum(map(len, timed)), perf_counter() - start)
 
 
 async def batched_message_saves(

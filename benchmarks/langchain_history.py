@@ -13,7 +13,7 @@ import asyncio
 import json
 import sqlite3
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,8 @@ __all__ = [
     "concurrent_saves",
     "history",
     "single_saves",
+    "stored_messages",
+    "to_message",
 ]
 
 SETTINGS = (
@@ -61,7 +63,8 @@ def _engine(path: Path) -> AsyncEngine:
     return create_async_engine(f"sqlite+aiosqlite:///{path}")
 
 
-def _message(row: Row) -> BaseMessage:
+def to_message(row: Row) -> BaseMessage:
+    """The LangChain message a message row stands for (human or AI)."""
     from langchain_core.messages import AIMessage, HumanMessage
 
     kind = HumanMessage if row["role"].value == "user" else AIMessage
@@ -74,8 +77,8 @@ async def single_saves(path: Path, rows: Sequence[Row], warmup: Sequence[Row]) -
     try:
         chat = _history_class()(str(rows[0]["chat_session_id"]), connection=engine)
         for row in warmup:
-            await chat.aadd_message(_message(row))
-        messages = [_message(row) for row in rows]
+            await chat.aadd_message(to_message(row))
+        messages = [to_message(row) for row in rows]
         start = perf_counter()
         for message in messages:
             await chat.aadd_message(message)
@@ -91,7 +94,7 @@ async def concurrent_saves(path: Path, conversations: Sequence[Sequence[Row]]) -
     chats = [
         history_class(str(rows[0]["chat_session_id"]), connection=engine) for rows in conversations
     ]
-    work = [[_message(row) for row in rows] for rows in conversations]
+    work = [[to_message(row) for row in rows] for rows in conversations]
 
     async def caller(chat: SQLChatMessageHistory, messages: list[BaseMessage]) -> None:
         for message in messages:
@@ -113,7 +116,7 @@ async def batched_saves(path: Path, batches: Sequence[Sequence[Row]], warmup: in
     chats = [
         history_class(str(batch[0]["chat_session_id"]), connection=engine) for batch in batches
     ]
-    work = [[_message(row) for row in batch] for batch in batches]
+    work = [[to_message(row) for row in batch] for batch in batches]
     try:
         for chat, messages in zip(chats[:warmup], work[:warmup], strict=True):
             await chat.aadd_messages(messages)
@@ -128,7 +131,6 @@ async def batched_saves(path: Path, batches: Sequence[Sequence[Row]], warmup: in
 
 def bulk_load(path: Path, rows: Iterable[Row]) -> int:
     """Create the history table at ``path`` and insert ``rows`` with raw executemany."""
-    from langchain_core.messages import message_to_dict
     from sqlalchemy import create_engine
 
     engine = create_engine(f"sqlite:///{path}")
@@ -136,23 +138,14 @@ def bulk_load(path: Path, rows: Iterable[Row]) -> int:
         _history_class()("schema", connection=engine)  # creates message_store
     finally:
         engine.dispose()
-    templates = {
-        role: message_to_dict(_message({"role": role_enum, "content": {"text": ""}}))
-        for role, role_enum in _roles()
-    }
     conn = sqlite3.connect(path, isolation_level=None)
     count = 0
     try:
         conn.execute("PRAGMA synchronous=OFF")  # a benchmark fixture: nothing to keep on a crash
         conn.execute("BEGIN")
         batch: list[tuple[str, str]] = []
-        for row in rows:
-            template = templates[row["role"].value]
-            stored = {
-                "type": template["type"],
-                "data": {**template["data"], "content": row["content"]["text"]},
-            }
-            batch.append((str(row["chat_session_id"]), json.dumps(stored)))
+        for stored in stored_messages(rows):
+            batch.append(stored)
             if len(batch) == 50_000:
                 conn.executemany(
                     "INSERT INTO message_store (session_id, message) VALUES (?, ?)", batch
@@ -164,6 +157,24 @@ def bulk_load(path: Path, rows: Iterable[Row]) -> int:
         return count + len(batch)
     finally:
         conn.close()
+
+
+def stored_messages(rows: Iterable[Row]) -> Iterator[tuple[str, str]]:
+    """``(session id, message JSON)`` of each row, as LangChain's histories store them."""
+    from langchain_core.messages import message_to_dict
+
+    # message_to_dict once per role; each row only swaps in its text.
+    templates = {
+        role: message_to_dict(to_message({"role": role_enum, "content": {"text": ""}}))
+        for role, role_enum in _roles()
+    }
+    for row in rows:
+        template = templates[row["role"].value]
+        stored = {
+            "type": template["type"],
+            "data": {**template["data"], "content": row["content"]["text"]},
+        }
+        yield str(row["chat_session_id"]), json.dumps(stored)
 
 
 def _roles() -> list[tuple[str, Any]]:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
+from typing import TypeVar
 
-__all__ = ["Latency", "Rate", "percentile", "time_async_calls", "time_calls"]
+__all__ = [
+    "Latency",
+    "Rate",
+    "callers_rate",
+    "percentile",
+    "time_async_calls",
+    "time_calls",
+    "timed_batches",
+]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +96,32 @@ async def time_async_calls(call: Callable[[], Awaitable[object]], repeats: int) 
         await call()
         samples.append((perf_counter() - start) * 1000.0)
     return Latency.of(samples)
+
+
+async def callers_rate(
+    work: Sequence[Sequence[_T]], save: Callable[[_T], Awaitable[object]]
+) -> Rate:
+    """One caller per list of ``work``, all at once, each awaiting ``save(item)`` in turn."""
+
+    async def caller(items: Sequence[_T]) -> None:
+        for item in items:
+            await save(item)
+
+    start = perf_counter()
+    await asyncio.gather(*(caller(items) for items in work))
+    return Rate(sum(map(len, work)), perf_counter() - start)
+
+
+async def timed_batches(
+    batches: Sequence[Sequence[_T]],
+    save: Callable[[Sequence[_T]], Awaitable[object]],
+    warmup: int,
+) -> Rate:
+    """``save(batch)`` once per batch, the first ``warmup`` batches untimed."""
+    for batch in batches[:warmup]:
+        await save(batch)
+    timed = batches[warmup:]
+    start = perf_counter()
+    for batch in timed:
+        await save(batch)
+    return Rate(sum(map(len, timed)), perf_counter() - start)

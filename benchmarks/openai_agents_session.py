@@ -26,6 +26,7 @@ __all__ = [
     "batched_saves",
     "bulk_load",
     "concurrent_saves",
+    "to_item",
     "recent_history",
     "single_saves",
 ]
@@ -43,7 +44,8 @@ def _session(session_id: str, path: Path) -> SQLiteSession:
     return SQLiteSession(session_id, path)
 
 
-def _item(row: Row) -> TResponseInputItem:
+def to_item(row: Row) -> TResponseInputItem:
+    """The Agents SDK input item a message row stands for (an easy input message)."""
     item = {"role": row["role"].value, "content": row["content"]["text"]}
     return cast("TResponseInputItem", item)  # an EasyInputMessageParam
 
@@ -53,8 +55,8 @@ async def single_saves(path: Path, rows: Sequence[Row], warmup: Sequence[Row]) -
     session = _session(str(rows[0]["chat_session_id"]), path)
     try:
         for row in warmup:
-            await session.add_items([_item(row)])
-        items = [_item(row) for row in rows]
+            await session.add_items([to_item(row)])
+        items = [to_item(row) for row in rows]
         start = perf_counter()
         for item in items:
             await session.add_items([item])
@@ -66,7 +68,7 @@ async def single_saves(path: Path, rows: Sequence[Row], warmup: Sequence[Row]) -
 async def concurrent_saves(path: Path, conversations: Sequence[Sequence[Row]]) -> Rate:
     """One caller per conversation, all at once, each adding its items one per call."""
     sessions = [_session(str(rows[0]["chat_session_id"]), path) for rows in conversations]
-    work = [[_item(row) for row in rows] for rows in conversations]
+    work = [[to_item(row) for row in rows] for rows in conversations]
 
     async def caller(session: SQLiteSession, items: list[TResponseInputItem]) -> None:
         for item in items:
@@ -84,7 +86,7 @@ async def concurrent_saves(path: Path, conversations: Sequence[Sequence[Row]]) -
 async def batched_saves(path: Path, batches: Sequence[Sequence[Row]], warmup: int) -> Rate:
     """``add_items(batch)`` once per batch (each one conversation); the first ``warmup`` untimed."""
     sessions = [_session(str(batch[0]["chat_session_id"]), path) for batch in batches]
-    work = [[_item(row) for row in batch] for batch in batches]
+    work = [[to_item(row) for row in batch] for batch in batches]
     try:
         for session, items in zip(sessions[:warmup], work[:warmup], strict=True):
             await session.add_items(items)
@@ -112,7 +114,7 @@ def bulk_load(path: Path, session_ids: Sequence[str], rows: Iterable[Row]) -> in
         )
         batch: list[tuple[str, str]] = []
         for row in rows:
-            batch.append((str(row["chat_session_id"]), json.dumps(_item(row))))
+            batch.append((str(row["chat_session_id"]), json.dumps(to_item(row))))
             if len(batch) == 50_000:
                 conn.executemany(
                     "INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", batch

@@ -26,6 +26,8 @@ class Sizes:
     users: int  # distinct users among those API calls
     stats_repeats: int  # timed get_statistics runs per variant
     warmup: int  # untimed operations before each timed run
+    server_saves: int  # messages each side saves one per call, per caller count, on a server
+    server_callers: tuple[int, ...]  # concurrent caller counts on a server (and pool sizes)
 
     @property
     def history_messages(self) -> int:
@@ -49,6 +51,8 @@ FULL = Sizes(
     users=100,
     stats_repeats=5,
     warmup=50,
+    server_saves=5_000,
+    server_callers=(8, 50),
 )
 
 QUICK = Sizes(
@@ -67,4 +71,6 @@ QUICK = Sizes(
     users=20,
     stats_repeats=3,
     warmup=20,
+    server_saves=400,
+    server_callers=(8, 50),
 )

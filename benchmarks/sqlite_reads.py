@@ -24,10 +24,10 @@ from benchmarks.sizes import Sizes
 from benchmarks.sqlite_writes import Progress
 from chatledger.entities import QueryFilter
 
-__all__ = ["run_reads"]
+__all__ = ["PEER_SESSIONS", "SEED", "run_reads"]
 
-_SEED = 20250202
-_PEER_SESSIONS = 100  # SQLiteSession objects each hold thread-local connections: keep it bounded
+SEED = 20250202
+PEER_SESSIONS = 100  # SQLiteSession objects each hold thread-local connections: keep it bounded
 
 
 def _timed(name: str, latency: Latency, progress: Progress) -> Latency:
@@ -42,7 +42,7 @@ def _raw_connection(path: Path) -> sqlite3.Connection:
 
 
 async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Result], Target]:
-    history = workload.History(sizes, _SEED)
+    history = workload.History(sizes, SEED)
     path = tmp / "cl-history.db"
     start = perf_counter()
     layouts = await learn_layouts(path)
@@ -55,7 +55,7 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
         chatledger_sqlite.opener(path), history.sessions[0]["id"], history.newest[-limit:]
     )
 
-    picks = random.Random(_SEED + 1).choices(history.sessions, k=sizes.history_queries)
+    picks = random.Random(SEED + 1).choices(history.sessions, k=sizes.history_queries)
     conn = _raw_connection(path)
     try:
         params = [layouts.message.param("chat_session_id", s["id"]) for s in picks]
@@ -104,7 +104,7 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
 
 async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
     try:
-        history = workload.History(sizes, _SEED)
+        history = workload.History(sizes, SEED)
         path = tmp / "agents-history.db"
         ids = [str(s["id"]) for s in history.sessions]
         start = perf_counter()
@@ -112,7 +112,7 @@ async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latenc
         progress(
             f"loaded {rows:,} rows in SQLiteSession's schema in {perf_counter() - start:.1f} s"
         )
-        picks = random.Random(_SEED + 1).sample(ids, k=min(_PEER_SESSIONS, len(ids)))
+        picks = random.Random(SEED + 1).sample(ids, k=min(PEER_SESSIONS, len(ids)))
         latency = await openai_agents_session.recent_history(
             path, picks, sizes.history_limit, sizes.history_queries, sizes.warmup
         )
@@ -124,13 +124,13 @@ async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latenc
 
 async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
     try:
-        history = workload.History(sizes, _SEED)
+        history = workload.History(sizes, SEED)
         path = tmp / "langchain-history.db"
         start = perf_counter()
         rows = langchain_history.bulk_load(path, history.messages())
         progress(f"loaded {rows:,} rows in LangChain's schema in {perf_counter() - start:.1f} s")
         ids = [str(s["id"]) for s in history.sessions]
-        picks = random.Random(_SEED + 1).sample(ids, k=min(10, len(ids)))
+        picks = random.Random(SEED + 1).sample(ids, k=min(10, len(ids)))
         latency = await langchain_history.history(
             path, picks, sizes.messages_per_session, sizes.full_scan_queries, warmup=2
         )
@@ -143,7 +143,7 @@ async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Lat
 async def _statistics(
     sizes: Sizes, tmp: Path, progress: Progress
 ) -> tuple[list[Result], list[Target]]:
-    ledger = workload.Ledger(sizes, _SEED + 2)
+    ledger = workload.Ledger(sizes, SEED + 2)
     path = tmp / "cl-stats.db"
     start = perf_counter()
     layouts = await learn_layouts(path)
@@ -235,7 +235,7 @@ async def run_reads(sizes: Sizes, tmp: Path, progress: Progress) -> Section:
         "SELECT ... WHERE chat_session_id = ? ORDER BY create_time DESC, id DESC LIMIT ? on "
         "chatledger's own file, json.loads of each content",
         f"SQLiteSession: get_items(limit={sizes.history_limit}) on the same volume in its own "
-        f"schema, cycling over {_PEER_SESSIONS} session objects",
+        f"schema, cycling over {PEER_SESSIONS} session objects",
         "LangChain: no 'newest N' read; aget_messages() returns all "
         f"{sizes.messages_per_session} messages of a session, and its table has no index on "
         f"session_id (a full scan per read), so {sizes.full_scan_queries} reads only",

@@ -22,13 +22,13 @@ from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.sizes import Sizes
 from benchmarks.workload import Row
 
-__all__ = ["Progress", "run_writes"]
+__all__ = ["Progress", "live_clock", "peer_cell", "rate_cell", "run_writes"]
 
 Progress = Callable[[str], None]
 _TURNS = 5  # raw sqlite3 and chatledger alternate this many times in the one-at-a-time run
 
 
-async def _peer_cell(name: str, run: Awaitable[Rate], progress: Progress) -> Cell:
+async def peer_cell(name: str, run: Awaitable[Rate], progress: Progress) -> Cell:
     """A peer's rate, or a note saying how it failed: a failing peer is a finding, not a crash."""
     try:
         rate = await run
@@ -39,12 +39,13 @@ async def _peer_cell(name: str, run: Awaitable[Rate], progress: Progress) -> Cel
     return Cell(rate.per_second)
 
 
-def _cell(name: str, rate: Rate, progress: Progress) -> Cell:
+def rate_cell(name: str, rate: Rate, progress: Progress) -> Cell:
+    """A measured rate as a table cell, said on the progress line as well."""
     progress(f"{name}: {rate.per_second:,.0f} rows/s")
     return Cell(rate.per_second)
 
 
-def _live_clock(rng: random.Random) -> workload.Clock:
+def live_clock(rng: random.Random) -> workload.Clock:
     """Rows stamped "now" in turn, as a running application writes them."""
     return workload.Clock(rng, timedelta(milliseconds=20), start=datetime(2025, 6, 1, tzinfo=UTC))
 
@@ -82,19 +83,19 @@ async def _single(sizes: Sizes, tmp: Path, rng: random.Random, progress: Progres
     finally:
         conn.close()
         await store.close()
-    raw = _cell("raw sqlite3, per-row commit", Rate.combined(raw_runs), progress)
+    raw = rate_cell("raw sqlite3, per-row commit", Rate.combined(raw_runs), progress)
     ours = Rate.combined(our_runs)
     return Result(
         f"save_message, 1 caller ({len(rows):,} msgs)",
         "rows/s",
-        chatledger=_cell("chatledger save_message, 1 caller", ours, progress),
+        chatledger=rate_cell("chatledger save_message, 1 caller", ours, progress),
         raw=raw,
-        sqlite_session=await _peer_cell(
+        agents=await peer_cell(
             "SQLiteSession add_items, 1 caller",
             openai_agents_session.single_saves(tmp / "agents-single.db", rows, warmup),
             progress,
         ),
-        langchain=await _peer_cell(
+        langchain=await peer_cell(
             "SQLChatMessageHistory aadd_message, 1 caller",
             langchain_history.single_saves(tmp / "langchain-single.db", rows, warmup),
             progress,
@@ -117,14 +118,14 @@ async def _concurrent(
     return Result(
         f"save_message, {sizes.callers} callers ({total:,} msgs) [a]",
         "rows/s",
-        chatledger=_cell(f"chatledger save_message, {sizes.callers} callers", ours, progress),
+        chatledger=rate_cell(f"chatledger save_message, {sizes.callers} callers", ours, progress),
         raw=Cell(raw.value, raw.note),
-        sqlite_session=await _peer_cell(
+        agents=await peer_cell(
             f"SQLiteSession add_items, {sizes.callers} callers",
             openai_agents_session.concurrent_saves(tmp / "agents-concurrent.db", conversations),
             progress,
         ),
-        langchain=await _peer_cell(
+        langchain=await peer_cell(
             f"SQLChatMessageHistory aadd_message, {sizes.callers} callers",
             langchain_history.concurrent_saves(tmp / "langchain-concurrent.db", conversations),
             progress,
@@ -136,7 +137,7 @@ async def _message_batches(
     sizes: Sizes, tmp: Path, rng: random.Random, progress: Progress
 ) -> list[Result]:
     population = workload.Population.make(rng, users=10)
-    sessions = workload.sessions(population, rng, sizes.batches + 1, _live_clock(rng))
+    sessions = workload.sessions(population, rng, sizes.batches + 1, live_clock(rng))
     batches = [list(workload.conversation(s, rng, sizes.batch_size)) for s in sessions]
     rows = sizes.batches * sizes.batch_size
 
@@ -145,11 +146,11 @@ async def _message_batches(
         raw_rate = _raw_batches(conn, "message", batches)
     finally:
         conn.close()
-    raw = _cell("raw sqlite3 executemany, messages", raw_rate, progress)
+    raw = rate_cell("raw sqlite3 executemany, messages", raw_rate, progress)
     own_schema = await _raw_into_own_schema(
         tmp / "raw-own-messages.db", sessions, batches, "message"
     )
-    ours = _cell(
+    ours = rate_cell(
         "chatledger save_messages",
         await chatledger_store.batched_message_saves(
             chatledger_sqlite.opener(tmp / "cl-batches.db"), sessions, batches, 1
@@ -163,12 +164,12 @@ async def _message_batches(
             "rows/s",
             chatledger=ours,
             raw=raw,
-            sqlite_session=await _peer_cell(
+            agents=await peer_cell(
                 "SQLiteSession add_items(batch)",
                 openai_agents_session.batched_saves(tmp / "agents-batches.db", batches, 1),
                 progress,
             ),
-            langchain=await _peer_cell(
+            langchain=await peer_cell(
                 "SQLChatMessageHistory aadd_messages(batch)",
                 langchain_history.batched_saves(tmp / "langchain-batches.db", batches, 1),
                 progress,
@@ -184,7 +185,7 @@ async def _api_call_batches(
     population = workload.Population.make(rng, users=10)
     sessions = workload.sessions(population, rng, 50)
     count = (sizes.batches + 1) * sizes.batch_size
-    calls = list(workload.api_call_rows(sessions, rng, count, _live_clock(rng)))
+    calls = list(workload.api_call_rows(sessions, rng, count, live_clock(rng)))
     batches = [calls[i : i + sizes.batch_size] for i in range(0, len(calls), sizes.batch_size)]
     rows = sizes.batches * sizes.batch_size
 
@@ -193,9 +194,9 @@ async def _api_call_batches(
         raw_rate = _raw_batches(conn, "api_call", batches)
     finally:
         conn.close()
-    raw = _cell("raw sqlite3 executemany, API calls", raw_rate, progress)
+    raw = rate_cell("raw sqlite3 executemany, API calls", raw_rate, progress)
     own_schema = await _raw_into_own_schema(tmp / "raw-own-calls.db", [], batches, "api_call")
-    ours = _cell(
+    ours = rate_cell(
         "chatledger save_api_calls",
         await chatledger_store.batched_api_call_saves(
             chatledger_sqlite.opener(tmp / "cl-calls.db"), batches, 1
@@ -257,7 +258,7 @@ async def run_writes(sizes: Sizes, tmp: Path, progress: Progress) -> Section:
             Target(f"save_message, {who}: vs raw per-row commit", result.ratio, 0.50, True),
             Target(
                 f"save_message, {who}: vs SQLiteSession",
-                _vs(result, result.sqlite_session),
+                _vs(result, result.agents),
                 3.0,
                 True,
             ),

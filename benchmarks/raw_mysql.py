@@ -1,0 +1,256 @@
+"""The MySQL/MariaDB baseline: the same work done with asyncmy and nothing else.
+
+It writes into the tables chatledger created on the scratch database, binds
+ids as their 36-character text, times as naive UTC datetimes and JSON as
+text, through asyncmy's text protocol (values escaped into the statement),
+and reads the rows back without decoding them any further. A batch is one
+``executemany``, which asyncmy sends as multi-row INSERTs, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from benchmarks import raw_server
+from benchmarks.bulk_load import Encoder, Layout, Layouts
+from benchmarks.measure import Rate, callers_rate, timed_batches
+from benchmarks.raw_sql import AGGREGATE, RECENT_MESSAGES, TOUCH_SESSION, insert_sql, placeholders
+from benchmarks.workload import Row
+from chatledger.stores.schema import Column, ColumnType
+
+__all__ = ["EXECUTEMANY", "RawMySql", "login", "server_settings"]
+
+EXECUTEMANY = "executemany"
+_CHUNK = 10_000  # rows per executemany (asyncmy splits them into ~1 MB statements)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else value.bytes
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _encoder(column: Column, kind: str) -> Encoder | None:
+    """How asyncmy binds a value of ``column``, stored as MySQL type ``kind``."""
+    logical = column.type
+    if logical is ColumnType.JSON:
+        return raw_server.json_text
+    if logical is ColumnType.TIME:
+        return _naive_utc  # DATETIME has no zone: chatledger keeps UTC in it
+    if logical is ColumnType.MONEY:
+        return None if kind == "decimal" else _float
+    if logical is ColumnType.UUID:
+        return _bytes if kind in ("binary", "varbinary") else raw_server.text
+    if logical in (ColumnType.TEXT, ColumnType.SHORT_TEXT):
+        return raw_server.text
+    if logical is ColumnType.BOOL:
+        return _int
+    return None
+
+
+def login(url: str, database: str | None = None) -> dict[str, Any]:
+    """asyncmy's connection arguments for ``mysql://user:password@host:port/database``."""
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "db": (unquote(parts.path.strip("/")) if database is None else database) or None,
+    }
+
+
+async def server_settings(cursor: Any) -> str:
+    """The server's version and the settings that decide what a commit costs."""
+    names = ("innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin",
+             "innodb_doublewrite", "innodb_buffer_pool_size")  # fmt: skip
+    await cursor.execute(f"SELECT VERSION(), {', '.join(f'@@{name}' for name in names)}")
+    version, *values = await cursor.fetchone()
+    flavour = "MariaDB" if "mariadb" in str(version).lower() else "MySQL"
+    settings = ", ".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
+    return f"{flavour} {str(version).split('-')[0]}: {settings}"
+
+
+class RawMySql:
+    """An asyncmy pool on a scratch database holding chatledger's tables."""
+
+    name = "raw asyncmy"
+    batch_methods: tuple[str, ...] = (EXECUTEMANY,)
+
+    def __init__(self, pool: Any, layouts: Layouts) -> None:
+        """Work on ``pool`` with chatledger's tables as ``layouts`` describe them."""
+        self._pool = pool
+        self._layouts = {
+            layout.table: layout for layout in (layouts.session, layouts.message, layouts.api_call)
+        }
+        self._sql = {
+            table: placeholders(insert_sql(table, layout.columns), "format")
+            for table, layout in self._layouts.items()
+        }
+        self._touch = placeholders(TOUCH_SESSION, "format")
+        self._recent = placeholders(RECENT_MESSAGES, "format")
+        message = layouts.message.columns
+        self._touch_from = (message.index("create_time"), message.index("chat_session_id"))
+
+    @classmethod
+    async def open(cls, url: str, connections: int) -> RawMySql:
+        """A pool of exactly ``connections`` autocommit connections on ``url``."""
+        import asyncmy
+
+        pool = await asyncmy.create_pool(
+            minsize=connections, maxsize=connections, autocommit=True, **login(url)
+        )
+        async with pool.acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position"
+            )
+            catalog = await cursor.fetchall()
+        return cls(pool, raw_server.layouts(((r[0], r[1], r[2]) for r in catalog), _encoder))
+
+    def layout(self, table: str) -> Layout:
+        """How rows of ``table`` are bound."""
+        return self._layouts[table]
+
+    def param(self, table: str, column: str, value: Any) -> Any:
+        """``value`` of ``table.column`` as asyncmy binds it."""
+        return self._layouts[table].param(column, value)
+
+    async def save_each(self, work: Sequence[Sequence[Row]], *, touch_session: bool) -> Rate:
+        """One caller per list of messages, each INSERT (and session update) one transaction."""
+        layout = self._layouts[raw_server.TABLES["message"]]
+        insert = self._sql[layout.table]
+        when, session = self._touch_from
+
+        async def save(row: Row) -> None:
+            params = layout.encode(row)
+            async with self._pool.acquire() as conn, conn.cursor() as cursor:
+                if touch_session:
+                    await conn.begin()
+                    await cursor.execute(insert, params)
+                    await cursor.execute(self._touch, (params[when], params[session]))
+                    await conn.commit()
+                else:
+                    await cursor.execute(insert, params)
+
+        return await callers_rate(work, save)
+
+    async def save_batches(
+        self, table: str, batches: Sequence[Sequence[Row]], method: str, *, touch_session: bool
+    ) -> Rate:
+        """Each batch one ``executemany`` (multi-row INSERTs) and COMMIT; the first untimed."""
+        if method != EXECUTEMANY:
+            raise ValueError(f"asyncmy has no batch method {method!r}")
+        layout = self._layouts[table]
+        insert = self._sql[table]
+        when, session = self._touch_from
+        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+
+            async def save(batch: Sequence[Row]) -> None:
+                records = [layout.encode(row) for row in batch]
+                await conn.begin()
+                await cursor.executemany(insert, records)
+                if touch_session:
+                    await cursor.execute(self._touch, (records[-1][when], records[-1][session]))
+                await conn.commit()
+
+            return await timed_batches(batches, save, 1)
+
+    async def recent_messages(self, session_id: Any, limit: int) -> list[Any]:
+        """The history SELECT on a pooled connection; asyncmy's tuples, oldest first."""
+        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(self._recent, (session_id, limit))
+            rows = list(await cursor.fetchall())
+        rows.reverse()
+        return rows
+
+    async def aggregate(self, where: str, params: Sequence[Any]) -> Sequence[Any]:
+        """The plain usage aggregate over ``where``."""
+        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(placeholders(AGGREGATE + where, "format"), tuple(params))
+            return tuple(await cursor.fetchone())
+
+    async def bulk_load(self, loads: Sequence[tuple[str, Iterable[Row]]]) -> int:
+        """Multi-row INSERTs of each ``(table, rows)``, its droppable indexes rebuilt after."""
+        total = 0
+        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+            # A fixture consistent by construction: messages reference sessions loaded
+            # after them, and nothing here can break a unique key.
+            await cursor.execute("SET foreign_key_checks = 0, unique_checks = 0")
+            try:
+                for table, rows in loads:
+                    layout = self._layouts[table]
+                    keys = await _droppable_keys(cursor, table)
+                    if keys:
+                        drops = ", ".join(f"DROP INDEX {name}" for name, _ in keys)
+                        await cursor.execute(f"ALTER TABLE {table} {drops}")
+                    insert = self._sql[table]
+                    chunk: list[tuple[Any, ...]] = []
+                    for row in rows:
+                        chunk.append(layout.encode(row))
+                        if len(chunk) == _CHUNK:
+                            total += await _insert(conn, cursor, insert, chunk)
+                            chunk = []
+                    total += await _insert(conn, cursor, insert, chunk)
+                    if keys:
+                        adds = ", ".join(f"ADD {ddl}" for _, ddl in keys)
+                        await cursor.execute(f"ALTER TABLE {table} {adds}")
+                    await cursor.execute(f"ANALYZE TABLE {table}")
+                    await cursor.fetchall()
+            finally:
+                await cursor.execute("SET foreign_key_checks = 1, unique_checks = 1")
+        return total
+
+    async def settings(self) -> str:
+        """The server's version and the settings that decide what a commit costs."""
+        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+            return await server_settings(cursor)
+
+    async def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+        await self._pool.wait_closed()
+
+
+async def _insert(conn: Any, cursor: Any, insert: str, chunk: list[tuple[Any, ...]]) -> int:
+    if not chunk:
+        return 0
+    await conn.begin()
+    await cursor.executemany(insert, chunk)
+    await conn.commit()
+    return len(chunk)
+
+
+async def _droppable_keys(cursor: Any, table: str) -> list[tuple[str, str]]:
+    """Secondary indexes (name, DDL) that no foreign key needs, from SHOW CREATE TABLE."""
+    await cursor.execute(
+        "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = "
+        "DATABASE() AND table_name = %s AND referenced_table_name IS NOT NULL",
+        (table,),
+    )
+    referencing = {row[0] for row in await cursor.fetchall()}
+    await cursor.execute(f"SHOW CREATE TABLE {table}")
+    (_, ddl) = await cursor.fetchone()
+    keys = []
+    for line in ddl.splitlines():
+        line = line.strip().rstrip(",")
+        if not line.startswith("KEY `"):
+            continue
+        name = line.split("`")[1]
+        first_column = line.split("(", 1)[1].split("`")[1]
+        if first_column not in referencing:  # InnoDB needs an index behind each foreign key
+            keys.append((name, line))
+    return keys
