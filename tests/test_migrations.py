@@ -8,12 +8,15 @@ token subsets that version 2 moved into columns must be backfilled.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+import chatledger
 import chatledger.stores.sql as sql_layer
 from chatledger.entities import QueryFilter, TokenDetails
 from chatledger.stores.mysql import MySqlStore
@@ -30,6 +33,7 @@ from chatledger.testing import (
     make_provider,
     make_session,
 )
+from scratch_databases import mysql_database, postgres_database
 
 Opener = Callable[[], Awaitable[SqlStore]]
 
@@ -115,3 +119,31 @@ async def test_a_version_1_database_upgrades_with_every_row_intact(
         assert await schema_version(again._db) == MIGRATIONS[-1].version
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.server),
+        pytest.param("mysql", marks=pytest.mark.server),
+    ],
+)
+async def test_stores_opening_a_new_database_at_once_all_succeed(
+    backend: str, tmp_path: Path
+) -> None:
+    """Six stores migrating one new database concurrently: none fails, one schema results."""
+    with ExitStack() as scratch:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path}/new.db"
+        elif backend == "postgresql":
+            url = scratch.enter_context(postgres_database())
+        else:
+            url = scratch.enter_context(mysql_database())
+        stores = await asyncio.gather(*(chatledger.connect(url) for _ in range(6)))
+        try:
+            versions = {await schema_version(store._db) for store in stores}  # type: ignore[attr-defined]
+            assert versions == {MIGRATIONS[-1].version}
+        finally:
+            for store in stores:
+                await store.close()

@@ -24,6 +24,7 @@ import asyncmy
 import asyncpg
 import pytest
 
+import chatledger.stores.mysql as mysql_backend
 from chatledger.entities import (
     ApiCallStatus,
     LLMApiCall,
@@ -208,9 +209,16 @@ class MofaDatabase:
         return value if self.kind == "postgresql" else value.replace(tzinfo=None)
 
 
-@pytest.fixture(params=["postgresql", "mysql"])
-async def mofa(request: pytest.FixtureRequest) -> MofaDatabase:
-    """This module's scratch database with MoFA's five tables in it."""
+@pytest.fixture(params=["postgresql", "mysql", "mysql-8-ddl"])
+async def mofa(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> MofaDatabase:
+    """This module's scratch database with MoFA's five tables in it.
+
+    ``mysql-8-ddl`` runs on MariaDB with chatledger taking it for MySQL 8,
+    whose DDL has no ``IF NOT EXISTS`` for indexes and columns: the migration
+    must then skip MoFA's same-named indexes by itself.
+    """
+    if request.param == "mysql-8-ddl":
+        monkeypatch.setattr(mysql_backend, "is_mariadb", lambda version: False)
     if request.param == "postgresql":
         database = MofaDatabase("postgresql", request.getfixturevalue("postgres_url"))
         ddl = POSTGRES_DDL

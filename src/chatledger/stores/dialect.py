@@ -111,6 +111,14 @@ class Dialect:
         """
         return None
 
+    def migration_lock(self) -> str | None:
+        """A statement that makes concurrent migrations wait for each other, if needed.
+
+        It runs first in each migration's transaction and holds until that
+        transaction ends. SQLite needs none: its writes are serialised already.
+        """
+        return None
+
     def version_table(self, name: str) -> str:
         """DDL of the table that records applied migrations."""
         return (

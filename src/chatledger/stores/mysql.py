@@ -38,6 +38,7 @@ __all__ = ["MySqlStore"]
 logger = logging.getLogger(__name__)
 
 _SCHEMES = ("mysql", "mariadb")
+_NOTHING = "DO 0"  # a statement that does nothing, for DDL already applied
 _STATEMENT_CACHE = 256  # prepared statements kept per connection
 # Strict: a value that does not fit is an error, never silently truncated.
 _SQL_MODE = (
@@ -75,9 +76,21 @@ class MySqlDialect(Dialect):
         ColumnType.BOOL: "BOOLEAN",
     }
 
-    def __init__(self, *, mariadb: bool) -> None:
-        """MariaDB has ``IF NOT EXISTS`` for indexes and columns; MySQL 8 does not."""
+    def __init__(
+        self,
+        *,
+        mariadb: bool,
+        existing: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
+        """MariaDB has ``IF NOT EXISTS`` for indexes and columns; MySQL 8 does not.
+
+        For MySQL 8, ``existing`` holds the (table, index or column) names
+        already in the database when the store opened, so a migration skips
+        what a MoFA-created schema (or an interrupted migration: MySQL's DDL
+        is not transactional) already has.
+        """
         self.mariadb = mariadb
+        self.existing = existing
 
     encode_uuid = staticmethod(str)
     encode_bool = staticmethod(int)
@@ -99,12 +112,16 @@ class MySqlDialect(Dialect):
         return value
 
     def create_index(self, table: Table, index: Index) -> str:
-        """``CREATE INDEX`` (``IF NOT EXISTS`` on MariaDB)."""
+        """``CREATE INDEX`` (``IF NOT EXISTS`` on MariaDB; skipped when present on MySQL)."""
+        if (table.name, index.name) in self.existing:
+            return _NOTHING
         guard = "IF NOT EXISTS " if self.mariadb else ""
         return f"CREATE INDEX {guard}{index.name} ON {table.name} ({', '.join(index.columns)})"
 
     def add_column(self, table: Table, column: Column) -> str:
-        """``ADD COLUMN`` (``IF NOT EXISTS`` on MariaDB)."""
+        """``ADD COLUMN`` (``IF NOT EXISTS`` on MariaDB; skipped when present on MySQL)."""
+        if (table.name, column.name) in self.existing:
+            return _NOTHING
         guard = "IF NOT EXISTS " if self.mariadb else ""
         return f"ALTER TABLE {table.name} ADD COLUMN {guard}{self.column_ddl(column)}"
 
@@ -219,9 +236,9 @@ class MySqlDatabase(PooledDatabase[Any]):
 
     backend = "MySQL"
 
-    def __init__(self, pool: Any, address: ServerAddress, *, mariadb: bool) -> None:
-        """Serve statements on ``pool``, opened on ``address``."""
-        super().__init__(MySqlDialect(mariadb=mariadb), address)
+    def __init__(self, pool: Any, address: ServerAddress, dialect: MySqlDialect) -> None:
+        """Serve ``dialect``'s statements on ``pool``, opened on ``address``."""
+        super().__init__(dialect, address)
         self._pool = pool
 
     @asynccontextmanager
@@ -336,9 +353,34 @@ class MySqlStore(ServerStore):
         settings.update(options)
         try:
             pool = await asyncmy.create_pool(minsize=min_size, maxsize=max_size, **settings)
-            async with pool.acquire() as conn, conn.cursor() as cursor:
-                await cursor.execute("SELECT VERSION()")
-                (version,) = await cursor.fetchone()
         except Exception as exc:
             raise map_error(exc, address) from exc
-        return MySqlDatabase(pool, address, mariadb="mariadb" in str(version).lower())
+        try:
+            async with pool.acquire() as conn, conn.cursor() as cursor:
+                dialect = await _dialect_for(cursor)
+        except Exception as exc:
+            pool.close()
+            await pool.wait_closed()
+            raise map_error(exc, address) from exc
+        return MySqlDatabase(pool, address, dialect)
+
+
+def is_mariadb(version: str) -> bool:
+    """Whether ``SELECT VERSION()`` came from MariaDB."""
+    return "mariadb" in version.lower()
+
+
+async def _dialect_for(cursor: Any) -> MySqlDialect:
+    """The dialect of the server ``cursor`` talks to; on MySQL, what the schema already has."""
+    await cursor.execute("SELECT VERSION()")
+    (version,) = await cursor.fetchone()
+    if is_mariadb(str(version)):
+        return MySqlDialect(mariadb=True)
+    await cursor.execute(
+        "SELECT table_name, index_name FROM information_schema.statistics "
+        "WHERE table_schema = DATABASE() UNION "
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE()"
+    )
+    names = frozenset((str(table), str(name)) for table, name in await cursor.fetchall())
+    return MySqlDialect(mariadb=False, existing=names)

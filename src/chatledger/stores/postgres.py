@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 _SCHEMES = ("postgresql", "postgres")
 # COPY pays a round trip to start; below this many rows a pipelined executemany wins.
 _COPY_MIN_ROWS = 32
+_MIGRATION_LOCK = 0x636C6467  # "cldg": chatledger's advisory lock key
 
 
 class PostgresDialect(Dialect):
@@ -78,6 +79,11 @@ class PostgresDialect(Dialect):
     def add_column(self, table: Any, column: Any) -> str:
         """``ADD COLUMN IF NOT EXISTS``: a MoFA table may already have it."""
         return f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {self.column_ddl(column)}"
+
+    def migration_lock(self) -> str | None:
+        """A transaction-scoped advisory lock: two processes opening a new database
+        would otherwise both create the same tables and one would fail."""
+        return f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"
 
     def update_then_insert(self, update: str, insert: str) -> str | None:
         """A writable CTE: one statement, so one round trip and no explicit transaction."""

@@ -102,7 +102,9 @@ async def migrate(database: Database) -> int:
     """
     dialect = database.dialect
     record = Queries(dialect).record_migration
-    await database.write([Write(dialect.version_table(SCHEMA_VERSION_TABLE))])
+    lock = dialect.migration_lock()
+    locked = [] if lock is None else [Write(lock)]
+    await database.write([*locked, Write(dialect.version_table(SCHEMA_VERSION_TABLE))])
     current = await schema_version(database)
     for migration in MIGRATIONS:
         if migration.version <= current:
@@ -111,6 +113,7 @@ async def migrate(database: Database) -> int:
         try:
             await database.write(
                 [
+                    *locked,
                     *(Write(sql) for sql in migration.statements(dialect)),
                     Write(record, (migration.version, migration.description, applied)),
                 ]
