@@ -6,6 +6,9 @@ check, name the host and port, and never show the password.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -267,3 +270,27 @@ def test_blocking_client_works_on_the_server(server: Server) -> None:
         store.create_session(session)
         store.save_messages([make_message(session, f"m{i}") for i in range(3)])
         assert store.count_session_messages(session.id) == 3
+
+
+async def test_cancelled_operations_leave_whole_batches_and_a_working_pool(
+    server: Server, store: ServerStore
+) -> None:
+    """Saves and reads cancelled at random moments: each batch is all there or absent."""
+    rng = random.Random(7)
+    session = make_session()
+    await store.create_session(session)
+    batches = [[make_message(session, f"b{i}m{j}") for j in range(20)] for i in range(60)]
+    for i, batch in enumerate(batches):
+        work = store.save_messages(batch) if i % 3 else store.get_recent_messages(session.id, 50)
+        task = asyncio.ensure_future(work)
+        await asyncio.sleep(rng.random() * 0.003)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stored = {message.id for message in await store.get_session_messages(session.id)}
+    for batch in batches:
+        present = sum(message.id in stored for message in batch)
+        assert present in (0, len(batch))
+    message = make_message(session)
+    await store.save_message(message)
+    assert await store.get_message(message.id) == message

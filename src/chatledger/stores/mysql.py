@@ -244,7 +244,13 @@ class MySqlDatabase(PooledDatabase[Any]):
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         async with self._pool.acquire() as conn:
-            yield conn
+            try:
+                yield conn
+            except (asyncio.CancelledError, OSError, TimeoutError):
+                # Stopped mid-exchange: replies still on the wire would reach the next
+                # user of this connection, so it is closed instead of going back.
+                conn.close()
+                raise
 
     @asynccontextmanager
     async def _transaction(self, conn: Any, *, snapshot: bool) -> AsyncIterator[None]:
