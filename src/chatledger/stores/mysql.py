@@ -19,16 +19,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatledger.errors import (
-    ConstraintError,
-    PersistenceError,
-    QueryError,
-    SerializationError,
-    StoreConnectionError,
-)
+from chatledger.errors import PersistenceError
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import Column, ColumnType, Index, Table
-from chatledger.stores.server import PooledDatabase, ServerAddress, ServerStore, import_driver
+from chatledger.stores.server import (
+    Failure,
+    PooledDatabase,
+    ServerAddress,
+    ServerStore,
+    import_driver,
+    server_error,
+)
 
 if TYPE_CHECKING:
     from chatledger.stores.sql import Read, Write
@@ -47,15 +48,19 @@ _SQL_MODE = (
 )
 
 # MySQL / MariaDB error numbers, by what they mean to a chatledger user.
-_MISSING_REFERENCE = {1216, 1452}
-_DUPLICATE = {1062, 1586}
-_CONSTRAINT = {1048, 1451, 1217, 3819, 4025}
-_BAD_VALUE = {1264, 1292, 1366, 1406, 1265, 3140, 4038}
-_ACCESS_DENIED = {1044, 1045, 1698}
-_UNKNOWN_DATABASE = {1049}
-_UNREACHABLE = {2002, 2003, 2005}
-_LOST = {1053, 1927, 2006, 2013, 2055, 4031}
-_RETRY = {1205, 1213}  # lock wait timeout, deadlock: InnoDB rolled the transaction back
+_LOST = frozenset({1053, 1927, 2006, 2013, 2055, 4031})
+_RETRY = frozenset({1205, 1213})  # lock wait timeout, deadlock: InnoDB rolled it all back
+_FAILURE_CODES: tuple[tuple[frozenset[int], Failure], ...] = (
+    (frozenset({1216, 1452}), Failure.MISSING_REFERENCE),
+    (frozenset({1062, 1586}), Failure.ALREADY_USED),
+    (frozenset({1048, 1451, 1217, 3819, 4025}), Failure.CONSTRAINT),
+    (frozenset({1264, 1292, 1366, 1406, 1265, 3140, 4038}), Failure.BAD_VALUE),
+    (frozenset({1044, 1045, 1698}), Failure.LOGIN_REFUSED),
+    (frozenset({1049}), Failure.NO_DATABASE),
+    (frozenset({1040, 1203}), Failure.NO_SLOT),
+    (_LOST, Failure.LOST),
+    (frozenset({2002, 2003, 2005}), Failure.UNREACHABLE),
+)
 
 
 class MySqlDialect(Dialect):
@@ -186,40 +191,16 @@ def map_error(exc: BaseException, address: ServerAddress) -> PersistenceError:
     if isinstance(exc, PersistenceError):
         return exc
     code, text = _code(exc), _message(exc)
-    if code in _MISSING_REFERENCE:
-        return ConstraintError(
-            "MySQL: a record it refers to does not exist (a message's session, "
-            f"an agent's provider): save that first ({text})"
-        )
-    if code in _DUPLICATE:
-        return ConstraintError(f"MySQL: an id or unique value is already used ({text})")
-    if code in _CONSTRAINT:
-        return ConstraintError(f"MySQL: {text}")
-    if code in _BAD_VALUE or isinstance(exc, UnicodeError | OverflowError):
-        return SerializationError(f"MySQL: a value cannot be stored: {text}")
-    if code in _ACCESS_DENIED:
-        return StoreConnectionError(
-            f"MySQL at {address} refused the login: {text}; "
-            "check the user name and password in the URL, and the account's host"
-        )
-    if code in _UNKNOWN_DATABASE:
-        return StoreConnectionError(
-            f"MySQL at {address.host}:{address.port} has no database {address.database!r}; "
-            f"create it (CREATE DATABASE {address.database}) or fix the URL"
-        )
-    if code in _LOST:
-        return StoreConnectionError(
-            f"the connection to MySQL at {address} was lost ({text}); the server may have "
-            "restarted or closed it; retry, and check the server if it keeps happening"
-        )
-    if code in _UNREACHABLE or isinstance(exc, OSError | asyncio.TimeoutError | TimeoutError):
-        return StoreConnectionError(
-            f"cannot reach MySQL at {address.host}:{address.port}: {text}; check that the "
-            "server is running and that the host and port are right"
-        )
-    if code is not None or type(exc).__module__.startswith("asyncmy"):
-        return QueryError(f"MySQL: {text}")
-    return QueryError(f"MySQL: unexpected {type(exc).__name__}: {text}")
+    failure = next((failure for codes, failure in _FAILURE_CODES if code in codes), None)
+    if failure is None and isinstance(exc, UnicodeError | OverflowError):
+        failure = Failure.BAD_VALUE
+    if failure is None and isinstance(exc, OSError | asyncio.TimeoutError | TimeoutError):
+        failure = Failure.UNREACHABLE
+    if failure is None:
+        failure = Failure.QUERY
+        if code is None and not type(exc).__module__.startswith("asyncmy"):
+            text = f"unexpected {type(exc).__name__}: {text}"
+    return server_error(failure, "MySQL", address, text)
 
 
 async def _roll_back(conn: Any) -> None:

@@ -15,21 +15,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatledger.errors import (
-    ConstraintError,
-    PersistenceError,
-    QueryError,
-    SerializationError,
-    StoreConnectionError,
-)
+from chatledger.errors import PersistenceError, StoreConnectionError
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import ColumnType
 from chatledger.stores.server import (
+    Failure,
     PooledDatabase,
     ServerAddress,
     ServerStore,
     import_driver,
     redact,
+    server_error,
 )
 
 if TYPE_CHECKING:
@@ -190,46 +186,36 @@ def map_error(pg: Any, exc: BaseException, address: ServerAddress) -> Persistenc
     if isinstance(exc, PersistenceError):
         return exc
     text = str(exc).strip() or type(exc).__name__
+    failure = _classify(pg, exc)
+    if failure is None:
+        failure, text = Failure.QUERY, f"unexpected {type(exc).__name__}: {text}"
+    return server_error(failure, "PostgreSQL", address, text)
+
+
+def _classify(pg: Any, exc: BaseException) -> Failure | None:
     errors = pg.exceptions
-    if isinstance(exc, errors.ForeignKeyViolationError):
-        return ConstraintError(
-            "PostgreSQL: a record it refers to does not exist (a message's session, "
-            f"an agent's provider): save that first ({text})"
-        )
-    if isinstance(exc, errors.UniqueViolationError):
-        return ConstraintError(f"PostgreSQL: an id or unique value is already used ({text})")
-    if isinstance(exc, errors.IntegrityConstraintViolationError):
-        return ConstraintError(f"PostgreSQL: {text}")
-    if isinstance(exc, errors.DataError | pg.DataError | UnicodeError | OverflowError):
-        return SerializationError(f"PostgreSQL: a value cannot be stored: {text}")
-    if isinstance(exc, errors.InvalidPasswordError | errors.InvalidAuthorizationSpecificationError):
-        return StoreConnectionError(
-            f"PostgreSQL at {address} refused the login: {text}; "
-            "check the user name and password in the URL"
-        )
-    if isinstance(exc, errors.InvalidCatalogNameError):
-        return StoreConnectionError(
-            f"PostgreSQL at {address.host}:{address.port} has no database "
-            f"{address.database!r}; create it (createdb {address.database}) or fix the URL"
-        )
+    kinds: tuple[tuple[Any, Failure], ...] = (
+        (errors.ForeignKeyViolationError, Failure.MISSING_REFERENCE),
+        (errors.UniqueViolationError, Failure.ALREADY_USED),
+        (errors.IntegrityConstraintViolationError, Failure.CONSTRAINT),
+        (errors.DataError | pg.DataError | UnicodeError | OverflowError, Failure.BAD_VALUE),
+        (
+            errors.InvalidPasswordError | errors.InvalidAuthorizationSpecificationError,
+            Failure.LOGIN_REFUSED,
+        ),
+        (errors.InvalidCatalogNameError, Failure.NO_DATABASE),
+        (errors.TooManyConnectionsError, Failure.NO_SLOT),
+    )
+    for kind, failure in kinds:
+        if isinstance(exc, kind):
+            return failure
     if connection_lost(pg, exc):
-        return StoreConnectionError(
-            f"the connection to PostgreSQL at {address} was lost ({text}); the server may "
-            "have restarted or closed it; retry, and check the server if it keeps happening"
-        )
+        return Failure.LOST
     if isinstance(exc, OSError | asyncio.TimeoutError | TimeoutError):
-        return StoreConnectionError(
-            f"cannot reach PostgreSQL at {address.host}:{address.port}: {text}; check that "
-            "the server is running and that the host and port are right"
-        )
-    if isinstance(exc, errors.TooManyConnectionsError):
-        return StoreConnectionError(
-            f"PostgreSQL at {address} has no free connection slot ({text}); "
-            "lower max_size or raise the server's max_connections"
-        )
+        return Failure.UNREACHABLE
     if isinstance(exc, pg.PostgresError | pg.InterfaceError):
-        return QueryError(f"PostgreSQL: {text}")
-    return QueryError(f"PostgreSQL: unexpected {type(exc).__name__}: {text}")
+        return Failure.QUERY
+    return None
 
 
 class PostgresStore(ServerStore):
