@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -183,6 +184,13 @@ class RawMySql:
             await cursor.execute(placeholders(AGGREGATE + where, "format"), tuple(params))
             return tuple(await cursor.fetchone())
 
+    async def replay(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``(sql, params)`` as given on one pooled connection, fetching every row."""
+        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+            for sql, params in statements:
+                await cursor.execute(sql, tuple(params))
+                await cursor.fetchall()
+
     async def bulk_load(self, loads: Sequence[tuple[str, Iterable[Row]]]) -> int:
         """Multi-row INSERTs of each ``(table, rows)``, its droppable indexes rebuilt after."""
         total = 0
@@ -198,13 +206,13 @@ class RawMySql:
                         drops = ", ".join(f"DROP INDEX {name}" for name, _ in keys)
                         await cursor.execute(f"ALTER TABLE {table} {drops}")
                     insert = self._sql[table]
-                    chunk: list[tuple[Any, ...]] = []
-                    for row in rows:
-                        chunk.append(layout.encode(row))
-                        if len(chunk) == _CHUNK:
-                            total += await _insert(conn, cursor, insert, chunk)
-                            chunk = []
-                    total += await _insert(conn, cursor, insert, chunk)
+                    # In primary-key order: InnoDB keeps a table in that order, and appending
+                    # to it is several times cheaper than inserting at random places.
+                    records = sorted(map(layout.encode, rows), key=itemgetter(0))
+                    for start in range(0, len(records), _CHUNK):
+                        total += await _insert(
+                            conn, cursor, insert, records[start : start + _CHUNK]
+                        )
                     if keys:
                         adds = ", ".join(f"ADD {ddl}" for _, ddl in keys)
                         await cursor.execute(f"ALTER TABLE {table} {adds}")

@@ -183,6 +183,12 @@ class RawPostgres:
             row = await conn.fetchrow(placeholders(AGGREGATE + where, "numeric"), *params)
         return tuple(row or ())
 
+    async def replay(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``(sql, params)`` as given on one pooled connection, fetching every row."""
+        async with self._pool.acquire() as conn:
+            for sql, params in statements:
+                await conn.fetch(sql, *params)
+
     async def bulk_load(self, loads: Sequence[tuple[str, Iterable[Row]]]) -> int:
         """``COPY`` each ``(table, rows)`` with its secondary indexes dropped, then rebuilt."""
         total = 0

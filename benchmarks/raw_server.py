@@ -94,6 +94,10 @@ class RawServer(Protocol):
         """The plain usage aggregate over ``where`` (``?`` placeholders)."""
         ...
 
+    async def replay(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``(sql, params)`` as given (this driver's placeholders), fetching every row."""
+        ...
+
     async def bulk_load(self, loads: Sequence[tuple[str, Iterable[Row]]]) -> int:
         """Load ``(table, rows)`` fast, indexes rebuilt after; return the rows loaded."""
         ...

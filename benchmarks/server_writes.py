@@ -29,6 +29,7 @@ from benchmarks.raw_server import RawServer
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.scratch_databases import MYSQL, POSTGRES, Server
 from benchmarks.sizes import Sizes
+from benchmarks.sql_trace import traced_server
 from benchmarks.sqlite_writes import Progress, live_clock, peer_cell, rate_cell
 from benchmarks.workload import Row
 
@@ -151,7 +152,7 @@ async def _saves(
         agents, langchain = await _peer_saves(url, sizes, rng, population, callers, warm, progress)
     ours_cell = rate_cell(f"chatledger save_message, {who}", mine, progress)
     head = Result(
-        f"save_message, {who} ({sizes.server_saves:,} msgs) [a]",
+        f"save_message, {who} ({per_caller * callers:,} msgs) [a]",
         "rows/s",
         ours_cell,
         rate_cell(f"{raw_name} INSERT + session update, {who}", touch, progress),
@@ -279,6 +280,24 @@ async def _batches(
     return results, targets
 
 
+async def _save_message_statements(backend: Backend, url: str) -> str:
+    """What one ``save_message`` sends the server, as evidence of the work it does."""
+    rng = random.Random(20250505)
+    session = workload.sessions(workload.Population.make(rng, users=1), rng, 1)[0]
+    message = workload.to_llm_message(next(workload.conversation(session, rng, 1)))
+    store = await backend.opener(url, 1)()
+    try:
+        await chatledger_store.create_sessions(store, [session])
+        with traced_server("write") as calls:
+            await store.save_message(message)
+    finally:
+        await store.close()
+    statements = [" ".join(sql.split()) for call in calls for sql, _ in call]
+    shown = "; ".join(s if len(s) <= 90 else s[:87] + "..." for s in statements)
+    where = "one transaction" if len(statements) > 1 else "autocommit"
+    return f"{len(statements)} statement(s) in {where}: {shown}"
+
+
 def _vs(result: Result, peer: Cell) -> float | None:
     if result.chatledger.value is None or not peer.value:
         return None
@@ -301,6 +320,7 @@ async def run_server_writes(
         rows, goals = await _batches(backend, url, sizes, progress)
         results += rows
         targets += goals
+        sent = await _save_message_statements(backend, url)
     raw_name = "asyncpg" if backend.key == "postgres" else "asyncmy"
     notes = [
         f"server: {settings}; every side writes into the tables chatledger created (all its "
@@ -309,9 +329,9 @@ async def run_server_writes(
         "min_size = max_size = callers), one connection from it per message; the main row runs "
         "INSERT + UPDATE entity_chat_session SET update_time in one transaction, the work "
         "save_message does, and the target compares with it; the sub-row is the INSERT alone, "
-        f"autocommitted. Sides take turns ({_TURNS} each) where both pools fit in "
-        f"{_MAX_OPEN} connections, else run one after the other; the first "
-        f"max(2, {sizes.warmup} / callers) saves per caller are untimed",
+        f"autocommitted. chatledger's save_message sent {sent}; sides take turns "
+        f"({_TURNS} each) where both pools fit in {_MAX_OPEN} connections, else run one after "
+        f"the other; the first max(2, {sizes.warmup} / callers) saves per caller are untimed",
         "[b] one transaction per batch (a batch of messages is one conversation, then its "
         "session's update_time; API calls have no session update); the first batch untimed; "
         + (
