@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import sqlite3
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,6 +154,7 @@ class Part:
     sections: tuple[Section, ...] = ()
     skipped: str | None = None  # why nothing was measured
     date: str = field(default_factory=_now)
+    source: str = field(default_factory=lambda: _source())  # the code measured
 
     @property
     def results(self) -> list[Result]:
@@ -170,7 +173,12 @@ class Part:
 
     def lines(self) -> list[tuple[str, str]]:
         """Label and value of each line above the table."""
-        return [("command", self.command), ("date", self.date), ("sizes", self.sizes)]
+        return [
+            ("command", self.command),
+            ("date", self.date),
+            ("source", self.source),
+            ("sizes", self.sizes),
+        ]
 
     @property
     def headers(self) -> tuple[str, ...]:
@@ -207,6 +215,33 @@ def _cpu_model() -> str:
 def _machine() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{cpus} CPUs (nproc), {_cpu_model()}, {platform.system()} {platform.release()}"
+
+
+def _source() -> str:
+    """The commit measured, and whether src/ differed from it (the code under test)."""
+    git = shutil.which("git")
+    root = Path(__file__).resolve().parent.parent
+    if git is None:
+        return "unknown (no git)"
+    try:
+        # Fixed arguments, no shell: only this repository's own state is read.
+        commit = subprocess.run(  # noqa: S603
+            [git, "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(  # noqa: S603
+            [git, "status", "--porcelain", "--", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes in src/" if changed else "")
 
 
 def _packages() -> str:
