@@ -27,7 +27,6 @@ from chatledger.stores.schema import (
 __all__ = [
     "API_CALL_COLUMNS",
     "PERCENTILES",
-    "USAGE_TOTALS",
     "Queries",
     "filter_clause",
     "usage_statements",
@@ -171,33 +170,43 @@ def filter_clause(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-USAGE_TOTALS = (
-    "COUNT(*)",
-    *(f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END)" for status in ApiCallStatus),
-    "SUM(total_tokens)",
-    "SUM(prompt_tokens)",
-    "SUM(completion_tokens)",
-    "SUM(total_price)",
-    "COUNT(total_price)",
-    "SUM(latency_ms)",
-    "COUNT(latency_ms)",
-    "SUM(tokens_per_second)",
-    "COUNT(tokens_per_second)",
-    "SUM(time_to_first_token_ms)",
-    "COUNT(time_to_first_token_ms)",
-    "SUM(cached_tokens)",
-    "SUM(reasoning_tokens)",
-)
-"""The totals of a usage statistic, in the order ``RowCodec.statistics`` reads them.
+def usage_statements(
+    dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None
+) -> tuple[str, str]:
+    """The totals query and the latency-percentile query of a usage breakdown.
 
-Every one is a sum or a count, so per-latency partial totals roll up with SUM
-(the single-scan form of :func:`usage_statements`). Sums and counts, not AVG:
-MySQL rounds AVG of integers to four decimals.
-"""
+    Both return the group values first (``keys`` in order, then the bucket
+    start), then their figures. Percentiles interpolate linearly between
+    the closest ranks, as PostgreSQL's ``percentile_cont`` does, using only
+    window functions every supported database has.
+    """
+    groups = [_GROUP_COLUMNS[key] for key in keys]
+    if bucket is not None:
+        groups.append(dialect.bucket_start("create_time", bucket))
+    selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
+    group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
+    statuses = "".join(
+        f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END), " for status in ApiCallStatus
+    )
+    totals = (
+        f"SELECT {selected}COUNT(*), {statuses}SUM(total_tokens), SUM(prompt_tokens), "
+        "SUM(completion_tokens), SUM(total_price), COUNT(total_price), "
+        # sums and counts, not AVG: MySQL rounds AVG of integers to four decimals
+        "SUM(latency_ms), COUNT(latency_ms), SUM(tokens_per_second), COUNT(tokens_per_second), "
+        "SUM(time_to_first_token_ms), COUNT(time_to_first_token_ms), SUM(cached_tokens), "
+        f"SUM(reasoning_tokens) FROM {API_CALL.name}{where}{group_by}"
+    )
 
-
-def _percentile_figures(dialect: Dialect) -> list[str]:
-    """p50/p95/p99 over rows of ``v`` (a latency), ``upto`` (calls up to it) and ``n`` (all)."""
+    # Percentiles from a latency histogram: one row per distinct latency (far fewer
+    # than calls), a running count over it, and the values at the two ranks around
+    # each percentile's position. An index on latency_ms makes the histogram a walk.
+    # Unfiltered, the histogram walks the latency index. Filtered, that walk would
+    # fetch every call to test the filter (2 s at a million calls, even when 1% of
+    # them match), so the dialect keeps the planner off that index.
+    value = dialect.unindexed("latency_ms") if where else "latency_ms"
+    latency = f"{where} AND {value} IS NOT NULL" if where else f" WHERE {value} IS NOT NULL"
+    keys_out = "".join(f"g{i}, " for i in range(len(groups)))
+    partition = f"PARTITION BY {keys_out.rstrip(', ')} " if groups else ""
     figures = []
     for _, percent in PERCENTILES:
         # the 0-based position (n - 1) * p / 100, split into a whole rank and a fraction
@@ -210,61 +219,12 @@ def _percentile_figures(dialect: Dialect) -> list[str]:
             f"MIN(CASE WHEN upto >= {low} + 1 THEN v END) * (1 - {fraction}) + "
             f"COALESCE(MIN(CASE WHEN upto >= {low} + 2 THEN v END), 0) * {fraction}"
         )
-    return figures
-
-
-def usage_statements(
-    dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None
-) -> list[str]:
-    """The statements of a usage breakdown: the totals, then the latency percentiles.
-
-    Each returns the group values first (``keys`` in order, then the bucket
-    start). A filtered breakdown is one statement whose rows carry the totals
-    and then the percentiles; an unfiltered one is two, the totals and the
-    percentiles, joined on the group values by the caller. Percentiles
-    interpolate linearly between the closest ranks, as PostgreSQL's
-    ``percentile_cont`` does, using only window functions every supported
-    database has.
-    """
-    groups = [_GROUP_COLUMNS[key] for key in keys]
-    if bucket is not None:
-        groups.append(dialect.bucket_start("create_time", bucket))
-    selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
-    keys_out = "".join(f"g{i}, " for i in range(len(groups)))
-    partition = f"PARTITION BY {keys_out.rstrip(', ')} " if groups else ""
-    outer_group_by = f" GROUP BY {keys_out.rstrip(', ')}" if groups else ""
-    figures = ", ".join(_percentile_figures(dialect))
-
-    # Percentiles come from a latency histogram: one row per distinct latency (far
-    # fewer than calls), a running count over it, and the values at the two ranks
-    # around each percentile's position.
-    if where:
-        # Filtered: one scan of the matching calls builds the histogram with partial
-        # totals per latency, which then roll up. A second scan for the percentiles
-        # cost 2-4x the plain aggregate. The dialect keeps the planner off the latency
-        # index: walking it would fetch every call to test the filter.
-        value = dialect.unindexed("latency_ms")
-        partials = ", ".join(f"{total} AS t{i}" for i, total in enumerate(USAGE_TOTALS))
-        rolled_up = ", ".join(f"SUM(t{i})" for i in range(len(USAGE_TOTALS)))
-        counted = "CASE WHEN v IS NOT NULL THEN t0 END"  # calls with a latency
-        fused = (
-            f"SELECT {keys_out}{rolled_up}, {figures} FROM ("
-            f"SELECT histogram.*, SUM({counted}) OVER ({partition}ORDER BY v) AS upto, "
-            f"SUM({counted}) OVER ({partition.strip()}) AS n FROM ("
-            f"SELECT {selected}{value} AS v, {partials} FROM {API_CALL.name}{where} "
-            f"GROUP BY {', '.join([*groups, value])}) histogram) running{outer_group_by}"
-        )
-        return [dialect.sql(fused)]
-
-    # Unfiltered: the totals scan the table and the histogram walks the latency index.
-    group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
-    totals = f"SELECT {selected}{', '.join(USAGE_TOTALS)} FROM {API_CALL.name}{group_by}"
     percentiles = (
-        f"SELECT {keys_out}{figures} FROM ("
+        f"SELECT {keys_out}{', '.join(figures)} FROM ("
         f"SELECT {keys_out}v, SUM(c) OVER ({partition}ORDER BY v) AS upto, "
         f"SUM(c) OVER ({partition.strip()}) AS n FROM ("
-        f"SELECT {selected}latency_ms AS v, COUNT(*) AS c FROM {API_CALL.name} "
-        f"WHERE latency_ms IS NOT NULL GROUP BY {', '.join([*groups, 'latency_ms'])}) "
-        f"histogram) running{outer_group_by}"
+        f"SELECT {selected}{value} AS v, COUNT(*) AS c FROM {API_CALL.name}{latency} "
+        f"GROUP BY {', '.join([*groups, value])}) histogram) running"
+        f"{' GROUP BY ' + keys_out.rstrip(', ') if groups else ''}"
     )
-    return [dialect.sql(totals), dialect.sql(percentiles)]
+    return dialect.sql(totals), dialect.sql(percentiles)
