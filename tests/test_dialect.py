@@ -7,6 +7,7 @@ from typing import ClassVar
 import pytest
 
 from chatledger.stores.dialect import Dialect
+from chatledger.stores.postgres import PostgresDialect
 from chatledger.stores.queries import usage_statements
 from chatledger.stores.schema import API_CALL, MESSAGE, V1_TABLES, Table
 from chatledger.stores.sqlite import SqliteDialect
@@ -42,10 +43,10 @@ def test_ddl_keeps_mofa_names_and_constraints() -> None:
 def test_usage_statements_bind_values_not_text(bucket: str | None) -> None:
     """Breakdown statements carry no filter value in their text: only placeholders."""
     where = " WHERE user_id = ? AND create_time >= ?"
-    totals, percentiles = usage_statements(SqliteDialect(), where, ("model", "user"), bucket)
-    for statement in (totals, percentiles):
-        assert statement.count("?") == 2
-        assert "GROUP BY model_name, user_id" in statement
+    for dialect in (SqliteDialect(), PostgresDialect()):  # two statements, then one
+        for statement in usage_statements(dialect, where, ("model", "user"), bucket):
+            assert statement.count("?") + statement.count("$") == 2
+            assert "GROUP BY model_name, user_id" in statement
 
 
 @pytest.mark.parametrize("table", V1_TABLES, ids=lambda table: table.name)

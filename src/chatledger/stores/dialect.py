@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -132,6 +132,14 @@ class Dialect:
     def intdiv(self, dividend: str, divisor: str) -> str:
         """Integer division, truncating, of two non-negative integer expressions."""
         return f"(({dividend}) / ({divisor}))"
+
+    def as_integer(self, expression: str) -> str:
+        """``expression`` (a sum of counts) as an integer, for cheap arithmetic on it."""
+        return expression
+
+    def percentile_aggregates(self, column: str, percents: Sequence[int]) -> list[str] | None:
+        """Ordered-set aggregates giving ``column``'s percentiles, or None without them."""
+        return None
 
     def json_int(self, column: str, key: str) -> str:
         """An integer read from key ``key`` of JSON column ``column``."""

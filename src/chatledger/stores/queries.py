@@ -27,6 +27,7 @@ from chatledger.stores.schema import (
 __all__ = [
     "API_CALL_COLUMNS",
     "PERCENTILES",
+    "USAGE_TOTALS",
     "Queries",
     "filter_clause",
     "usage_statements",
@@ -170,32 +171,53 @@ def filter_clause(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+USAGE_TOTALS = (
+    "COUNT(*)",
+    *(f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END)" for status in ApiCallStatus),
+    "SUM(total_tokens)",
+    "SUM(prompt_tokens)",
+    "SUM(completion_tokens)",
+    "SUM(total_price)",
+    "COUNT(total_price)",
+    # sums and counts, not AVG: MySQL rounds AVG of integers to four decimals
+    "SUM(latency_ms)",
+    "COUNT(latency_ms)",
+    "SUM(tokens_per_second)",
+    "COUNT(tokens_per_second)",
+    "SUM(time_to_first_token_ms)",
+    "COUNT(time_to_first_token_ms)",
+    "SUM(cached_tokens)",
+    "SUM(reasoning_tokens)",
+)
+"""The totals of a usage statistic, in the order ``RowCodec.statistics`` reads them."""
+
+
 def usage_statements(
     dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None
-) -> tuple[str, str]:
-    """The totals query and the latency-percentile query of a usage breakdown.
+) -> list[str]:
+    """The statements of a usage breakdown: its totals, then its latency percentiles.
 
-    Both return the group values first (``keys`` in order, then the bucket
-    start), then their figures. Percentiles interpolate linearly between
-    the closest ranks, as PostgreSQL's ``percentile_cont`` does, using only
-    window functions every supported database has.
+    Each returns the group values first (``keys`` in order, then the bucket
+    start). When the dialect has an ordered-set percentile aggregate and a
+    filter narrows the calls, one statement returns the totals and then the
+    percentiles. Otherwise the totals and the percentiles are two statements,
+    which the caller joins on the group values. Percentiles interpolate
+    linearly between the closest ranks, as PostgreSQL's ``percentile_cont``
+    does.
     """
     groups = [_GROUP_COLUMNS[key] for key in keys]
     if bucket is not None:
         groups.append(dialect.bucket_start("create_time", bucket))
     selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
     group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
-    statuses = "".join(
-        f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END), " for status in ApiCallStatus
-    )
-    totals = (
-        f"SELECT {selected}COUNT(*), {statuses}SUM(total_tokens), SUM(prompt_tokens), "
-        "SUM(completion_tokens), SUM(total_price), COUNT(total_price), "
-        # sums and counts, not AVG: MySQL rounds AVG of integers to four decimals
-        "SUM(latency_ms), COUNT(latency_ms), SUM(tokens_per_second), COUNT(tokens_per_second), "
-        "SUM(time_to_first_token_ms), COUNT(time_to_first_token_ms), SUM(cached_tokens), "
-        f"SUM(reasoning_tokens) FROM {API_CALL.name}{where}{group_by}"
-    )
+    totals = ", ".join(USAGE_TOTALS)
+
+    aggregates = dialect.percentile_aggregates("latency_ms", [p for _, p in PERCENTILES])
+    if where and aggregates is not None:
+        # Sorting the matching latencies costs less than a histogram of them, and
+        # shares the totals' scan; over a whole table the sort would spill (below).
+        one = f"SELECT {selected}{totals}, {', '.join(aggregates)} FROM {API_CALL.name}{where}"
+        return [dialect.sql(one + group_by)]
 
     # Percentiles from a latency histogram: one row per distinct latency (far fewer
     # than calls), a running count over it, and the values at the two ranks around
@@ -221,10 +243,11 @@ def usage_statements(
         )
     percentiles = (
         f"SELECT {keys_out}{', '.join(figures)} FROM ("
-        f"SELECT {keys_out}v, SUM(c) OVER ({partition}ORDER BY v) AS upto, "
-        f"SUM(c) OVER ({partition.strip()}) AS n FROM ("
+        f"SELECT {keys_out}v, {dialect.as_integer(f'SUM(c) OVER ({partition}ORDER BY v)')} "
+        f"AS upto, {dialect.as_integer(f'SUM(c) OVER ({partition.strip()})')} AS n FROM ("
         f"SELECT {selected}{value} AS v, COUNT(*) AS c FROM {API_CALL.name}{latency} "
         f"GROUP BY {', '.join([*groups, value])}) histogram) running"
         f"{' GROUP BY ' + keys_out.rstrip(', ') if groups else ''}"
     )
-    return dialect.sql(totals), dialect.sql(percentiles)
+    totals_sql = f"SELECT {selected}{totals} FROM {API_CALL.name}{where}{group_by}"
+    return [dialect.sql(totals_sql), dialect.sql(percentiles)]

@@ -26,7 +26,7 @@ from chatledger.entities import (
 from chatledger.errors import SerializationError
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.encoding import ensure_storable_text, storable_json
-from chatledger.stores.queries import API_CALL_COLUMNS, PERCENTILES
+from chatledger.stores.queries import API_CALL_COLUMNS, PERCENTILES, USAGE_TOTALS
 from chatledger.stores.schema import AGENT, PROVIDER, SESSION
 from chatledger.stores.statistics import quantize_cost
 
@@ -40,6 +40,7 @@ _DETAIL_FIELDS = ("prompt_tokens_details", "completion_tokens_details", "price_d
 _SESSION_COLUMNS = SESSION.column_names
 _PROVIDER_COLUMNS = PROVIDER.column_names
 _AGENT_COLUMNS = AGENT.column_names
+_TOTAL_COUNT = len(USAGE_TOTALS)
 _UUID_GROUPS = frozenset({"agent", "user", "tenant", "session"})
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 
@@ -185,8 +186,9 @@ class RowCodec:
             found.append(data)
         return _validate(LLMApiCall, found)
 
-    def statistics(self, totals: Row, percentiles: Row | None) -> UsageStatistics:
-        """Statistics from one row of the totals query and its percentile row."""
+    def statistics(self, row: Row) -> UsageStatistics:
+        """Statistics from a row of totals followed by the percentiles (absent: none)."""
+        totals, percentiles = row[:_TOTAL_COUNT], row[_TOTAL_COUNT:] or None
         total_calls = int(totals[0])
         status_counts = {
             status: int(count or 0)

@@ -288,21 +288,20 @@ class SqlStore(StoreLifecycle):
         """Totals and latency percentiles per group, both computed by the database."""
         self._check_open()
         where, params = filter_clause(query, self._u, self._rows.time)
-        totals_sql, percentiles_sql = usage_statements(self._dialect, where, keys, bucket)
-        totals, percentiles = await self._db.read(
-            [Read(totals_sql, params), Read(percentiles_sql, params)]
-        )
+        statements = usage_statements(self._dialect, where, keys, bucket)
+        results = await self._db.read([Read(sql, params) for sql in statements])
         width = len(keys) + (bucket is not None)
-        percentiles_by_group = {tuple(row[:width]): row[width:] for row in percentiles}
+        rows = results[0]
+        if len(results) > 1:  # the percentiles came apart: join them on the group values
+            by_group = {tuple(row[:width]): row[width:] for row in results[1]}
+            rows = [(*row, *by_group.get(tuple(row[:width]), ())) for row in rows]
         found = [
             UsageBucket(
                 keys={key: self._rows.group_value(key, row[i]) for i, key in enumerate(keys)},
                 bucket_start=None if bucket is None else self._dialect.decode_time(row[width - 1]),
-                stats=self._rows.statistics(
-                    row[width:], percentiles_by_group.get(tuple(row[:width]))
-                ),
+                stats=self._rows.statistics(row[width:]),
             )
-            for row in totals
+            for row in rows
         ]
         return sort_breakdown(found, keys)
 
