@@ -280,17 +280,67 @@ async def test_cancelled_operations_leave_whole_batches_and_a_working_pool(
     session = make_session()
     await store.create_session(session)
     batches = [[make_message(session, f"b{i}m{j}") for j in range(20)] for i in range(60)]
+    singles = [make_message(session, f"single {i}") for i in range(200)]
     for i, batch in enumerate(batches):
-        work = store.save_messages(batch) if i % 3 else store.get_recent_messages(session.id, 50)
+        if i % 3 == 0:
+            work: Any = store.get_recent_messages(session.id, 50)
+        elif i % 3 == 1:
+            work = store.save_messages(batch)
+        else:  # concurrent single saves, committed together where the backend does that
+            work = asyncio.gather(*(store.save_message(m) for m in singles[i * 3 : i * 3 + 5]))
         task = asyncio.ensure_future(work)
         await asyncio.sleep(rng.random() * 0.003)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     stored = {message.id for message in await store.get_session_messages(session.id)}
-    for batch in batches:
+    for i, batch in enumerate(batches):
         present = sum(message.id in stored for message in batch)
-        assert present in (0, len(batch))
+        assert present in (0, len(batch)) if i % 3 == 1 else present == 0
     message = make_message(session)
     await store.save_message(message)
     assert await store.get_message(message.id) == message
+
+
+async def test_concurrent_saves_with_one_bad_one_fail_only_that_one(
+    server: Server, store: ServerStore
+) -> None:
+    """Fifty callers at once, one saving into a missing session: only it fails."""
+    session = make_session()
+    await store.create_session(session)
+    good = [make_message(session, f"m{i}") for i in range(49)]
+    bad = make_message(make_session())  # its session was never created
+    outcomes = await asyncio.gather(
+        *(store.save_message(message) for message in [*good[:20], bad, *good[20:]]),
+        return_exceptions=True,
+    )
+    failures = [outcome for outcome in outcomes if outcome is not None]
+    assert len(failures) == 1
+    assert isinstance(failures[0], ConstraintError)
+    assert await store.count_session_messages(session.id) == len(good)
+    assert await store.get_message(bad.id) is None
+
+
+async def test_postgres_commits_concurrent_saves_together(postgres_url: str) -> None:
+    """Concurrent single saves share transactions: fewer commits than saves."""
+    store = await PostgresStore.connect(postgres_url, min_size=4, max_size=4)
+    groups: list[int] = []
+    database = store._db
+    execute_joined = database._execute_joined
+
+    async def spy(conn: Any, group: Any) -> Any:
+        groups.append(len(group))
+        return await execute_joined(conn, group)
+
+    database._execute_joined = spy  # type: ignore[method-assign]
+    try:
+        session = make_session()
+        await store.create_session(session)
+        messages = [make_message(session, f"m{i}") for i in range(200)]
+        await asyncio.gather(*(store.save_message(message) for message in messages))
+        assert await store.get_session_messages(session.id) == sorted(
+            messages, key=lambda m: (m.create_time, m.id)
+        )
+    finally:
+        await store.close()
+    assert max(groups) > 1  # at least one commit carried several callers' saves

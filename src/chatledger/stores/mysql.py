@@ -211,6 +211,23 @@ def map_error(exc: BaseException, address: ServerAddress) -> PersistenceError:
     return server_error(failure, "MySQL", address, text)
 
 
+async def _one_round_trip(conn: Any, writes: Sequence[Write]) -> list[int]:
+    """Run single-row ``writes`` as one multi-statement transaction; rows each touched."""
+    async with conn.cursor() as cursor:
+        statements = [cursor.mogrify(write.sql, tuple(write.params)) for write in writes]
+        try:
+            await cursor.execute(";".join(["START TRANSACTION", *statements, "COMMIT"]))
+            counts = []
+            for _ in writes:
+                await cursor.nextset()
+                counts.append(max(int(cursor.rowcount or 0), 0))
+            await cursor.nextset()  # the COMMIT's
+        except BaseException:
+            await _roll_back(conn)
+            raise
+        return counts
+
+
 async def _roll_back(conn: Any) -> None:
     """End the transaction a failure left open; a connection that cannot is closed."""
     try:
@@ -224,6 +241,10 @@ class MySqlDatabase(PooledDatabase[Any]):
     """asyncmy's pool behind the Database protocol."""
 
     backend = "MySQL"
+    # Group commit measured neutral to worse on MariaDB (50 callers: 4,800-6,000 saves/s
+    # grouped, 5,900 apart): the server runs one transaction's statements one after
+    # another, where separate connections use every core.
+    joins_writes = False
 
     def __init__(self, pool: Any, address: ServerAddress, dialect: MySqlDialect) -> None:
         """Serve ``dialect``'s statements on ``pool``, opened on ``address``."""
@@ -284,19 +305,7 @@ class MySqlDatabase(PooledDatabase[Any]):
         """
         if any(write.many is not None for write in writes):
             return await super()._execute_transaction(conn, writes)
-        async with conn.cursor() as cursor:
-            statements = [cursor.mogrify(write.sql, tuple(write.params)) for write in writes]
-            try:
-                await cursor.execute(";".join(["START TRANSACTION", *statements, "COMMIT"]))
-                counts = []
-                for _ in writes:
-                    await cursor.nextset()
-                    counts.append(max(int(cursor.rowcount or 0), 0))
-                await cursor.nextset()  # the COMMIT's
-            except BaseException:
-                await _roll_back(conn)
-                raise
-            return counts
+        return await _one_round_trip(conn, writes)
 
     async def _close_pool(self) -> None:
         self._pool.close()

@@ -12,6 +12,7 @@ never the password.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -191,11 +192,16 @@ class PooledDatabase(ABC, Generic[_Conn]):
     """A :class:`~chatledger.stores.sql.Database` over a driver's connection pool."""
 
     backend: ClassVar[str]
+    #: whether concurrent joinable writes are committed together (see :meth:`write`)
+    joins_writes: ClassVar[bool] = True
 
     def __init__(self, dialect: Dialect, address: ServerAddress) -> None:
         """Serve ``dialect``'s statements on the server at ``address``."""
         self.dialect = dialect
         self.address = address
+        self._committing = False  # a joinable write is being committed
+        self._joined: list[_Joined] = []  # joinable writes waiting for the next group
+        self._committer: asyncio.Future[None] | None = None
 
     # --- what a driver module provides --------------------------------------------------
 
@@ -219,6 +225,13 @@ class PooledDatabase(ABC, Generic[_Conn]):
         """Run ``writes`` in one transaction; rows each touched."""
         async with self._transaction(conn, snapshot=False):
             return [await self._execute(conn, write) for write in writes]
+
+    async def _execute_joined(
+        self, conn: _Conn, group: Sequence[Sequence[Write]]
+    ) -> list[list[int]]:
+        """Run several callers' writes in one transaction; rows each statement touched."""
+        async with self._transaction(conn, snapshot=False):
+            return [[await self._execute(conn, write) for write in writes] for writes in group]
 
     @abstractmethod
     def _map_error(self, exc: BaseException) -> PersistenceError:
@@ -257,6 +270,59 @@ class PooledDatabase(ABC, Generic[_Conn]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def write(self, writes: Sequence[Write]) -> list[int]:
+        """Run ``writes`` in one transaction; concurrent joinable ones share a commit.
+
+        Writes whose statements are all ``joinable`` (single saves) wait while
+        another group is being committed and then go together, in one
+        transaction: group commit, as the SQLite backend does. A group the
+        server refuses is run again one write at a time, so each caller gets
+        its own outcome.
+        """
+        if not self.joins_writes or not all(write.joinable for write in writes):
+            return await self._write_alone(writes)
+        waiting = _Joined(writes, asyncio.get_running_loop().create_future())
+        self._joined.append(waiting)
+        if not self._committing:
+            self._committing = True
+            self._committer = asyncio.ensure_future(self._commit_groups())
+        return await waiting.future
+
+    async def _commit_groups(self) -> None:
+        try:
+            while self._joined:
+                group = [job for job in self._joined if not job.future.done()]
+                self._joined.clear()
+                if group:
+                    await self._commit_group(group)
+        finally:
+            self._committing = False
+
+    async def _commit_group(self, group: list[_Joined]) -> None:
+        if len(group) > 1:
+            try:
+                async with self._connection() as conn:
+                    counts = await self._execute_joined(conn, [job.writes for job in group])
+            except Exception as exc:  # noqa: BLE001  (each write then runs alone)
+                if self._connection_lost(exc):  # it may have committed: never run it twice
+                    for job in group:
+                        _settle(job, error=self._map_error(exc))
+                    return
+                logger.debug(
+                    "%s refused a group commit (%s); one write at a time", self.backend, exc
+                )
+            else:
+                for job, count in zip(group, counts, strict=True):
+                    _settle(job, result=count)
+                return
+        for job in group:
+            if job.future.done():  # its caller gave up before it was sent
+                continue
+            try:
+                _settle(job, result=await self._write_alone(job.writes))
+            except Exception as exc:  # noqa: BLE001  (handed to the caller that waits)
+                _settle(job, error=exc)
+
+    async def _write_alone(self, writes: Sequence[Write]) -> list[int]:
         """Run ``writes`` in one transaction (a lone statement commits by itself)."""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
@@ -274,11 +340,33 @@ class PooledDatabase(ABC, Generic[_Conn]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Finish the group being committed, then close the pool."""
+        if self._committer is not None and not self._committer.done():
+            await asyncio.wait([self._committer])
         try:
             await self._close_pool()
         except Exception:
             logger.warning("closing the %s pool failed", self.backend, exc_info=True)
+
+
+@dataclass(slots=True)
+class _Joined:
+    """A joinable write waiting for the next group commit, and where its outcome goes."""
+
+    writes: Sequence[Write]
+    future: asyncio.Future[list[int]]
+
+
+def _settle(
+    job: _Joined, *, result: list[int] | None = None, error: BaseException | None = None
+) -> None:
+    """Hand a group member its outcome, unless its caller stopped waiting."""
+    if job.future.done():
+        return
+    if error is not None:
+        job.future.set_exception(error)
+    else:
+        job.future.set_result(result or [])
 
 
 class ServerStore(SqlStore):

@@ -57,12 +57,16 @@ class Write:
     ``bulk`` names the table and columns of a plain ``INSERT`` of ``many``
     rows, so a backend with a faster bulk path (PostgreSQL's ``COPY``) may
     load the rows that way instead of running ``sql`` once per row.
+    ``joinable`` marks a statement whose transaction may be shared with other
+    callers' (a single save, whose row count nobody reads), so a backend may
+    commit concurrent ones together.
     """
 
     sql: str
     params: Sequence[Any] = ()
     many: Sequence[Sequence[Any]] | None = None
     bulk: tuple[str, Sequence[str]] | None = None
+    joinable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +182,15 @@ class SqlStore(StoreLifecycle):
         session, time = row[2], row[9]
         touch = (time, session, time)
         if self._q.touch_and_insert_message is not None:
-            await self._write(Write(self._q.touch_and_insert_message, (*touch, *row)))
+            fused = (*touch, *row)
+            await self._write(Write(self._q.touch_and_insert_message, fused, joinable=True))
             return
         # The session row is locked before the insert's foreign-key check reads it:
         # the other order deadlocks concurrent writers to one session on InnoDB.
-        await self._write(Write(self._q.touch_session, touch), Write(self._q.insert_message, row))
+        await self._write(
+            Write(self._q.touch_session, touch, joinable=True),
+            Write(self._q.insert_message, row, joinable=True),
+        )
 
     async def save_messages(self, messages: Sequence[LLMMessage]) -> None:
         """Store all of ``messages`` in one transaction, or none of them."""
@@ -245,7 +253,8 @@ class SqlStore(StoreLifecycle):
 
     async def save_api_call(self, call: LLMApiCall) -> None:
         """Store one API-call record."""
-        await self._write(Write(self._q.insert_call, encode(self._rows.api_call, call)))
+        row = encode(self._rows.api_call, call)
+        await self._write(Write(self._q.insert_call, row, joinable=True))
 
     async def save_api_calls(self, calls: Sequence[LLMApiCall]) -> None:
         """Store all of ``calls`` in one transaction, or none of them."""
