@@ -140,8 +140,12 @@ async def test_stores_opening_a_new_database_at_once_all_succeed(
             url = scratch.enter_context(postgres_database())
         else:
             url = scratch.enter_context(mysql_database())
-        stores = await asyncio.gather(*(chatledger.connect(url) for _ in range(6)))
+        opened = await asyncio.gather(
+            *(chatledger.connect(url) for _ in range(6)), return_exceptions=True
+        )
+        stores = [store for store in opened if not isinstance(store, BaseException)]
         try:
+            assert len(stores) == len(opened), [str(e) for e in opened if e not in stores]
             versions = {await schema_version(store._db) for store in stores}  # type: ignore[attr-defined]
             assert versions == {MIGRATIONS[-1].version}
         finally:

@@ -186,6 +186,25 @@ def _reload_statistics(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA query_only=ON")
 
 
+def _enter_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Switch to WAL, retrying while another connection holds the lock.
+
+    Changing the journal mode answers "database is locked" at once, without
+    waiting on the busy timeout, while another process creates the same new
+    database (seen with six stores opening one file together).
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 def _hand_back(job: _Job) -> None:
     """Resolve ``job``'s future on its own loop; a loop already closed has nobody waiting."""
     try:
@@ -268,7 +287,7 @@ class SqliteDatabase:
                 cached_statements=256,
             )
             if writer and not self._in_memory:
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                mode = _enter_wal(conn, self._busy_timeout)
                 if str(mode).lower() != "wal":
                     logger.warning("SQLite refused WAL mode for %s (got %s)", self._path, mode)
             conn.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
