@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import chatledger
+from chatledger.entities import QueryFilter
 from chatledger.errors import ConstraintError, StoreConnectionError
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
@@ -344,3 +345,20 @@ async def test_postgres_commits_concurrent_saves_together(postgres_url: str) -> 
     finally:
         await store.close()
     assert max(groups) > 1  # at least one commit carried several callers' saves
+
+
+async def test_concurrent_messages_and_calls_all_land(server: Server, store: ServerStore) -> None:
+    """Single saves of messages and API calls interleaved, all at once: every one is stored."""
+    session = make_session()
+    await store.create_session(session)
+    messages = [make_message(session, f"m{i}") for i in range(60)]
+    calls = [make_api_call(session) for _ in range(60)]
+    saves = [
+        save
+        for message, call in zip(messages, calls, strict=True)
+        for save in (store.save_message(message), store.save_api_call(call))
+    ]
+    await asyncio.gather(*saves)
+    assert await store.count_session_messages(session.id) == len(messages)
+    stored = await store.query_api_calls(QueryFilter(session_id=session.id, limit=1000))
+    assert {call.id for call in stored} == {call.id for call in calls}

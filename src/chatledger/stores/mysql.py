@@ -5,9 +5,10 @@ behind :class:`~chatledger.stores.server.PooledDatabase`, and how MySQL's
 error numbers map to chatledger's errors. Connections run in strict SQL
 mode with the session time zone at UTC and ``CLIENT_FOUND_ROWS``, so an
 update reports the rows it matched (as SQLite and PostgreSQL do), not only
-those it changed. Statements run as server-side prepared statements; a
-batch of rows goes to MariaDB in one bulk round trip, or to MySQL as
-multi-row inserts.
+those it changed. Single statements run as server-side prepared
+statements; a short transaction (a saved message: an UPDATE and an INSERT)
+goes as one multi-statement text, one round trip; a batch of rows goes as
+multi-row INSERTs (asyncmy's executemany).
 """
 
 from __future__ import annotations
@@ -211,23 +212,6 @@ def map_error(exc: BaseException, address: ServerAddress) -> PersistenceError:
     return server_error(failure, "MySQL", address, text)
 
 
-async def _one_round_trip(conn: Any, writes: Sequence[Write]) -> list[int]:
-    """Run single-row ``writes`` as one multi-statement transaction; rows each touched."""
-    async with conn.cursor() as cursor:
-        statements = [cursor.mogrify(write.sql, tuple(write.params)) for write in writes]
-        try:
-            await cursor.execute(";".join(["START TRANSACTION", *statements, "COMMIT"]))
-            counts = []
-            for _ in writes:
-                await cursor.nextset()
-                counts.append(max(int(cursor.rowcount or 0), 0))
-            await cursor.nextset()  # the COMMIT's
-        except BaseException:
-            await _roll_back(conn)
-            raise
-        return counts
-
-
 async def _roll_back(conn: Any) -> None:
     """End the transaction a failure left open; a connection that cannot is closed."""
     try:
@@ -272,11 +256,7 @@ class MySqlDatabase(PooledDatabase[Any]):
         try:
             yield
         except BaseException:
-            try:
-                await conn.rollback()
-            except Exception:
-                logger.debug("MySQL rollback after a failure failed as well", exc_info=True)
-                conn.close()  # a connection in an unknown state must not go back to the pool
+            await _roll_back(conn)
             raise
         await conn.commit()
 
@@ -305,7 +285,19 @@ class MySqlDatabase(PooledDatabase[Any]):
         """
         if any(write.many is not None for write in writes):
             return await super()._execute_transaction(conn, writes)
-        return await _one_round_trip(conn, writes)
+        async with conn.cursor() as cursor:
+            statements = [cursor.mogrify(write.sql, tuple(write.params)) for write in writes]
+            try:
+                await cursor.execute(";".join(["START TRANSACTION", *statements, "COMMIT"]))
+                counts = []
+                for _ in writes:
+                    await cursor.nextset()
+                    counts.append(max(int(cursor.rowcount or 0), 0))
+                await cursor.nextset()  # the COMMIT's
+            except BaseException:
+                await _roll_back(conn)
+                raise
+            return counts
 
     async def _close_pool(self) -> None:
         self._pool.close()

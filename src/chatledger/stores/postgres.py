@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from chatledger.errors import PersistenceError, StoreConnectionError
 from chatledger.stores.dialect import Dialect
-from chatledger.stores.schema import ColumnType
+from chatledger.stores.schema import Column, ColumnType, Table
 from chatledger.stores.server import (
     Failure,
     PooledDatabase,
@@ -87,13 +87,16 @@ class PostgresDialect(Dialect):
         """An expression no index covers."""
         return f"({column} + 0)"
 
-    def add_column(self, table: Any, column: Any) -> str:
+    def add_column(self, table: Table, column: Column) -> str:
         """``ADD COLUMN IF NOT EXISTS``: a MoFA table may already have it."""
         return f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {self.column_ddl(column)}"
 
     def migration_lock(self) -> str | None:
-        """A transaction-scoped advisory lock: two processes opening a new database
-        would otherwise both create the same tables and one would fail."""
+        """A transaction-scoped advisory lock.
+
+        Without it, two processes opening one new database both create the
+        same tables, and one fails on a duplicate catalog row.
+        """
         return f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"
 
     def update_then_insert(self, update: str, insert: str) -> str | None:
@@ -172,12 +175,15 @@ class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
     async def _execute_joined(
         self, conn: asyncpg.Connection[Any], group: Sequence[Sequence[Write]]
     ) -> list[list[int]]:
-        """One statement for every caller (single saves): executemany pipelines them."""
-        first = group[0][0].sql
-        if any(len(writes) != 1 or writes[0].sql != first for writes in group):
+        """Single saves: one pipelined executemany per statement (messages, API calls)."""
+        if any(len(writes) != 1 for writes in group):
             return await super()._execute_joined(conn, group)
+        by_statement: dict[str, list[Sequence[Any]]] = {}
+        for (write,) in group:  # in arrival order, so a parent saved first goes first
+            by_statement.setdefault(write.sql, []).append(write.params)
         async with conn.transaction():
-            await conn.executemany(first, [writes[0].params for writes in group])
+            for sql, rows in by_statement.items():
+                await conn.executemany(sql, rows)
         return [[1] for _ in group]
 
     async def _close_pool(self) -> None:

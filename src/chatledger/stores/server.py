@@ -4,8 +4,9 @@ A server backend is a connection pool behind the :class:`~chatledger.stores.sql.
 protocol. :class:`PooledDatabase` holds the logic that is the same for every
 driver (one statement runs on its own, several run in one transaction, reads
 see one snapshot, a read that meets a dropped connection is retried once on
-a fresh one, a write the server aborted for a deadlock is retried whole) and
-leaves the driver calls to a subclass. :class:`ServerAddress` is what error
+a fresh one, a write the server aborted for a deadlock is retried whole,
+concurrent single saves may share one commit) and leaves the driver calls to
+a subclass. :class:`ServerAddress` is what error
 messages may say about where the server is: host, port, database and user,
 never the password.
 """
@@ -288,12 +289,20 @@ class PooledDatabase(ABC, Generic[_Conn]):
         return await waiting.future
 
     async def _commit_groups(self) -> None:
+        """Commit the waiting writes, group after group, until none is left."""
+        group: list[_Joined] = []
         try:
             while self._joined:
                 group = [job for job in self._joined if not job.future.done()]
                 self._joined.clear()
                 if group:
                     await self._commit_group(group)
+        except BaseException as exc:  # the loop is closing, say: nobody may wait forever
+            stopped = StoreConnectionError(f"{self.backend}: the store stopped writing ({exc!r})")
+            for job in [*group, *self._joined]:
+                _settle(job, error=stopped)
+            self._joined.clear()
+            raise
         finally:
             self._committing = False
 
