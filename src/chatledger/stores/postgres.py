@@ -38,8 +38,10 @@ __all__ = ["PostgresStore"]
 logger = logging.getLogger(__name__)
 
 _SCHEMES = ("postgresql", "postgres")
-# COPY pays a round trip to start; below this many rows a pipelined executemany wins.
-_COPY_MIN_ROWS = 32
+# COPY pays a round trip to start; for fewer rows a pipelined executemany wins
+# (saved messages per second here: 4 rows 3,800 by COPY, 4,700 by executemany;
+# 16 rows 13,900 against 10,400; 128 rows 49,000 against 37,000).
+_COPY_MIN_ROWS = 16
 _MIGRATION_LOCK = 0x636C6467  # "cldg": chatledger's advisory lock key
 
 
