@@ -14,7 +14,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from benchmarks import workload
-from benchmarks.measure import Latency, Rate, callers_rate, time_async_calls, timed_batches
+from benchmarks.measure import (
+    Latency,
+    Rate,
+    callers_rate,
+    time_async_calls,
+    time_cycling_reads,
+    timed_batches,
+)
 from benchmarks.workload import Row
 from chatledger.entities import LLMMessage, QueryFilter, UsageStatistics
 
@@ -100,19 +107,15 @@ async def recent_history(
 ) -> Latency:
     """``get_recent_messages(session, limit)`` latency over ``session_ids``, after a warm-up."""
     store = await open_store()
-    position = 0
-
-    async def read() -> None:
-        nonlocal position
-        messages = await store.get_recent_messages(session_ids[position % len(session_ids)], limit)
-        position += 1
-        if len(messages) != limit:
-            raise AssertionError(f"get_recent_messages returned {len(messages)}, expected {limit}")
-
     try:
-        await time_async_calls(read, warmup)
-        position = 0
-        return await time_async_calls(read, len(session_ids))
+        return await time_cycling_reads(
+            session_ids,
+            lambda session_id: store.get_recent_messages(session_id, limit),
+            expected=limit,
+            who="get_recent_messages",
+            repeats=len(session_ids),
+            warmup=warmup,
+        )
     finally:
         await store.close()
 

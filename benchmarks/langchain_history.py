@@ -18,7 +18,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.measure import Latency, Rate, time_async_calls
+from benchmarks.measure import Latency, Rate, time_cycling_reads
 from benchmarks.workload import Row
 
 if TYPE_CHECKING:
@@ -190,19 +190,14 @@ async def history(
     engine = _engine(path)
     history_class = _history_class()
     chats = [history_class(session_id, connection=engine) for session_id in session_ids]
-    position = 0
-
-    async def read() -> None:
-        nonlocal position
-        messages = await chats[position % len(chats)].aget_messages()
-        position += 1
-        if len(messages) != expected:
-            raise AssertionError(
-                f"SQLChatMessageHistory returned {len(messages)}, expected {expected}"
-            )
-
     try:
-        await time_async_calls(read, warmup)
-        return await time_async_calls(read, queries)
+        return await time_cycling_reads(
+            chats,
+            lambda chat: chat.aget_messages(),
+            expected=expected,
+            who="SQLChatMessageHistory",
+            repeats=queries,
+            warmup=warmup,
+        )
     finally:
         await engine.dispose()

@@ -15,7 +15,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.langchain_history import stored_messages, to_message
-from benchmarks.measure import Latency, Rate, callers_rate, time_async_calls
+from benchmarks.measure import Latency, Rate, callers_rate, time_cycling_reads
 from benchmarks.raw_postgres import copy_rows
 from benchmarks.workload import Row
 
@@ -105,19 +105,14 @@ async def history(
     conn = await _connect(url)
     history_class = _history_class()
     chats = [history_class(TABLE, session_id, async_connection=conn) for session_id in session_ids]
-    position = 0
-
-    async def read() -> None:
-        nonlocal position
-        messages = await chats[position % len(chats)].aget_messages()
-        position += 1
-        if len(messages) != expected:
-            raise AssertionError(
-                f"PostgresChatMessageHistory returned {len(messages)}, expected {expected}"
-            )
-
     try:
-        await time_async_calls(read, warmup)
-        return await time_async_calls(read, queries)
+        return await time_cycling_reads(
+            chats,
+            lambda chat: chat.aget_messages(),
+            expected=expected,
+            who="PostgresChatMessageHistory",
+            repeats=queries,
+            warmup=warmup,
+        )
     finally:
         await conn.close()

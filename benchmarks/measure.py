@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TypeVar
@@ -17,6 +17,7 @@ __all__ = [
     "percentile",
     "time_async_calls",
     "time_calls",
+    "time_cycling_reads",
     "timed_batches",
 ]
 
@@ -96,6 +97,34 @@ async def time_async_calls(call: Callable[[], Awaitable[object]], repeats: int) 
         await call()
         samples.append((perf_counter() - start) * 1000.0)
     return Latency.of(samples)
+
+
+async def time_cycling_reads(
+    items: Sequence[_T],
+    read: Callable[[_T], Awaitable[Sized]],
+    *,
+    expected: int,
+    who: str,
+    repeats: int,
+    warmup: int,
+) -> Latency:
+    """Latency of ``read(item)`` over ``items`` in turn, each read checked for ``expected`` rows.
+
+    ``warmup`` untimed reads go first; the timed ``repeats`` start over at
+    the first item.
+    """
+    position = 0
+
+    async def call() -> None:
+        nonlocal position
+        found = await read(items[position % len(items)])
+        position += 1
+        if len(found) != expected:
+            raise AssertionError(f"{who} returned {len(found)}, expected {expected}")
+
+    await time_async_calls(call, warmup)
+    position = 0
+    return await time_async_calls(call, repeats)
 
 
 async def callers_rate(

@@ -14,7 +14,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
-from benchmarks.measure import Latency, Rate, time_async_calls
+from benchmarks.measure import Latency, Rate, time_cycling_reads
 from benchmarks.workload import Row
 
 if TYPE_CHECKING:
@@ -136,18 +136,15 @@ async def recent_history(
 ) -> Latency:
     """``get_items(limit=limit)`` latency, cycling over ``session_ids`` (one object each)."""
     sessions = [_session(session_id, path) for session_id in session_ids]
-    position = 0
-
-    async def read() -> None:
-        nonlocal position
-        items = await sessions[position % len(sessions)].get_items(limit=limit)
-        position += 1
-        if len(items) != limit:
-            raise AssertionError(f"SQLiteSession returned {len(items)} items, expected {limit}")
-
     try:
-        await time_async_calls(read, max(warmup, len(sessions)))
-        return await time_async_calls(read, queries)
+        return await time_cycling_reads(
+            sessions,
+            lambda session: session.get_items(limit=limit),
+            expected=limit,
+            who="SQLiteSession",
+            repeats=queries,
+            warmup=max(warmup, len(sessions)),
+        )
     finally:
         for session in sessions:
             session.close()

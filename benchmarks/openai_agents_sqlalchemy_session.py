@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.measure import Latency, Rate, callers_rate, time_async_calls
+from benchmarks.measure import Latency, Rate, callers_rate, time_cycling_reads
 from benchmarks.openai_agents_session import to_item
 from benchmarks.raw_postgres import copy_rows
 from benchmarks.workload import Row
@@ -110,17 +110,14 @@ async def recent_history(
     """``get_items(limit=limit)`` latency, cycling over ``session_ids`` (one object each)."""
     engine = _engine(url, 1)
     sessions = [_session(session_id, engine) for session_id in session_ids]
-    position = 0
-
-    async def read() -> None:
-        nonlocal position
-        items = await sessions[position % len(sessions)].get_items(limit=limit)
-        position += 1
-        if len(items) != limit:
-            raise AssertionError(f"SQLAlchemySession returned {len(items)} items, expected {limit}")
-
     try:
-        await time_async_calls(read, warmup)
-        return await time_async_calls(read, queries)
+        return await time_cycling_reads(
+            sessions,
+            lambda session: session.get_items(limit=limit),
+            expected=limit,
+            who="SQLAlchemySession",
+            repeats=queries,
+            warmup=warmup,
+        )
     finally:
         await engine.dispose()

@@ -10,15 +10,14 @@ and reads the rows back without decoding them any further. A batch is one
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from benchmarks import raw_server
-from benchmarks.bulk_load import Encoder, Layout, Layouts
+from benchmarks.bulk_load import Encoder
 from benchmarks.measure import Rate, callers_rate, timed_batches
-from benchmarks.raw_sql import AGGREGATE, RECENT_MESSAGES, TOUCH_SESSION, insert_sql, placeholders
+from benchmarks.raw_sql import AGGREGATE, placeholders
 from benchmarks.workload import Row
 from chatledger.stores.schema import Column, ColumnType
 
@@ -26,14 +25,6 @@ __all__ = ["EXECUTEMANY", "RawMySql", "login", "server_settings"]
 
 EXECUTEMANY = "executemany"
 _CHUNK = 10_000  # rows per executemany (asyncmy splits them into ~1 MB statements)
-
-
-def _naive_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -50,9 +41,9 @@ def _encoder(column: Column, kind: str) -> Encoder | None:
     if logical is ColumnType.JSON:
         return raw_server.json_text
     if logical is ColumnType.TIME:
-        return _naive_utc  # DATETIME has no zone: chatledger keeps UTC in it
+        return raw_server.naive_utc  # DATETIME has no zone: chatledger keeps UTC in it
     if logical is ColumnType.MONEY:
-        return None if kind == "decimal" else _float
+        return None if kind == "decimal" else raw_server.as_float
     if logical is ColumnType.UUID:
         return _bytes if kind in ("binary", "varbinary") else raw_server.text
     if logical in (ColumnType.TEXT, ColumnType.SHORT_TEXT):
@@ -85,26 +76,12 @@ async def server_settings(cursor: Any) -> str:
     return f"{flavour} {str(version).split('-')[0]}: {settings}"
 
 
-class RawMySql:
+class RawMySql(raw_server.RawTables):
     """An asyncmy pool on a scratch database holding chatledger's tables."""
 
     name = "raw asyncmy"
+    paramstyle = "format"
     batch_methods: tuple[str, ...] = (EXECUTEMANY,)
-
-    def __init__(self, pool: Any, layouts: Layouts) -> None:
-        """Work on ``pool`` with chatledger's tables as ``layouts`` describe them."""
-        self._pool = pool
-        self._layouts = {
-            layout.table: layout for layout in (layouts.session, layouts.message, layouts.api_call)
-        }
-        self._sql = {
-            table: placeholders(insert_sql(table, layout.columns), "format")
-            for table, layout in self._layouts.items()
-        }
-        self._touch = placeholders(TOUCH_SESSION, "format")
-        self._recent = placeholders(RECENT_MESSAGES, "format")
-        message = layouts.message.columns
-        self._touch_from = (message.index("create_time"), message.index("chat_session_id"))
 
     @classmethod
     async def open(cls, url: str, connections: int) -> RawMySql:
@@ -121,14 +98,6 @@ class RawMySql:
             )
             catalog = await cursor.fetchall()
         return cls(pool, raw_server.layouts(((r[0], r[1], r[2]) for r in catalog), _encoder))
-
-    def layout(self, table: str) -> Layout:
-        """How rows of ``table`` are bound."""
-        return self._layouts[table]
-
-    def param(self, table: str, column: str, value: Any) -> Any:
-        """``value`` of ``table.column`` as asyncmy binds it."""
-        return self._layouts[table].param(column, value)
 
     async def save_each(self, work: Sequence[Sequence[Row]], *, touch_session: bool) -> Rate:
         """One caller per list of messages, each INSERT (and session update) one transaction."""

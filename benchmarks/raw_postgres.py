@@ -10,13 +10,12 @@ binary), both inside one transaction per batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import raw_server
-from benchmarks.bulk_load import Encoder, Layout, Layouts
+from benchmarks.bulk_load import Encoder
 from benchmarks.measure import Rate, callers_rate, timed_batches
-from benchmarks.raw_sql import AGGREGATE, RECENT_MESSAGES, TOUCH_SESSION, insert_sql, placeholders
+from benchmarks.raw_sql import AGGREGATE, placeholders
 from benchmarks.workload import Row
 from chatledger.stores.schema import Column, ColumnType
 
@@ -30,23 +29,15 @@ EXECUTEMANY = "executemany"
 _CHUNK = 50_000  # rows per COPY when loading a fixture
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def _encoder(column: Column, udt: str) -> Encoder | None:
     """How asyncpg binds a value of ``column``, stored as PostgreSQL type ``udt``."""
     kind = column.type
     if kind is ColumnType.JSON:
         return raw_server.json_text  # asyncpg's json and jsonb codecs take text
     if kind is ColumnType.TIME:
-        return None if udt == "timestamptz" else _naive_utc
+        return None if udt == "timestamptz" else raw_server.naive_utc
     if kind is ColumnType.MONEY:
-        return None if udt == "numeric" else _float
+        return None if udt == "numeric" else raw_server.as_float
     if kind is ColumnType.UUID:
         return None if udt == "uuid" else raw_server.text
     if kind in (ColumnType.TEXT, ColumnType.SHORT_TEXT):
@@ -88,26 +79,12 @@ async def copy_rows(
     return total + len(chunk)
 
 
-class RawPostgres:
+class RawPostgres(raw_server.RawTables):
     """An asyncpg pool on a scratch database holding chatledger's tables."""
 
     name = "raw asyncpg"
+    paramstyle = "numeric"
     batch_methods: tuple[str, ...] = (COPY, EXECUTEMANY)
-
-    def __init__(self, pool: asyncpg.Pool[Any], layouts: Layouts) -> None:
-        """Work on ``pool`` with chatledger's tables as ``layouts`` describe them."""
-        self._pool = pool
-        self._layouts = {
-            layout.table: layout for layout in (layouts.session, layouts.message, layouts.api_call)
-        }
-        self._sql = {
-            table: placeholders(insert_sql(table, layout.columns), "numeric")
-            for table, layout in self._layouts.items()
-        }
-        self._touch = placeholders(TOUCH_SESSION, "numeric")
-        self._recent = placeholders(RECENT_MESSAGES, "numeric")
-        message = layouts.message.columns
-        self._touch_from = (message.index("create_time"), message.index("chat_session_id"))
 
     @classmethod
     async def open(cls, url: str, connections: int) -> RawPostgres:
@@ -121,14 +98,6 @@ class RawPostgres:
                 "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
             )
         return cls(pool, raw_server.layouts(((r[0], r[1], r[2]) for r in catalog), _encoder))
-
-    def layout(self, table: str) -> Layout:
-        """How rows of ``table`` are bound."""
-        return self._layouts[table]
-
-    def param(self, table: str, column: str, value: Any) -> Any:
-        """``value`` of ``table.column`` as asyncpg binds it."""
-        return self._layouts[table].param(column, value)
 
     async def save_each(self, work: Sequence[Sequence[Row]], *, touch_session: bool) -> Rate:
         """One caller per list of messages, each INSERT (and session update) one transaction."""

@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from benchmarks.bulk_load import Encoder, Layout, Layouts
 from benchmarks.measure import Rate
+from benchmarks.raw_sql import RECENT_MESSAGES, TOUCH_SESSION, insert_sql, placeholders
 from benchmarks.workload import Row
 from chatledger.stores import schema
 
-__all__ = ["TABLES", "RawServer", "json_text", "layouts", "text"]
+__all__ = [
+    "TABLES",
+    "RawServer",
+    "RawTables",
+    "as_float",
+    "json_text",
+    "layouts",
+    "naive_utc",
+    "text",
+]
 
 TABLES = {"session": "entity_chat_session", "message": "entity_llm_message",
           "api_call": "entity_llm_api_call"}  # fmt: skip
@@ -28,6 +39,16 @@ _SCHEMA = {
     for table in (schema.SESSION, schema.MESSAGE, schema.API_CALL)
 }
 _SCHEMA[schema.API_CALL.name].update({c.name: c for c in schema.TOKEN_SUBSET_COLUMNS})
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """An aware time as a naive one in UTC."""
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def as_float(value: Any) -> float | None:
+    """A number (a Decimal price, say) as a float."""
+    return None if value is None else float(value)
 
 
 def json_text(value: Any) -> str | None:
@@ -109,3 +130,35 @@ class RawServer(Protocol):
     async def close(self) -> None:
         """Close the pool."""
         ...
+
+
+class RawTables:
+    """What both raw baselines hold: a pool, chatledger's tables, their statements.
+
+    A subclass sets ``paramstyle`` to its driver's ("numeric" or "format").
+    """
+
+    paramstyle: ClassVar[str]
+
+    def __init__(self, pool: Any, layouts: Layouts) -> None:
+        """Work on ``pool`` with chatledger's tables as ``layouts`` describe them."""
+        self._pool = pool
+        self._layouts = {
+            layout.table: layout for layout in (layouts.session, layouts.message, layouts.api_call)
+        }
+        self._sql = {
+            table: placeholders(insert_sql(table, layout.columns), self.paramstyle)
+            for table, layout in self._layouts.items()
+        }
+        self._touch = placeholders(TOUCH_SESSION, self.paramstyle)
+        self._recent = placeholders(RECENT_MESSAGES, self.paramstyle)
+        message = layouts.message.columns
+        self._touch_from = (message.index("create_time"), message.index("chat_session_id"))
+
+    def layout(self, table: str) -> Layout:
+        """How rows of ``table`` are bound."""
+        return self._layouts[table]
+
+    def param(self, table: str, column: str, value: Any) -> Any:
+        """``value`` of ``table.column`` as the driver binds it."""
+        return self._layouts[table].param(column, value)

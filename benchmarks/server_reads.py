@@ -20,7 +20,7 @@ from benchmarks import (
     raw_server,
     workload,
 )
-from benchmarks.measure import Latency, time_async_calls
+from benchmarks.measure import Latency, time_async_calls, time_cycling_reads
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.server_writes import Backend
 from benchmarks.sizes import Sizes
@@ -62,20 +62,16 @@ async def _history(
                 backend.opener(url, 1), history.sessions[0]["id"], history.newest[-limit:]
             )
             params = [raw.param(_MESSAGES, "chat_session_id", s["id"]) for s in picks]
-            position = 0
-
-            async def raw_read() -> None:
-                nonlocal position
-                rows = await raw.recent_messages(params[position % len(params)], limit)
-                position += 1
-                if len(rows) != limit:
-                    raise AssertionError(f"the raw SELECT returned {len(rows)}, expected {limit}")
-
-            await time_async_calls(raw_read, sizes.warmup)
-            position = 0
             raw_latency = _timed(
                 f"{raw.name} recent messages",
-                await time_async_calls(raw_read, len(params)),
+                await time_cycling_reads(
+                    params,
+                    lambda param: raw.recent_messages(param, limit),
+                    expected=limit,
+                    who="the raw SELECT",
+                    repeats=len(params),
+                    warmup=sizes.warmup,
+                ),
                 progress,
             )
         finally:
