@@ -8,12 +8,13 @@ update reports the rows it matched (as SQLite and PostgreSQL do), not only
 those it changed. Single statements run as server-side prepared
 statements; a short transaction (a saved message: an UPDATE and an INSERT)
 goes as one multi-statement text, one round trip; a batch of rows goes as
-multi-row INSERTs (asyncmy's executemany).
+prepared multi-row INSERTs of 100 rows, the rest as text multi-row INSERTs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 _SCHEMES = ("mysql", "mariadb")
 _NOTHING = "DO 0"  # a statement that does nothing, for DDL already applied
 _STATEMENT_CACHE = 256  # prepared statements kept per connection
+_PREPARED_ROWS = 100  # rows per prepared multi-row INSERT (26 columns: 2,600 placeholders)
 # Strict: a value that does not fit is an error, never silently truncated.
 _SQL_MODE = (
     "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
@@ -212,6 +214,13 @@ def map_error(exc: BaseException, address: ServerAddress) -> PersistenceError:
     return server_error(failure, "MySQL", address, text)
 
 
+@functools.cache
+def _multi_row_insert(table: str, columns: Sequence[str], rows: int) -> str:
+    """``INSERT INTO table (columns) VALUES (%s, ...), ...`` for ``rows`` rows."""
+    row = f"({', '.join(['%s'] * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+
+
 async def _roll_back(conn: Any) -> None:
     """End the transaction a failure left open; a connection that cannot is closed."""
     try:
@@ -269,11 +278,24 @@ class MySqlDatabase(PooledDatabase[Any]):
         async with conn.cursor() as cursor:
             if write.many is None:
                 await cursor.execute(write.sql, tuple(write.params))
-            elif write.many:
-                await cursor.executemany(write.sql, [tuple(row) for row in write.many])
-            else:
-                return 0
-            return max(int(cursor.rowcount or 0), 0)
+                return max(int(cursor.rowcount or 0), 0)
+            rows = write.many
+            done = 0
+            if write.bulk is not None and len(rows) >= _PREPARED_ROWS:
+                # Full chunks as one prepared multi-row INSERT each: binary values, no
+                # escaping (500 API calls a batch: 15,000 -> 19,500 rows/s here).
+                table, columns = write.bulk
+                insert = _multi_row_insert(table, columns, _PREPARED_ROWS)
+                whole = len(rows) - len(rows) % _PREPARED_ROWS
+                for start in range(0, whole, _PREPARED_ROWS):
+                    chunk = rows[start : start + _PREPARED_ROWS]
+                    await cursor.execute(insert, [value for row in chunk for value in row])
+                    done += max(int(cursor.rowcount or 0), 0)
+                rows = rows[whole:]
+            if rows:  # the rest as multi-row text INSERTs (asyncmy's executemany)
+                await cursor.executemany(write.sql, [tuple(row) for row in rows])
+                done += max(int(cursor.rowcount or 0), 0)
+            return done
 
     async def _execute_transaction(self, conn: Any, writes: Sequence[Write]) -> list[int]:
         """Send a short transaction as one multi-statement text: one round trip, not four.
