@@ -1,0 +1,69 @@
+"""Events around every chat turn: what an agent tells its plugins and handlers.
+
+:class:`LLMAgentEventHandler` has one coroutine per moment of a chat; each
+may return a replacement text (``None`` keeps the original). The default
+implementation of every method does nothing, so a handler overrides only
+the moments it cares about. :class:`LLMResponseMetadata` is what the agent
+knows about a completed response: the model that answered, the token counts
+the provider reported (or that were estimated), and the stream's timing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["LLMAgentEventHandler", "LLMResponseMetadata"]
+
+
+class LLMResponseMetadata(BaseModel):
+    """What is known about one LLM response, following the OpenTelemetry GenAI conventions.
+
+    ``prompt_tokens`` includes ``cached_tokens`` and ``completion_tokens``
+    includes ``reasoning_tokens``. ``time_to_first_token_ms`` is set for
+    streamed responses only. ``estimated`` is true when the provider reported
+    no usage and the counts were computed locally.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str | None = None
+    model: str
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cached_tokens: int | None = Field(default=None, ge=0)
+    reasoning_tokens: int | None = Field(default=None, ge=0)
+    finish_reason: str | None = None
+    time_to_first_token_ms: int | None = Field(default=None, ge=0)
+    estimated: bool = False
+
+
+class LLMAgentEventHandler:
+    """Hooks around a chat turn; override the ones you need, each may rewrite the text."""
+
+    async def before_chat(self, message: str) -> str | None:
+        """Before the user's ``message`` is sent; return a replacement or None."""
+        return None
+
+    async def before_chat_with_model(self, message: str, model: str) -> str | None:
+        """Before ``message`` is sent to ``model``; return a replacement or None."""
+        return None
+
+    async def after_chat(self, response: str) -> str | None:
+        """After the reply arrived; return a replacement or None."""
+        return None
+
+    async def after_chat_with_metadata(
+        self, response: str, metadata: LLMResponseMetadata
+    ) -> str | None:
+        """After the reply arrived, with what is known about it; return a replacement or None."""
+        return None
+
+    async def on_tool_call(self, name: str, arguments: Any) -> str | None:
+        """When the model asks for tool ``name``; return a result to use instead, or None."""
+        return None
+
+    async def on_error(self, error: BaseException) -> str | None:
+        """When the call failed; return a reply to give the user instead, or None."""
+        return None
