@@ -32,7 +32,13 @@ from chatledger.errors import (
     StoreConnectionError,
 )
 from chatledger.ids import uuid7
-from chatledger.pricing import ModelPrice, PricingRegistry, StaticPricingRegistry
+from chatledger.pricing import (
+    GenaiPricesRegistry,
+    ModelPrice,
+    PricingRegistry,
+    StaticPricingRegistry,
+    default_pricing_registry,
+)
 from chatledger.stores import (
     AgentStore,
     ApiCallStore,
@@ -85,9 +91,11 @@ __all__ = [
     "SqliteStore",
     "connect",
     # pricing
+    "GenaiPricesRegistry",
     "ModelPrice",
     "PricingRegistry",
     "StaticPricingRegistry",
+    "default_pricing_registry",
     # ids and the blocking API
     "sync",
     "uuid7",

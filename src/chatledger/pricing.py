@@ -1,4 +1,4 @@
-"""Pricing of LLM API calls: the registry protocol and a static price table."""
+"""Pricing of LLM API calls: the registry protocol, a static price table and genai-prices."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from genai_prices.data_snapshot import DataSnapshot
+    from genai_prices.types import TieredPrices
+
     from chatledger.entities import LLMApiCall, PriceDetails
 
-__all__ = ["ModelPrice", "PricingRegistry", "StaticPricingRegistry"]
+__all__ = [
+    "GenaiPricesRegistry",
+    "ModelPrice",
+    "PricingRegistry",
+    "StaticPricingRegistry",
+    "default_pricing_registry",
+]
 
 _PER_MILLION = Decimal(1_000_000)
+_INSTALL_HINT = "pip install 'chatledger[pricing]'"
 
 
 @runtime_checkable
@@ -33,6 +43,30 @@ class ModelPrice:
     cached_input_per_million: Decimal | None = None
     currency: str = "USD"
 
+    def price_of(self, call: LLMApiCall) -> tuple[Decimal, PriceDetails]:
+        """The total price and its split for ``call`` at these rates."""
+        from chatledger.entities import PriceDetails
+
+        cached = 0
+        if call.prompt_tokens_details is not None:
+            cached = call.prompt_tokens_details.cached_tokens or 0
+        # Cached tokens are a subset of prompt_tokens (OpenTelemetry); a provider that reports
+        # more would otherwise make the uncached part, and so the price, negative.
+        cached = min(cached, call.prompt_tokens)
+        cached_rate = self.cached_input_per_million
+        if cached_rate is None:
+            cached_rate = self.input_per_million
+        input_price = (
+            Decimal(call.prompt_tokens - cached) * self.input_per_million
+            + Decimal(cached) * cached_rate
+        ) / _PER_MILLION
+        # Reasoning tokens are part of completion_tokens, so they are billed as output here.
+        output_price = Decimal(call.completion_tokens) * self.output_per_million / _PER_MILLION
+        details = PriceDetails(
+            input_price=input_price, output_price=output_price, currency=self.currency
+        )
+        return input_price + output_price, details
+
 
 class StaticPricingRegistry:
     """A registry from a fixed table keyed by ``(provider, model_name)``."""
@@ -43,23 +77,91 @@ class StaticPricingRegistry:
 
     def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
         """The price of ``call`` from the table, cached input at its own rate."""
-        from chatledger.entities import PriceDetails
-
         entry = self._prices.get((provider, call.model_name))
-        if entry is None:
+        return None if entry is None else entry.price_of(call)
+
+
+class GenaiPricesRegistry:
+    """Prices from the data bundled with the ``genai-prices`` package, with user overrides.
+
+    Only the price table shipped inside the installed package is read: nothing is
+    fetched at run time, even when another library in the process has started
+    genai-prices' opt-in ``UpdatePrices`` background download.
+    """
+
+    def __init__(self, overrides: Mapping[tuple[str, str], ModelPrice] | None = None) -> None:
+        """Price from genai-prices; ``overrides`` keyed by ``(provider, model_name)`` win."""
+        self._overrides = StaticPricingRegistry(overrides or {})
+        self._snapshot = _bundled_snapshot()
+
+    def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
+        """The price of ``call``: an override, else genai-prices' rates at the call's time."""
+        overridden = self._overrides.price(provider, call)
+        if overridden is not None:
+            return overridden
+        rates = self._rates(provider, call)
+        return None if rates is None else rates.price_of(call)
+
+    def _rates(self, provider: str, call: LLMApiCall) -> ModelPrice | None:
+        try:
+            _, model = self._snapshot.find_provider_model(call.model_name, None, provider, None)
+        except LookupError:
             return None
-        cached = 0
-        if call.prompt_tokens_details is not None:
-            cached = call.prompt_tokens_details.cached_tokens or 0
-        cached_rate = entry.cached_input_per_million
-        if cached_rate is None:
-            cached_rate = entry.input_per_million
-        input_price = (
-            Decimal(call.prompt_tokens - cached) * entry.input_per_million
-            + Decimal(cached) * cached_rate
-        ) / _PER_MILLION
-        output_price = Decimal(call.completion_tokens) * entry.output_per_million / _PER_MILLION
-        details = PriceDetails(
-            input_price=input_price, output_price=output_price, currency=entry.currency
+        # The rates in force when the call was made, so re-pricing an old call is stable.
+        rates = model.get_prices(call.create_time)
+        return ModelPrice(
+            input_per_million=_rate(rates.input_mtok, call.prompt_tokens),
+            output_per_million=_rate(rates.output_mtok, call.prompt_tokens),
+            cached_input_per_million=(
+                None
+                if rates.cache_read_mtok is None
+                else _rate(rates.cache_read_mtok, call.prompt_tokens)
+            ),
+            currency="USD",  # genai-prices publishes every price in US dollars
         )
-        return input_price + output_price, details
+
+
+def default_pricing_registry(
+    overrides: Mapping[tuple[str, str], ModelPrice] | None = None,
+) -> GenaiPricesRegistry:
+    """The package-backed registry (extra ``pricing``), with optional overrides."""
+    return GenaiPricesRegistry(overrides)
+
+
+def _bundled_snapshot() -> DataSnapshot:
+    """A genai-prices snapshot of the data shipped in the package, never a downloaded one."""
+    try:
+        # The top-level package first: a cached submodule could otherwise import on its own.
+        import genai_prices  # noqa: F401
+        from genai_prices.data import providers
+        from genai_prices.data_snapshot import DataSnapshot
+    except ImportError as exc:
+        raise ImportError(
+            f"GenaiPricesRegistry needs the genai-prices package: {_INSTALL_HINT}"
+        ) from exc
+    # Our own snapshot rather than genai_prices.calc_price, whose global snapshot
+    # UpdatePrices may have replaced with prices downloaded from GitHub.
+    return DataSnapshot(providers=providers, from_auto_update=False)
+
+
+def _rate(price: Decimal | TieredPrices | None, prompt_tokens: int) -> Decimal:
+    """One per-million rate; a tiered one at the tier the prompt length reaches."""
+    from genai_prices.types import TieredPrices
+
+    if price is None:
+        # genai-prices charges nothing for a unit it has no price for.
+        return Decimal(0)
+    if isinstance(price, TieredPrices):
+        # genai-prices' cliff model: crossing a tier's start bills every token at its rate.
+        applicable = price.base
+        for tier in reversed(price.tiers):
+            if prompt_tokens > tier.start:
+                applicable = tier.price
+                break
+        return _decimal(applicable)
+    return _decimal(price)
+
+
+def _decimal(value: Decimal | float) -> Decimal:
+    """A Decimal; floats are read through their shortest decimal form, never their binary value."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))

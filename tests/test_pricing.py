@@ -1,0 +1,189 @@
+"""Pricing: the genai-prices registry, overrides, Decimal money and no network."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from chatledger import (
+    GenaiPricesRegistry,
+    LLMApiCall,
+    ModelPrice,
+    PricingRegistry,
+    StaticPricingRegistry,
+    TokenDetails,
+    default_pricing_registry,
+)
+from chatledger.ids import uuid7
+
+genai_prices = pytest.importorskip("genai_prices")
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+MILLION = Decimal(1_000_000)
+
+
+def _call(model: str, prompt: int, completion: int, cached: int | None = None) -> LLMApiCall:
+    call = LLMApiCall.success(
+        uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), model, prompt, completion, T0, T0
+    )
+    if cached is None:
+        return call
+    return call.with_token_details(TokenDetails(cached_tokens=cached), None)
+
+
+def _published_rates(provider_id: str, model_id: str) -> Any:
+    """The model's rates straight from the package's data table, not through our code."""
+    from genai_prices.data import providers
+
+    provider = next(p for p in providers if p.id == provider_id)
+    model = next(m for m in provider.models if m.id == model_id)
+    return model.prices
+
+
+def test_registry_satisfies_the_protocol() -> None:
+    """GenaiPricesRegistry is a PricingRegistry; the default registry is one too."""
+    assert isinstance(GenaiPricesRegistry(), PricingRegistry)
+    assert isinstance(default_pricing_registry(), GenaiPricesRegistry)
+
+
+def test_known_model_is_priced_at_the_published_rates() -> None:
+    """gpt-4o: uncached input, cached input and output each at the package's per-million rate."""
+    rates = _published_rates("openai", "gpt-4o")
+    assert rates.cache_read_mtok != rates.input_mtok  # the test needs two distinct input rates
+    call = _call("gpt-4o", prompt=1000, completion=500, cached=400)
+
+    priced = call.with_auto_price(default_pricing_registry(), "openai")
+
+    expected_input = (600 * rates.input_mtok + 400 * rates.cache_read_mtok) / MILLION
+    expected_output = 500 * rates.output_mtok / MILLION
+    assert priced.price_details is not None
+    assert priced.price_details.input_price == expected_input
+    assert priced.price_details.output_price == expected_output
+    assert priced.price_details.currency == "USD"
+    assert priced.total_price == expected_input + expected_output
+    # The package's own calculator agrees on the same usage.
+    theirs = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, cache_read_tokens=400, output_tokens=500),
+        "gpt-4o",
+        provider_id="openai",
+        genai_request_timestamp=T0,
+    )
+    assert priced.total_price == theirs.total_price
+
+
+def test_cached_tokens_change_only_the_input_price() -> None:
+    """Moving prompt tokens into the cache lowers the input price by the rate difference."""
+    rates = _published_rates("openai", "gpt-4o-mini")
+    registry = GenaiPricesRegistry()
+    plain = registry.price("openai", _call("gpt-4o-mini", 2000, 100))
+    cached = registry.price("openai", _call("gpt-4o-mini", 2000, 100, cached=1500))
+    assert plain is not None
+    assert cached is not None
+    saving = 1500 * (rates.input_mtok - rates.cache_read_mtok) / MILLION
+    assert plain[0] - cached[0] == saving
+    assert plain[1].output_price == cached[1].output_price
+
+
+def test_reasoning_tokens_are_billed_as_output() -> None:
+    """Reasoning tokens sit inside completion_tokens, so reporting them changes nothing."""
+    registry = GenaiPricesRegistry()
+    call = _call("gpt-4o", 100, 300)
+    with_reasoning = call.with_token_details(None, TokenDetails(reasoning_tokens=200))
+    assert registry.price("openai", call) == registry.price("openai", with_reasoning)
+
+
+def test_tiered_prices_follow_the_prompt_length() -> None:
+    """Past a tier's start every token is billed at the tier's rate (genai-prices' cliff model)."""
+    rates = _published_rates("anthropic", "claude-haiku-5-5")
+    tier = rates.input_mtok.tiers[0]
+    registry = GenaiPricesRegistry()
+    short = registry.price("anthropic", _call("claude-haiku-5-5", tier.start, 0))
+    long = registry.price("anthropic", _call("claude-haiku-5-5", tier.start + 1, 0))
+    assert short is not None
+    assert long is not None
+    assert short[0] == tier.start * rates.input_mtok.base / MILLION
+    assert long[0] == (tier.start + 1) * tier.price / MILLION
+
+
+def test_unknown_model_or_provider_is_unpriced() -> None:
+    """An unknown model or provider gives None, and with_auto_price leaves the call as it was."""
+    registry = GenaiPricesRegistry()
+    call = _call("no-such-model-xyz", 10, 10)
+    assert registry.price("openai", call) is None
+    assert registry.price("no-such-provider-xyz", _call("gpt-4o", 10, 10)) is None
+    assert call.with_auto_price(registry, "openai") == call
+
+
+def test_overrides_win_over_the_package() -> None:
+    """An override prices its model, even one the package knows; others still use the package."""
+    mine = ModelPrice(
+        input_per_million=Decimal("1.10"),
+        output_per_million=Decimal("4.40"),
+        cached_input_per_million=Decimal("0.55"),
+    )
+    registry = GenaiPricesRegistry(
+        overrides={("openai", "my-finetune"): mine, ("openai", "gpt-4o"): mine}
+    )
+    finetune = _call("my-finetune", 1000, 500, cached=400)
+    expected = StaticPricingRegistry({("openai", "my-finetune"): mine}).price("openai", finetune)
+    assert registry.price("openai", finetune) == expected
+    assert expected is not None
+    assert (
+        expected[0]
+        == (600 * Decimal("1.10") + 400 * Decimal("0.55") + 500 * Decimal("4.40")) / MILLION
+    )
+    overridden = registry.price("openai", _call("gpt-4o", 1000, 0))
+    assert overridden is not None
+    assert overridden[0] == Decimal("0.0011")
+    assert registry.price("openai", _call("gpt-4o-mini", 1000, 0)) == GenaiPricesRegistry().price(
+        "openai", _call("gpt-4o-mini", 1000, 0)
+    )
+
+
+def test_money_is_decimal() -> None:
+    """Total, input and output prices are Decimal, never float."""
+    result = GenaiPricesRegistry().price("openai", _call("gpt-4o", 1234, 567, cached=200))
+    assert result is not None
+    total, details = result
+    assert type(total) is Decimal
+    assert type(details.input_price) is Decimal
+    assert type(details.output_price) is Decimal
+
+
+def test_missing_extra_raises_an_import_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without genai-prices the registry says which extra to install."""
+    monkeypatch.setitem(sys.modules, "genai_prices", None)
+    with pytest.raises(ImportError, match=r"pip install 'chatledger\[pricing\]'"):
+        default_pricing_registry()
+    with pytest.raises(ImportError, match=r"chatledger\[pricing\]"):
+        GenaiPricesRegistry(overrides={})
+
+
+def test_pricing_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a registry and pricing known and unknown models opens no connection."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("pricing tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    registry = default_pricing_registry()
+    assert registry.price("openai", _call("gpt-4o", 100, 100, cached=10)) is not None
+    assert registry.price("anthropic", _call("claude-haiku-5-5", 100, 100)) is not None
+    assert registry.price("openai", _call("no-such-model-xyz", 1, 1)) is None
+
+
+def test_import_chatledger_does_not_load_genai_prices() -> None:
+    """The extra is loaded only when a package-backed registry is built."""
+    code = "import sys, chatledger; print('genai_prices' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
