@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import genai_prices
 import pytest
 
 from chatledger import (
@@ -21,8 +22,6 @@ from chatledger import (
     default_pricing_registry,
 )
 from chatledger.ids import uuid7
-
-genai_prices = pytest.importorskip("genai_prices")
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MILLION = Decimal(1_000_000)
