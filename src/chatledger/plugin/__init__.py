@@ -1,4 +1,4 @@
-"""Plugins around an agent's chats: the kernel, the chat events, usage accounting."""
+"""Plugins around an agent's chats: the kernel, the chat events, the persistence plugin."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from chatledger.plugin.kernel import (
     PluginStateError,
     PluginType,
 )
+from chatledger.plugin.persistence import PersistencePlugin
 
 __all__ = [
     "AgentPlugin",
     "LLMAgentEventHandler",
     "LLMResponseMetadata",
+    "PersistencePlugin",
     "PluginContext",
     "PluginMetadata",
     "PluginState",

@@ -1,0 +1,426 @@
+"""The persistence plugin: every chat turn and every LLM API call, recorded as it happens.
+
+:class:`PersistencePlugin` is an :class:`~chatledger.plugin.kernel.AgentPlugin`
+and an :class:`~chatledger.plugin.events.LLMAgentEventHandler`. Around each
+chat it saves the user's message, then the assistant's reply and one
+:class:`~chatledger.entities.LLMApiCall` linking the two (or, when the call
+failed, a non-success record with the error's status and code).
+
+Where MoFA's plugin goes wrong, this one does not:
+
+- **Concurrent chats stay apart.** The turn in progress (its request message,
+  start time and model) lives in a context variable, so each chat task sees
+  its own; MoFA kept it in fields every chat shared.
+- **Parents.** A user message's parent is the session's previous message; a
+  reply's parent is the message it answers.
+- **A store failure never fails the chat.** It is logged and counted in
+  :meth:`stats`, and the record waits in order (session before messages) to
+  be stored again: on the next record, and at :meth:`close`.
+- **The session is created on first use**, with the plugin's tenant.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Self
+
+from chatledger.entities import (
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    MessageRole,
+    TokenDetails,
+    utc_now,
+)
+from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
+from chatledger.plugin.kernel import AgentPlugin, PluginMetadata, PluginType
+from chatledger.plugin.usage import (
+    count_tokens,
+    error_code,
+    status_for_error,
+    tokens_per_second,
+)
+from chatledger.pricing import PricingRegistry
+from chatledger.stores.base import ApiCallStore, MessageStore, PersistenceStore, SessionStore
+
+__all__ = ["PersistencePlugin"]
+
+logger = logging.getLogger(__name__)
+
+CAPABILITIES = ("message_persistence", "api_call_logging", "session_history")
+_UNKNOWN_MODEL = "unknown"
+
+
+@dataclass(slots=True)
+class _Turn:
+    """One chat in progress: what its reply and API call will link to."""
+
+    request: LLMMessage
+    started: datetime
+    model: str = _UNKNOWN_MODEL
+    recorded: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A record that could not be stored yet, and how to store it."""
+
+    what: str
+    save: Callable[[], Awaitable[None]]
+    attempts: int = 1
+
+
+@dataclass(slots=True)
+class _Counters:
+    messages_saved: int = 0
+    api_calls_saved: int = 0
+    store_failures: int = 0
+    retried: int = 0
+    pending: list[_Pending] = field(default_factory=list)
+
+
+class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
+    """Records an agent's chats and its LLM API calls in a chatledger store."""
+
+    def __init__(
+        self,
+        plugin_id: str,
+        message_store: MessageStore,
+        api_call_store: ApiCallStore,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        session_id: uuid.UUID,
+        session_store: SessionStore | None = None,
+        *,
+        pricing: PricingRegistry | None = None,
+        provider: str = "openai",
+    ) -> None:
+        """Record into the given stores for one user, tenant, agent and session.
+
+        ``pricing`` (with the ``provider`` its prices are keyed by) fills each
+        API call's price; without it calls are stored unpriced.
+        """
+        AgentPlugin.__init__(
+            self,
+            PluginMetadata(
+                id=plugin_id,
+                name="chatledger persistence",
+                plugin_type=PluginType.STORAGE,
+                description="Saves chat messages and LLM API calls",
+                capabilities=CAPABILITIES,
+            ),
+        )
+        self._messages = message_store
+        self._api_calls = api_call_store
+        self._sessions = session_store
+        self._user_id = user_id
+        self._tenant_id = tenant_id
+        self._agent_id = agent_id
+        self._session_id = session_id
+        self._pricing = pricing
+        self._provider = provider
+        self._session_known = session_store is None  # nothing to create without a store
+        self._last_message: uuid.UUID | None = None
+        self._turn: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar(
+            f"chatledger_turn_{plugin_id}", default=None
+        )
+        self._counters = _Counters()
+
+    @classmethod
+    def from_store(
+        cls,
+        plugin_id: str,
+        store: PersistenceStore,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        session_id: uuid.UUID,
+        **options: Any,
+    ) -> Self:
+        """A plugin whose messages, API calls and sessions all go to ``store``."""
+        return cls(plugin_id, store, store, user_id, tenant_id, agent_id, session_id, store,
+                   **options)  # fmt: skip
+
+    def with_session_id(self, session_id: uuid.UUID) -> Self:
+        """The same plugin, recording into another session from now on."""
+        self._session_id = session_id
+        self._session_known = self._sessions is None
+        self._last_message = None
+        return self
+
+    # --- getters -------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        """The session being recorded into."""
+        return self._session_id
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        """The user whose chats are recorded."""
+        return self._user_id
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        """The tenant records belong to."""
+        return self._tenant_id
+
+    @property
+    def agent_id(self) -> uuid.UUID:
+        """The agent whose chats are recorded."""
+        return self._agent_id
+
+    @property
+    def message_store(self) -> MessageStore:
+        """Where messages go."""
+        return self._messages
+
+    @property
+    def api_call_store(self) -> ApiCallStore:
+        """Where API-call records go."""
+        return self._api_calls
+
+    @property
+    def session_store(self) -> SessionStore | None:
+        """Where sessions go, if the plugin creates them."""
+        return self._sessions
+
+    def stats(self) -> dict[str, Any]:
+        """What was stored, what failed, and what still waits to be stored."""
+        counters = self._counters
+        return {
+            **super().stats(),
+            "messages_saved": counters.messages_saved,
+            "api_calls_saved": counters.api_calls_saved,
+            "store_failures": counters.store_failures,
+            "retried": counters.retried,
+            "pending": len(counters.pending),
+        }
+
+    # --- history and manual saves --------------------------------------------------------
+
+    async def load_history(self) -> list[LLMMessage]:
+        """The session's messages, oldest first; later messages are linked after them."""
+        history = await self._messages.get_session_messages(self._session_id)
+        if history:
+            self._last_message = history[-1].id
+            self._session_known = True
+        return history
+
+    async def save_user_message(self, text: str) -> LLMMessage:
+        """Save a user message (linked after the session's last one) and return it."""
+        return await self._save_message(MessageRole.USER, text, self._last_message)
+
+    async def save_assistant_message(self, text: str) -> LLMMessage:
+        """Save an assistant message (linked after the session's last one) and return it."""
+        return await self._save_message(MessageRole.ASSISTANT, text, self._last_message)
+
+    # --- chat events ----------------------------------------------------------------------
+
+    async def before_chat(self, message: str) -> str | None:
+        """Save the user's message and open the turn it starts."""
+        await self._begin_turn(message, _UNKNOWN_MODEL)
+        return None
+
+    async def before_chat_with_model(self, message: str, model: str) -> str | None:
+        """As :meth:`before_chat`, remembering the model the turn asks for."""
+        turn = self._turn.get()
+        if turn is not None and not turn.recorded and turn.request.content.text == message:
+            turn.model = model  # before_chat already opened this turn
+        else:
+            await self._begin_turn(message, model)
+        return None
+
+    async def after_chat(self, response: str) -> str | None:
+        """Save the reply and its API call, counting tokens locally (no usage was given)."""
+        turn = self._turn.get()
+        if turn is None or turn.recorded:
+            return None
+        prompt, how = count_tokens(turn.request.content.text or "", turn.model)
+        completion, _ = count_tokens(response, turn.model)
+        metadata = LLMResponseMetadata(
+            model=turn.model, prompt_tokens=prompt, completion_tokens=completion, estimated=True
+        )
+        await self._finish_turn(turn, response, metadata, counted_by=how)
+        return None
+
+    async def after_chat_with_metadata(
+        self, response: str, metadata: LLMResponseMetadata
+    ) -> str | None:
+        """Save the reply and one API call with the model, tokens, timing and price."""
+        turn = self._turn.get()
+        if turn is None or turn.recorded:
+            return None
+        await self._finish_turn(turn, response, metadata, counted_by=None)
+        return None
+
+    async def on_error(self, error: BaseException) -> str | None:
+        """Save a non-success API call whose status follows the error."""
+        turn = self._turn.get()
+        if turn is None or turn.recorded:
+            return None
+        turn.recorded = True
+        call = LLMApiCall.failed(
+            self._session_id,
+            self._agent_id,
+            self._user_id,
+            self._tenant_id,
+            turn.request.id,
+            turn.model,
+            (str(error) or type(error).__name__)[:4000],
+            error_code(error),
+            turn.started,
+            status=status_for_error(error),
+        )
+        await self._store("api call", lambda: self._api_calls.save_api_call(call), api_call=True)
+        return None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def on_stop(self) -> None:
+        """Try once more to store whatever waits."""
+        await self.flush()
+
+    async def close(self) -> None:
+        """Store what waits, one last try each; what still fails is logged as lost."""
+        await self.flush()
+        for pending in self._counters.pending:
+            logger.error("chatledger could not store a %s; it is lost", pending.what)
+        self._counters.pending.clear()
+
+    async def flush(self) -> int:
+        """Try to store every waiting record, in order; return how many still wait."""
+        waiting, self._counters.pending = self._counters.pending, []
+        for index, pending in enumerate(waiting):
+            try:
+                await pending.save()
+            except Exception:  # noqa: BLE001  (still failing: it and all after it keep waiting)
+                pending.attempts += 1
+                logger.warning("chatledger: storing a %s failed again", pending.what)
+                self._counters.pending = waiting[index:] + self._counters.pending
+                break
+            self._counters.retried += 1
+        return len(self._counters.pending)
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _begin_turn(self, text: str, model: str) -> None:
+        request = await self._save_message(MessageRole.USER, text, self._last_message)
+        self._turn.set(_Turn(request=request, started=request.create_time, model=model))
+
+    async def _finish_turn(
+        self,
+        turn: _Turn,
+        response: str,
+        metadata: LLMResponseMetadata,
+        *,
+        counted_by: str | None,
+    ) -> None:
+        turn.recorded = True
+        reply = await self._save_message(MessageRole.ASSISTANT, response, turn.request.id)
+        model = metadata.model or turn.model
+        call = LLMApiCall.success(
+            self._session_id,
+            self._agent_id,
+            self._user_id,
+            self._tenant_id,
+            turn.request.id,
+            reply.id,
+            model,
+            metadata.prompt_tokens,
+            metadata.completion_tokens,
+            turn.started,
+            reply.create_time,
+        )
+        call = call._replace(
+            tokens_per_second=tokens_per_second(
+                call.completion_tokens, call.latency_ms, metadata.time_to_first_token_ms
+            ),
+            time_to_first_token_ms=metadata.time_to_first_token_ms,
+            api_response_id=metadata.id,
+            prompt_tokens_details=_details(
+                metadata.cached_tokens, "cached_tokens", metadata.estimated, counted_by
+            ),
+            completion_tokens_details=_details(
+                metadata.reasoning_tokens, "reasoning_tokens", metadata.estimated, counted_by
+            ),
+        )
+        if self._pricing is not None:
+            call = call.with_auto_price(self._pricing, self._provider)
+        await self._store("api call", lambda: self._api_calls.save_api_call(call), api_call=True)
+
+    async def _save_message(
+        self, role: MessageRole, text: str, parent: uuid.UUID | None
+    ) -> LLMMessage:
+        await self._ensure_session()
+        message = LLMMessage.new(
+            self._session_id, self._agent_id, self._user_id, self._tenant_id, role, text
+        )
+        if parent is not None:
+            message = message.with_parent(parent)
+        self._last_message = message.id
+        await self._store("message", lambda: self._messages.save_message(message), api_call=False)
+        return message
+
+    async def _ensure_session(self) -> None:
+        if self._session_known or self._sessions is None:
+            return
+        sessions = self._sessions
+        session_id = self._session_id
+        self._session_known = True  # from here on, the session is stored or waiting in order
+
+        async def create() -> None:
+            if await sessions.get_session(session_id) is None:
+                now = utc_now()
+                await sessions.create_session(
+                    ChatSession(
+                        id=session_id,
+                        user_id=self._user_id,
+                        agent_id=self._agent_id,
+                        tenant_id=self._tenant_id,
+                        create_time=now,
+                        update_time=now,
+                    )
+                )
+
+        await self._store("session", create, api_call=None)
+
+    async def _store(
+        self, what: str, save: Callable[[], Awaitable[None]], *, api_call: bool | None
+    ) -> None:
+        """Store a record; on failure keep it, in order, for later. Never raises."""
+        if self._counters.pending and await self.flush():
+            self._counters.pending.append(_Pending(what, save))  # keep the order
+            return
+        try:
+            await save()
+        except Exception:
+            self._counters.store_failures += 1
+            logger.warning("chatledger could not store a %s; it will be retried", what,
+                           exc_info=True)  # fmt: skip
+            self._counters.pending.append(_Pending(what, save))
+            return
+        if api_call is True:
+            self._counters.api_calls_saved += 1
+        elif api_call is False:
+            self._counters.messages_saved += 1
+
+
+def _details(
+    subset: int | None, name: str, estimated: bool, counted_by: str | None
+) -> TokenDetails | None:
+    """Token details holding ``subset`` under ``name``, marked when counts were estimated."""
+    data: dict[str, Any] = {}
+    if subset is not None:
+        data[name] = subset
+    if estimated:
+        data["estimated"] = True
+        if counted_by is not None:
+            data["counted_by"] = counted_by
+    return TokenDetails(**data) if data else None

@@ -1,0 +1,247 @@
+"""PersistencePlugin: every turn and API call recorded, correctly linked, never failing a chat."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
+from chatledger.errors import StoreConnectionError
+from chatledger.ids import uuid7
+from chatledger.plugin import LLMResponseMetadata, PluginType
+from chatledger.plugin.persistence import PersistencePlugin
+from chatledger.pricing import ModelPrice, StaticPricingRegistry
+from chatledger.stores.memory import InMemoryStore
+
+
+def _plugin(store: Any, **options: Any) -> PersistencePlugin:
+    return PersistencePlugin.from_store(
+        "persistence", store, uuid7(), uuid7(), uuid7(), uuid7(), **options
+    )
+
+
+async def _calls(store: InMemoryStore, plugin: PersistencePlugin) -> list[LLMApiCall]:
+    return await store.query_api_calls(QueryFilter(session_id=plugin.session_id, limit=10_000))
+
+
+async def test_a_turn_is_two_linked_messages_and_one_call_with_every_figure() -> None:
+    """User message, reply (its child), and an API call with model, tokens, timing and id."""
+    store = InMemoryStore()
+    plugin = _plugin(store)
+    assert plugin.metadata.plugin_type is PluginType.STORAGE
+    assert set(plugin.metadata.capabilities) == {
+        "message_persistence",
+        "api_call_logging",
+        "session_history",
+    }
+    await plugin.before_chat_with_model("What is 2 + 2?", "gpt-4o-mini")
+    metadata = LLMResponseMetadata(
+        id="chatcmpl-1",
+        model="gpt-4o-mini-2024-07-18",
+        prompt_tokens=120,
+        completion_tokens=30,
+        cached_tokens=100,
+        reasoning_tokens=10,
+        finish_reason="stop",
+        time_to_first_token_ms=0,
+    )
+    await plugin.after_chat_with_metadata("4", metadata)
+
+    session = await store.get_session(plugin.session_id)
+    assert session is not None
+    assert session.tenant_id == plugin.tenant_id  # MoFA left it nil
+    question, answer = await store.get_session_messages(plugin.session_id)
+    assert (question.role, question.content.text) == (MessageRole.USER, "What is 2 + 2?")
+    assert (answer.role, answer.content.text) == (MessageRole.ASSISTANT, "4")
+    assert answer.parent_message_id == question.id
+    (call,) = await _calls(store, plugin)
+    assert (call.request_message_id, call.response_message_id) == (question.id, answer.id)
+    assert call.model_name == "gpt-4o-mini-2024-07-18"  # the model that answered
+    assert (call.prompt_tokens, call.completion_tokens, call.total_tokens) == (120, 30, 150)
+    assert call.prompt_tokens_details is not None
+    assert call.prompt_tokens_details.cached_tokens == 100
+    assert call.completion_tokens_details is not None
+    assert call.completion_tokens_details.reasoning_tokens == 10
+    assert (call.api_response_id, call.time_to_first_token_ms) == ("chatcmpl-1", 0)
+    assert call.status is ApiCallStatus.SUCCESS
+    assert call.latency_ms is not None
+    assert plugin.stats()["messages_saved"] == 2
+    assert plugin.stats()["api_calls_saved"] == 1
+
+
+async def test_two_hundred_concurrent_chats_each_link_their_own_records() -> None:
+    """Chats interleaving at random through one plugin never swap requests or replies."""
+    store = InMemoryStore()
+    plugin = _plugin(store)
+    rng = random.Random(3)
+
+    async def chat(number: int) -> None:
+        await plugin.before_chat(f"question {number}")
+        await asyncio.sleep(rng.random() / 200)
+        metadata = LLMResponseMetadata(
+            model="m", prompt_tokens=number, completion_tokens=number + 1
+        )
+        await plugin.after_chat_with_metadata(f"answer {number}", metadata)
+
+    await asyncio.gather(*(chat(number) for number in range(200)))
+    messages = {m.id: m for m in await store.get_session_messages(plugin.session_id)}
+    calls = await _calls(store, plugin)
+    assert len(messages) == 400
+    assert len(calls) == 200
+    for call in calls:
+        request = messages[call.request_message_id].content.text
+        response = messages[call.response_message_id].content.text
+        assert request == f"question {call.prompt_tokens}"
+        assert response == f"answer {call.prompt_tokens}"
+        assert call.completion_tokens == call.prompt_tokens + 1
+        assert messages[call.response_message_id].parent_message_id == call.request_message_id
+
+
+def _status_error(status: int, body: Any = None) -> openai.APIStatusError:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(status, request=request)
+    if status == 429:
+        return openai.RateLimitError("slow down", response=response, body=body)
+    return openai.InternalServerError("server error", response=response, body=body)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (TimeoutError("read timed out"), ApiCallStatus.TIMEOUT, None),
+        (_status_error(429, {"code": "rate_limit_exceeded"}), ApiCallStatus.RATE_LIMITED,
+         "rate_limit_exceeded"),
+        (asyncio.CancelledError(), ApiCallStatus.CANCELLED, None),
+        (_status_error(500), ApiCallStatus.FAILED, "500"),
+    ],
+)  # fmt: skip
+async def test_a_failed_call_is_recorded_with_its_status_and_code(
+    error: BaseException, status: ApiCallStatus, code: str | None
+) -> None:
+    """on_error stores a non-success call linked to its request, with no reply."""
+    store = InMemoryStore()
+    plugin = _plugin(store)
+    await plugin.before_chat_with_model("hello", "gpt-4o")
+    await plugin.on_error(error)
+    (call,) = await _calls(store, plugin)
+    (request,) = await store.get_session_messages(plugin.session_id)
+    assert (call.status, call.error_code) == (status, code)
+    assert call.request_message_id == request.id
+    assert call.model_name == "gpt-4o"
+    assert call.error_message
+
+
+async def test_without_usage_tokens_are_counted_and_marked_estimated() -> None:
+    """after_chat alone (no metadata): tokens counted locally, details say estimated."""
+    store = InMemoryStore()
+    plugin = _plugin(store)
+    await plugin.before_chat("x" * 40)
+    await plugin.after_chat("y" * 8)
+    (call,) = await _calls(store, plugin)
+    assert call.prompt_tokens > 0
+    assert call.completion_tokens > 0
+    for details in (call.prompt_tokens_details, call.completion_tokens_details):
+        assert details is not None
+        assert details.extra["estimated"] is True
+
+
+async def test_calls_are_priced_with_cached_input_at_its_own_rate() -> None:
+    """A pricing registry fills total_price and price_details, in Decimal."""
+    prices = StaticPricingRegistry(
+        {("openai", "gpt-4o"): ModelPrice(Decimal(2), Decimal(8), Decimal("0.5"))}
+    )
+    store = InMemoryStore()
+    plugin = _plugin(store, pricing=prices, provider="openai")
+    await plugin.before_chat("q")
+    metadata = LLMResponseMetadata(
+        model="gpt-4o", prompt_tokens=1_000_000, completion_tokens=100_000, cached_tokens=500_000
+    )
+    await plugin.after_chat_with_metadata("a", metadata)
+    (call,) = await _calls(store, plugin)
+    # 500,000 fresh at 2/M + 500,000 cached at 0.5/M + 100,000 out at 8/M
+    assert call.total_price == Decimal("1.0") + Decimal("0.25") + Decimal("0.8")
+    assert call.price_details is not None
+    assert call.price_details.input_price == Decimal("1.25")
+
+
+class _FlakyStore(InMemoryStore):
+    """Fails every save while ``down``."""
+
+    down = False
+
+    async def create_session(self, session: Any) -> None:
+        self._fail()
+        await super().create_session(session)
+
+    async def save_message(self, message: Any) -> None:
+        self._fail()
+        await super().save_message(message)
+
+    async def save_api_call(self, call: Any) -> None:
+        self._fail()
+        await super().save_api_call(call)
+
+    def _fail(self) -> None:
+        if self.down:
+            raise StoreConnectionError("the database is down")
+
+
+async def test_a_store_failure_never_fails_the_chat_and_the_records_come_later() -> None:
+    """While the store is down hooks still return; the records wait, in order, and land."""
+    store = _FlakyStore()
+    plugin = _plugin(store)
+    store.down = True
+    await plugin.before_chat("asked while the store was down")
+    await plugin.after_chat_with_metadata(
+        "answered", LLMResponseMetadata(model="m", prompt_tokens=3, completion_tokens=1)
+    )
+    stats = plugin.stats()
+    # the session failed; the message, the reply and the call queued up behind it
+    assert (stats["store_failures"], stats["pending"]) == (1, 4)
+    assert await store.get_session(plugin.session_id) is None
+
+    store.down = False
+    await plugin.before_chat("asked after it came back")  # stores what waited first
+    assert plugin.stats()["pending"] == 0
+    assert plugin.stats()["retried"] == 4
+    texts = [m.content.text for m in await store.get_session_messages(plugin.session_id)]
+    assert texts == ["asked while the store was down", "answered", "asked after it came back"]
+    assert len(await _calls(store, plugin)) == 1
+
+
+async def test_close_flushes_what_waits() -> None:
+    """close() stores the waiting records when the store is back."""
+    store = _FlakyStore()
+    plugin = _plugin(store)
+    store.down = True
+    await plugin.save_user_message("kept for later")
+    store.down = False
+    await plugin.close()
+    assert plugin.stats()["pending"] == 0
+    assert [m.content.text for m in await store.get_session_messages(plugin.session_id)] == [
+        "kept for later"
+    ]
+
+
+async def test_history_is_loaded_and_new_messages_link_after_it() -> None:
+    """load_history returns the session's messages; the next message's parent is the last."""
+    store = InMemoryStore()
+    first = _plugin(store)
+    await first.save_user_message("one")
+    reply = await first.save_assistant_message("two")
+    again = PersistencePlugin.from_store(
+        "again", store, first.user_id, first.tenant_id, first.agent_id, first.session_id
+    )
+    history = await again.load_history()
+    assert [m.content.text for m in history] == ["one", "two"]
+    following = await again.save_user_message("three")
+    assert following.parent_message_id == reply.id
+    moved = again.with_session_id(uuid7())
+    assert moved.session_id != first.session_id
+    assert (await moved.save_user_message("elsewhere")).parent_message_id is None
