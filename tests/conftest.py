@@ -1,12 +1,17 @@
-"""Fixtures shared by the test modules: one scratch database per module and server."""
+"""Fixtures shared by the test modules: scratch server databases, and a store of each kind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from scratch_databases import mysql_database, postgres_database
+import chatledger
+from chatledger.stores.base import PersistenceStore
+from chatledger.stores.memory import InMemoryStore
+from chatledger.stores.sqlite import SqliteStore
+from scratch_databases import empty_tables, mysql_database, postgres_database
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +26,31 @@ def mysql_url() -> Iterator[str]:
     """The URL of a MariaDB/MySQL database this module has to itself."""
     with mysql_database() as url:
         yield url
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.server),
+        pytest.param("mysql", marks=pytest.mark.server),
+    ]
+)
+async def any_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[PersistenceStore]:
+    """Each backend in turn, empty: memory, an SQLite file, PostgreSQL, MariaDB."""
+    if request.param == "memory":
+        store: PersistenceStore = InMemoryStore()
+    elif request.param == "sqlite":
+        store = await SqliteStore.connect(tmp_path / "any.db")
+    else:
+        url = request.getfixturevalue(
+            f"{'postgres' if request.param == 'postgresql' else 'mysql'}_url"
+        )
+        store = await chatledger.connect(url)
+        await empty_tables(url)
+    try:
+        yield store
+    finally:
+        await store.close()

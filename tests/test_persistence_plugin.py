@@ -17,6 +17,7 @@ from chatledger.ids import uuid7
 from chatledger.plugin import LLMResponseMetadata, PluginType
 from chatledger.plugin.persistence import PersistencePlugin
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
+from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 
 
@@ -26,13 +27,15 @@ def _plugin(store: Any, **options: Any) -> PersistencePlugin:
     )
 
 
-async def _calls(store: InMemoryStore, plugin: PersistencePlugin) -> list[LLMApiCall]:
+async def _calls(store: PersistenceStore, plugin: PersistencePlugin) -> list[LLMApiCall]:
     return await store.query_api_calls(QueryFilter(session_id=plugin.session_id, limit=10_000))
 
 
-async def test_a_turn_is_two_linked_messages_and_one_call_with_every_figure() -> None:
+async def test_a_turn_is_two_linked_messages_and_one_call_with_every_figure(
+    any_store: PersistenceStore,
+) -> None:
     """User message, reply (its child), and an API call with model, tokens, timing and id."""
-    store = InMemoryStore()
+    store = any_store
     plugin = _plugin(store)
     assert plugin.metadata.plugin_type is PluginType.STORAGE
     assert set(plugin.metadata.capabilities) == {
@@ -75,9 +78,11 @@ async def test_a_turn_is_two_linked_messages_and_one_call_with_every_figure() ->
     assert plugin.stats()["api_calls_saved"] == 1
 
 
-async def test_two_hundred_concurrent_chats_each_link_their_own_records() -> None:
+async def test_two_hundred_concurrent_chats_each_link_their_own_records(
+    any_store: PersistenceStore,
+) -> None:
     """Chats interleaving at random through one plugin never swap requests or replies."""
-    store = InMemoryStore()
+    store = any_store
     plugin = _plugin(store)
     rng = random.Random(3)
 

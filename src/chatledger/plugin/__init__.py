@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatledger.plugin.context import PersistenceContext
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import (
     AgentPlugin,
@@ -17,6 +18,7 @@ __all__ = [
     "AgentPlugin",
     "LLMAgentEventHandler",
     "LLMResponseMetadata",
+    "PersistenceContext",
     "PersistencePlugin",
     "PluginContext",
     "PluginMetadata",

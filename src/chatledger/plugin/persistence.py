@@ -21,6 +21,7 @@ Where MoFA's plugin goes wrong, this one does not:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import uuid
@@ -131,6 +132,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             f"chatledger_turn_{plugin_id}", default=None
         )
         self._counters = _Counters()
+        self._session_lock = asyncio.Lock()
 
     @classmethod
     def from_store(
@@ -364,16 +366,21 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         )
         if parent is not None:
             message = message.with_parent(parent)
-        self._last_message = message.id
         await self._store("message", lambda: self._messages.save_message(message), api_call=False)
+        # Only now may later messages name it as their parent: a concurrent chat
+        # linking to a message not yet stored would fail its foreign key.
+        self._last_message = message.id
         return message
 
     async def _ensure_session(self) -> None:
         if self._session_known or self._sessions is None:
             return
-        sessions = self._sessions
-        session_id = self._session_id
-        self._session_known = True  # from here on, the session is stored or waiting in order
+        async with self._session_lock:  # concurrent first chats wait for one creation
+            if not self._session_known:
+                await self._create_session(self._sessions, self._session_id)
+                self._session_known = True  # stored, or waiting first in line
+
+    async def _create_session(self, sessions: SessionStore, session_id: uuid.UUID) -> None:
 
         async def create() -> None:
             if await sessions.get_session(session_id) is None:
