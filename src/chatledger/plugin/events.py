@@ -3,7 +3,9 @@
 :class:`LLMAgentEventHandler` has one coroutine per moment of a chat; each
 may return a replacement text (``None`` keeps the original). The default
 implementation of every method does nothing, so a handler overrides only
-the moments it cares about. :class:`LLMResponseMetadata` is what the agent
+the moments it cares about. The agent calls the richest form of each hook
+(``before_chat_with_model``, ``after_chat_with_metadata``), whose defaults
+call the plain ones. :class:`LLMResponseMetadata` is what the agent
 knows about a completed response: the model that answered, the token counts
 the provider reported (or that were estimated), and the stream's timing.
 """
@@ -47,8 +49,12 @@ class LLMAgentEventHandler:
         return None
 
     async def before_chat_with_model(self, message: str, model: str) -> str | None:
-        """Before ``message`` is sent to ``model``; return a replacement or None."""
-        return None
+        """Before ``message`` is sent to ``model``; by default, :meth:`before_chat`.
+
+        The agent calls this one; a handler that only cares about the text
+        overrides :meth:`before_chat` instead.
+        """
+        return await self.before_chat(message)
 
     async def after_chat(self, response: str) -> str | None:
         """After the reply arrived; return a replacement or None."""
@@ -57,8 +63,8 @@ class LLMAgentEventHandler:
     async def after_chat_with_metadata(
         self, response: str, metadata: LLMResponseMetadata
     ) -> str | None:
-        """After the reply arrived, with what is known about it; return a replacement or None."""
-        return None
+        """After the reply arrived, with what is known about it; by default, :meth:`after_chat`."""
+        return await self.after_chat(response)
 
     async def on_tool_call(self, name: str, arguments: Any) -> str | None:
         """When the model asks for tool ``name``; return a result to use instead, or None."""

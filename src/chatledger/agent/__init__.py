@@ -1,0 +1,26 @@
+"""The agent (``LLMAgent``, built by ``LLMAgentBuilder``) and the providers it talks to."""
+
+from __future__ import annotations
+
+from chatledger.agent.agent import LLMAgent, LLMAgentBuilder
+from chatledger.agent.providers import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    LLMProvider,
+    ScriptedProvider,
+    ScriptedReply,
+    StreamEnd,
+)
+
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "Completion",
+    "LLMAgent",
+    "LLMAgentBuilder",
+    "LLMProvider",
+    "ScriptedProvider",
+    "ScriptedReply",
+    "StreamEnd",
+]
