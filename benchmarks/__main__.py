@@ -14,6 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
+from benchmarks.plugin_overhead import TURNS, run_plugin_overhead, sqlite_opener
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
 from benchmarks.scratch_databases import ServerUnavailableError
 from benchmarks.server_reads import run_server_reads
@@ -103,6 +104,31 @@ async def _server(backend: Backend, sizes: Sizes, command: str) -> Part:
     )
 
 
+async def _plugin(sizes: Sizes, command: str) -> Part:
+    turns = TURNS[sizes.name]
+    postgres = BACKENDS[0]
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        backends = [("SQLite", sqlite_opener(Path(tmp)))]
+        try:
+            await postgres.server.probe()
+        except ServerUnavailableError as exc:
+            print(f"plugin overhead without PostgreSQL: {exc}", file=sys.stderr, flush=True)
+            section = await run_plugin_overhead(backends, turns, _progress)
+        else:
+            async with postgres.server.scratch_database() as url:
+                backends.append(("PostgreSQL", postgres.opener(url, 10)))
+                section = await run_plugin_overhead(backends, turns, _progress)
+    return Part(
+        key="plugin",
+        title="Plugin overhead (PersistencePlugin around LLMAgent)",
+        raw="without plugin",
+        peers=(),
+        command=command,
+        sizes=f"turns={turns:,} per side and concurrency",
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -110,6 +136,8 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     for backend in BACKENDS:
         if backend.key in only:
             parts.append(await _server(backend, sizes, command))
+    if "plugin" in only:
+        parts.append(await _plugin(sizes, command))
     return parts
 
 
