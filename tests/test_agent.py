@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 import pytest
 
@@ -95,9 +95,9 @@ async def test_without_reported_usage_the_agent_counts_and_says_so() -> None:
 
 async def test_errors_are_recorded_and_raised_unless_a_handler_answers() -> None:
     """A 429 is recorded as rate-limited and raised; a handler's reply can stand in."""
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
     limited = openai.RateLimitError(
-        "slow down", response=httpx.Response(429, request=request), body=None
+        "slow down", response=httpx2.Response(429, request=request), body=None
     )
     store = InMemoryStore()
     plugin = _plugin(store)

@@ -7,7 +7,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 import pytest
 
@@ -109,8 +109,8 @@ async def test_two_hundred_concurrent_chats_each_link_their_own_records(
 
 
 def _status_error(status: int, body: Any = None) -> openai.APIStatusError:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-    response = httpx.Response(status, request=request)
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(status, request=request)
     if status == 429:
         return openai.RateLimitError("slow down", response=response, body=body)
     return openai.InternalServerError("server error", response=response, body=body)
@@ -250,3 +250,49 @@ async def test_history_is_loaded_and_new_messages_link_after_it() -> None:
     moved = again.with_session_id(uuid7())
     assert moved.session_id != first.session_id
     assert (await moved.save_user_message("elsewhere")).parent_message_id is None
+
+
+async def test_in_the_background_chats_do_not_wait_and_flush_stores_everything(
+    any_store: PersistenceStore,
+) -> None:
+    """background=True: hooks return at once; flush() stores every record, linked and in order."""
+    plugin = PersistencePlugin.from_store(
+        "bg", any_store, uuid7(), uuid7(), uuid7(), uuid7(), background=True
+    )
+
+    async def chat(number: int) -> None:
+        await plugin.before_chat(f"question {number}")
+        metadata = LLMResponseMetadata(model="m", prompt_tokens=number, completion_tokens=1)
+        await plugin.after_chat_with_metadata(f"answer {number}", metadata)
+
+    await asyncio.gather(*(chat(number) for number in range(150)))
+    assert await plugin.flush() == 0
+    messages = {m.id: m for m in await any_store.get_session_messages(plugin.session_id)}
+    calls = await _calls(any_store, plugin)
+    assert (len(messages), len(calls)) == (300, 150)
+    for call in calls:
+        assert messages[call.request_message_id].content.text == f"question {call.prompt_tokens}"
+        assert messages[call.response_message_id].content.text == f"answer {call.prompt_tokens}"
+    assert plugin.stats()["messages_saved"] == 300
+    assert plugin.stats()["api_calls_saved"] == 150
+    await plugin.close()
+
+
+async def test_in_the_background_a_down_store_keeps_records_until_it_is_back() -> None:
+    """The writer stops at a failure; the next flush after recovery stores everything."""
+    store = _FlakyStore()
+    plugin = PersistencePlugin.from_store(
+        "bg", store, uuid7(), uuid7(), uuid7(), uuid7(), background=True
+    )
+    store.down = True
+    await plugin.before_chat("while down")
+    await plugin.after_chat_with_metadata(
+        "still down", LLMResponseMetadata(model="m", prompt_tokens=1, completion_tokens=1)
+    )
+    assert await plugin.flush() == 4  # session, two messages, the call
+    assert plugin.stats()["store_failures"] >= 1
+    store.down = False
+    assert await plugin.flush() == 0
+    texts = [m.content.text for m in await store.get_session_messages(plugin.session_id)]
+    assert texts == ["while down", "still down"]
+    assert len(await _calls(store, plugin)) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import httpx
+import httpx2
 import openai
 import pytest
 
@@ -14,8 +14,8 @@ from chatledger.plugin import usage
 from chatledger.plugin.usage import count_tokens, error_code, status_for_error, tokens_per_second
 
 
-def _response(status: int) -> httpx.Response:
-    return httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/v1/chat"))
+def _response(status: int) -> httpx2.Response:
+    return httpx2.Response(status, request=httpx2.Request("POST", "http://127.0.0.1/v1/chat"))
 
 
 class _CodedError(Exception):
@@ -49,7 +49,7 @@ def test_status_and_code_of_openai_sdk_errors() -> None:
     )
     assert status_for_error(limited) is ApiCallStatus.RATE_LIMITED
     assert error_code(limited) == "rate_limit_exceeded"
-    timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1"))
+    timeout = openai.APITimeoutError(request=httpx2.Request("POST", "http://127.0.0.1"))
     assert status_for_error(timeout) is ApiCallStatus.TIMEOUT
     broken = openai.InternalServerError("oops", response=_response(500), body=None)
     assert status_for_error(broken) is ApiCallStatus.FAILED
@@ -58,7 +58,7 @@ def test_status_and_code_of_openai_sdk_errors() -> None:
 
 def test_a_bare_429_is_rate_limited() -> None:
     """Any error carrying HTTP 429, whatever its class, is rate-limited."""
-    error = httpx.HTTPStatusError("429", request=_response(429).request, response=_response(429))
+    error = httpx2.HTTPStatusError("429", request=_response(429).request, response=_response(429))
     assert status_for_error(error) is ApiCallStatus.RATE_LIMITED
     assert error_code(error) == "429"
 

@@ -69,10 +69,11 @@ class _Turn:
 
 @dataclass(slots=True)
 class _Pending:
-    """A record that could not be stored yet, and how to store it."""
+    """A record not stored yet: what it is, the record itself, and how to store it alone."""
 
-    what: str
+    what: str  # "session", "message" or "api call"
     save: Callable[[], Awaitable[None]]
+    record: Any = None  # the message or API call, so the writer can batch them
     attempts: int = 1
 
 
@@ -101,11 +102,17 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         *,
         pricing: PricingRegistry | None = None,
         provider: str = "openai",
+        background: bool = False,
     ) -> None:
         """Record into the given stores for one user, tenant, agent and session.
 
         ``pricing`` (with the ``provider`` its prices are keyed by) fills each
-        API call's price; without it calls are stored unpriced.
+        API call's price; without it calls are stored unpriced. With
+        ``background`` the chat does not wait for the store: records queue in
+        order and a writer task stores them in batches; :meth:`flush` waits for
+        them, and :meth:`close` stores what is left. A crash can then lose the
+        records of the last moments; without it each hook returns once its
+        records are committed.
         """
         AgentPlugin.__init__(
             self,
@@ -133,6 +140,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         )
         self._counters = _Counters()
         self._session_lock = asyncio.Lock()
+        self._background = background
+        self._writer: asyncio.Task[None] | None = None
+        self._drain_lock = asyncio.Lock()
 
     @classmethod
     def from_store(
@@ -209,6 +219,8 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
     async def load_history(self) -> list[LLMMessage]:
         """The session's messages, oldest first; later messages are linked after them."""
+        if self._background:
+            await self.flush()
         history = await self._messages.get_session_messages(self._session_id)
         if history:
             self._last_message = history[-1].id
@@ -280,7 +292,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             turn.started,
             status=status_for_error(error),
         )
-        await self._store("api call", lambda: self._api_calls.save_api_call(call), api_call=True)
+        await self._store(
+            "api call", lambda: self._api_calls.save_api_call(call), api_call=True, record=call
+        )
         return None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -298,6 +312,11 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
     async def flush(self) -> int:
         """Try to store every waiting record, in order; return how many still wait."""
+        if self._background:
+            if self._writer is not None:
+                await asyncio.wait([self._writer])
+            await self._drain()
+            return len(self._counters.pending)
         waiting, self._counters.pending = self._counters.pending, []
         for index, pending in enumerate(waiting):
             try:
@@ -311,6 +330,73 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         return len(self._counters.pending)
 
     # --- internals ------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Store waiting records in order, messages and API calls each in batches.
+
+        Messages and API calls do not refer to each other, so all waiting
+        messages go in one batch and all waiting calls in another; a session
+        goes first, alone, since its messages refer to it. A batch that fails
+        is stored again one record at a time: the records before a bad one
+        land, and it waits with everything after it.
+        """
+        async with self._drain_lock:
+            pending = self._counters.pending
+            while pending:
+                if pending[0].what == "session":
+                    runs = [[pending[0]]]
+                else:
+                    prefix: list[_Pending] = []
+                    for item in pending:
+                        if item.what == "session" or len(prefix) == 2 * _BATCH:
+                            break  # a later session's messages wait until it is stored
+                        prefix.append(item)
+                    runs = [
+                        [item for item in prefix if item.what == kind]
+                        for kind in ("message", "api call")
+                    ]
+                for run in runs:
+                    if run and not await self._store_run(run):
+                        return
+
+    async def _store_run(self, run: list[_Pending]) -> bool:
+        """Store ``run`` (one kind) as a batch, else one by one; False at the first failure."""
+        what = run[0].what
+        try:
+            if len(run) == 1:
+                await run[0].save()
+            elif what == "message":
+                await self._messages.save_messages([item.record for item in run])
+            else:
+                await self._api_calls.save_api_calls([item.record for item in run])
+            stored = len(run)
+        except Exception:  # noqa: BLE001  (kept; retried on the next record or flush)
+            stored = await self._save_one_by_one(run) if len(run) > 1 else 0
+        done = {id(item) for item in run[:stored]}
+        self._counters.pending[:] = [i for i in self._counters.pending if id(i) not in done]
+        self._counted(what, stored)
+        if stored == len(run):
+            return True
+        self._counters.store_failures += 1
+        run[stored].attempts += 1
+        logger.warning("chatledger could not store a %s; it will be retried", what)
+        return False
+
+    @staticmethod
+    async def _save_one_by_one(run: list[_Pending]) -> int:
+        """Store ``run`` in order until one fails; return how many were stored."""
+        for stored, item in enumerate(run):
+            try:
+                await item.save()
+            except Exception:  # noqa: BLE001  (the caller counts and logs it)
+                return stored
+        return len(run)
+
+    def _counted(self, what: str, count: int) -> None:
+        if what == "message":
+            self._counters.messages_saved += count
+        elif what == "api call":
+            self._counters.api_calls_saved += count
 
     async def _begin_turn(self, text: str, model: str) -> None:
         request = await self._save_message(MessageRole.USER, text, self._last_message)
@@ -355,7 +441,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         )
         if self._pricing is not None:
             call = call.with_auto_price(self._pricing, self._provider)
-        await self._store("api call", lambda: self._api_calls.save_api_call(call), api_call=True)
+        await self._store(
+            "api call", lambda: self._api_calls.save_api_call(call), api_call=True, record=call
+        )
 
     async def _save_message(
         self, role: MessageRole, text: str, parent: uuid.UUID | None
@@ -366,7 +454,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         )
         if parent is not None:
             message = message.with_parent(parent)
-        await self._store("message", lambda: self._messages.save_message(message), api_call=False)
+        await self._store(
+            "message", lambda: self._messages.save_message(message), api_call=False, record=message
+        )
         # Only now may later messages name it as their parent: a concurrent chat
         # linking to a message not yet stored would fail its foreign key.
         self._last_message = message.id
@@ -399,9 +489,19 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         await self._store("session", create, api_call=None)
 
     async def _store(
-        self, what: str, save: Callable[[], Awaitable[None]], *, api_call: bool | None
+        self,
+        what: str,
+        save: Callable[[], Awaitable[None]],
+        *,
+        api_call: bool | None,
+        record: Any = None,
     ) -> None:
         """Store a record; on failure keep it, in order, for later. Never raises."""
+        if self._background:
+            self._counters.pending.append(_Pending(what, save, record))
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.ensure_future(self._drain())
+            return
         if self._counters.pending and await self.flush():
             self._counters.pending.append(_Pending(what, save))  # keep the order
             return
@@ -417,6 +517,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             self._counters.api_calls_saved += 1
         elif api_call is False:
             self._counters.messages_saved += 1
+
+
+_BATCH = 500  # records per save_messages / save_api_calls in the background writer
 
 
 def _details(
