@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatledger.agent.agent import LLMAgent, LLMAgentBuilder
+from chatledger.agent.openai_provider import OpenAIProvider
 from chatledger.agent.providers import (
     ChatMessage,
     ChatRequest,
@@ -20,6 +21,7 @@ __all__ = [
     "LLMAgent",
     "LLMAgentBuilder",
     "LLMProvider",
+    "OpenAIProvider",
     "ScriptedProvider",
     "ScriptedReply",
     "StreamEnd",
