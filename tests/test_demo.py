@@ -1,104 +1,183 @@
-"""The demo program: what it saves, what it prints, and that runs accumulate."""
+"""The demo program: an agent streaming three sessions, recorded, resumed run after run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
+import chatledger.demo
 from chatledger import ApiCallStatus, MessageRole, QueryFilter, UsageStatistics, sync
-from chatledger.demo import DEMO_TENANT, DEMO_USER, SESSIONS_PER_RUN, main
+from chatledger.demo import (
+    DEMO_AGENT,
+    DEMO_PRICES,
+    DEMO_TENANT,
+    DEMO_USER,
+    MODELS,
+    TOPICS,
+    DemoRateLimitError,
+    main,
+    pricing_registry,
+)
+from chatledger.plugin.usage import error_code, status_for_error
 
 
 def _statistics(url: str) -> UsageStatistics:
     with sync.connect(url) as store:
-        stats: UsageStatistics = store.get_statistics(QueryFilter().tenant(DEMO_TENANT))
+        stats: UsageStatistics = store.get_statistics(QueryFilter())
         return stats
 
 
-def _printed_total_calls(output: str) -> int:
-    """The calls column of the first ``total`` row the usage table printed."""
-    totals = [line.split() for line in output.splitlines() if line.startswith("total ")]
-    assert totals, output
-    return int(totals[0][1].replace(",", ""))
+def _messages_by_session(url: str) -> dict[str, int]:
+    with sync.connect(url) as store:
+        return {
+            str(session.id): store.count_session_messages(session.id)
+            for session in store.get_user_sessions(DEMO_USER)
+        }
 
 
-def test_each_run_appends_and_the_usage_covers_every_run(
+def _printed_row(output: str, name: str) -> list[str]:
+    """The cells of the usage table's row for ``name`` (a model, or ``total``)."""
+    rows = [line.split() for line in output.splitlines() if line.startswith(f"{name} ")]
+    assert len(rows) == 1, output
+    return rows[0]
+
+
+def test_two_runs_stream_record_and_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two runs save two sets of sessions; the printed totals match the database's, doubled."""
+    """Run twice: the transcript, the table by model with costs, a 429 stored, sessions resumed."""
     url = f"sqlite:///{tmp_path}/demo.db"
 
     assert main(["--db", url]) == 0
     first = capsys.readouterr().out
-    after_one = _statistics(url)
+    sessions_after_one = _messages_by_session(url)
+    stats_after_one = _statistics(url)
 
     assert main(["--db", url]) == 0
     second = capsys.readouterr().out
-    after_two = _statistics(url)
+    sessions_after_two = _messages_by_session(url)
+    stats_after_two = _statistics(url)
 
-    assert after_one.total_calls > 0
-    assert after_one.status_counts[ApiCallStatus.RATE_LIMITED] == 1
-    assert after_one.total_cached_tokens > 0
-    assert after_one.total_reasoning_tokens > 0
-    assert after_one.total_cost is not None
-    assert after_one.total_cost > 0
-    assert after_two.total_calls == 2 * after_one.total_calls
-    assert after_two.total_tokens == 2 * after_one.total_tokens
-    assert _printed_total_calls(first) == after_one.total_calls
-    assert _printed_total_calls(second) == after_two.total_calls
+    # The transcript, streamed and labelled.
     assert "chatledger demo, run 1:" in first
     assert "chatledger demo, run 2:" in second
-    assert "2 demo runs so far" in second
+    for number, topic in enumerate(TOPICS, start=1):
+        assert f"Session {number} of {len(TOPICS)}: {topic.title}" in first
+    assert "  user       I have a free weekend in Lisbon. What should I not miss?" in first
+    assert "  assistant  Start early in Alfama" in first
+    assert "rate_limited, error rate_limit_exceeded" in first
+    assert first.count("new session ") == len(TOPICS)
+    assert "new session " not in second
+    assert second.count("resumed ") == len(TOPICS)
+    assert "  user       Where can I hear fado?" in second
+
+    # The usage table: both models, a cost column, totals that match the database.
+    for out, stats in ((first, stats_after_one), (second, stats_after_two)):
+        assert "cost (USD)" in out
+        for model in MODELS:
+            assert float(_printed_row(out, model)[-1].replace(",", "")) > 0
+        total = _printed_row(out, "total")
+        assert int(total[1]) == stats.total_calls
+        assert max(len(line) for line in out.splitlines() if url not in line) <= 80
+
+    # Every run meets one 429, stored as rate_limited; the second run resumes the sessions.
+    assert stats_after_one.status_counts[ApiCallStatus.RATE_LIMITED] == 1
+    assert stats_after_two.status_counts[ApiCallStatus.RATE_LIMITED] == 2
+    assert stats_after_two.total_calls > stats_after_one.total_calls
+    assert stats_after_one.total_cost is not None
+    assert stats_after_two.total_cost is not None
+    assert stats_after_two.total_cost > stats_after_one.total_cost
+    assert len(sessions_after_one) == len(TOPICS)
+    assert sessions_after_two.keys() == sessions_after_one.keys()
+    for session_id, count in sessions_after_one.items():
+        assert sessions_after_two[session_id] > count
 
 
-def test_prints_the_transcript_and_the_usage_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The output shows each session's messages, the tool call, the failed call and the table."""
-    url = f"sqlite:///{tmp_path}/demo.db"
-    assert main(["--db", url]) == 0
-    out = capsys.readouterr().out
-
-    for number in range(1, SESSIONS_PER_RUN + 1):
-        assert f"Session {number} of {SESSIONS_PER_RUN}" in out
-    assert "  user       I have a free weekend in Lisbon." in out
-    assert '  assistant  calls get_weather(city="Lisbon"' in out
-    assert "  tool       result: {" in out
-    assert "rate_limited, error 429" in out
-    for header in ("calls", "success", "failed", "cost (USD)", "p95 latency", "reasoning"):
-        assert header in out
-    for model in ("gpt-4o-mini", "gpt-4o", "o4-mini"):
-        assert any(line.startswith(f"{model} ") for line in out.splitlines()), model
-    assert max(len(line) for line in out.splitlines() if url not in line) <= 80
-
-
-def test_saved_messages_chain_to_the_one_before(tmp_path: Path) -> None:
-    """Every message's parent is the message saved before it in its session; calls link both."""
+def test_the_rate_limited_call_is_in_the_ledger(tmp_path: Path) -> None:
+    """The refused turn: its user message is stored, its call is rate_limited with its code."""
     url = f"sqlite:///{tmp_path}/demo.db"
     assert main(["--db", url]) == 0
 
     with sync.connect(url) as store:
+        (call,) = store.query_api_calls(QueryFilter().with_status(ApiCallStatus.RATE_LIMITED))
+        assert call.tenant_id == DEMO_TENANT
+        assert call.agent_id == DEMO_AGENT
+        assert call.error_code == "rate_limit_exceeded"
+        request = store.get_message(call.request_message_id)
+        assert request is not None
+        assert request.role is MessageRole.USER
+
+
+def test_saved_messages_chain_and_calls_link_them(tmp_path: Path) -> None:
+    """Across two runs every message's parent is the one before it; every call links its own."""
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert main(["--db", url]) == 0
+    assert main(["--db", url]) == 0
+
+    with sync.connect(url) as store:
         sessions = store.get_user_sessions(DEMO_USER)
-        assert len(sessions) == SESSIONS_PER_RUN
+        assert sorted(session.title or "" for session in sessions) == sorted(
+            topic.title for topic in TOPICS
+        )
         for session in sessions:
-            assert session.title
             assert session.tenant_id == DEMO_TENANT
             messages = store.get_session_messages(session.id)
             assert messages[0].parent_message_id is None
             for before, message in pairwise(messages):
                 assert message.parent_message_id == before.id
-            ids = {message.id for message in messages}
+            by_id = {message.id: message for message in messages}
             for call in store.query_api_calls(QueryFilter().session(session.id)):
-                assert call.request_message_id in ids
+                assert by_id[call.request_message_id].role is MessageRole.USER
                 if call.status is ApiCallStatus.SUCCESS:
-                    assert call.response_message_id in ids
-                    response = next(m for m in messages if m.id == call.response_message_id)
-                    assert response.role is MessageRole.ASSISTANT
-                    assert call.api_response_id
-                    assert call.time_to_first_token_ms is not None
+                    assert call.response_message_id is not None
+                    assert by_id[call.response_message_id].role is MessageRole.ASSISTANT
+                    assert call.model_name in MODELS
+                    assert call.time_to_first_token_ms is not None  # streamed
                     assert call.total_price is not None
+
+
+def test_make_demo_writes_chatledger_db_in_the_working_directory(tmp_path: Path) -> None:
+    """``python -m chatledger.demo`` with no options: ./chatledger.db, exit 0, offline."""
+    env = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
+    for run in (1, 2):
+        done = subprocess.run(
+            [sys.executable, "-m", "chatledger.demo"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"chatledger demo, run {run}:" in done.stdout
+    assert (tmp_path / "chatledger.db").is_file()
+
+
+def test_the_offline_rate_limit_error_maps_to_rate_limited() -> None:
+    """Without the openai package the demo's own 429 error is still recorded as rate_limited."""
+    error = DemoRateLimitError("slow down")
+    assert status_for_error(error) is ApiCallStatus.RATE_LIMITED
+    assert error_code(error) == "rate_limit_exceeded"
+
+
+def test_without_genai_prices_the_demo_uses_labelled_demo_prices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When genai-prices is missing, the static table is used and says it is not live."""
+
+    def missing() -> None:
+        raise ImportError("No module named 'genai_prices'")
+
+    monkeypatch.setattr(chatledger.demo, "default_pricing_registry", missing)
+    registry, label = pricing_registry()
+    assert registry is DEMO_PRICES
+    assert "demo prices" in label
 
 
 def test_a_database_that_cannot_be_opened_exits_with_1(

@@ -1,60 +1,59 @@
-"""An offline agent conversation saved to a database, then its transcript and usage.
+"""An offline agent, recorded by its persistence plugin, then the usage of every run.
 
-``python -m chatledger.demo [--db URL]`` (what ``make demo`` runs) writes one
-run of a scripted conversation: three sessions of one tenant, user and agent,
-with a tool call, token details, prices and one rate-limited call. It then
-reads back the sessions it wrote and prints their transcript, and the usage
-by model of every run the database holds. Nothing goes over the network.
+``python -m chatledger.demo [--db URL]`` (what ``make demo`` runs) builds an
+:class:`~chatledger.agent.LLMAgent` on a :class:`~chatledger.agent.ScriptedProvider`
+(no network, no key) with a :class:`~chatledger.plugin.PersistencePlugin` on
+``./chatledger.db``. The agent streams a conversation across three sessions,
+one of its calls is refused with HTTP 429, and the plugin records every
+message and every API call, priced. The transcript is printed as it streams,
+then a usage table by model over everything the database holds.
 
-The times are real: the run ends now and the calls take plausible latencies.
-Each run appends three new sessions, so the usage grows run after run.
-This module stands in for ``chatledger demo`` until the agent and its
-persistence plugin exist.
+Run it again and it resumes: it finds the three sessions it created before
+(fixed demo tenant, user and agent ids), loads their history and continues
+each one, so the sessions grow and the usage table covers every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import importlib
 import os
 import sys
-import textwrap
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from chatledger import (
     ApiCallStatus,
     ChatSession,
     LLMApiCall,
-    LLMMessage,
-    MessageContent,
-    MessageRole,
     ModelPrice,
-    NotFoundError,
     PersistenceError,
     PersistenceStore,
     QueryFilter,
     StaticPricingRegistry,
-    TokenDetails,
-    ToolCallContent,
-    ToolResultContent,
     UsageStatistics,
     connect,
     uuid7,
 )
+from chatledger.agent import LLMAgent, LLMAgentBuilder, ScriptedProvider, ScriptedReply
 from chatledger.entities import utc_now
+from chatledger.plugin import PersistencePlugin
+from chatledger.pricing import PricingRegistry, default_pricing_registry
 
 __all__ = [
     "DEFAULT_DB",
     "DEMO_AGENT",
     "DEMO_TENANT",
     "DEMO_USER",
-    "SESSIONS_PER_RUN",
+    "MODELS",
+    "TOPICS",
+    "DemoRateLimitError",
     "main",
+    "run_demo",
 ]
 
 DEFAULT_DB = "sqlite:///./chatledger.db"
@@ -65,483 +64,354 @@ DEMO_USER = uuid.UUID("01970000-0000-7000-8000-00000000d3e1")
 DEMO_AGENT = uuid.UUID("01970000-0000-7000-8000-00000000d3e2")
 
 PROVIDER = "openai"
-PRICES = StaticPricingRegistry(
+MODELS = ("gpt-4o-mini", "gpt-4o")
+"""The agent asks for the first; the provider answers planning questions with the second."""
+
+# Used only when genai-prices is not installed (or does not know a model): clearly not live.
+DEMO_PRICES = StaticPricingRegistry(
     {  # USD per million tokens: input, output, cached input
         (PROVIDER, "gpt-4o-mini"): ModelPrice(Decimal("0.15"), Decimal("0.60"), Decimal("0.075")),
         (PROVIDER, "gpt-4o"): ModelPrice(Decimal("2.50"), Decimal("10.00"), Decimal("1.25")),
-        (PROVIDER, "o4-mini"): ModelPrice(Decimal("1.10"), Decimal("4.40"), Decimal("0.275")),
     }
 )
 
 WIDTH = 80
-_LABEL = 11  # width of the role column in the transcript
-_RUN_KEY = "demo_run"  # session metadata: which run of the demo wrote it
+_INDENT = 13  # the transcript's text column: two spaces, the role, padding
+_TOPIC_KEY = "demo_topic"  # session metadata: which topic a session holds
+_RUNS_KEY = "demo_runs"  # session metadata: how many runs have chatted in it
+
+
+class DemoRateLimitError(Exception):
+    """A stand-in for ``openai.RateLimitError`` when the ``openai`` package is absent."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+
+_RATE_LIMIT_MESSAGE = (
+    "Rate limit reached for gpt-4o-mini: tokens per min (TPM): limit 200000. "
+    "Please try again in 1.2s."
+)
+
+
+def _rate_limit_error() -> Exception:
+    """The error a provider raises on HTTP 429: the real SDK's when it is installed."""
+    try:
+        import openai
+    except ImportError:
+        return DemoRateLimitError(_RATE_LIMIT_MESSAGE)
+    # openai builds its errors on the HTTP library it ships with: httpx2 in recent
+    # releases, httpx before; the response must come from that one.
+    for name in ("httpx2", "httpx"):
+        try:
+            http: Any = importlib.import_module(name)
+        except ImportError:
+            continue
+        request = http.Request("POST", "https://api.openai.com/v1/chat/completions")
+        return openai.RateLimitError(
+            _RATE_LIMIT_MESSAGE,
+            response=http.Response(429, request=request),
+            body={"message": _RATE_LIMIT_MESSAGE, "code": "rate_limit_exceeded"},
+        )
+    return DemoRateLimitError(_RATE_LIMIT_MESSAGE)
 
 
 # --- the script --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Said:
-    """A user message or a tool result, ``after_ms`` after the step before it."""
+class Turn:
+    """What the user asks and what the scripted provider answers (or the error it raises)."""
 
-    role: MessageRole
-    content: MessageContent
-    after_ms: int
-
-    @property
-    def duration_ms(self) -> int:
-        """How long this step moves the clock."""
-        return self.after_ms
+    question: str
+    reply: ScriptedReply
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """An assistant message and the API call that produced it, sent right after the step before."""
+class Topic:
+    """One session: its title, the turns of its first run and the follow-ups of later runs."""
 
-    content: MessageContent
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    latency_ms: int
-    ttft_ms: int
-
-    @property
-    def duration_ms(self) -> int:
-        """How long this step moves the clock."""
-        return self.latency_ms
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimited:
-    """An API call the provider refused with HTTP 429; no assistant message."""
-
-    model: str
-    latency_ms: int
-    error_message: str
-
-    @property
-    def duration_ms(self) -> int:
-        """How long this step moves the clock."""
-        return self.latency_ms
-
-
-Step = Said | Reply | RateLimited
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """One session's title and steps, starting ``after_ms`` after the session before."""
-
+    key: str
     title: str
-    after_ms: int
-    steps: tuple[Step, ...]
+    opening: tuple[Turn, ...]
+    follow_ups: tuple[Turn, ...]
+    refused: Turn | None = None  # a last turn of every run, which the provider refuses
+
+    def turns(self, run: int) -> tuple[Turn, ...]:
+        """The turns of run ``run`` (1-based): the opening, then one follow-up per run."""
+        turns = self.opening if run == 1 else (self.follow_ups[(run - 2) % len(self.follow_ups)],)
+        return turns if self.refused is None else (*turns, self.refused)
 
 
-def _user(text: str, after_ms: int) -> Said:
-    return Said(MessageRole.USER, MessageContent.from_text(text), after_ms)
+def _mini(text: str, prompt: int, completion: int, cached: int = 0) -> ScriptedReply:
+    return ScriptedReply(text, prompt, completion, cached_tokens=cached)
 
 
-def _script(today: date) -> tuple[Conversation, ...]:
-    """The conversation of one run; the weather question is about the coming Saturday."""
-    saturday = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
-    call_id = f"call_{uuid.uuid4().hex[:24]}"
-    return (
-        Conversation(
-            "A weekend in Lisbon",
-            0,
-            (
-                _user("I have a free weekend in Lisbon. What should I not miss?", 0),
-                Reply(
-                    MessageContent.from_text(
-                        "Start early in Alfama, before the crowds: the Sé, the Miradouro de "
-                        "Santa Luzia and a ride on tram 28. Spend Saturday afternoon in Belém "
-                        "for the tower, the monastery and a pastel de nata. Keep Sunday for "
-                        "LX Factory and the sunset at the Miradouro da Senhora do Monte."
-                    ),
-                    "gpt-4o-mini",
-                    prompt_tokens=1236,
-                    completion_tokens=96,
-                    cached_tokens=0,
-                    reasoning_tokens=0,
-                    latency_ms=1420,
-                    ttft_ms=310,
+def _big(text: str, prompt: int, completion: int, cached: int = 0) -> ScriptedReply:
+    return ScriptedReply(text, prompt, completion, cached_tokens=cached, model="gpt-4o")
+
+
+TOPICS = (
+    Topic(
+        "lisbon",
+        "A weekend in Lisbon",
+        (
+            Turn(
+                "I have a free weekend in Lisbon. What should I not miss?",
+                _mini(
+                    "Start early in Alfama, before the crowds: the Sé, the Miradouro de Santa "
+                    "Luzia and a ride on tram 28. Spend Saturday afternoon in Belém for the "
+                    "tower, the monastery and a pastel de nata.",
+                    1236,
+                    64,
                 ),
-                _user("And if it rains on Saturday?", 21_400),
-                Reply(
-                    MessageContent.from_text(
-                        "Swap Belém for the Gulbenkian museum and the Oceanário, both indoors "
-                        "and a short metro ride apart; the Time Out Market is a covered lunch "
-                        "stop in between."
-                    ),
-                    "gpt-4o-mini",
-                    prompt_tokens=1351,
-                    completion_tokens=58,
-                    cached_tokens=1280,
-                    reasoning_tokens=0,
-                    latency_ms=1080,
-                    ttft_ms=270,
+            ),
+            Turn(
+                "And if it rains on Saturday?",
+                _mini(
+                    "Swap Belém for the Gulbenkian museum and the Oceanário, both indoors and "
+                    "a short metro ride apart.",
+                    1318,
+                    31,
+                    cached=1280,
                 ),
             ),
         ),
-        Conversation(
-            "Packing for the weather",
-            94_000,
-            (
-                _user("Will I need a jacket in Lisbon this Saturday?", 0),
-                Reply(
-                    MessageContent.from_tool_calls(
-                        [
-                            ToolCallContent(
-                                id=call_id,
-                                name="get_weather",
-                                arguments={"city": "Lisbon", "date": saturday.isoformat()},
-                            )
-                        ]
-                    ),
-                    "gpt-4o",
-                    prompt_tokens=1410,
-                    completion_tokens=22,
-                    cached_tokens=1280,
-                    reasoning_tokens=0,
-                    latency_ms=840,
-                    ttft_ms=610,
-                ),
-                Said(
-                    MessageRole.TOOL,
-                    MessageContent.from_tool_result(
-                        ToolResultContent(
-                            tool_call_id=call_id,
-                            content=json.dumps(
-                                {"high_c": 19, "low_c": 13, "rain_mm": 2.5, "wind_kmh": 24}
-                            ),
-                        )
-                    ),
-                    180,
-                ),
-                Reply(
-                    MessageContent.from_text(
-                        "Yes, pack a light jacket: Saturday peaks at 19°C but drops to 13°C "
-                        "in the evening, with a little rain and a breeze off the river."
-                    ),
-                    "gpt-4o",
-                    prompt_tokens=1489,
-                    completion_tokens=41,
-                    cached_tokens=1408,
-                    reasoning_tokens=0,
-                    latency_ms=1120,
-                    ttft_ms=450,
+        (
+            Turn(
+                "Where can I hear fado?",
+                _mini("Try a small tasca in Alfama or Mouraria after 9 pm.", 1402, 18, 1280),
+            ),
+            Turn(
+                "Is a day trip to Sintra worth it?",
+                _mini(
+                    "Yes: take the train from Rossio (40 min) and start at Pena before noon.",
+                    1410,
+                    22,
+                    1280,
                 ),
             ),
         ),
-        Conversation(
-            "A two-day plan",
-            131_000,
-            (
-                _user("Turn that into a two-day plan with walking times, from Baixa.", 0),
-                Reply(
-                    MessageContent.from_text(
-                        "Day 1: Baixa to the Sé (10 min), up to Santa Luzia (10 min), tram 28 "
-                        "to Graça for lunch, then down to Cais do Sodré (25 min) and tram 15 "
-                        "to Belém. Day 2: the Gulbenkian in the morning (metro, 20 min), LX "
-                        "Factory after lunch, and Senhora do Monte for the sunset."
-                    ),
-                    "o4-mini",
-                    prompt_tokens=1530,
-                    completion_tokens=612,
-                    cached_tokens=1408,
-                    reasoning_tokens=448,
-                    latency_ms=6850,
-                    ttft_ms=4920,
-                ),
-                _user("Can you add dinner bookings for both evenings?", 38_700),
-                # Last on purpose: LLMApiCall.failed measures its latency up to now.
-                RateLimited(
-                    "o4-mini",
-                    380,
-                    "Rate limit reached for o4-mini: tokens per min (TPM) limit 200000. "
-                    "Please try again in 1.2s.",
+    ),
+    Topic(
+        "packing",
+        "Packing for the weather",
+        (
+            Turn(
+                "Will I need a jacket in Lisbon this Saturday?",
+                _mini(
+                    "Yes, a light one: around 19°C by day, 13°C at night, with a breeze off "
+                    "the river.",
+                    1410,
+                    27,
+                    cached=1280,
                 ),
             ),
         ),
-    )
-
-
-SESSIONS_PER_RUN = len(_script(date(2025, 1, 1)))
-"""How many sessions one run of the demo appends."""
-
-
-# --- writing one run ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Written:
-    """One session of the run with its messages and API calls, ready to save."""
-
-    session: ChatSession
-    messages: list[LLMMessage]
-    calls: list[LLMApiCall]
-
-
-def _span_ms(script: Sequence[Conversation]) -> int:
-    return sum(conv.after_ms + sum(step.duration_ms for step in conv.steps) for conv in script)
-
-
-def _build_run(run: int, script: Sequence[Conversation], end: datetime) -> list[_Written]:
-    """The records of one run, timed so that its last step ends at ``end``."""
-    clock = end - timedelta(milliseconds=_span_ms(script))
-    written = []
-    for conversation in script:
-        clock += timedelta(milliseconds=conversation.after_ms)
-        session = ChatSession(
-            id=uuid7(),
-            user_id=DEMO_USER,
-            agent_id=DEMO_AGENT,
-            tenant_id=DEMO_TENANT,
-            title=conversation.title,
-            metadata={_RUN_KEY: run},
-            create_time=clock,
-            update_time=clock,
-        )
-        messages: list[LLMMessage] = []
-        calls: list[LLMApiCall] = []
-        for step in conversation.steps:
-            previous = messages[-1] if messages else None
-            request_time = clock
-            clock += timedelta(milliseconds=step.duration_ms)
-            if isinstance(step, Said):
-                messages.append(_message(session, step.role, step.content, clock, previous))
-            elif isinstance(step, Reply):
-                if previous is None:
-                    raise ValueError(f"{conversation.title!r}: a reply needs a message before it")
-                reply = _message(session, MessageRole.ASSISTANT, step.content, clock, previous)
-                messages.append(reply)
-                calls.append(_success(step, session, previous, reply, request_time, clock))
-            else:
-                if previous is None:
-                    raise ValueError(f"{conversation.title!r}: a call needs a message before it")
-                calls.append(
-                    LLMApiCall.failed(
-                        session.id,
-                        DEMO_AGENT,
-                        DEMO_USER,
-                        DEMO_TENANT,
-                        previous.id,
-                        step.model,
-                        step.error_message,
-                        "429",
-                        request_time,
-                        status=ApiCallStatus.RATE_LIMITED,
-                    )
-                )
-        written.append(_Written(session, messages, calls))
-    return written
-
-
-def _message(
-    session: ChatSession,
-    role: MessageRole,
-    content: MessageContent,
-    at: datetime,
-    parent: LLMMessage | None,
-) -> LLMMessage:
-    return LLMMessage(
-        id=uuid7(),
-        parent_message_id=None if parent is None else parent.id,
-        chat_session_id=session.id,
-        agent_id=session.agent_id,
-        user_id=session.user_id,
-        tenant_id=session.tenant_id,
-        role=role,
-        content=content,
-        create_time=at,
-        update_time=at,
-    )
-
-
-def _success(
-    step: Reply,
-    session: ChatSession,
-    request: LLMMessage,
-    response: LLMMessage,
-    request_time: datetime,
-    response_time: datetime,
-) -> LLMApiCall:
-    return (
-        LLMApiCall.success(
-            session.id,
-            session.agent_id,
-            session.user_id,
-            session.tenant_id,
-            request.id,
-            response.id,
-            step.model,
-            step.prompt_tokens,
-            step.completion_tokens,
-            request_time,
-            response_time,
-        )
-        .with_token_details(
-            TokenDetails(cached_tokens=step.cached_tokens),
-            TokenDetails(reasoning_tokens=step.reasoning_tokens),
-        )
-        .with_time_to_first_token(step.ttft_ms)
-        .with_api_response_id(f"chatcmpl-{uuid.uuid4().hex[:29]}")
-        .with_auto_price(PRICES, PROVIDER)
-    )
-
-
-async def _previous_runs(store: PersistenceStore) -> set[int]:
-    """The run numbers the demo's sessions in ``store`` carry."""
-    runs = set()
-    for session in await store.get_user_sessions(DEMO_USER):
-        value = session.metadata.get(_RUN_KEY)
-        if isinstance(value, int):
-            runs.add(value)
-    return runs
-
-
-async def _save(store: PersistenceStore, written: Iterable[_Written]) -> None:
-    for item in written:
-        await store.create_session(item.session)
-        await store.save_messages(item.messages)  # one transaction per session
-        await store.save_api_calls(item.calls)
+        (
+            Turn(
+                "Which shoes for the hills, then?",
+                _mini("Trainers with a good grip: the cobbles are slippery.", 1452, 14, 1408),
+            ),
+            Turn(
+                "An umbrella too?",
+                _mini("A small folding one; the wind makes big ones useless.", 1460, 15, 1408),
+            ),
+        ),
+        # Every run meets one 429: the plugin records it as rate_limited and the chat goes on.
+        Turn("Anything else to pack?", ScriptedReply(error=_rate_limit_error())),
+    ),
+    Topic(
+        "plan",
+        "A two-day plan",
+        (
+            Turn(
+                "Turn all that into a two-day plan from Baixa.",
+                _big(
+                    "Day 1: the Sé and Santa Luzia, tram 28 to Graça for lunch, then Belém. "
+                    "Day 2: the Gulbenkian in the morning, LX Factory after lunch, and "
+                    "Senhora do Monte for the sunset.",
+                    1530,
+                    58,
+                    cached=1408,
+                ),
+            ),
+        ),
+        (
+            Turn(
+                "Add dinner for both evenings.",
+                _big(
+                    "Day 1: seafood at Cervejaria Ramiro. Day 2: petiscos in Bairro Alto.",
+                    1604,
+                    21,
+                    1536,
+                ),
+            ),
+            Turn(
+                "Make day 2 lighter on walking.",
+                _big("Take the metro to the Gulbenkian and a taxi to LX Factory.", 1630, 16, 1536),
+            ),
+        ),
+    ),
+)
 
 
 # --- printing ------------------------------------------------------------------------------
 
 
-def _wrap(label: str, text: str) -> list[str]:
-    """``text`` wrapped to the page, ``label`` in the role column of its first line."""
-    return textwrap.wrap(
-        text,
-        width=WIDTH,
-        initial_indent=f"  {label:<{_LABEL}}",
-        subsequent_indent=" " * (_LABEL + 2),
-        break_on_hyphens=False,
-    ) or [f"  {label}"]
+def _out(text: str = "", end: str = "\n") -> None:
+    print(text, end=end, flush=True)  # flushed so the stream shows piece by piece
 
 
-def _describe(content: MessageContent) -> str:
-    if content.tool_calls:
-        return "; ".join(
-            f"calls {call.name}({_arguments(call.arguments)})" for call in content.tool_calls
-        )
-    if content.tool_result is not None:
-        error = " (error)" if content.tool_result.is_error else ""
-        return f"result{error}: {content.tool_result.content}"
-    if content.text is not None:
-        return content.text
-    return json.dumps(content.extra, default=str)
+class _StreamPrinter:
+    """Prints streamed pieces after a role label, wrapping words at ``WIDTH`` columns."""
+
+    def __init__(self, label: str) -> None:
+        """Start a line with ``label`` in the role column."""
+        _out(f"  {label:<{_INDENT - 2}}", end="")
+        self._column = _INDENT
+        self._space = False
+
+    def write(self, piece: str) -> None:
+        """Print one piece (a word and maybe a trailing space)."""
+        word = piece.rstrip(" ")
+        if word:
+            needed = len(word) + (1 if self._space else 0)
+            if self._column + needed > WIDTH and self._column > _INDENT:
+                _out()
+                _out(" " * _INDENT, end="")
+                self._column = _INDENT
+            elif self._space:
+                _out(" ", end="")
+                self._column += 1
+            _out(word, end="")
+            self._column += len(word)
+        self._space = piece.endswith(" ")
+
+    def end(self) -> None:
+        """Finish the line."""
+        _out()
 
 
-def _arguments(arguments: object) -> str:
-    if isinstance(arguments, dict):
-        return ", ".join(f"{key}={json.dumps(value)}" for key, value in arguments.items())
-    return json.dumps(arguments, default=str)
+def _say(label: str, text: str) -> None:
+    printer = _StreamPrinter(label)
+    for word in text.split(" "):
+        printer.write(word + " ")
+    printer.end()
 
 
-def _describe_call(call: LLMApiCall) -> list[str]:
-    """The call behind a message, in parts that a line break may separate."""
+def _describe_call(call: LLMApiCall) -> str:
     if call.status is not ApiCallStatus.SUCCESS:
-        return [
-            f"-- {call.model_name}: {call.status.value}",
-            f"error {call.error_code}",
-            f"{_ms(call.latency_ms)}; no reply",
-        ]
-    subsets = []
-    if call.prompt_tokens_details is not None and call.prompt_tokens_details.cached_tokens:
-        subsets.append(f"{call.prompt_tokens_details.cached_tokens:,} cached")
-    if call.completion_tokens_details is not None:
-        reasoning = call.completion_tokens_details.reasoning_tokens
-        if reasoning:
-            subsets.append(f"{reasoning:,} reasoning")
-    detail = f" ({', '.join(subsets)})" if subsets else ""
-    return [
-        f"-- {call.model_name}",
-        f"{call.prompt_tokens:,} + {call.completion_tokens:,} tokens{detail}",
-        _ms(call.latency_ms),
-        _cost(call.total_price),
-    ]
+        return f"[{call.model_name}: {call.status.value}, error {call.error_code}]"
+    cached = 0 if call.prompt_tokens_details is None else call.prompt_tokens_details.cached_tokens
+    cost = "unpriced" if call.total_price is None else f"${call.total_price:.6f}"
+    return (
+        f"[{call.model_name}: {call.prompt_tokens:,} in ({cached or 0:,} cached), "
+        f"{call.completion_tokens:,} out, {cost}]"
+    )
 
 
-def _pack(parts: Sequence[str]) -> list[str]:
-    """``parts`` joined by commas into indented lines that fit the page."""
-    indent = " " * (_LABEL + 2)
-    lines = [indent + parts[0]]
-    for part in parts[1:]:
-        if len(lines[-1]) + 2 + len(part) + 1 <= WIDTH:
-            lines[-1] += f", {part}"
-        else:
-            lines[-1] += ","
-            lines.append(indent + part)
-    return lines
+def _heading(text: str) -> str:
+    return f"== {text} ".ljust(WIDTH, "=")
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{round(value):,} ms"
+# --- the program ---------------------------------------------------------------------------
 
 
-def _cost(value: Decimal | None) -> str:
-    return "-" if value is None else f"${value:,.6f}"
+def pricing_registry() -> tuple[PricingRegistry, str]:
+    """genai-prices' bundled table when it prices every demo model, else labelled demo prices."""
+    try:
+        registry: PricingRegistry = default_pricing_registry()
+    except ImportError:
+        return DEMO_PRICES, "demo prices (genai-prices is not installed), not live rates"
+    now = utc_now()
+    for model in MODELS:
+        probe = LLMApiCall.success(
+            uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), model, 1, 1, now, now
+        )
+        if registry.price(PROVIDER, probe) is None:
+            return DEMO_PRICES, f"demo prices (genai-prices does not know {model})"
+    return registry, "genai-prices' bundled table, in USD"
 
 
-async def _transcript(store: PersistenceStore, sessions: Sequence[ChatSession]) -> list[str]:
-    """The sessions as read back from ``store``: each message, and the call behind a reply."""
-    lines = []
-    for number, session in enumerate(sessions, start=1):
-        stored = await store.get_session(session.id)
-        if stored is None:
-            raise NotFoundError(f"session {session.id} was saved but cannot be read back")
-        heading = f"== Session {number} of {len(sessions)}: {stored.title or '(untitled)'} "
-        lines += ["", heading.ljust(WIDTH, "=")]
-        started = stored.create_time.strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"  id {stored.id}, started {started}")
-        calls = await store.query_api_calls(QueryFilter().session(session.id))
-        ok = ApiCallStatus.SUCCESS
-        succeeded = {call.response_message_id: call for call in calls if call.status is ok}
-        failed = {call.request_message_id: call for call in calls if call.status is not ok}
-        for message in await store.get_session_messages(session.id):
-            lines += _wrap(message.role.value, _describe(message.content))
-            for call in (succeeded.get(message.id), failed.get(message.id)):
-                if call is not None:
-                    lines += _pack(_describe_call(call))
-    return lines
+async def _demo_sessions(store: PersistenceStore) -> dict[str, ChatSession]:
+    """The sessions earlier runs created, by topic (the newest if a topic has several)."""
+    found: dict[str, ChatSession] = {}
+    for session in await store.get_user_sessions(DEMO_USER):  # most recently updated first
+        topic = session.metadata.get(_TOPIC_KEY)
+        if session.agent_id == DEMO_AGENT and isinstance(topic, str):
+            found.setdefault(topic, session)
+    return found
 
 
-_CALL_COLUMNS = ("model", "calls", "success", "failed", "cost (USD)", "avg latency", "p95 latency")
-_TOKEN_COLUMNS = ("model", "prompt", "completion", "cached", "reasoning", "total")
+async def _enter(
+    agent: LLMAgent, store: PersistenceStore, topic: Topic, known: ChatSession | None, run: int
+) -> ChatSession:
+    """Resume the topic's session, or create it with a title; print what happened."""
+    if known is not None:
+        await agent.switch_session(known.id)
+        earlier = len(agent.history)
+        _out(f"  resumed {known.id}: {earlier} earlier messages")
+        if agent.history:
+            last = agent.history[-1]
+            text = last.content if len(last.content) <= 50 else last.content[:47] + "..."
+            _out(f"  last: {last.role}: {text}")
+        session = known.with_metadata(_RUNS_KEY, run)
+        await store.update_session(session)
+        return session
+    session_id = await agent.create_session()
+    now = utc_now()
+    # Created here rather than on first use by the plugin, so that it has a title to show.
+    session = ChatSession(
+        id=session_id,
+        user_id=DEMO_USER,
+        agent_id=DEMO_AGENT,
+        tenant_id=DEMO_TENANT,
+        title=topic.title,
+        metadata={_TOPIC_KEY: topic.key, _RUNS_KEY: run},
+        create_time=now,
+        update_time=now,
+    )
+    await store.create_session(session)
+    _out(f"  new session {session_id}")
+    return session
 
 
-def _call_cells(name: str, stats: UsageStatistics) -> list[str]:
-    cost = "-" if stats.total_cost is None else f"{stats.total_cost:,.6f}"
+async def _chat(agent: LLMAgent, store: PersistenceStore, session: ChatSession, turn: Turn) -> None:
+    """Stream one turn, then print the API call the plugin recorded for it."""
+    _say("user", turn.question)
+    printer = _StreamPrinter("assistant")
+    try:
+        async for piece in agent.chat_stream(turn.question):
+            printer.write(piece)
+    except Exception as exc:  # noqa: BLE001  (the demo shows the error and goes on)
+        for word in f"(no reply: {type(exc).__name__}; the agent moves on)".split(" "):
+            printer.write(word + " ")
+    printer.end()
+    newest = await store.query_api_calls(QueryFilter().session(session.id).paginate(0, 1))
+    if newest:
+        _out(" " * _INDENT + _describe_call(newest[0]))
+
+
+_COLUMNS = ("model", "calls", "ok", "429", "prompt", "cached", "completion", "cost (USD)")
+
+
+def _cells(name: str, stats: UsageStatistics) -> list[str]:
     return [
         name,
         f"{stats.total_calls:,}",
         f"{stats.success_count:,}",
-        f"{stats.failed_count:,}",
-        cost,
-        _ms(stats.avg_latency_ms),
-        _ms(stats.p95_latency_ms),
-    ]
-
-
-def _token_cells(name: str, stats: UsageStatistics) -> list[str]:
-    return [
-        name,
+        f"{stats.status_counts.get(ApiCallStatus.RATE_LIMITED, 0):,}",
         f"{stats.total_prompt_tokens:,}",
-        f"{stats.total_completion_tokens:,}",
         f"{stats.total_cached_tokens:,}",
-        f"{stats.total_reasoning_tokens:,}",
-        f"{stats.total_tokens:,}",
+        f"{stats.total_completion_tokens:,}",
+        "-" if stats.total_cost is None else f"{stats.total_cost:,.6f}",
     ]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Columns sized to their cells, numbers right-aligned, a rule above the last row."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
 
     def line(cells: Sequence[str]) -> str:
         first = cells[0].ljust(widths[0])
@@ -549,59 +419,67 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
         return "  ".join((first, *rest)).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
-    return [line(header), rule, *(line(row) for row in rows[:-1]), rule, line(rows[-1])]
+    return [line(_COLUMNS), rule, *(line(row) for row in rows[:-1]), rule, line(rows[-1])]
 
 
-async def _usage(store: PersistenceStore, runs: int) -> list[str]:
-    """Usage by model of every demo call in ``store``, then the totals."""
-    query = QueryFilter().tenant(DEMO_TENANT)
-    breakdown = await store.get_usage_breakdown(query, ["model"])
-    total = await store.get_statistics(query)
-    named = [(str(bucket.keys["model"]), bucket.stats) for bucket in breakdown]
-    named.append(("total", total))
-    plural = "run" if runs == 1 else "runs"
-    heading = f"== Usage by model: the whole database, {runs} demo {plural} so far "
-    return [
-        "",
-        heading.ljust(WIDTH, "="),
-        f"  tenant {DEMO_TENANT}; every run appends {SESSIONS_PER_RUN} new sessions",
-        "",
-        *_table(_CALL_COLUMNS, [_call_cells(name, stats) for name, stats in named]),
-        "",
-        *_table(_TOKEN_COLUMNS, [_token_cells(name, stats) for name, stats in named]),
-        "",
-        "Prompt tokens include cached ones; completion tokens include reasoning ones.",
-    ]
+async def _usage(store: PersistenceStore, prices: str) -> None:
+    """Print the usage by model of every call in the database, then the totals."""
+    everything = QueryFilter()
+    breakdown = await store.get_usage_breakdown(everything, ["model"])
+    rows = [_cells(str(bucket.keys["model"]), bucket.stats) for bucket in breakdown]
+    rows.append(_cells("total", await store.get_statistics(everything)))
+    _out()
+    _out(_heading("Usage by model, every run in the database"))
+    for line in _table(rows):
+        _out(line)
+    _out("429: calls refused as rate_limited. Prompt tokens include cached ones.")
+    _out(f"Prices: {prices}.")
 
 
-# --- the program ---------------------------------------------------------------------------
-
-
-async def run_demo(url: str) -> list[str]:
-    """Write one run into the database at ``url``; return the lines to print."""
+async def run_demo(url: str) -> int:
+    """Chat one run into the database at ``url``, printing as it goes; return the run number."""
+    registry, prices = pricing_registry()
     async with await connect(url) as store:
-        run = max(await _previous_runs(store), default=0) + 1
-        end = utc_now()
-        written = _build_run(run, _script(end.astimezone(UTC).date()), end)
-        await _save(store, written)
-        messages = sum(len(item.messages) for item in written)
-        calls = sum(len(item.calls) for item in written)
-        lines = [
-            f"chatledger demo, run {run}: {len(written)} new sessions, {messages} messages "
-            f"and {calls} API calls saved to",
-            f"  {url}",
-            "Offline: no model was called. Each run appends; the usage covers every run.",
-        ]
-        lines += await _transcript(store, [item.session for item in written])
-        lines += await _usage(store, len(await _previous_runs(store)))
-    return lines
+        known = await _demo_sessions(store)
+        run = 1 + max((int(s.metadata.get(_RUNS_KEY, 0)) for s in known.values()), default=0)
+        script = [(topic, turn) for topic in TOPICS for turn in topic.turns(run)]
+        provider = ScriptedProvider([turn.reply for _, turn in script], provider_name=PROVIDER)
+        plugin = PersistencePlugin.from_store(
+            "persistence", store, DEMO_USER, DEMO_TENANT, DEMO_AGENT, uuid7(),
+            pricing=registry, provider=PROVIDER,
+        )  # fmt: skip
+        agent = await (
+            LLMAgentBuilder()
+            .with_name("travel-assistant")
+            .with_provider(provider)
+            .with_model(MODELS[0])
+            .with_system_prompt("You are a concise travel assistant.")
+            .with_persistence_plugin(plugin)
+            .build_async()
+        )
+        _out(f"chatledger demo, run {run}: an offline agent, recorded in")
+        _out(f"  {url}")
+        _out("No model is called: a ScriptedProvider answers; the plugin records it all.")
+        try:
+            for number, topic in enumerate(TOPICS, start=1):
+                _out()
+                _out(_heading(f"Session {number} of {len(TOPICS)}: {topic.title}"))
+                session = await _enter(agent, store, topic, known.get(topic.key), run)
+                for turn in topic.turns(run):
+                    await _chat(agent, store, session, turn)
+        finally:
+            await agent.close()  # stores anything still waiting
+        await _usage(store, prices)
+    _out()
+    _out("Run it again: the demo resumes these three sessions and the table grows.")
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; return the process exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m chatledger.demo",
-        description="Save an offline agent conversation, then print it and its usage.",
+        description="Chat with an offline agent, record it, then print the usage by model.",
     )
     parser.add_argument(
         "--db",
@@ -611,11 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        lines = asyncio.run(run_demo(args.db))
+        asyncio.run(run_demo(args.db))
     except (PersistenceError, ValueError) as exc:
         print(f"chatledger demo: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(lines))
     return 0
 
 
