@@ -217,3 +217,19 @@ async def test_concurrent_chats_through_one_agent_are_recorded_apart() -> None:
     for call in calls:
         question = messages[call.request_message_id].content.text
         assert messages[call.response_message_id].content.text == f"echo: {question}"
+
+
+async def test_a_stream_the_reader_stops_is_recorded_as_cancelled() -> None:
+    """Breaking out of chat_stream records a cancelled call, and closes the provider's stream."""
+    store = InMemoryStore()
+    plugin = _plugin(store)
+    provider = ScriptedProvider([ScriptedReply("one two three", piece_delay=0.01)])
+    agent = await (
+        LLMAgentBuilder().with_provider(provider).with_model("m").with_persistence_plugin(plugin)
+    ).build_async()
+    stream = agent.chat_stream("hi")
+    async for _ in stream:
+        break
+    await stream.aclose()
+    (call,) = await store.query_api_calls(QueryFilter(session_id=agent.current_session_id))
+    assert call.status is ApiCallStatus.CANCELLED

@@ -12,8 +12,9 @@ sessions live in its store and are loaded from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Self
 
 from chatledger.agent.providers import ChatMessage, ChatRequest, LLMProvider, StreamEnd
@@ -241,20 +242,22 @@ class LLMAgent:
             metadata = self._estimate(request, completion.text, metadata)
         return await self._after(message, completion.text, metadata)
 
-    async def chat_stream(self, message: str) -> AsyncIterator[str]:
+    async def chat_stream(self, message: str) -> AsyncGenerator[str, None]:
         """Send ``message``; yield the reply as it arrives. Handlers run when it ends."""
         message = await self._before(message)
         request = self._request(message)
         pieces: list[str] = []
         end: StreamEnd | None = None
         try:
-            async for item in self.provider.stream(request):
-                if isinstance(item, StreamEnd):
-                    end = item
-                else:
-                    pieces.append(item)
-                    yield item
-        except BaseException as exc:
+            # aclosing: a reader that stops early closes the provider's stream at once
+            async with contextlib.aclosing(self.provider.stream(request)) as stream:
+                async for item in stream:
+                    if isinstance(item, StreamEnd):
+                        end = item
+                    else:
+                        pieces.append(item)
+                        yield item
+        except BaseException as exc:  # GeneratorExit too: recorded as cancelled
             await self._failed(message, exc, reraise=True)
             raise
         text = "".join(pieces)

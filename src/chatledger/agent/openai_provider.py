@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
@@ -101,7 +101,7 @@ class OpenAIProvider:
         )
         return Completion(text, metadata, usage_reported=response.usage is not None)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | StreamEnd, None]:
         """The reply to ``request`` as text deltas, then a :class:`StreamEnd` with its usage."""
         started = time.perf_counter()
         stream = await self._client.chat.completions.create(

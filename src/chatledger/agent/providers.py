@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -81,7 +81,7 @@ class LLMProvider(Protocol):
         """The whole reply to ``request``."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[str | StreamEnd, None]:
         """The reply to ``request`` piece by piece, then a :class:`StreamEnd`."""
         ...
 
@@ -154,7 +154,7 @@ class ScriptedProvider:
         metadata, reported = self._metadata(reply, request, None)
         return Completion(reply.text, metadata, reported)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | StreamEnd, None]:
         """The scripted reply word by word, then its metadata with the time to first token."""
         reply = self._next(request)
         started = time.perf_counter()

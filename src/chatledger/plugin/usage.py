@@ -3,7 +3,8 @@
 The rules, in one place so every recorder applies them the same way:
 
 - an error's status: a timeout is ``timeout``, HTTP 429 or a rate-limit error
-  is ``rate_limited``, cancellation is ``cancelled``, anything else
+  is ``rate_limited``, cancellation (or a stream its reader stopped) is
+  ``cancelled``, anything else
   ``failed``; its code is the provider's own code, else the HTTP status;
 - ``tokens_per_second`` is completion tokens over the time from the first
   token to the end for a streamed call, over the whole latency otherwise;
@@ -57,7 +58,8 @@ def _named(error: BaseException, *words: str) -> bool:
 
 def status_for_error(error: BaseException) -> ApiCallStatus:
     """The ledger status of a call that ended with ``error``."""
-    if isinstance(error, asyncio.CancelledError):
+    # GeneratorExit: the caller stopped reading a streamed reply
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return ApiCallStatus.CANCELLED
     status = _http_status(error)
     if isinstance(error, TimeoutError) or status in _TIMEOUT_STATUSES or _named(error, "timeout"):
