@@ -14,7 +14,7 @@ import pytest
 from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
 from chatledger.errors import StoreConnectionError
 from chatledger.ids import uuid7
-from chatledger.plugin import LLMResponseMetadata, PluginType
+from chatledger.plugin import LLMResponseMetadata, PluginType, persistence
 from chatledger.plugin.persistence import PersistencePlugin
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
 from chatledger.stores.base import PersistenceStore
@@ -296,3 +296,28 @@ async def test_in_the_background_a_down_store_keeps_records_until_it_is_back() -
     texts = [m.content.text for m in await store.get_session_messages(plugin.session_id)]
     assert texts == ["while down", "still down"]
     assert len(await _calls(store, plugin)) == 1
+
+
+@pytest.mark.parametrize("background", [False, True])
+async def test_waiting_records_are_retried_on_a_timer(
+    background: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No further chat needed: once the store is back, a timed retry stores what waited."""
+    monkeypatch.setattr(persistence, "_RETRY_FIRST", 0.01)
+    store = _FlakyStore()
+    plugin = PersistencePlugin.from_store(
+        "retry", store, uuid7(), uuid7(), uuid7(), uuid7(), background=background
+    )
+    store.down = True
+    await plugin.save_user_message("stored later")
+    await asyncio.sleep(0.05)  # a few retries fail while the store is down
+    assert plugin.stats()["pending"] == 2
+    store.down = False
+    for _ in range(100):
+        if not plugin.stats()["pending"]:
+            break
+        await asyncio.sleep(0.02)
+    assert plugin.stats()["pending"] == 0
+    texts = [m.content.text for m in await store.get_session_messages(plugin.session_id)]
+    assert texts == ["stored later"]
+    await plugin.close()

@@ -15,7 +15,8 @@ Where MoFA's plugin goes wrong, this one does not:
   reply's parent is the message it answers.
 - **A store failure never fails the chat.** It is logged and counted in
   :meth:`stats`, and the record waits in order (session before messages) to
-  be stored again: on the next record, and at :meth:`close`.
+  be stored again: on the next record, on a timer whose pause doubles (from
+  half a second to 30 s) while the store stays down, and at :meth:`close`.
 - **The session is created on first use**, with the plugin's tenant.
 """
 
@@ -143,6 +144,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         self._background = background
         self._writer: asyncio.Task[None] | None = None
         self._drain_lock = asyncio.Lock()
+        self._retry: asyncio.Future[None] | None = None  # the next timed retry
+        self._retry_round = 0
+        self._closing = False
 
     @classmethod
     def from_store(
@@ -305,6 +309,10 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
     async def close(self) -> None:
         """Store what waits, one last try each; what still fails is logged as lost."""
+        self._closing = True
+        if self._retry is not None and not self._retry.done():
+            self._retry.cancel()
+            await asyncio.wait([self._retry])
         await self.flush()
         for pending in self._counters.pending:
             logger.error("chatledger could not store a %s; it is lost", pending.what)
@@ -330,6 +338,22 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         return len(self._counters.pending)
 
     # --- internals ------------------------------------------------------------------------
+
+    def _retry_later(self) -> None:
+        """Try the waiting records again after a pause that doubles while they keep failing."""
+        if self._closing or (self._retry is not None and not self._retry.done()):
+            return
+        delay = min(_RETRY_MOST, _RETRY_FIRST * 2 ** min(self._retry_round, 10))
+        self._retry_round += 1
+        self._retry = asyncio.ensure_future(self._retry_after(delay))
+
+    async def _retry_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._retry = None
+        if await self.flush():
+            self._retry_later()
+        else:
+            self._retry_round = 0
 
     async def _drain(self) -> None:
         """Store waiting records in order, messages and API calls each in batches.
@@ -380,6 +404,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         self._counters.store_failures += 1
         run[stored].attempts += 1
         logger.warning("chatledger could not store a %s; it will be retried", what)
+        self._retry_later()
         return False
 
     @staticmethod
@@ -512,6 +537,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             logger.warning("chatledger could not store a %s; it will be retried", what,
                            exc_info=True)  # fmt: skip
             self._counters.pending.append(_Pending(what, save))
+            self._retry_later()
             return
         if api_call is True:
             self._counters.api_calls_saved += 1
@@ -520,6 +546,8 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
 
 _BATCH = 500  # records per save_messages / save_api_calls in the background writer
+_RETRY_FIRST = 0.5  # seconds before records that failed are tried again; doubles each time
+_RETRY_MOST = 30.0
 
 
 def _details(
