@@ -24,7 +24,6 @@ from chatledger.entities import (
     MessageRole,
     QueryFilter,
     UsageStatistics,
-    utc_now,
 )
 from chatledger.errors import NotFoundError
 from chatledger.ids import uuid7
@@ -120,16 +119,9 @@ class PersistenceContext:
         return self._session_id
 
     async def _create_session(self) -> None:
-        now = utc_now()
+        session = ChatSession.new(self._user_id, self._agent_id)
         await self._store.create_session(
-            ChatSession(
-                id=self._session_id,
-                user_id=self._user_id,
-                agent_id=self._agent_id,
-                tenant_id=self._tenant_id,
-                create_time=now,
-                update_time=now,
-            )
+            session.with_id(self._session_id).with_tenant_id(self._tenant_id)
         )
 
     async def _save(self, role: MessageRole, text: str) -> LLMMessage:

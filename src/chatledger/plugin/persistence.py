@@ -37,7 +37,6 @@ from chatledger.entities import (
     LLMMessage,
     MessageRole,
     TokenDetails,
-    utc_now,
 )
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import AgentPlugin, PluginMetadata, PluginType
@@ -499,16 +498,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
         async def create() -> None:
             if await sessions.get_session(session_id) is None:
-                now = utc_now()
+                session = ChatSession.new(self._user_id, self._agent_id)
                 await sessions.create_session(
-                    ChatSession(
-                        id=session_id,
-                        user_id=self._user_id,
-                        agent_id=self._agent_id,
-                        tenant_id=self._tenant_id,
-                        create_time=now,
-                        update_time=now,
-                    )
+                    session.with_id(session_id).with_tenant_id(self._tenant_id)
                 )
 
         await self._store("session", create, api_call=None)
