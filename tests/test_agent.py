@@ -233,3 +233,21 @@ async def test_a_stream_the_reader_stops_is_recorded_as_cancelled() -> None:
     await stream.aclose()
     (call,) = await store.query_api_calls(QueryFilter(session_id=agent.current_session_id))
     assert call.status is ApiCallStatus.CANCELLED
+
+
+async def test_sessions_without_a_store_live_in_the_agent() -> None:
+    """No persistence plugin: sessions and their histories are kept in memory."""
+    agent = await (
+        LLMAgentBuilder().with_provider(ScriptedProvider(["one", "two"])).with_model("m")
+    ).build_async()
+    first = agent.current_session_id
+    await agent.chat("a")
+    second = await agent.create_session()
+    await agent.chat("b")
+    assert {s.id for s in await agent.list_sessions()} == {first, second}
+    await agent.switch_session(first)
+    assert [m.content for m in agent.history] == ["a", "one"]
+    assert await agent.delete_session(second) is True
+    assert [s.id for s in await agent.list_sessions()] == [first]
+    agent.clear_history()
+    assert agent.history == []

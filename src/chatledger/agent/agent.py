@@ -18,8 +18,8 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Self
 
 from chatledger.agent.providers import ChatMessage, ChatRequest, LLMProvider, StreamEnd
-from chatledger.entities import ChatSession, MessageRole, utc_now
-from chatledger.ids import uuid7
+from chatledger.entities import ChatSession, MessageRole
+from chatledger.ids import NIL_UUID, uuid7
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import AgentPlugin, PluginContext, PluginState
 from chatledger.plugin.persistence import PersistencePlugin
@@ -159,7 +159,9 @@ class LLMAgent:
         self._rounds = rounds
         self._session_id = uuid7()
         self._history: list[ChatMessage] = []
-        self._memory: dict[uuid.UUID, list[ChatMessage]] = {}  # sessions without a store
+        # Without a persistence plugin, sessions live here: each with its history.
+        self._local: dict[uuid.UUID, tuple[ChatSession, list[ChatMessage]]] = {}
+        self._local_agent = uuid7()
 
     # --- sessions ---------------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class LLMAgent:
     async def delete_session(self, session_id: uuid.UUID) -> bool:
         """Delete a session and its messages; True when it existed."""
         sessions = None if self._persistence is None else self._persistence.session_store
-        existed = self._memory.pop(session_id, None) is not None
+        existed = self._local.pop(session_id, None) is not None
         if sessions is not None:
             existed = await sessions.delete_session(session_id) or existed
         if session_id == self._session_id:
@@ -203,17 +205,12 @@ class LLMAgent:
         """The agent's sessions for its user, most recently updated first."""
         plugin = self._persistence
         if plugin is None or plugin.session_store is None:
-            now = utc_now()
-            return [
-                ChatSession(id=sid, user_id=uuid7(), agent_id=uuid7(), tenant_id=uuid7(),
-                            create_time=now, update_time=now)
-                for sid in self._memory
-            ]  # fmt: skip
+            sessions = [session for session, _ in self._local.values()]
+            return sorted(sessions, key=lambda session: session.update_time, reverse=True)
         sessions = await plugin.session_store.get_user_sessions(plugin.user_id)
         return [s for s in sessions if s.agent_id == plugin.agent_id]
 
     async def _enter(self, session_id: uuid.UUID, *, load: bool) -> uuid.UUID:
-        self._memory[self._session_id] = self._history
         self._session_id = session_id
         if self._persistence is not None:
             self._persistence.with_session_id(session_id)
@@ -223,8 +220,11 @@ class LLMAgent:
                 for m in history
                 if m.role in (MessageRole.USER, MessageRole.ASSISTANT)
             ]
-        else:
-            self._history = self._memory.setdefault(session_id, []) if load else []
+            return session_id
+        if session_id not in self._local:
+            session = ChatSession.new(NIL_UUID, self._local_agent).with_id(session_id)
+            self._local[session_id] = (session, [])
+        self._history = self._local[session_id][1]  # the same list: turns land in it
         return session_id
 
     # --- chatting -----------------------------------------------------------------------
