@@ -73,8 +73,8 @@ class _Pending:
 
     what: str  # "session", "message" or "api call"
     save: Callable[[], Awaitable[None]]
-    record: Any = None  # the message or API call, so the writer can batch them
-    attempts: int = 1
+    record: Any = None  # the message or API call, so they can be stored in batches
+    attempts: int = 0  # failed attempts so far
 
 
 @dataclass(slots=True)
@@ -295,9 +295,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             turn.started,
             status=status_for_error(error),
         )
-        await self._store(
-            "api call", lambda: self._api_calls.save_api_call(call), api_call=True, record=call
-        )
+        await self._store("api call", lambda: self._api_calls.save_api_call(call), call)
         return None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -319,21 +317,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
     async def flush(self) -> int:
         """Try to store every waiting record, in order; return how many still wait."""
-        if self._background:
-            if self._writer is not None:
-                await asyncio.wait([self._writer])
-            await self._drain()
-            return len(self._counters.pending)
-        waiting, self._counters.pending = self._counters.pending, []
-        for index, pending in enumerate(waiting):
-            try:
-                await pending.save()
-            except Exception:  # noqa: BLE001  (still failing: it and all after it keep waiting)
-                pending.attempts += 1
-                logger.warning("chatledger: storing a %s failed again", pending.what)
-                self._counters.pending = waiting[index:] + self._counters.pending
-                break
-            self._counters.retried += 1
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+        await self._drain()
         return len(self._counters.pending)
 
     # --- internals ------------------------------------------------------------------------
@@ -397,11 +383,14 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             stored = await self._save_one_by_one(run) if len(run) > 1 else 0
         done = {id(item) for item in run[:stored]}
         self._counters.pending[:] = [i for i in self._counters.pending if id(i) not in done]
-        self._counted(what, stored)
+        # Awaited, the queue holds only what waited behind a failure: count it as retried.
+        self._counted(what, stored, retried=not self._background)
         if stored == len(run):
             return True
-        self._counters.store_failures += 1
-        run[stored].attempts += 1
+        failing = run[stored]
+        if not failing.attempts:  # a failure counts once per record, not per retry
+            self._counters.store_failures += 1
+        failing.attempts += 1
         logger.warning("chatledger could not store a %s; it will be retried", what)
         self._retry_later()
         return False
@@ -416,8 +405,10 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
                 return stored
         return len(run)
 
-    def _counted(self, what: str, count: int) -> None:
-        if what == "message":
+    def _counted(self, what: str, count: int, *, retried: bool) -> None:
+        if retried:
+            self._counters.retried += count
+        elif what == "message":
             self._counters.messages_saved += count
         elif what == "api call":
             self._counters.api_calls_saved += count
@@ -465,9 +456,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         )
         if self._pricing is not None:
             call = call.with_auto_price(self._pricing, self._provider)
-        await self._store(
-            "api call", lambda: self._api_calls.save_api_call(call), api_call=True, record=call
-        )
+        await self._store("api call", lambda: self._api_calls.save_api_call(call), call)
 
     async def _save_message(
         self, role: MessageRole, text: str, parent: uuid.UUID | None
@@ -478,9 +467,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         )
         if parent is not None:
             message = message.with_parent(parent)
-        await self._store(
-            "message", lambda: self._messages.save_message(message), api_call=False, record=message
-        )
+        await self._store("message", lambda: self._messages.save_message(message), message)
         # Only now may later messages name it as their parent: a concurrent chat
         # linking to a message not yet stored would fail its foreign key.
         self._last_message = message.id
@@ -503,41 +490,39 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
                     session.with_id(session_id).with_tenant_id(self._tenant_id)
                 )
 
-        await self._store("session", create, api_call=None)
+        await self._store("session", create)
 
     async def _store(
-        self,
-        what: str,
-        save: Callable[[], Awaitable[None]],
-        *,
-        api_call: bool | None,
-        record: Any = None,
+        self, what: str, save: Callable[[], Awaitable[None]], record: Any = None
     ) -> None:
-        """Store a record; on failure keep it, in order, for later. Never raises."""
+        """Store a record; on failure keep it, in order, for later. Never raises.
+
+        In the background, or while earlier records wait, it joins the queue
+        (which :meth:`_drain` stores in order); otherwise it is stored now.
+        """
+        item = _Pending(what, save, record)
         if self._background:
-            self._counters.pending.append(_Pending(what, save, record))
+            self._counters.pending.append(item)
             if self._writer is None or self._writer.done():
                 self._writer = asyncio.ensure_future(self._drain())
             return
         if self._counters.pending and await self.flush():
-            self._counters.pending.append(_Pending(what, save))  # keep the order
+            self._counters.pending.append(item)  # behind what still waits, to keep the order
             return
         try:
             await save()
         except Exception:
             self._counters.store_failures += 1
+            item.attempts = 1
             logger.warning("chatledger could not store a %s; it will be retried", what,
                            exc_info=True)  # fmt: skip
-            self._counters.pending.append(_Pending(what, save))
+            self._counters.pending.append(item)
             self._retry_later()
             return
-        if api_call is True:
-            self._counters.api_calls_saved += 1
-        elif api_call is False:
-            self._counters.messages_saved += 1
+        self._counted(what, 1, retried=False)
 
 
-_BATCH = 500  # records per save_messages / save_api_calls in the background writer
+_BATCH = 500  # records per save_messages / save_api_calls when stored from the queue
 _RETRY_FIRST = 0.5  # seconds before records that failed are tried again; doubles each time
 _RETRY_MOST = 30.0
 
