@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatledger.errors import PersistenceError, StoreConnectionError
+from chatledger.errors import PersistenceError
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import Column, ColumnType, Table
 from chatledger.stores.server import (
@@ -24,7 +24,6 @@ from chatledger.stores.server import (
     ServerAddress,
     ServerStore,
     import_driver,
-    redact,
     server_error,
 )
 
@@ -278,6 +277,4 @@ class PostgresStore(ServerStore):
             )
         except Exception as exc:
             raise map_error(pg, exc, address) from exc
-        if pool is None:  # pragma: no cover - asyncpg returns None only when not awaited
-            raise StoreConnectionError(f"cannot open a pool on {redact(url)}")
         return PostgresDatabase(pool, address)

@@ -133,7 +133,7 @@ async def migrate(database: Database) -> int:
 
 async def schema_version(database: Database) -> int:
     """The newest migration recorded in ``database`` (0 for a new database)."""
-    (rows,) = await database.read([Read(f"SELECT MAX(version) FROM {SCHEMA_VERSION_TABLE}")])
+    (rows,) = await database.read([Read(Queries(database.dialect).schema_version)])
     return int(rows[0][0] or 0) if rows else 0
 
 
