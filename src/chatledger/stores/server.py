@@ -32,7 +32,8 @@ from chatledger.errors import (
     StoreConnectionError,
 )
 from chatledger.stores.dialect import Dialect
-from chatledger.stores.sql import Read, SqlStore, Write, migrate
+from chatledger.stores.sql import Read, SqlStore, Write
+from chatledger.stores.sql import migrate as migrate_schema
 
 __all__ = [
     "Failure",
@@ -390,12 +391,19 @@ class ServerStore(SqlStore):
 
     @classmethod
     async def connect(
-        cls, url: str, *, min_size: int = 1, max_size: int = 10, **driver_options: Any
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        migrate: bool = True,
+        **driver_options: Any,
     ) -> Self:
         """Open a pool of ``min_size``..``max_size`` connections and bring the schema up to date.
 
         ``driver_options`` go to the driver's pool as they are (for example
-        ``ssl=…``).
+        ``ssl=…``). ``migrate=False`` opens the schema as it is, for tools that
+        only report it.
         """
         if min_size < 0 or max_size < 1 or min_size > max_size:
             raise ValueError(
@@ -406,7 +414,8 @@ class ServerStore(SqlStore):
             url, min_size=min_size, max_size=max_size, options=driver_options
         )
         try:
-            await migrate(database)
+            if migrate:
+                await migrate_schema(database)
         except BaseException:
             await database.close()
             raise

@@ -28,7 +28,7 @@ from chatledger.entities import (
     UsageBucket,
     UsageStatistics,
 )
-from chatledger.errors import NotFoundError, PersistenceError
+from chatledger.errors import NotFoundError, PersistenceError, QueryError
 from chatledger.stores.base import (
     DEFAULT_QUERY_LIMIT,
     Bucket,
@@ -155,6 +155,14 @@ class SqlStore(StoreLifecycle):
     async def _release(self) -> None:
         """Release the database's connections and threads."""
         await self._db.close()
+
+    async def schema_version(self) -> int:
+        """The newest migration recorded in the database (0 when it has none)."""
+        self._check_open()
+        try:
+            return await schema_version(self._db)
+        except QueryError:
+            return 0  # no version table: nothing was ever migrated here
 
     async def _read(self, sql: str, *params: Any) -> list[Sequence[Any]]:
         self._check_open()

@@ -35,7 +35,8 @@ from chatledger.errors import (
 )
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import ColumnType
-from chatledger.stores.sql import Read, SqlStore, Write, migrate
+from chatledger.stores.sql import Read, SqlStore, Write
+from chatledger.stores.sql import migrate as migrate_schema
 
 __all__ = ["SqliteStore"]
 
@@ -502,12 +503,14 @@ class SqliteStore(SqlStore):
         *,
         synchronous: Synchronous | None = None,
         busy_timeout: float = 30.0,
+        migrate: bool = True,
     ) -> Self:
         """Open (creating if needed) and migrate the database at a URL or path.
 
         ``synchronous="full"`` (the default) makes every commit durable across
         power loss; ``"normal"`` keeps the database uncorrupted but may lose the
         last commits on power loss, for much faster single writes.
+        ``migrate=False`` opens the schema as it is, for tools that only report it.
         """
         if isinstance(url, Path) or "://" not in url:
             path: str | None = str(url)
@@ -517,7 +520,7 @@ class SqliteStore(SqlStore):
         chosen = synchronous or options.get("synchronous", "full")
         if chosen not in ("full", "normal", "off"):
             raise ValueError(f"synchronous must be 'full', 'normal' or 'off', not {chosen!r}")
-        return await cls._start(path, chosen, busy_timeout)  # type: ignore[arg-type]  # checked
+        return await cls._start(path, chosen, busy_timeout, migrate=migrate)  # type: ignore[arg-type]  # checked
 
     @classmethod
     async def in_memory(cls) -> Self:
@@ -525,10 +528,18 @@ class SqliteStore(SqlStore):
         return await cls._start(None, "off", 30.0)
 
     @classmethod
-    async def _start(cls, path: str | None, synchronous: Synchronous, busy_timeout: float) -> Self:
+    async def _start(
+        cls,
+        path: str | None,
+        synchronous: Synchronous,
+        busy_timeout: float,
+        *,
+        migrate: bool = True,
+    ) -> Self:
         database = await asyncio.to_thread(_open_database, path, synchronous, busy_timeout)
         try:
-            await migrate(database)
+            if migrate:
+                await migrate_schema(database)
             await database.refresh_planner_statistics()
         except BaseException:
             await database.close()
