@@ -13,6 +13,7 @@ WAL lets proceed while a write commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -540,7 +541,10 @@ class SqliteStore(SqlStore):
         try:
             if migrate:
                 await migrate_schema(database)
-            await database.refresh_planner_statistics()
+                await database.refresh_planner_statistics()
+            else:
+                with contextlib.suppress(QueryError):  # no tables yet: nothing to analyse
+                    await database.refresh_planner_statistics()
         except BaseException:
             await database.close()
             raise

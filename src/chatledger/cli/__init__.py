@@ -1,0 +1,50 @@
+"""The ``chatledger`` command: inspect, analyse and export what agents did.
+
+``chatledger sessions``, ``show``, ``stats``, ``calls``, ``export``, ``prune``,
+``db upgrade`` / ``db status`` and ``demo``, on the database ``--db URL``
+names (else ``$CHATLEDGER_DATABASE_URL``, else ``sqlite:///./chatledger.db``).
+A mistake the user can fix — a bad URL, a server that does not answer, a
+missing driver, a bad option — ends the command with one line on standard
+error and exit status 1 (2 for a bad option), never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from chatledger.cli.arguments import build_parser
+from chatledger.cli.commands import COMMANDS, CommandError, Terminal
+from chatledger.errors import PersistenceError
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``chatledger`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = args.command if args.command != "db" else f"db {args.db_command}"
+    logging.basicConfig(level=logging.WARNING, format="chatledger: %(message)s")
+    terminal = Terminal()
+    try:
+        return asyncio.run(COMMANDS[name](args, terminal))
+    except (CommandError, PersistenceError, ValueError, ImportError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _reader_went_away()
+        # soft_wrap: one line however long, so scripts and people see it whole
+        terminal.err.print(f"chatledger {name}: error: {exc}", markup=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        terminal.err.print(f"chatledger {name}: interrupted", soft_wrap=True)
+        return 130
+
+
+def _reader_went_away() -> int:
+    """The reader of standard output closed it (``| head``): stop quietly, as Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
+    return 141

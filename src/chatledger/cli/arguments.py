@@ -1,0 +1,384 @@
+"""The command line's grammar: every command, its options, its help and its examples.
+
+Values that need more than a type (times, durations, UUIDs, statuses) are
+parsed here too, so a bad value is refused by argparse with the option's
+name before any database is opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chatledger.entities import ApiCallStatus, QueryFilter
+from chatledger.stores.base import GROUP_BY_KEYS, RecordKind
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DATABASE_URL_VARIABLE",
+    "EXPORT_KINDS",
+    "build_parser",
+    "database_url",
+    "parse_time",
+    "query_filter",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///./chatledger.db"
+"""The database when neither ``--db`` nor ``$CHATLEDGER_DATABASE_URL`` names one."""
+
+DATABASE_URL_VARIABLE = "CHATLEDGER_DATABASE_URL"
+
+EXPORT_KINDS: dict[str, RecordKind] = {
+    "sessions": "sessions",
+    "messages": "messages",
+    "api-calls": "api_calls",
+}
+"""What ``export`` accepts, by its command-line spelling."""
+
+_BUCKETS = ("hour", "day", "week", "month")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def database_url(given: str | None) -> str:
+    """``--db`` if given, else ``$CHATLEDGER_DATABASE_URL``, else the SQLite file here.
+
+    A bare path (no ``scheme://``) is taken for an SQLite file.
+    """
+    url = given or os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """A moment from ``7d`` / ``12h`` / ``30m`` / ``2w`` ago, ``now``, or an ISO 8601 date or time.
+
+    A date or time without a zone is taken as UTC.
+    """
+    now = now or datetime.now(UTC)
+    if text.strip().lower() == "now":
+        return now
+    match = _DURATION.match(text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2).lower()
+        return now - timedelta(seconds=amount * _UNITS[unit])
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use an age like 30m, 12h, 7d or 2w, "
+            "or an ISO date or time like 2026-11-01 or 2026-11-01T09:30"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
+
+
+def _status(text: str) -> ApiCallStatus:
+    try:
+        return ApiCallStatus(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(status.value for status in ApiCallStatus)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a status; choose from {choices}"
+        ) from None
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the smallest allowed, {minimum}")
+        return value
+
+    return parse
+
+
+def _group_keys(text: str) -> list[str]:
+    keys = [key.strip().lower() for key in text.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in GROUP_BY_KEYS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: group by a comma-separated list of {', '.join(GROUP_BY_KEYS)}"
+        )
+    return list(dict.fromkeys(keys))
+
+
+def query_filter(args: argparse.Namespace) -> QueryFilter:
+    """The ``QueryFilter`` the filter options of ``args`` describe (those a command has)."""
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and since >= until:
+        raise ValueError(
+            f"--since ({since:%Y-%m-%d %H:%M:%S}) must be before --until "
+            f"({until:%Y-%m-%d %H:%M:%S}) UTC"
+        )
+    return QueryFilter(
+        tenant_id=getattr(args, "tenant", None),
+        user_id=getattr(args, "user", None),
+        agent_id=getattr(args, "agent", None),
+        session_id=getattr(args, "session", None),
+        start_time=since,
+        end_time=until,
+        status=getattr(args, "status", None),
+        model_name=getattr(args, "model", None),
+    )
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions to the terminal but keeps the examples' lines as written."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=min(_terminal_width(), 100))
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _terminal_width() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", "")) or 80
+    except ValueError:
+        return 80
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+_DB_HELP = (
+    "database URL: sqlite:///path.db, postgresql://user@host/db, mysql://user@host/db, "
+    f"or an SQLite file path (default: ${DATABASE_URL_VARIABLE}, else {DEFAULT_DATABASE_URL})"
+)
+
+
+def _common(parser: argparse.ArgumentParser, *, json: bool = True) -> None:
+    # SUPPRESS: a value given before the command must survive the subparser's defaults.
+    parser.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
+    if json:
+        parser.add_argument(
+            "--json", action="store_true", help="print JSON for scripts instead of a table"
+        )
+
+
+def _filters(parser: argparse.ArgumentParser, *, calls: bool) -> None:
+    """The filter options; ``calls`` adds those only API calls have (model, status)."""
+    group = parser.add_argument_group("filters")
+    group.add_argument("--tenant", type=_uuid, metavar="UUID", help="only this tenant")
+    group.add_argument("--user", type=_uuid, metavar="UUID", help="only this user")
+    group.add_argument("--agent", type=_uuid, metavar="UUID", help="only this agent")
+    if not calls:
+        return
+    group.add_argument("--session", type=_uuid, metavar="UUID", help="only this session")
+    group.add_argument("--model", metavar="NAME", help="only this model, e.g. gpt-4o-mini")
+    group.add_argument(
+        "--status",
+        type=_status,
+        metavar="STATUS",
+        help=f"only this outcome: {', '.join(s.value for s in ApiCallStatus)}",
+    )
+    _time_filters(group)
+
+
+def _time_filters(group: Any) -> None:
+    group.add_argument(
+        "--since", type=parse_time, metavar="WHEN", help="from this time on: 7d, 12h, 2026-11-01"
+    )
+    group.add_argument(
+        "--until", type=parse_time, metavar="WHEN", help="before this time: 1d, 2026-11-20T12:00"
+    )
+
+
+def _page(parser: argparse.ArgumentParser, limit: int) -> None:
+    parser.add_argument(
+        "--limit", type=_count(1), default=limit, metavar="N", help=f"show N rows (default {limit})"
+    )
+    parser.add_argument(
+        "--offset", type=_count(0), default=0, metavar="N", help="skip the first N rows"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``chatledger`` parser with every command."""
+    parser = argparse.ArgumentParser(
+        prog="chatledger",
+        formatter_class=_Formatter,
+        description=(
+            "Inspect, analyse and export what LLM agents said and spent: the sessions, "
+            "messages and API-call ledger chatledger keeps."
+        ),
+        epilog=_examples(
+            "chatledger demo                        # record an offline agent into ./chatledger.db",
+            "chatledger sessions",
+            "chatledger show latest",
+            "chatledger stats --since 7d --by model",
+            "chatledger --db postgresql://app@db/app calls --status rate_limited",
+        )
+        + "\n\nRun 'chatledger COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--db", metavar="URL", help=_DB_HELP)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=_examples(*examples),
+            formatter_class=_Formatter,
+        )
+
+    demo = command(
+        "demo",
+        "record an offline agent conversation over three sessions, then show its usage",
+        "chatledger demo",
+        "chatledger demo --db postgresql://postgres@127.0.0.1/test",
+    )
+    _common(demo, json=False)
+
+    db = command(
+        "db",
+        "create, upgrade or inspect the database schema",
+        "chatledger db upgrade",
+        "chatledger db status --db postgresql://app@db/app",
+    )
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="create the tables, or bring them to this version's schema",
+        description="Create chatledger's tables, or migrate them to this version's schema. "
+        "Safe to run again; concurrent runs wait for each other.",
+        epilog=_examples("chatledger db upgrade", "chatledger db upgrade --db mysql://root@db/app"),
+        formatter_class=_Formatter,
+    )
+    _common(upgrade)
+    status = db_commands.add_parser(
+        "status",
+        help="the schema version and how many records each table holds",
+        description="Show the schema version (without changing it) and the record counts.",
+        epilog=_examples("chatledger db status", "chatledger db status --json"),
+        formatter_class=_Formatter,
+    )
+    _common(status)
+
+    sessions = command(
+        "sessions",
+        "list sessions, most recently active first",
+        "chatledger sessions",
+        "chatledger sessions --user 0192f1c2-7a4e-7c33-9d1e-4b2a8c3d5e6f --limit 50",
+        "chatledger sessions --since 1d --json",
+    )
+    _common(sessions)
+    _filters(sessions, calls=False)
+    _time_filters(sessions.add_argument_group("last activity"))
+    _page(sessions, 20)
+
+    show = command(
+        "show",
+        "print one session's conversation with each turn's model, tokens, cost and latency",
+        "chatledger show latest",
+        "chatledger show 0192f1c2-7a4e-7c33-9d1e-4b2a8c3d5e6f --last 10",
+    )
+    show.add_argument(
+        "session", metavar="SESSION", help="a session id, or 'latest' for the last active one"
+    )
+    show.add_argument("--last", type=_count(1), metavar="N", help="only the newest N messages")
+    _common(show)
+
+    stats = command(
+        "stats",
+        "usage totals, or broken down by model, agent, user, tenant, session, status and time",
+        "chatledger stats --since 7d",
+        "chatledger stats --since 30d --by model,status",
+        "chatledger stats --since 2026-11-01 --until 2026-12-01 --bucket day --json",
+    )
+    _common(stats)
+    _filters(stats, calls=True)
+    breakdown = stats.add_argument_group("breakdown")
+    breakdown.add_argument(
+        "--by",
+        type=_group_keys,
+        default=[],
+        metavar="KEYS",
+        help=f"group by any of {','.join(GROUP_BY_KEYS)}",
+    )
+    breakdown.add_argument(
+        "--bucket", choices=_BUCKETS, help="one row per UTC hour, day, week or month"
+    )
+
+    calls = command(
+        "calls",
+        "the API-call ledger, newest first; failed calls in red",
+        "chatledger calls",
+        "chatledger calls --status rate_limited --since 1d",
+        "chatledger calls --model gpt-4o --limit 100 --json",
+    )
+    _common(calls)
+    _filters(calls, calls=True)
+    _page(calls, 20)
+
+    export = command(
+        "export",
+        "write sessions, messages or API calls as JSON lines or CSV, streamed",
+        "chatledger export api-calls -o calls.jsonl",
+        "chatledger export messages --since 7d --format csv -o messages.csv.gz",
+        "chatledger export sessions --since 1d | jq .title",
+    )
+    export.add_argument(
+        "kind", choices=list(EXPORT_KINDS), metavar="KIND", help="sessions, messages or api-calls"
+    )
+    export.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        help="jsonl (one JSON object per line, the default) or csv; "
+        "by default taken from the output file's name",
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write here instead of standard output (.gz compresses); "
+        "written to FILE.partial and renamed when complete",
+    )
+    export.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(export, json=False)
+    _filters(export, calls=True)
+
+    prune = command(
+        "prune",
+        "delete API calls made before a time and sessions inactive since then",
+        "chatledger prune --before 90d --dry-run",
+        "chatledger prune --before 2026-01-01 --only calls --yes",
+    )
+    prune.add_argument(
+        "--before",
+        type=parse_time,
+        required=True,
+        metavar="WHEN",
+        help="the cutoff: 90d, 2026-01-01",
+    )
+    prune.add_argument(
+        "--only",
+        choices=("calls", "sessions"),
+        help="prune only API calls, or only sessions (with their messages)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    prune.add_argument("--yes", action="store_true", help="delete without asking")
+    _common(prune)
+    return parser

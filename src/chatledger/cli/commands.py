@@ -1,0 +1,529 @@
+"""What each command does: open the database, ask the store, show the answer.
+
+Every command is an ``async`` function taking the parsed arguments and a
+:class:`Terminal`, returning the exit status. Errors a user can fix are
+raised as :class:`CommandError` (or the store's own ``PersistenceError``)
+and shown by ``main`` as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from chatledger.cli.arguments import EXPORT_KINDS, database_url, query_filter
+from chatledger.cli.export import ExportTarget, format_for, write_records
+from chatledger.cli.render import (
+    breakdown_table,
+    call_summary,
+    calls_table,
+    message_body,
+    sessions_table,
+    statistics_table,
+    when,
+)
+from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
+from chatledger.ids import NIL_UUID
+from chatledger.stores import PersistenceStore, connect
+from chatledger.stores.schema import MIGRATIONS
+from chatledger.stores.server import redact
+from chatledger.stores.sql import SqlStore
+
+__all__ = ["COMMANDS", "CommandError", "Terminal"]
+
+LATEST_SCHEMA = MIGRATIONS[-1].version
+_SHOW_PAGE = 1000
+_ROLE_STYLE = {
+    MessageRole.SYSTEM: "dim",
+    MessageRole.USER: "bold blue",
+    MessageRole.ASSISTANT: "bold green",
+    MessageRole.TOOL: "bold magenta",
+}
+
+
+class CommandError(Exception):
+    """A mistake the user can fix, said in one line."""
+
+
+class Terminal:
+    """Where output goes: rich consoles over standard output and standard error."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        """Print to ``out`` and ``err`` (the process's streams by default)."""
+        self.out = Console(file=out or sys.stdout, highlight=False, soft_wrap=False)
+        self.err = Console(file=err or sys.stderr, highlight=False, stderr=True)
+
+    def show(self, renderable: Any) -> None:
+        """Print a table or text: coloured on a terminal, plain and unpadded in a pipe or file."""
+        if isinstance(renderable, str):
+            renderable = Text(renderable)  # our own words and the user's data: never markup
+        if self.out.is_terminal:
+            self.out.print(renderable)
+            return
+        with self.out.capture() as captured:
+            self.out.print(renderable)
+        lines = captured.get().splitlines()
+        self.out.file.write("".join(line.rstrip() + "\n" for line in lines))
+
+    def json(self, value: Any) -> None:
+        """Print ``value`` as indented JSON, uncoloured, for scripts."""
+        self.out.file.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+    def note(self, text: str) -> None:
+        """A dim line for people, under a table."""
+        self.show(Text(text, style="dim"))
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file an ``sqlite:`` URL names (None for other URLs and in-memory databases)."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+", 1)[0] != "sqlite":
+        return None
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    return None if path in ("", ":memory:") else Path(path).expanduser()
+
+
+@asynccontextmanager
+async def _open(
+    args: argparse.Namespace, *, migrate: bool = False
+) -> AsyncIterator[PersistenceStore]:
+    """The database the arguments name, which must hold a current chatledger schema.
+
+    Reading commands never change the schema: an old one is refused with
+    the command that upgrades it.
+    """
+    url = database_url(getattr(args, "db", None))
+    file = _sqlite_file(url)
+    if file is not None and not migrate and not file.exists():
+        raise CommandError(
+            f"no database at {file}; pass --db URL (or set $CHATLEDGER_DATABASE_URL), "
+            "or create one with 'chatledger db upgrade'"
+        )
+    store = await connect(url, migrate=migrate)
+    try:
+        version = await _schema_version(store)
+        if version < LATEST_SCHEMA:
+            found = (
+                "has no chatledger tables" if version == 0 else f"is at schema version {version}"
+            )
+            raise CommandError(
+                f"{redact(url)} {found}; this chatledger needs version {LATEST_SCHEMA}: "
+                "run 'chatledger db upgrade'"
+            )
+        yield store
+    finally:
+        await store.close()
+
+
+async def _schema_version(store: PersistenceStore) -> int:
+    return await store.schema_version() if isinstance(store, SqlStore) else LATEST_SCHEMA
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _footer(shown: int, offset: int, total: int, noun: str) -> str:
+    if shown == 0:
+        return (
+            f"no {noun} match"
+            if total == 0
+            else f"no {noun} past --offset {offset} ({total:,} in all)"
+        )
+    last = offset + shown
+    text = f"{offset + 1:,}-{last:,} of {total:,} {noun}"
+    return text + (f"; next page: --offset {last}" if last < total else "")
+
+
+# --- db ----------------------------------------------------------------------------------
+
+
+async def db_upgrade(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Create or migrate the schema; say from which version to which."""
+    url = database_url(args.db if "db" in args else None)
+    store = await connect(url, migrate=False)
+    try:
+        before = await _schema_version(store)
+    finally:
+        await store.close()
+    store = await connect(url, migrate=True)
+    try:
+        after = await _schema_version(store)
+    finally:
+        await store.close()
+    if args.json:
+        terminal.json({"database": redact(url), "from_version": before, "to_version": after})
+    elif before == after:
+        terminal.show(f"{redact(url)}: schema already at version {after}, nothing to do")
+    elif before == 0:
+        terminal.show(f"{redact(url)}: created chatledger's tables, schema version {after}")
+    else:
+        terminal.show(f"{redact(url)}: schema upgraded from version {before} to {after}")
+    return 0
+
+
+async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
+    """The schema version, unchanged, and the record counts when the schema is current."""
+    url = database_url(args.db if "db" in args else None)
+    file = _sqlite_file(url)
+    if file is not None and not file.exists():
+        raise CommandError(f"no database at {file}; create it with 'chatledger db upgrade'")
+    store = await connect(url, migrate=False)
+    try:
+        version = await _schema_version(store)
+        current = version >= LATEST_SCHEMA
+        counts = {}
+        if current:
+            everything = QueryFilter()
+            for kind in EXPORT_KINDS.values():
+                counts[kind] = await store.count_records(kind, everything)
+        backend = store.backend_name
+    finally:
+        await store.close()
+    if args.json:
+        terminal.json(
+            {
+                "database": redact(url),
+                "backend": backend,
+                "schema_version": version,
+                "latest_schema_version": LATEST_SCHEMA,
+                "current": current,
+                "counts": counts or None,
+            }
+        )
+        return 0
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("database", redact(url))
+    table.add_row("backend", backend)
+    if current:
+        table.add_row("schema", f"version {version} (current)")
+    else:
+        table.add_row(
+            "schema",
+            Text(
+                f"version {version}, needs {LATEST_SCHEMA}: run 'chatledger db upgrade'",
+                style="yellow",
+            ),
+        )
+    for kind, count in counts.items():
+        table.add_row(kind.replace("_", " "), f"{count:,}")
+    terminal.show(table)
+    return 0
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+async def sessions(args: argparse.Namespace, terminal: Terminal) -> int:
+    """List sessions, most recently active first, one page at a time."""
+    query = query_filter(args)
+    async with _open(args) as store:
+        found = await store.list_sessions(query.paginate(args.offset, args.limit))
+        counts = await asyncio.gather(*(store.count_session_messages(s.id) for s in found))
+        total = await store.count_records("sessions", query)
+    if args.json:
+        terminal.json(
+            [
+                {**session.model_dump(mode="json"), "message_count": count}
+                for session, count in zip(found, counts, strict=True)
+            ]
+        )
+        return 0
+    if found:
+        terminal.show(sessions_table(list(zip(found, counts, strict=True))))
+    terminal.note(_footer(len(found), args.offset, total, "sessions"))
+    return 0
+
+
+async def _session_calls(store: PersistenceStore, session_id: uuid.UUID) -> list[LLMApiCall]:
+    """Every API call of a session, read a page at a time."""
+    calls: list[LLMApiCall] = []
+    while True:
+        page = await store.query_api_calls(
+            QueryFilter().session(session_id).paginate(len(calls), _SHOW_PAGE)
+        )
+        calls.extend(page)
+        if len(page) < _SHOW_PAGE:
+            return calls
+
+
+async def show(args: argparse.Namespace, terminal: Terminal) -> int:
+    """One session: its header, then every message with the calls that made or failed it."""
+    async with _open(args) as store:
+        if args.session.strip().lower() == "latest":
+            newest = await store.list_sessions(QueryFilter().paginate(0, 1))
+            if not newest:
+                raise CommandError("the database holds no sessions yet")
+            session = newest[0]
+        else:
+            try:
+                session_id = uuid.UUID(args.session.strip())
+            except ValueError:
+                raise CommandError(
+                    f"{args.session!r} is not a session id; give a UUID or 'latest'"
+                ) from None
+            found = await store.get_session(session_id)
+            if found is None:
+                raise CommandError(f"no session {session_id} in this database")
+            session = found
+        if args.last:
+            messages = await store.get_recent_messages(session.id, args.last)
+        else:
+            messages = await store.get_session_messages(session.id)
+        total_messages = await store.count_session_messages(session.id)
+        calls = await _session_calls(store, session.id)
+        stats = await store.get_statistics(QueryFilter().session(session.id))
+    if args.json:
+        terminal.json(
+            {
+                "session": session.model_dump(mode="json"),
+                "messages": [m.model_dump(mode="json") for m in messages],
+                "api_calls": [c.model_dump(mode="json") for c in reversed(calls)],
+                "statistics": stats.model_dump(mode="json"),
+            }
+        )
+        return 0
+
+    made_by: dict[uuid.UUID, list[LLMApiCall]] = {}
+    for call in reversed(calls):  # oldest first
+        anchor = call.response_message_id
+        if anchor == NIL_UUID or call.status is not ApiCallStatus.SUCCESS:
+            anchor = call.request_message_id  # a failed call made nothing: show it by its request
+        made_by.setdefault(anchor, []).append(call)
+
+    header = Table(
+        box=None,
+        show_header=False,
+        pad_edge=False,
+        title=session.title or "(untitled)",
+        title_justify="left",
+        title_style="bold",
+    )
+    header.add_column(style="bold", no_wrap=True)
+    header.add_column(overflow="fold")
+    header.add_row("session", str(session.id))
+    header.add_row("user", str(session.user_id))
+    header.add_row("agent", str(session.agent_id))
+    header.add_row("tenant", str(session.tenant_id))
+    header.add_row("started", f"{when(session.create_time)} UTC")
+    header.add_row("last active", f"{when(session.update_time)} UTC")
+    cost = "unpriced" if stats.total_cost is None else f"${stats.total_cost:,.6f}"
+    header.add_row(
+        "usage",
+        f"{_plural(stats.total_calls, 'call')} ({stats.failed_count:,} failed), "
+        f"{stats.total_tokens:,} tokens, {cost}",
+    )
+    terminal.show(header)
+    if len(messages) < total_messages:
+        terminal.note(f"\nthe newest {len(messages)} of {total_messages:,} messages:")
+    for message in messages:
+        label = Text(message.role.value, style=_ROLE_STYLE[message.role])
+        label.append(f"  {when(message.create_time)}", style="dim")
+        parts: list[Any] = [Text(""), label, Padding(message_body(message), (0, 0, 0, 2))]
+        parts.extend(Padding(call_summary(c), (0, 0, 0, 2)) for c in made_by.get(message.id, ()))
+        terminal.show(Group(*parts))
+    if not messages:
+        terminal.note("\nno messages in this session")
+    return 0
+
+
+def _describe(query: QueryFilter) -> str:
+    parts = []
+    if query.start_time is not None:
+        parts.append(f"since {when(query.start_time, seconds=False)}")
+    if query.end_time is not None:
+        parts.append(f"until {when(query.end_time, seconds=False)}")
+    for name, value in (
+        ("tenant", query.tenant_id),
+        ("user", query.user_id),
+        ("agent", query.agent_id),
+        ("session", query.session_id),
+        ("model", query.model_name),
+        ("status", query.status.value if query.status else None),
+    ):
+        if value is not None:
+            parts.append(f"{name} {value}")
+    return ", ".join(parts) + " (UTC)" if parts else "every call"
+
+
+async def stats(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Usage totals over the filtered calls, or one row per group and time bucket."""
+    query = query_filter(args)
+    async with _open(args) as store:
+        if args.by or args.bucket:
+            rows = await store.get_usage_breakdown(query, args.by, args.bucket)
+            overall = None
+        else:
+            rows = []
+            overall = await store.get_statistics(query)
+    if overall is not None:
+        if args.json:
+            terminal.json(overall.model_dump(mode="json"))
+        else:
+            terminal.show(statistics_table(overall, f"Usage: {_describe(query)}"))
+        return 0
+    if args.json:
+        terminal.json([row.model_dump(mode="json") for row in rows])
+        return 0
+    if not rows:
+        terminal.note(f"no API calls match: {_describe(query)}")
+        return 0
+    terminal.show(
+        f"Usage by {', '.join([*args.by, *([args.bucket] if args.bucket else [])])}: "
+        f"{_describe(query)}"
+    )
+    terminal.show(breakdown_table(rows, args.by, args.bucket))
+    return 0
+
+
+async def calls(args: argparse.Namespace, terminal: Terminal) -> int:
+    """The API-call ledger, newest first, one page at a time."""
+    query = query_filter(args)
+    async with _open(args) as store:
+        found = await store.query_api_calls(query.paginate(args.offset, args.limit))
+        total = await store.count_records("api_calls", query)
+    if args.json:
+        terminal.json([call.model_dump(mode="json") for call in found])
+        return 0
+    if found:
+        terminal.show(calls_table(found))
+    terminal.note(_footer(len(found), args.offset, total, "API calls"))
+    return 0
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+async def export(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Stream every matching record to standard output or a file; progress on a terminal."""
+    kind = EXPORT_KINDS[args.kind]
+    query = query_filter(args)
+    fmt = format_for(args.output, args.format)
+    target = ExportTarget(args.output, force=args.force)
+    to_terminal = target.path is None and sys.stdout.isatty()
+    show_progress = not args.quiet and terminal.err.is_terminal and not to_terminal
+    started = time.perf_counter()
+    async with _open(args) as store:
+        total = await store.count_records(kind, query) if show_progress else None
+        progress = Progress(
+            TextColumn(f"exporting {args.kind}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=terminal.err,
+            transient=True,
+            disable=not show_progress,
+        )
+        with progress, target as stream:
+            task = progress.add_task("export", total=total)
+            written = await write_records(
+                store.export_records(kind, query),
+                kind,
+                fmt,
+                stream,
+                on_chunk=lambda n: progress.advance(task, n),
+            )
+    elapsed = time.perf_counter() - started
+    if not args.quiet and target.path is not None:
+        rate = f", {written / elapsed:,.0f} per second" if elapsed > 0 and written else ""
+        terminal.err.print(
+            f"wrote {written:,} {args.kind} to {target.path} as {fmt} in {elapsed:.1f} s{rate}"
+        )
+    return 0
+
+
+async def prune(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Delete API calls made before the cutoff and sessions inactive since; count first."""
+    before: datetime = args.before
+    older = QueryFilter(end_time=before)
+    async with _open(args) as store:
+        calls_due = 0 if args.only == "sessions" else await store.count_records("api_calls", older)
+        sessions_due = 0 if args.only == "calls" else await store.count_records("sessions", older)
+        plan = (
+            f"{calls_due:,} API calls made before {when(before)} UTC and {sessions_due:,} sessions "
+            "inactive since (with their messages)"
+        )
+        if args.dry_run or calls_due + sessions_due == 0:
+            if args.json:
+                terminal.json(
+                    {
+                        "before": before.isoformat(),
+                        "dry_run": True,
+                        "api_calls": calls_due,
+                        "sessions": sessions_due,
+                    }
+                )
+            elif calls_due + sessions_due == 0:
+                terminal.show(f"nothing to prune before {when(before)} UTC")
+            else:
+                terminal.show(f"would delete {plan}; nothing deleted (dry run)")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError(
+                    f"would delete {plan}; pass --yes to delete, or --dry-run to only count"
+                )
+            answer = terminal.out.input(f"delete {plan}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                terminal.show("nothing deleted")
+                return 1
+        calls_deleted = 0 if args.only == "sessions" else await store.cleanup_old_records(before)
+        sessions_deleted = 0 if args.only == "calls" else await store.cleanup_old_sessions(before)
+    if args.json:
+        terminal.json(
+            {
+                "before": before.isoformat(),
+                "dry_run": False,
+                "api_calls": calls_deleted,
+                "sessions": sessions_deleted,
+            }
+        )
+    else:
+        terminal.show(
+            f"deleted {calls_deleted:,} API calls and {sessions_deleted:,} sessions "
+            f"(with their messages) from before {when(before)} UTC"
+        )
+    return 0
+
+
+async def demo(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Run the offline agent demo into the database."""
+    from chatledger.demo import run_demo  # the demo pulls in the agent and pricing
+
+    await run_demo(database_url(args.db if "db" in args else None))
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Terminal], Coroutine[Any, Any, int]]
+
+COMMANDS: dict[str, Command] = {
+    "demo": demo,
+    "db upgrade": db_upgrade,
+    "db status": db_status,
+    "sessions": sessions,
+    "show": show,
+    "stats": stats,
+    "calls": calls,
+    "export": export,
+    "prune": prune,
+}
+"""Each command's function, by the words that name it."""

@@ -1,0 +1,477 @@
+"""The ``chatledger`` console script, run in a subprocess against SQLite, PostgreSQL and MariaDB.
+
+Each test writes a small known ledger through the library (three sessions,
+tool calls, a refused call, one session 100 days old), then runs the
+installed script as a user would and reads what it prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from chatledger import (
+    ApiCallStatus,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    MessageContent,
+    MessageRole,
+    QueryFilter,
+    ToolCallContent,
+    ToolResultContent,
+    sync,
+    uuid7,
+)
+from scratch_databases import empty_tables, postgres_database
+
+CHATLEDGER = Path(sys.executable).with_name("chatledger")
+ROLE_LINE = re.compile(r"^(user|assistant|tool|system)  \d{4}-\d{2}-\d{2} ")
+WIDTH = 80
+
+
+def run(
+    *args: str, db: str | None = None, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``chatledger`` with ``args`` (then ``--db db``) on an 80-column screen."""
+    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
+    environment.update({"COLUMNS": str(WIDTH), "NO_COLOR": "1", **env})
+    command = [str(CHATLEDGER), *args, *(["--db", db] if db else [])]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=environment, cwd=cwd, timeout=120, check=False
+    )
+
+
+def ok(*args: str, db: str | None = None, **env: str) -> str:
+    """Standard output of a command that must succeed; a table for people must fit the screen."""
+    done = run(*args, db=db, **env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    if "--json" not in args and args[0] != "export":
+        too_wide = [line for line in done.stdout.splitlines() if len(line) > WIDTH]
+        assert not too_wide, done.stdout
+    return done.stdout
+
+
+def fails(*args: str, db: str | None = None, status: int = 1, **env: str) -> str:
+    """The one line a failing command prints on standard error."""
+    done = run(*args, db=db, **env)
+    assert done.returncode == status, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    if status == 1:
+        assert len(lines) == 1, done.stderr
+    return lines[-1]
+
+
+@dataclass
+class Ledger:
+    """What ``fill`` wrote, to check the commands' answers against."""
+
+    url: str
+    tenant: uuid.UUID
+    user: uuid.UUID
+    other_user: uuid.UUID
+    agent: uuid.UUID
+    order: ChatSession
+    refund: ChatSession
+    old: ChatSession
+    calls: list[LLMApiCall]
+    now: datetime
+
+
+def _message(
+    session: ChatSession, role: MessageRole, content: MessageContent | str, at: datetime
+) -> LLMMessage:
+    message = LLMMessage.new(
+        session.id, session.agent_id, session.user_id, session.tenant_id, role, content
+    )
+    return message.model_copy(update={"create_time": at, "update_time": at})
+
+
+def _call(
+    session: ChatSession,
+    request: LLMMessage,
+    response: LLMMessage | None,
+    model: str,
+    tokens: tuple[int, int],
+    at: datetime,
+    **extra: object,
+) -> LLMApiCall:
+    if response is None:
+        return LLMApiCall.failed(
+            session.id, session.agent_id, session.user_id, session.tenant_id, request.id,
+            model, "Rate limit reached for requests", "429", at,
+            status=ApiCallStatus.RATE_LIMITED,
+        )  # fmt: skip
+    call = LLMApiCall.success(
+        session.id, session.agent_id, session.user_id, session.tenant_id, request.id,
+        response.id, model, tokens[0], tokens[1], at, at + timedelta(milliseconds=800),
+    )  # fmt: skip
+    return call.model_copy(update=extra) if extra else call
+
+
+def fill(url: str) -> Ledger:
+    """Three sessions: an order with a tool call, a refund with a 429, an old chat."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant, user, other_user, agent = uuid7(), uuid7(), uuid7(), uuid7()
+
+    def session(owner: uuid.UUID, title: str | None, at: datetime) -> ChatSession:
+        made = ChatSession.new(owner, agent).with_tenant_id(tenant)
+        made = made.with_title(title) if title else made
+        return made.model_copy(update={"create_time": at, "update_time": at})
+
+    order = session(user, "Where is order 42?", now - timedelta(hours=3))
+    refund = session(other_user, None, now - timedelta(hours=1))
+    old = session(user, "Old chat", now - timedelta(days=100))
+
+    t = order.create_time
+    asked = _message(order, MessageRole.USER, "Where is order 42?", t)
+    lookup = ToolCallContent(id="call_1", name="lookup_order", arguments={"order": 42})
+    tool_call = _message(
+        order,
+        MessageRole.ASSISTANT,
+        MessageContent.from_tool_calls([lookup]),
+        t + timedelta(seconds=1),
+    )
+    result = ToolResultContent(tool_call_id="call_1", content="shipped on Monday")
+    tool_result = _message(
+        order, MessageRole.TOOL, MessageContent.from_tool_result(result), t + timedelta(seconds=2)
+    )
+    answer = _message(
+        order, MessageRole.ASSISTANT, "It shipped on Monday.", t + timedelta(seconds=3)
+    )
+
+    r = refund.create_time
+    refund_asked = _message(refund, MessageRole.USER, "I want a refund.", r)
+    refund_answer = _message(
+        refund, MessageRole.ASSISTANT, "Your refund has started.", r + timedelta(seconds=5)
+    )
+
+    o = old.create_time
+    hello = _message(old, MessageRole.USER, "hello", o)
+    hi = _message(old, MessageRole.ASSISTANT, "hi", o + timedelta(seconds=1))
+
+    second = timedelta(seconds=1)
+    calls = [
+        _call(old, hello, hi, "gpt-4o-mini", (20, 2), o),
+        _call(
+            order, asked, tool_call, "gpt-4o-mini", (120, 15), t,
+            total_price=Decimal("0.000123"),
+        ),
+        _call(
+            order, tool_result, answer, "gpt-4o-mini", (150, 9), t + 2 * second,
+            time_to_first_token_ms=200,
+        ),
+        _call(refund, refund_asked, None, "gpt-4o", (0, 0), r + second),
+        _call(
+            refund, refund_asked, refund_answer, "gpt-4o", (200, 20), r + 3 * second,
+            total_price=Decimal("0.0015"),
+        ),
+    ]  # fmt: skip
+    with sync.connect(url) as store:
+        for made in (order, refund, old):
+            store.create_session(made)
+        store.save_messages(
+            [asked, tool_call, tool_result, answer, refund_asked, refund_answer, hello, hi]
+        )
+        store.save_api_calls(calls)
+    return Ledger(url, tenant, user, other_user, agent, order, refund, old, calls, now)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.server),
+        pytest.param("mysql", marks=pytest.mark.server),
+    ]
+)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+    """The known ledger on each backend in turn."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/ledger.db"
+    else:
+        url = request.getfixturevalue(
+            "postgres_url" if request.param == "postgresql" else "mysql_url"
+        )
+        with sync.connect(url):
+            pass  # the schema, before emptying it
+        asyncio.run(empty_tables(url))
+    return fill(url)
+
+
+# --- every command, on every backend ------------------------------------------------------
+
+
+def test_sessions_lists_newest_activity_first_with_message_counts(ledger: Ledger) -> None:
+    """``sessions`` shows every session, most recently active first, with its messages."""
+    listed = json.loads(ok("sessions", "--json", db=ledger.url))
+    assert [s["id"] for s in listed] == [
+        str(s.id) for s in (ledger.refund, ledger.order, ledger.old)
+    ]
+    assert [s["message_count"] for s in listed] == [2, 4, 2]
+    assert listed[1]["title"] == "Where is order 42?"
+
+    table = ok("sessions", db=ledger.url)
+    assert table.index(str(ledger.refund.id)) < table.index(str(ledger.order.id))
+    assert "Where is order" in table  # the title wraps to fit 80 columns
+    assert "1-3 of 3 sessions" in table
+
+
+def test_sessions_filters_and_pages(ledger: Ledger) -> None:
+    """``--user`` narrows the list; ``--limit``/``--offset`` page it and name the next page."""
+    mine = json.loads(ok("sessions", "--user", str(ledger.user), "--json", db=ledger.url))
+    assert [s["id"] for s in mine] == [str(ledger.order.id), str(ledger.old.id)]
+    first = ok("sessions", "--limit", "1", db=ledger.url)
+    assert str(ledger.refund.id) in first
+    assert "1-1 of 3 sessions; next page: --offset 1" in first
+    second = json.loads(ok("sessions", "--limit", "1", "--offset", "1", "--json", db=ledger.url))
+    assert [s["id"] for s in second] == [str(ledger.order.id)]
+    recent = json.loads(ok("sessions", "--since", "7d", "--json", db=ledger.url))
+    assert {s["id"] for s in recent} == {str(ledger.refund.id), str(ledger.order.id)}
+
+
+def test_show_prints_the_conversation_with_each_turns_usage(ledger: Ledger) -> None:
+    """``show`` prints roles, tool calls and results, and each reply's model, tokens and cost."""
+    out = ok("show", str(ledger.order.id), db=ledger.url)
+    assert "Where is order 42?" in out
+    assert '-> lookup_order({"order": 42})' in out
+    assert "<- [call_1] shipped on Monday" in out
+    assert "It shipped on Monday." in out
+    assert "gpt-4o-mini · 120 in, 15 out · $0.000123 · 800 ms" in out
+    assert "first token 200 ms" in out
+    assert "2 calls (0 failed), 294 tokens" in out
+    roles = [line.split()[0] for line in out.splitlines() if ROLE_LINE.match(line)]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+
+
+def test_show_latest_and_a_refused_call(ledger: Ledger) -> None:
+    """``show latest`` is the last active session; a refused call shows its status and code."""
+    out = ok("show", "latest", db=ledger.url)
+    assert str(ledger.refund.id) in out
+    assert "x gpt-4o: rate_limited 429" in out
+    assert "Rate limit reached for requests" in out
+    data = json.loads(ok("show", "latest", "--last", "1", "--json", db=ledger.url))
+    assert data["session"]["id"] == str(ledger.refund.id)
+    assert [m["content"]["text"] for m in data["messages"]] == ["Your refund has started."]
+    assert [c["status"] for c in data["api_calls"]] == ["rate_limited", "success"]
+
+
+def test_stats_totals_match_the_store(ledger: Ledger) -> None:
+    """``stats --json`` is the store's own statistics; the table shows its figures."""
+    figures = json.loads(ok("stats", "--json", db=ledger.url))
+    with sync.connect(ledger.url) as store:
+        expected = store.get_statistics(QueryFilter())
+    assert figures == json.loads(expected.model_dump_json())
+    assert figures["total_calls"] == 5
+    assert figures["status_counts"]["rate_limited"] == 1
+
+    table = ok("stats", db=ledger.url)
+    assert "Usage: every call" in table
+    assert "failed" in table
+    assert "1 (rate_limited 1)" in table
+    week = json.loads(ok("stats", "--since", "7d", "--json", db=ledger.url))
+    assert week["total_calls"] == 4
+    mini = json.loads(
+        ok("stats", "--model", "gpt-4o-mini", "--status", "success", "--json", db=ledger.url)
+    )
+    assert mini["total_calls"] == 3
+
+
+def test_stats_breaks_down_by_keys_and_buckets(ledger: Ledger) -> None:
+    """``--by`` and ``--bucket`` give the store's breakdown, as JSON and as a table."""
+    rows = json.loads(ok("stats", "--by", "model,status", "--json", db=ledger.url))
+    with sync.connect(ledger.url) as store:
+        expected = store.get_usage_breakdown(QueryFilter(), ["model", "status"])
+    assert rows == [json.loads(row.model_dump_json()) for row in expected]
+    daily = json.loads(
+        ok("stats", "--since", "7d", "--bucket", "day", "--by", "user", "--json", db=ledger.url)
+    )
+    assert sum(row["stats"]["total_calls"] for row in daily) == 4
+    assert all(row["bucket_start"] for row in daily)
+
+    table = ok("stats", "--by", "model", "--bucket", "month", db=ledger.url)
+    assert "gpt-4o-mini" in table
+    assert "gpt-4o " in table
+    assert "p95" in table
+
+
+def test_calls_newest_first_and_filtered(ledger: Ledger) -> None:
+    """``calls`` lists the ledger newest first; ``--status`` finds the refused call."""
+    listed = json.loads(ok("calls", "--json", db=ledger.url))
+    assert [c["id"] for c in listed] == [str(c.id) for c in reversed(ledger.calls)]
+    refused = json.loads(ok("calls", "--status", "rate_limited", "--json", db=ledger.url))
+    assert [c["error_code"] for c in refused] == ["429"]
+    table = ok("calls", "--limit", "2", db=ledger.url)
+    assert "rate_limited" in table
+    assert "1-2 of 5 API calls; next page: --offset 2" in table
+
+
+def test_export_writes_each_kind_as_json_lines_and_csv(ledger: Ledger, tmp_path: Path) -> None:
+    """``export`` writes every record as the entity's own JSON, or one CSV row each."""
+    lines = ok("export", "api-calls", db=ledger.url).splitlines()
+    assert [json.loads(line) for line in lines] == [
+        json.loads(c.model_dump_json()) for c in ledger.calls
+    ]
+
+    out = tmp_path / "messages.csv.gz"
+    done = run(
+        "export", "messages", "--session", str(ledger.order.id), "-o", str(out), db=ledger.url
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote 4 messages" in done.stderr
+    with gzip.open(out, "rt", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["role"] for row in rows] == ["user", "assistant", "tool", "assistant"]
+    assert json.loads(rows[1]["content"])["tool_calls"][0]["name"] == "lookup_order"
+    assert not (tmp_path / "messages.csv.gz.partial").exists()
+
+    sessions = [
+        json.loads(line)
+        for line in ok("export", "sessions", "--since", "7d", db=ledger.url).splitlines()
+    ]
+    assert {s["id"] for s in sessions} == {str(ledger.order.id), str(ledger.refund.id)}
+
+
+def test_prune_counts_first_then_deletes_what_is_old(ledger: Ledger) -> None:
+    """``prune --dry-run`` counts; without ``--yes`` nothing goes; with it the old records go."""
+    assert "would delete 1 API calls" in ok("prune", "--before", "30d", "--dry-run", db=ledger.url)
+    refused = fails("prune", "--before", "30d", db=ledger.url)
+    assert "pass --yes" in refused
+    deleted = json.loads(ok("prune", "--before", "30d", "--yes", "--json", db=ledger.url))
+    assert (deleted["api_calls"], deleted["sessions"]) == (1, 1)
+    with sync.connect(ledger.url) as store:
+        assert store.get_session(ledger.old.id) is None
+        assert store.count_session_messages(ledger.old.id) == 0
+        assert store.get_statistics(QueryFilter()).total_calls == 4
+        assert store.get_session(ledger.order.id) is not None
+    assert "nothing to prune" in ok("prune", "--before", "30d", "--yes", db=ledger.url)
+
+
+def test_db_status_reports_version_and_counts(ledger: Ledger) -> None:
+    """``db status`` names the backend, says the schema is current and counts the records."""
+    status = json.loads(ok("db", "status", "--json", db=ledger.url))
+    assert status["current"] is True
+    assert status["counts"] == {"sessions": 3, "messages": 8, "api_calls": 5}
+    assert "(current)" in ok("db", "status", db=ledger.url)
+
+
+# --- the schema commands on new databases -------------------------------------------------
+
+
+def test_db_upgrade_creates_then_has_nothing_to_do_on_sqlite(tmp_path: Path) -> None:
+    """``db upgrade`` creates the tables once; reading commands refuse a database without them."""
+    url = f"sqlite:///{tmp_path}/new.db"
+    assert "no database at" in fails("sessions", db=url)
+    assert not (tmp_path / "new.db").exists()  # a read never creates a file
+    assert "created chatledger's tables" in ok("db", "upgrade", db=url)
+    assert "nothing to do" in ok("db", "upgrade", db=url)
+    assert "no sessions match" in ok("sessions", db=url)
+
+
+@pytest.mark.server
+def test_db_upgrade_and_status_on_a_new_postgres_database() -> None:
+    """On an empty server database: status says to upgrade, upgrade creates, then it is current."""
+    with postgres_database() as url:
+        status = json.loads(ok("db", "status", "--json", db=url))
+        assert (status["schema_version"], status["current"]) == (0, False)
+        assert "run 'chatledger db upgrade'" in fails("calls", db=url)
+        upgraded = json.loads(ok("db", "upgrade", "--json", db=url))
+        assert upgraded["from_version"] == 0
+        assert upgraded["to_version"] == status["latest_schema_version"]
+        assert json.loads(ok("db", "status", "--json", db=url))["current"] is True
+
+
+# --- choosing the database, and mistakes ---------------------------------------------------
+
+
+def test_database_comes_from_the_environment_then_the_default(tmp_path: Path) -> None:
+    """Without ``--db`` the URL comes from ``$CHATLEDGER_DATABASE_URL``, else ./chatledger.db."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    fill(url)
+    from_env = run("sessions", "--json", CHATLEDGER_DATABASE_URL=url)
+    assert len(json.loads(from_env.stdout)) == 3
+    default = run("sessions", cwd=tmp_path)
+    assert default.returncode == 1
+    assert "no database at chatledger.db" in default.stderr
+    (tmp_path / "ledger.db").rename(tmp_path / "chatledger.db")
+    assert len(json.loads(run("sessions", "--json", cwd=tmp_path).stdout)) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("sessions", "--db", "oracle://db/x"), "cannot tell the backend"),
+        (("sessions", "--db", "postgresql://postgres:hunter2@127.0.0.1:1/x"), "127.0.0.1:1"),
+        (("show", "not-a-session"), "is not a session id"),
+        (("show", str(uuid.UUID(int=7))), "no session"),
+        (("export", "messages", "--status", "failed"), "status"),
+        (("stats", "--since", "1d", "--until", "2d"), "must be before --until"),
+    ],
+)
+def test_mistakes_end_with_one_clear_line(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    """A bad URL, an unreachable server, a bad id or filter: one line on stderr, status 1."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    fill(url)
+    db = None if "--db" in args else url
+    line = fails(*args, db=db)
+    assert line.startswith("chatledger ")
+    assert says in line
+    assert "hunter2" not in line
+
+
+def test_a_missing_driver_says_which_extra_to_install(tmp_path: Path) -> None:
+    """Without asyncpg the command says to install chatledger[postgres], in one line."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "asyncpg.py").write_text("raise ImportError('No module named asyncpg')\n")
+    line = fails("sessions", db="postgresql://postgres@127.0.0.1/test", PYTHONPATH=str(shadow))
+    assert "pip install 'chatledger[postgres]'" in line
+
+
+@pytest.mark.parametrize("value", ["yesterday-ish", "7 parsecs"])
+def test_bad_times_are_refused_by_the_option_parser(value: str) -> None:
+    """A time that is neither an age nor an ISO date is refused with the option's name."""
+    done = run("stats", "--since", value)
+    assert done.returncode == 2
+    assert "--since" in done.stderr
+    assert "not a time" in done.stderr
+
+
+def test_export_refuses_to_replace_a_file_without_force(tmp_path: Path) -> None:
+    """An existing output file is kept unless ``--force``; the export then replaces it whole."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = fill(url)
+    out = tmp_path / "calls.jsonl"
+    out.write_text("keep me\n")
+    assert "--force" in fails("export", "api-calls", "-o", str(out), db=url)
+    assert out.read_text() == "keep me\n"
+    ok("export", "api-calls", "-o", str(out), "--force", "--quiet", db=url)
+    assert len(out.read_text().splitlines()) == len(ledger.calls)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("demo",), ("db",), ("db", "upgrade"), ("db", "status"), ("sessions",), ("show",),
+        ("stats",), ("calls",), ("export",), ("prune",),
+    ],
+)  # fmt: skip
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    """``--help`` on every command describes it, shows an example and fits 80 columns."""
+    out = ok(*command, "--help")
+    assert "examples:" in out
+    assert f"chatledger {' '.join(command)}" in out.split("examples:")[1]
