@@ -14,6 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
+from benchmarks.cli_export import run_export
 from benchmarks.plugin_overhead import TURNS, run_plugin_overhead, sqlite_opener
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
 from benchmarks.scratch_databases import ServerUnavailableError
@@ -129,6 +130,20 @@ async def _plugin(sizes: Sizes, command: str) -> Part:
     )
 
 
+async def _export(sizes: Sizes, command: str) -> Part:
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        section = await run_export(sizes, Path(tmp), _progress)
+    return Part(
+        key="export",
+        title="Export (the chatledger command, SQLite)",
+        raw="raw sqlite3",
+        peers=("sqlite-utils",),
+        command=command,
+        sizes=f"api_calls={sizes.api_calls:,}",
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -138,6 +153,8 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
             parts.append(await _server(backend, sizes, command))
     if "plugin" in only:
         parts.append(await _plugin(sizes, command))
+    if "export" in only:
+        parts.append(await _export(sizes, command))
     return parts
 
 
