@@ -19,7 +19,7 @@ $(VENV)/.installed-bench: $(STAMP)
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m chatledger.demo
+	$(BIN)/chatledger demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
