@@ -12,6 +12,7 @@ import csv
 import gzip
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -475,3 +476,33 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
     out = ok(*command, "--help")
     assert "examples:" in out
     assert f"chatledger {' '.join(command)}" in out.split("examples:")[1]
+
+
+def test_export_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
+    """With standard error on a terminal the export draws a progress bar; piped, it stays quiet."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    fill(url)
+    out = tmp_path / "calls.jsonl"
+    leader, follower = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
+    environment.update(COLUMNS="80", TERM="xterm")
+    with subprocess.Popen(
+        [str(CHATLEDGER), "export", "api-calls", "-o", str(out), "--db", url],
+        stdout=subprocess.DEVNULL, stderr=follower, env=environment,
+    ) as child:  # fmt: skip
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                piece = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the child
+                break
+            if not piece:
+                break
+            drawn += piece
+        assert child.wait(timeout=60) == 0
+    os.close(leader)
+    assert b"exporting api-calls" in drawn
+    assert b"wrote 5 api-calls" in drawn
+    piped = run("export", "api-calls", "-o", str(out), "--force", db=url)
+    assert "exporting" not in piped.stderr
