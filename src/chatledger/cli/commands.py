@@ -102,23 +102,26 @@ def _sqlite_file(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path).expanduser()
 
 
+async def _connect(url: str, *, migrate: bool) -> PersistenceStore:
+    """Open ``url``; unless migrating, an SQLite file must exist (a read never makes one)."""
+    file = _sqlite_file(url)
+    if not migrate and file is not None and not file.exists():
+        raise CommandError(
+            f"no database at {file}; pass --db URL (or set $CHATLEDGER_DATABASE_URL), "
+            "or create one with 'chatledger db upgrade'"
+        )
+    return await connect(url, migrate=migrate)
+
+
 @asynccontextmanager
-async def _open(
-    args: argparse.Namespace, *, migrate: bool = False
-) -> AsyncIterator[PersistenceStore]:
+async def _open(args: argparse.Namespace) -> AsyncIterator[PersistenceStore]:
     """The database the arguments name, which must hold a current chatledger schema.
 
     Reading commands never change the schema: an old one is refused with
     the command that upgrades it.
     """
-    url = database_url(getattr(args, "db", None))
-    file = _sqlite_file(url)
-    if file is not None and not migrate and not file.exists():
-        raise CommandError(
-            f"no database at {file}; pass --db URL (or set $CHATLEDGER_DATABASE_URL), "
-            "or create one with 'chatledger db upgrade'"
-        )
-    store = await connect(url, migrate=migrate)
+    url = database_url(args.db)
+    store = await _connect(url, migrate=False)
     try:
         version = await _schema_version(store)
         if version < LATEST_SCHEMA:
@@ -159,13 +162,13 @@ def _footer(shown: int, offset: int, total: int, noun: str) -> str:
 
 async def db_upgrade(args: argparse.Namespace, terminal: Terminal) -> int:
     """Create or migrate the schema; say from which version to which."""
-    url = database_url(args.db if "db" in args else None)
-    store = await connect(url, migrate=False)
+    url = database_url(args.db)
+    store = await connect(url, migrate=False)  # may create an SQLite file, not its tables
     try:
         before = await _schema_version(store)
     finally:
         await store.close()
-    store = await connect(url, migrate=True)
+    store = await _connect(url, migrate=True)
     try:
         after = await _schema_version(store)
     finally:
@@ -183,11 +186,8 @@ async def db_upgrade(args: argparse.Namespace, terminal: Terminal) -> int:
 
 async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
     """The schema version, unchanged, and the record counts when the schema is current."""
-    url = database_url(args.db if "db" in args else None)
-    file = _sqlite_file(url)
-    if file is not None and not file.exists():
-        raise CommandError(f"no database at {file}; create it with 'chatledger db upgrade'")
-    store = await connect(url, migrate=False)
+    url = database_url(args.db)
+    store = await _connect(url, migrate=False)
     try:
         version = await _schema_version(store)
         current = version >= LATEST_SCHEMA
@@ -511,7 +511,7 @@ async def demo(args: argparse.Namespace, terminal: Terminal) -> int:
     """Run the offline agent demo into the database."""
     from chatledger.demo import run_demo  # the demo pulls in the agent and pricing
 
-    await run_demo(database_url(args.db if "db" in args else None))
+    await run_demo(database_url(args.db))
     return 0
 
 
