@@ -46,6 +46,7 @@ from chatledger.stores import (
     MessageStore,
     PersistenceStore,
     ProviderStore,
+    RecordKind,
     SessionStore,
     connect,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "MessageStore",
     "PersistenceStore",
     "ProviderStore",
+    "RecordKind",
     "SessionStore",
     "SqliteStore",
     "connect",

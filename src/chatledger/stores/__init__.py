@@ -10,6 +10,7 @@ from chatledger.stores.base import (
     MessageStore,
     PersistenceStore,
     ProviderStore,
+    RecordKind,
     SessionStore,
 )
 from chatledger.stores.memory import InMemoryStore
@@ -23,6 +24,7 @@ __all__ = [
     "MessageStore",
     "PersistenceStore",
     "ProviderStore",
+    "RecordKind",
     "SessionStore",
     "SqliteStore",
     "connect",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 from chatledger.entities import (
     Agent,
@@ -23,7 +23,9 @@ from chatledger.errors import StoreConnectionError
 
 __all__ = [
     "DEFAULT_QUERY_LIMIT",
+    "DEFAULT_CHUNK_SIZE",
     "GROUP_BY_KEYS",
+    "RECORD_KINDS",
     "AgentStore",
     "ApiCallStore",
     "Bucket",
@@ -31,19 +33,29 @@ __all__ = [
     "MessageStore",
     "PersistenceStore",
     "ProviderStore",
+    "RecordKind",
     "SessionStore",
     "StoreLifecycle",
     "check_breakdown_args",
+    "check_chunk_size",
     "check_cutoff",
+    "check_record_query",
 ]
 
 DEFAULT_QUERY_LIMIT = 100
-"""How many API calls ``query_api_calls`` returns when the filter sets no limit."""
+"""How many records ``query_api_calls`` and ``list_sessions`` return by default."""
+
+DEFAULT_CHUNK_SIZE = 2000
+"""How many records ``export_records`` hands over at a time unless told otherwise."""
 
 GroupKey = Literal["model", "agent", "user", "tenant", "session", "status"]
 Bucket = Literal["hour", "day", "week", "month"]
 GROUP_BY_KEYS: tuple[GroupKey, ...] = ("model", "agent", "user", "tenant", "session", "status")
 _BUCKETS: tuple[Bucket, ...] = ("hour", "day", "week", "month")
+
+RecordKind = Literal["sessions", "messages", "api_calls"]
+"""What ``count_records`` and ``export_records`` read: sessions, messages or API calls."""
+RECORD_KINDS: tuple[RecordKind, ...] = ("sessions", "messages", "api_calls")
 
 
 def check_cutoff(before: datetime) -> datetime:
@@ -65,6 +77,31 @@ def check_breakdown_args(group_by: Sequence[str], bucket: str | None) -> tuple[G
     if bucket is not None and bucket not in _BUCKETS:
         raise ValueError(f"unknown bucket {bucket!r}; choose from {list(_BUCKETS)} or None")
     return tuple(dict.fromkeys(group_by))  # type: ignore[arg-type]  # checked above
+
+
+def check_record_query(kind: str, query: QueryFilter) -> RecordKind:
+    """Validate a record kind and the filter asked of it; return the kind.
+
+    Sessions and messages have no status and no model: a filter naming
+    either is a mistake to report, not a condition to drop silently.
+    """
+    if kind not in RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r}; choose from {list(RECORD_KINDS)}")
+    if kind != "api_calls":
+        named = [name for name in ("status", "model_name") if getattr(query, name) is not None]
+        if named:
+            raise ValueError(
+                f"{kind} have no status or model; the filter's {' and '.join(named)} "
+                "applies to api_calls only"
+            )
+    return kind
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """Refuse an export chunk size below 1."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size!r}")
+    return chunk_size
 
 
 @runtime_checkable
@@ -176,6 +213,22 @@ class SessionStore(Protocol):
         """Delete a session and its messages (API calls stay); True when it existed."""
         ...
 
+    async def list_sessions(self, query: QueryFilter) -> list[ChatSession]:
+        """Sessions matching ``query``, most recently active first (limit 100 by default).
+
+        The filter's ``session_id`` is the session's own id and its time range
+        applies to ``update_time`` (last activity): ``start <= update_time < end``.
+        A filter with ``status`` or ``model_name`` raises ValueError.
+        """
+        ...
+
+    async def cleanup_old_sessions(self, before: datetime) -> int:
+        """Delete sessions with ``update_time < before`` and their messages; return how many.
+
+        API-call records stay: they are the ledger. One transaction.
+        """
+        ...
+
 
 @runtime_checkable
 class ProviderStore(Protocol):
@@ -271,6 +324,30 @@ class PersistenceStore(
 
     async def close(self) -> None:
         """Release connections and threads; safe to call twice."""
+        ...
+
+    async def count_records(self, kind: RecordKind, query: QueryFilter) -> int:
+        """How many records ``export_records(kind, query)`` yields (offset and limit ignored)."""
+        ...
+
+    def export_records(
+        self, kind: RecordKind, query: QueryFilter, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every record of ``kind`` matching ``query``, in id order, ``chunk_size`` at a time.
+
+        ``kind`` is "sessions", "messages" or "api_calls". For API calls the
+        filter means what it means to ``query_api_calls``; for messages it
+        selects by tenant, user, agent, session and ``create_time``; for
+        sessions as ``list_sessions`` does (time range on ``update_time``).
+        Offset and limit are ignored. Each record is a JSON-ready dict equal to
+        the entity's ``model_dump(mode="json")``: the same keys in the same
+        order, ids and times as text, money as float, so ``pydantic_core.to_json``
+        of it is the entity's ``model_dump_json()``. Records are not validated
+        into entities on the way. Chunks are read one query each, so a record
+        saved during the export may appear in it and one deleted may not.
+        An unknown kind, a status or model filter on sessions or messages, or
+        ``chunk_size < 1`` raises ValueError on the first iteration.
+        """
         ...
 
     async def __aenter__(self) -> Self:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import uuid
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -36,12 +36,16 @@ from chatledger.entities import (
 )
 from chatledger.errors import ConstraintError, NotFoundError
 from chatledger.stores.base import (
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_QUERY_LIMIT,
     Bucket,
     GroupKey,
+    RecordKind,
     StoreLifecycle,
     check_breakdown_args,
+    check_chunk_size,
     check_cutoff,
+    check_record_query,
 )
 from chatledger.stores.encoding import ensure_storable_text, storable_json
 from chatledger.stores.statistics import compute_breakdown, compute_statistics
@@ -75,6 +79,40 @@ def matches_filter(call: LLMApiCall, query: QueryFilter) -> bool:
         and (query.model_name is None or call.model_name == query.model_name)
         and (query.start_time is None or call.create_time >= query.start_time)
         and (query.end_time is None or call.create_time < query.end_time)
+    )
+
+
+def _owned_by(record: ChatSession | LLMMessage, query: QueryFilter) -> bool:
+    """True when ``record`` belongs to the tenant, user and agent ``query`` names, if any."""
+    return (
+        (query.tenant_id is None or record.tenant_id == query.tenant_id)
+        and (query.user_id is None or record.user_id == query.user_id)
+        and (query.agent_id is None or record.agent_id == query.agent_id)
+    )
+
+
+def _in_range(moment: datetime, query: QueryFilter) -> bool:
+    """True when ``start <= moment < end`` for the bounds ``query`` sets."""
+    return (query.start_time is None or moment >= query.start_time) and (
+        query.end_time is None or moment < query.end_time
+    )
+
+
+def session_matches(session: ChatSession, query: QueryFilter) -> bool:
+    """True when ``session`` meets ``query``: its own id, and its last activity in the range."""
+    return (
+        _owned_by(session, query)
+        and (query.session_id is None or session.id == query.session_id)
+        and _in_range(session.update_time, query)
+    )
+
+
+def message_matches(message: LLMMessage, query: QueryFilter) -> bool:
+    """True when ``message`` meets ``query``: its session, and its create_time in the range."""
+    return (
+        _owned_by(message, query)
+        and (query.session_id is None or message.chat_session_id == query.session_id)
+        and _in_range(message.create_time, query)
     )
 
 
@@ -329,6 +367,66 @@ class InMemoryStore(StoreLifecycle):
             return False
         self._drop_session_messages(session_id)
         return True
+
+    async def list_sessions(self, query: QueryFilter) -> list[ChatSession]:
+        """Sessions matching ``query``, most recently active first (limit 100 by default)."""
+        check_record_query("sessions", query)
+        self._check_open()
+        limit = DEFAULT_QUERY_LIMIT if query.limit is None else query.limit
+        offset = query.offset or 0
+        if limit <= 0:
+            return []
+        found = [s for s in self._sessions.values() if session_matches(s, query)]
+        found.sort(key=lambda s: (s.update_time, s.id), reverse=True)
+        return found[offset : offset + limit]
+
+    async def cleanup_old_sessions(self, before: datetime) -> int:
+        """Delete sessions with ``update_time < before`` and their messages; return how many."""
+        self._check_open()
+        check_cutoff(before)
+        old = [s.id for s in self._sessions.values() if s.update_time < before]
+        for session_id in old:
+            del self._sessions[session_id]
+            self._drop_session_messages(session_id)
+        logger.debug("deleted %d sessions inactive since %s", len(old), before.isoformat())
+        return len(old)
+
+    # -- counting and exporting ----------------------------------------------------
+
+    async def count_records(self, kind: RecordKind, query: QueryFilter) -> int:
+        """How many records ``export_records(kind, query)`` yields (offset and limit ignored)."""
+        check_record_query(kind, query)
+        self._check_open()
+        return len(self._matching_records(kind, query))
+
+    async def export_records(
+        self, kind: RecordKind, query: QueryFilter, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every record of ``kind`` matching ``query``, in id order, ``chunk_size`` at a time.
+
+        The matching records are chosen when the export starts; each chunk is
+        dumped only when it is asked for.
+        """
+        check_record_query(kind, query)
+        check_chunk_size(chunk_size)
+        self._check_open()
+        found = sorted(self._matching_records(kind, query), key=lambda record: record.id)
+        for start in range(0, len(found), chunk_size):
+            self._check_open()
+            yield [record.model_dump(mode="json") for record in found[start : start + chunk_size]]
+
+    def _matching_records(
+        self, kind: RecordKind, query: QueryFilter
+    ) -> Sequence[ChatSession | LLMMessage | LLMApiCall]:
+        if kind == "api_calls":
+            return self._matching_calls(query)
+        if kind == "messages":
+            if query.session_id is not None:
+                candidates: Iterable[LLMMessage] = self._session_messages.get(query.session_id, ())
+            else:
+                candidates = self._messages.values()
+            return [m for m in candidates if message_matches(m, query)]
+        return [s for s in self._sessions.values() if session_matches(s, query)]
 
     # -- providers -------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from chatledger.errors import PersistenceError
-from chatledger.stores.dialect import Dialect
+from chatledger.stores.dialect import Dialect, uuid_text
 from chatledger.stores.schema import Column, ColumnType, Index, Table
 from chatledger.stores.server import (
     Failure,
@@ -101,6 +101,7 @@ class MySqlDialect(Dialect):
         self.existing = existing
 
     encode_uuid = staticmethod(str)
+    record_uuid = staticmethod(uuid_text)
     encode_bool = staticmethod(int)
 
     @staticmethod

@@ -9,9 +9,11 @@ travel as parameters, never inside the text.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chatledger.entities import ApiCallStatus, QueryFilter
+from chatledger.stores.base import RecordKind
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import (
     AGENT,
@@ -27,9 +29,12 @@ from chatledger.stores.schema import (
 __all__ = [
     "API_CALL_COLUMNS",
     "PERCENTILES",
+    "RECORD_SOURCES",
     "USAGE_TOTALS",
     "Queries",
+    "RecordSource",
     "filter_clause",
+    "record_filter",
     "usage_statements",
 ]
 
@@ -47,6 +52,29 @@ _GROUP_COLUMNS: dict[str, str] = {
     "session": "chat_session_id",
     "status": "status",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSource:
+    """Where the records of one kind live, and which columns a filter reads there."""
+
+    table: str
+    columns: tuple[str, ...]
+    session_column: str  # what the filter's session_id is compared with
+    time_column: str  # what the filter's time range applies to
+
+
+RECORD_SOURCES: dict[RecordKind, RecordSource] = {
+    # A session's own id is its session; its time is its last activity.
+    "sessions": RecordSource(SESSION.name, SESSION.column_names, "id", "update_time"),
+    "messages": RecordSource(MESSAGE.name, MESSAGE.column_names, "chat_session_id", "create_time"),
+    # MoFA's columns only: the token-subset columns repeat what the details hold.
+    "api_calls": RecordSource(
+        API_CALL.name, API_CALL.column_names, "chat_session_id", "create_time"
+    ),
+}
+"""Each record kind's table, its columns as ``RowCodec``'s record builders read them, and
+the columns a filter's session and time range compare with."""
 
 
 def _insert(table: Table, columns: Sequence[str] | None = None) -> str:
@@ -107,6 +135,12 @@ class Queries:
         assignments = ", ".join(f"{name} = ?" for name in session.column_names[1:])
         self.update_session = q(f"UPDATE {session.name} SET {assignments} WHERE id = ?")
         self.delete_session = q(f"DELETE FROM {session.name} WHERE id = ?")
+        # Messages first, as delete_session does: MoFA's SQLite tables have no cascade.
+        self.cleanup_session_messages = q(
+            f"DELETE FROM {MESSAGE.name} WHERE chat_session_id IN "
+            f"(SELECT id FROM {session.name} WHERE update_time < ?)"
+        )
+        self.cleanup_sessions = q(f"DELETE FROM {session.name} WHERE update_time < ?")
 
         self.get_provider = q(f"{provider} WHERE id = ?")
         self.provider_by_name = q(f"{provider} WHERE tenant_id = ? AND provider_name = ?")
@@ -130,11 +164,39 @@ class Queries:
         self.delete_agent = q(f"DELETE FROM {AGENT.name} WHERE id = ?")
 
         self._api_calls_page = call + "{where} ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?"
+        self._sessions_page = (
+            _select(session) + "{where} ORDER BY update_time DESC, id DESC LIMIT ? OFFSET ?"
+        )
         self._dialect = dialect
 
     def api_calls_page(self, where: str) -> str:
         """API calls matching ``where``, newest first, one page (limit, offset follow)."""
         return self._dialect.sql(self._api_calls_page.format(where=where))
+
+    def sessions_page(self, where: str) -> str:
+        """Sessions matching ``where``, most recently active first (limit, offset follow)."""
+        return self._dialect.sql(self._sessions_page.format(where=where))
+
+    def count_records(self, kind: RecordKind, where: str) -> str:
+        """How many records of ``kind`` match ``where``."""
+        return self._dialect.sql(f"SELECT COUNT(*) FROM {RECORD_SOURCES[kind].table}{where}")
+
+    def export_chunk(self, kind: RecordKind, where: str) -> str:
+        """One chunk of an export: records matching ``where``, by id, then a LIMIT.
+
+        ``where`` ends with the keyset condition (``id > ?``) from the second
+        chunk on. Ordering by the primary key lets every chunk start where the
+        last ended by an index seek, where an OFFSET would re-read every row
+        before it.
+        """
+        source = RECORD_SOURCES[kind]
+        return self._dialect.sql(
+            f"{_select_columns(source)} FROM {source.table}{where} ORDER BY id LIMIT ?"
+        )
+
+
+def _select_columns(source: RecordSource) -> str:
+    return f"SELECT {', '.join(source.columns)}"
 
 
 def filter_clause(
@@ -142,33 +204,65 @@ def filter_clause(
     encode_uuid: Callable[[Any], Any],
     encode_time: Callable[[Any], Any],
     *extra: str,
+    session_column: str = "chat_session_id",
+    time_column: str = "create_time",
+    name: Callable[[str], str] = str,
 ) -> tuple[str, list[Any]]:
-    """`` WHERE …`` for the API calls ``query`` selects (``""`` for all), and its parameters."""
+    """`` WHERE …`` for the API calls ``query`` selects (``""`` for all), and its parameters.
+
+    ``extra`` conditions are added last, so their parameters follow these;
+    ``name`` spells each filtered column (see ``Dialect.keyset_filter``).
+    """
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (
         ("tenant_id", query.tenant_id),
         ("user_id", query.user_id),
-        ("chat_session_id", query.session_id),
+        (session_column, query.session_id),
         ("agent_id", query.agent_id),
     ):
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{name(column)} = ?")
             params.append(encode_uuid(value))
     if query.status is not None:
-        clauses.append("status = ?")
+        clauses.append(f"{name('status')} = ?")
         params.append(query.status.value)
     if query.model_name is not None:
-        clauses.append("model_name = ?")
+        clauses.append(f"{name('model_name')} = ?")
         params.append(query.model_name)
     if query.start_time is not None:  # the range is half-open: start <= t < end
-        clauses.append("create_time >= ?")
+        clauses.append(f"{name(time_column)} >= ?")
         params.append(encode_time(query.start_time))
     if query.end_time is not None:
-        clauses.append("create_time < ?")
+        clauses.append(f"{name(time_column)} < ?")
         params.append(encode_time(query.end_time))
     clauses.extend(extra)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def record_filter(
+    kind: RecordKind,
+    query: QueryFilter,
+    encode_uuid: Callable[[Any], Any],
+    encode_time: Callable[[Any], Any],
+    *extra: str,
+    name: Callable[[str], str] = str,
+) -> tuple[str, list[Any]]:
+    """`` WHERE …`` for the records of ``kind`` that ``query`` selects, and its parameters.
+
+    The caller has checked the filter (``check_record_query``): only API
+    calls have a status and a model.
+    """
+    source = RECORD_SOURCES[kind]
+    return filter_clause(
+        query,
+        encode_uuid,
+        encode_time,
+        *extra,
+        session_column=source.session_column,
+        time_column=source.time_column,
+        name=name,
+    )
 
 
 USAGE_TOTALS = (

@@ -253,15 +253,19 @@ class PooledDatabase(ABC, Generic[_Conn]):
 
     # --- the Database protocol ----------------------------------------------------------
 
-    async def read(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
-        """Run ``reads`` on one snapshot; a dropped connection is retried once."""
+    async def read(self, reads: Sequence[Read]) -> list[list[Any]]:
+        """Run ``reads`` on one snapshot; a dropped connection is retried once.
+
+        Rows are converted (``Read.convert``) once the connection is back in the pool.
+        """
         for attempt in (1, 2):
             try:
                 async with self._connection() as conn:
                     if len(reads) == 1:
-                        return [await self._fetch(conn, reads[0])]
-                    async with self._transaction(conn, snapshot=True):
-                        return [await self._fetch(conn, read) for read in reads]
+                        results = [await self._fetch(conn, reads[0])]
+                    else:
+                        async with self._transaction(conn, snapshot=True):
+                            results = [await self._fetch(conn, read) for read in reads]
             except Exception as exc:
                 if attempt == 1 and self._connection_lost(exc):
                     logger.warning(
@@ -269,6 +273,10 @@ class PooledDatabase(ABC, Generic[_Conn]):
                     )
                     continue
                 raise self._map_error(exc) from exc
+            return [
+                rows if read.convert is None else read.convert(rows)
+                for read, rows in zip(reads, results, strict=True)
+            ]
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def write(self, writes: Sequence[Write]) -> list[int]:

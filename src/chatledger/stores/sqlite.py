@@ -34,7 +34,7 @@ from chatledger.errors import (
     SerializationError,
     StoreConnectionError,
 )
-from chatledger.stores.dialect import Dialect
+from chatledger.stores.dialect import Dialect, uuid_text
 from chatledger.stores.schema import ColumnType
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sql import migrate as migrate_schema
@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 Synchronous = Literal["full", "normal", "off"]
 _MAX_GROUP = 256  # writes committed together at most; bounds one commit's latency
 _READERS = 2
+# Rows converted per batch (Read.convert): small enough to stay in a core's cache.
+_CONVERT_BATCH = 200
 # SQLite plans by the statistics ANALYZE leaves. Without them a statistic
 # filtered by a column with few values (status) walks that index across most of
 # the API-call table: 6.6 s instead of 1.2 s at a million calls. A sampled
@@ -76,6 +78,7 @@ class SqliteDialect(Dialect):
 
     # Fixed-width RFC 3339 in UTC, so text order is time order.
     encode_uuid = staticmethod(str)
+    record_uuid = staticmethod(uuid_text)
     encode_time = staticmethod(lambda value: value.isoformat(timespec="microseconds"))
     encode_bool = staticmethod(int)
     encode_money = staticmethod(float)
@@ -101,9 +104,37 @@ class SqliteDialect(Dialect):
             return f"substr({column}, 1, 7) || '-01{suffix}'"
         raise ValueError(f"unknown bucket {bucket!r}")
 
+    def keyset_filter(self, column: str) -> str:
+        """Kept off indexes (unary plus): the chunk then walks the primary key.
+
+        SQLite serves a filter from its index whenever it has one, and sorts
+        every chunk's matches again: 46 s to export 288,000 of a million calls
+        by a time range, 0.8 s by the primary key. Walking the primary key
+        reads at most the whole table once per export (0.2 s a million rows).
+        """
+        return f"+{column}"
+
     def decode_time(self, value: Any) -> Any:
         """RFC 3339 text (MoFA may write ``Z``) as an aware datetime."""
         return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def record_time(self, value: Any) -> str:
+        """The stored text rewritten as the entity's JSON writes the time, without parsing it.
+
+        An export reads two times per row: reshaping the text chatledger
+        writes (``…00.000000+00:00``) or MoFA writes (``…00Z``,
+        ``…00.000000Z``) costs a fifth of parsing it into a datetime and
+        formatting that again. Any other form takes the parse.
+        """
+        if type(value) is str and value[10:11] == "T":
+            size = len(value)
+            if size == 32 and value[19] == "." and value[26:] == "+00:00":
+                return value[:19] + "Z" if value[20:26] == "000000" else value[:26] + "Z"
+            if size == 27 and value[19] == "." and value[26] == "Z":
+                return value[:19] + "Z" if value[20:26] == "000000" else value
+            if size == 20 and value[19] == "Z":
+                return value
+        return super().record_time(value)
 
 
 def _map_error(exc: BaseException, where: str) -> PersistenceError:
@@ -229,13 +260,24 @@ def _run_writes(writes: Sequence[Write]) -> Callable[[sqlite3.Connection], list[
     return run
 
 
+def _fetch(conn: sqlite3.Connection, read: Read) -> list[Any]:
+    """One query's rows, converted a batch at a time while they are hot in the CPU's cache."""
+    cursor = conn.execute(read.sql, read.params)
+    if read.convert is None:
+        return cursor.fetchall()
+    converted: list[Any] = []
+    while batch := cursor.fetchmany(_CONVERT_BATCH):
+        converted.extend(read.convert(batch))
+    return converted
+
+
 def _run_reads(reads: Sequence[Read]) -> Callable[[sqlite3.Connection], list[list[Any]]]:
     def run(conn: sqlite3.Connection) -> list[list[Any]]:
         if len(reads) == 1:
-            return [conn.execute(reads[0].sql, reads[0].params).fetchall()]
+            return [_fetch(conn, reads[0])]
         conn.execute("BEGIN")  # one snapshot for every query
         try:
-            return [conn.execute(read.sql, read.params).fetchall() for read in reads]
+            return [_fetch(conn, read) for read in reads]
         finally:
             conn.execute("COMMIT")
 
@@ -438,9 +480,9 @@ class SqliteDatabase:
         result: list[int] = await self._submit(_run_writes(writes), is_write=True)
         return result
 
-    async def read(self, reads: Sequence[Read]) -> list[list[Sequence[Any]]]:
-        """Run ``reads`` on a reader connection, against one snapshot."""
-        result: list[list[Sequence[Any]]] = await self._submit(_run_reads(reads), is_write=False)
+    async def read(self, reads: Sequence[Read]) -> list[list[Any]]:
+        """Run ``reads`` on a reader connection, against one snapshot; convert in its thread."""
+        result: list[list[Any]] = await self._submit(_run_reads(reads), is_write=False)
         return result
 
     async def close(self) -> None:

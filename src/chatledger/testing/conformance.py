@@ -22,6 +22,7 @@ tests, never by chatledger's own helpers.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import statistics as pystats
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -33,6 +34,8 @@ from uuid import UUID
 
 import pytest
 import pytest_asyncio
+from pydantic import BaseModel
+from pydantic_core import to_json
 
 from chatledger.entities import (
     Agent,
@@ -58,7 +61,15 @@ from chatledger.errors import (
     StoreConnectionError,
 )
 from chatledger.ids import NIL_UUID, uuid7
-from chatledger.stores.base import GROUP_BY_KEYS, Bucket, GroupKey, PersistenceStore
+from chatledger.stores.base import (
+    DEFAULT_QUERY_LIMIT,
+    GROUP_BY_KEYS,
+    RECORD_KINDS,
+    Bucket,
+    GroupKey,
+    PersistenceStore,
+    RecordKind,
+)
 
 __all__ = [
     "BASE_TIME",
@@ -333,6 +344,34 @@ def _key_value(call: LLMApiCall, key: str) -> Any:
     }[key]
 
 
+async def _drain(chunks: AsyncIterator[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Every chunk an export yields."""
+    return [chunk async for chunk in chunks]
+
+
+async def _exported(
+    store: PersistenceStore, kind: RecordKind, query: QueryFilter | None = None
+) -> list[dict[str, Any]]:
+    """Every record an export yields, chunks joined."""
+    chunks = await _drain(store.export_records(kind, query or QueryFilter()))
+    return [record for chunk in chunks for record in chunk]
+
+
+def _assert_record_is(record: dict[str, Any], stored: BaseModel, saved: BaseModel) -> None:
+    """``record`` is the stored entity's JSON form exactly, and holds what was saved.
+
+    Against the entity the store reads back: the JSON-mode dump (ids and
+    times as text), the same keys in the same order at every depth, the same
+    JSON text. Against the entity as saved: the same JSON values (PostgreSQL
+    may reorder the keys inside JSON columns, for the read-back entity too).
+    """
+    dumped = stored.model_dump(mode="json")
+    assert record == dumped
+    assert list(record) == list(dumped)
+    assert to_json(record) == stored.model_dump_json().encode()
+    assert json.loads(to_json(record)) == json.loads(saved.model_dump_json())
+
+
 # -- the suite ------------------------------------------------------------------
 
 
@@ -433,6 +472,10 @@ class StoreConformance:
             lambda: store.get_user_sessions(some_id),
             lambda: store.update_session(session),
             lambda: store.delete_session(some_id),
+            lambda: store.list_sessions(QueryFilter()),
+            lambda: store.cleanup_old_sessions(BASE_TIME),
+            lambda: store.count_records("api_calls", QueryFilter()),
+            lambda: _drain(store.export_records("messages", QueryFilter())),
             lambda: store.save_provider(provider),
             lambda: store.get_provider(some_id),
             lambda: store.get_provider_by_name(some_id, "openai"),
@@ -1634,6 +1677,481 @@ class StoreConformance:
         with pytest.raises(SerializationError):
             await store.save_agent(bad_agent)
         assert await store.get_agent(bad_agent.id) is None
+
+    # -- listing and pruning sessions ----------------------------------------------------
+
+    async def _sessions_over_time(self, store: PersistenceStore) -> list[ChatSession]:
+        """Twenty sessions of two tenants, three users and two agents, active over 40 days."""
+        rng = random.Random(11)  # noqa: S311  (reproducible test data, not security)
+        tenants, users, agents = (
+            [uuid7() for _ in range(2)],
+            [uuid7() for _ in range(3)],
+            [uuid7() for _ in range(2)],
+        )
+        sessions = []
+        for _ in range(20):
+            created = BASE_TIME + timedelta(
+                days=rng.randint(0, 20), microseconds=rng.randint(0, 999)
+            )
+            session = make_session(
+                tenant_id=rng.choice(tenants),
+                user_id=rng.choice(users),
+                agent_id=rng.choice(agents),
+                create_time=created,
+                update_time=created
+                + timedelta(days=rng.randint(0, 20), seconds=rng.randint(0, 99)),
+            )
+            await store.create_session(session)
+            sessions.append(session)
+        return sessions
+
+    @staticmethod
+    def _session_filters(
+        sessions: Sequence[ChatSession],
+    ) -> list[tuple[QueryFilter, Callable[[ChatSession], bool]]]:
+        """One query per session filter field (and a combination), with the predicate it means."""
+        first = sessions[0]
+        start, end = BASE_TIME + timedelta(days=10), BASE_TIME + timedelta(days=25)
+        return [
+            (QueryFilter(), lambda s: True),
+            (QueryFilter().tenant(first.tenant_id), lambda s: s.tenant_id == first.tenant_id),
+            (QueryFilter().user(first.user_id), lambda s: s.user_id == first.user_id),
+            (QueryFilter().agent(first.agent_id), lambda s: s.agent_id == first.agent_id),
+            (QueryFilter().session(first.id), lambda s: s.id == first.id),
+            (QueryFilter().time_range(start, end), lambda s: start <= s.update_time < end),
+            (
+                QueryFilter().tenant(first.tenant_id).user(first.user_id).time_range(start, None),
+                lambda s: (
+                    s.tenant_id == first.tenant_id
+                    and s.user_id == first.user_id
+                    and s.update_time >= start
+                ),
+            ),
+        ]
+
+    @pytest.mark.asyncio
+    async def test_list_sessions_with_each_filter_field(self, store: PersistenceStore) -> None:
+        """list_sessions honours tenant, user, agent, session id and a range on update_time."""
+        sessions = await self._sessions_over_time(store)
+        for query, keep in self._session_filters(sessions):
+            expected = sorted(
+                (s for s in sessions if keep(s)), key=lambda s: (s.update_time, s.id), reverse=True
+            )
+            assert expected, "the sessions should cover every filter"
+            got = await store.list_sessions(query)
+            assert [s.id for s in got] == [s.id for s in expected]
+            assert got == expected
+
+    @pytest.mark.asyncio
+    async def test_list_sessions_most_recently_active_first(self, store: PersistenceStore) -> None:
+        """list_sessions orders by update_time, then id, both descending; a message moves it up."""
+        same_time = [make_session(update_time=BASE_TIME + timedelta(hours=1)) for _ in range(3)]
+        older = make_session(update_time=BASE_TIME + timedelta(microseconds=1))
+        newer = make_session(update_time=BASE_TIME + timedelta(hours=2))
+        for session in (same_time[1], newer, older, same_time[2], same_time[0]):
+            await store.create_session(session)
+        got = await store.list_sessions(QueryFilter())
+        assert [s.id for s in got] == [
+            newer.id,
+            same_time[2].id,
+            same_time[1].id,
+            same_time[0].id,
+            older.id,
+        ]
+        await store.save_message(make_message(older, create_time=BASE_TIME + timedelta(hours=3)))
+        assert (await store.list_sessions(QueryFilter()))[0].id == older.id
+
+    @pytest.mark.asyncio
+    async def test_list_sessions_time_range_is_half_open_on_update_time(
+        self, store: PersistenceStore
+    ) -> None:
+        """A session last active at start is in, at end is out; its create_time plays no part."""
+        start, end = BASE_TIME, BASE_TIME + timedelta(days=1)
+        old_but_active = make_session(create_time=start - timedelta(days=30), update_time=start)
+        inside = make_session(create_time=start, update_time=end - timedelta(microseconds=1))
+        at_end = make_session(create_time=start, update_time=end)
+        before = make_session(update_time=start - timedelta(microseconds=1))
+        for session in (old_but_active, inside, at_end, before):
+            await store.create_session(session)
+        got = await store.list_sessions(QueryFilter().time_range(start, end))
+        assert {s.id for s in got} == {old_but_active.id, inside.id}
+
+    @pytest.mark.asyncio
+    async def test_list_sessions_default_limit_and_pagination(
+        self, store: PersistenceStore
+    ) -> None:
+        """list_sessions returns at most 100 by default; offset and limit page the rest."""
+        sessions = [
+            make_session(update_time=BASE_TIME + timedelta(seconds=i))
+            for i in range(DEFAULT_QUERY_LIMIT + 30)
+        ]
+        for session in sessions:
+            await store.create_session(session)
+        newest_first = [s.id for s in reversed(sessions)]
+        assert [s.id for s in await store.list_sessions(QueryFilter())] == newest_first[:100]
+        page = await store.list_sessions(QueryFilter().paginate(100, 100))
+        assert [s.id for s in page] == newest_first[100:]
+        page = await store.list_sessions(QueryFilter().paginate(10, 5))
+        assert [s.id for s in page] == newest_first[10:15]
+        assert len(await store.list_sessions(QueryFilter(limit=1000))) == 130
+        assert await store.list_sessions(QueryFilter(limit=0)) == []
+        assert await store.list_sessions(QueryFilter(offset=500)) == []
+
+    @pytest.mark.asyncio
+    async def test_list_sessions_refuses_status_and_model(self, store: PersistenceStore) -> None:
+        """A session filter naming a status or a model is a ValueError, not ignored."""
+        with pytest.raises(ValueError, match="status or model"):
+            await store.list_sessions(QueryFilter().with_status(ApiCallStatus.FAILED))
+        with pytest.raises(ValueError, match="model_name"):
+            await store.list_sessions(QueryFilter().model("gpt-4o"))
+
+    @pytest.mark.asyncio
+    async def test_cleanup_old_sessions_deletes_messages_and_keeps_api_calls(
+        self, store: PersistenceStore
+    ) -> None:
+        """Sessions last active before the cutoff go with their messages; API calls stay."""
+        cutoff = BASE_TIME + timedelta(days=10)
+        gone = [
+            await self._session(store, update_time=cutoff - timedelta(days=3)),
+            await self._session(store, update_time=cutoff - timedelta(microseconds=1)),
+        ]
+        kept = [
+            await self._session(store, update_time=cutoff),  # exactly at the cutoff: kept
+            await self._session(store, update_time=cutoff + timedelta(days=1)),
+        ]
+        # created long ago, active since: its old message stays with it
+        revived = await self._session(store, create_time=BASE_TIME)
+        old_message = make_message(revived, create_time=BASE_TIME)
+        await store.save_message(old_message)
+        await store.save_message(make_message(revived, create_time=cutoff + timedelta(hours=1)))
+        messages = {s.id: make_message(s, create_time=BASE_TIME) for s in [*gone, *kept]}
+        await store.save_messages(list(messages.values()))
+        calls = [make_api_call(s) for s in [*gone, *kept]]
+        await store.save_api_calls(calls)
+
+        assert await store.cleanup_old_sessions(cutoff) == 2
+        assert await store.cleanup_old_sessions(cutoff) == 0
+        for session in gone:
+            assert await store.get_session(session.id) is None
+            assert await store.get_message(messages[session.id].id) is None
+            assert await store.count_session_messages(session.id) == 0
+        for session in kept:
+            assert await store.get_session(session.id) is not None
+            assert await store.get_message(messages[session.id].id) == messages[session.id]
+        assert await store.get_message(old_message.id) == old_message
+        for call in calls:
+            assert await store.get_api_call(call.id) == call
+
+    @pytest.mark.asyncio
+    async def test_cleanup_old_sessions_refuses_a_naive_cutoff(
+        self, store: PersistenceStore
+    ) -> None:
+        """A cutoff without a timezone is a ValueError and deletes nothing."""
+        session = await self._session(store, update_time=BASE_TIME - timedelta(days=1))
+        with pytest.raises(ValueError, match="timezone"):
+            await store.cleanup_old_sessions(BASE_TIME.replace(tzinfo=None))
+        assert await store.get_session(session.id) == session
+
+    # -- counting and exporting ------------------------------------------------------------
+
+    async def _one_of_each_kind(
+        self, store: PersistenceStore, kind: RecordKind, count: int
+    ) -> list[UUID]:
+        """``count`` records of ``kind`` saved out of id order; their ids, in id order."""
+        if kind == "sessions":
+            records: list[Any] = [make_session() for _ in range(count)]
+        elif kind == "messages":
+            session = await self._session(store)
+            records = [make_message(session, f"m{i}") for i in range(count)]
+        else:
+            records = [make_api_call() for _ in range(count)]
+        shuffled = list(records)
+        random.Random(count).shuffle(shuffled)  # noqa: S311  (test data)
+        for record in shuffled:
+            if kind == "sessions":
+                await store.create_session(record)
+            elif kind == "messages":
+                await store.save_message(record)
+            else:
+                await store.save_api_call(record)
+        return sorted(record.id for record in records)
+
+    @pytest.mark.parametrize("kind", RECORD_KINDS)
+    @pytest.mark.asyncio
+    async def test_export_comes_in_id_order_and_full_chunks(
+        self, store: PersistenceStore, kind: RecordKind
+    ) -> None:
+        """7 records by chunks of 3 come as 3, 3, 1 in id order; no empty chunk ever."""
+        assert await _drain(store.export_records(kind, QueryFilter(), chunk_size=3)) == []
+        ids = await self._one_of_each_kind(store, kind, 7)
+        for size, shape in ((3, [3, 3, 1]), (7, [7]), (1, [1] * 7), (1000, [7])):
+            chunks = await _drain(store.export_records(kind, QueryFilter(), chunk_size=size))
+            assert [len(chunk) for chunk in chunks] == shape
+            assert [record["id"] for chunk in chunks for record in chunk] == [str(i) for i in ids]
+        assert await store.count_records(kind, QueryFilter()) == 7
+
+    @pytest.mark.parametrize("kind", RECORD_KINDS)
+    @pytest.mark.asyncio
+    async def test_export_of_an_exact_multiple_of_the_chunk_size(
+        self, store: PersistenceStore, kind: RecordKind
+    ) -> None:
+        """6 records by chunks of 3 come as 3 and 3, with no trailing empty chunk."""
+        ids = await self._one_of_each_kind(store, kind, 6)
+        chunks = await _drain(store.export_records(kind, QueryFilter(), chunk_size=3))
+        assert [[record["id"] for record in chunk] for chunk in chunks] == [
+            [str(i) for i in ids[:3]],
+            [str(i) for i in ids[3:]],
+        ]
+
+    @pytest.mark.asyncio
+    async def test_export_order_is_id_order_not_time_order(self, store: PersistenceStore) -> None:
+        """Records whose times run against their ids are still exported by id."""
+        calls = [make_api_call(create_time=BASE_TIME - timedelta(minutes=i)) for i in range(5)]
+        await store.save_api_calls(calls)
+        assert [r["id"] for r in await _exported(store, "api_calls")] == [str(c.id) for c in calls]
+
+    @pytest.mark.parametrize("kind", RECORD_KINDS)
+    @pytest.mark.asyncio
+    async def test_export_and_count_ignore_offset_and_limit(
+        self, store: PersistenceStore, kind: RecordKind
+    ) -> None:
+        """A filter's offset and limit change neither what is counted nor what is exported."""
+        ids = await self._one_of_each_kind(store, kind, 5)
+        for query in (QueryFilter().paginate(2, 1), QueryFilter(limit=0), QueryFilter(offset=9)):
+            assert await store.count_records(kind, query) == 5
+            assert [r["id"] for r in await _exported(store, kind, query)] == [str(i) for i in ids]
+
+    @pytest.mark.asyncio
+    async def test_export_and_count_refuse_bad_arguments(self, store: PersistenceStore) -> None:
+        """Unknown kind, status or model on sessions or messages, chunk_size < 1: ValueError."""
+        unknown: Any = "calls"
+        with pytest.raises(ValueError, match="'sessions', 'messages', 'api_calls'"):
+            await store.count_records(unknown, QueryFilter())
+        with pytest.raises(ValueError, match="'sessions', 'messages', 'api_calls'"):
+            await _drain(store.export_records(unknown, QueryFilter()))
+        kinds: list[RecordKind] = ["sessions", "messages"]
+        for kind in kinds:
+            for query in (QueryFilter().with_status("failed"), QueryFilter().model("gpt-4o")):
+                with pytest.raises(ValueError, match="status or model"):
+                    await store.count_records(kind, query)
+                with pytest.raises(ValueError, match="status or model"):
+                    await _drain(store.export_records(kind, query))
+        for size in (0, -1):
+            with pytest.raises(ValueError, match="chunk_size"):
+                await _drain(store.export_records("api_calls", QueryFilter(), chunk_size=size))
+        # API calls do have a status and a model
+        assert await store.count_records("api_calls", QueryFilter().with_status("failed")) == 0
+
+    @pytest.mark.asyncio
+    async def test_count_and_export_api_calls_with_each_filter_field(
+        self, store: PersistenceStore
+    ) -> None:
+        """API calls are counted and exported by the filter query_api_calls uses, in id order."""
+        population = _Population(seed=5, count=300)
+        await store.save_api_calls(population.calls)
+        everything: tuple[QueryFilter, Callable[[LLMApiCall], bool]] = (
+            QueryFilter(),
+            lambda c: True,
+        )
+        for query, keep in [everything, *self._filters(population)]:
+            expected = sorted(c.id for c in population.calls if keep(c))
+            assert expected, "the population should cover every filter"
+            assert await store.count_records("api_calls", query) == len(expected)
+            got = await _drain(store.export_records("api_calls", query, chunk_size=16))
+            assert [r["id"] for chunk in got for r in chunk] == [str(i) for i in expected]
+
+    @pytest.mark.asyncio
+    async def test_count_and_export_sessions_as_list_sessions_filters_them(
+        self, store: PersistenceStore
+    ) -> None:
+        """Sessions are counted and exported by the filter of list_sessions (update_time range)."""
+        sessions = await self._sessions_over_time(store)
+        for query, keep in self._session_filters(sessions):
+            expected = sorted(s.id for s in sessions if keep(s))
+            assert await store.count_records("sessions", query) == len(expected)
+            got = await _exported(store, "sessions", query)
+            assert [r["id"] for r in got] == [str(i) for i in expected]
+
+    @pytest.mark.asyncio
+    async def test_count_and_export_messages_with_each_filter_field(
+        self, store: PersistenceStore
+    ) -> None:
+        """Messages are counted and exported by tenant, user, agent, session and create_time."""
+        tenant, user, agent = uuid7(), uuid7(), uuid7()
+        sessions = [
+            await self._session(store, tenant_id=tenant, user_id=user, agent_id=agent),
+            await self._session(store, tenant_id=tenant, user_id=user),
+            await self._session(store, tenant_id=tenant, agent_id=agent),
+            await self._session(store, user_id=user),
+        ]
+        messages = [
+            make_message(session, f"{n}", create_time=BASE_TIME + timedelta(hours=n * 5 + i))
+            for n in range(4)
+            for i, session in enumerate(sessions)
+        ]
+        await store.save_messages(messages)
+        start, end = BASE_TIME + timedelta(hours=5), BASE_TIME + timedelta(hours=12)
+        cases: list[tuple[QueryFilter, Callable[[LLMMessage], bool]]] = [
+            (QueryFilter(), lambda m: True),
+            (QueryFilter().tenant(tenant), lambda m: m.tenant_id == tenant),
+            (QueryFilter().user(user), lambda m: m.user_id == user),
+            (QueryFilter().agent(agent), lambda m: m.agent_id == agent),
+            (QueryFilter().session(sessions[1].id), lambda m: m.chat_session_id == sessions[1].id),
+            (QueryFilter().time_range(start, end), lambda m: start <= m.create_time < end),
+            (
+                QueryFilter().tenant(tenant).agent(agent).time_range(None, end),
+                lambda m: m.tenant_id == tenant and m.agent_id == agent and m.create_time < end,
+            ),
+        ]
+        for query, keep in cases:
+            expected = sorted(m.id for m in messages if keep(m))
+            assert expected, "the messages should cover every filter"
+            assert await store.count_records("messages", query) == len(expected)
+            got = await _exported(store, "messages", query)
+            assert [r["id"] for r in got] == [str(i) for i in expected]
+
+    @pytest.mark.asyncio
+    async def test_exported_api_calls_are_their_entities_json(
+        self, store: PersistenceStore
+    ) -> None:
+        """Every API call exports as its entity's JSON: optional fields absent, money as float."""
+        whole_second = BASE_TIME.replace(microsecond=0)
+        calls = [
+            make_api_call(),
+            make_api_call(latency_ms=None, create_time=whole_second),
+            make_api_call(
+                model_name="深度求索-chat",
+                prompt_tokens=1200,
+                completion_tokens=300,
+                prompt_tokens_details=TokenDetails(cached_tokens=1000, audio_tokens=7),
+                completion_tokens_details=TokenDetails(reasoning_tokens=120),
+                total_price=Decimal("0.0123456789"),
+                price_details=PriceDetails(
+                    input_price=Decimal("0.01"), output_price=Decimal("0.0023456789"), tier="batch"
+                ),
+                time_to_first_token_ms=321,
+                tokens_per_second=243.125,
+                api_response_id="chatcmpl-abc123",
+                create_time=BASE_TIME.replace(microsecond=670_000),
+                update_time=whole_second + timedelta(seconds=2),
+            ),
+            make_api_call(
+                prompt_tokens_details=TokenDetails(),
+                completion_tokens_details=TokenDetails(reasoning_tokens=0),
+                total_price=Decimal("1"),
+                price_details=PriceDetails(),
+                tokens_per_second=0.0,
+            ),
+            make_api_call(total_price=Decimal("0"), price_details=PriceDetails(currency="EUR")),
+            LLMApiCall.failed(
+                uuid7(),
+                uuid7(),
+                uuid7(),
+                uuid7(),
+                uuid7(),
+                "gpt-4o",
+                'Rate limit "reached" ⏳',
+                "429",
+                BASE_TIME,
+                status=ApiCallStatus.RATE_LIMITED,
+            ),
+            LLMApiCall.failed(
+                uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), "gpt-4o", "", None, whole_second
+            ),
+        ]
+        await store.save_api_calls(calls)
+        records = await _exported(store, "api_calls")
+        assert [r["id"] for r in records] == sorted(str(c.id) for c in calls)
+        by_id = {c.id: c for c in calls}
+        for record in records:
+            saved = by_id[UUID(record["id"])]
+            stored = await store.get_api_call(saved.id)
+            assert stored is not None
+            _assert_record_is(record, stored, saved)
+
+    @pytest.mark.asyncio
+    async def test_exported_messages_are_their_entities_json(self, store: PersistenceStore) -> None:
+        """Every message exports as its entity's JSON: parent absent when none, content as saved."""
+        session = await self._session(store)
+        whole_second = BASE_TIME.replace(microsecond=0)
+        first = make_message(session, "Weather in 巴黎? ☀️", create_time=whole_second)
+        contents = [
+            MessageContent.from_tool_calls(
+                [
+                    ToolCallContent(id="c1", name="weather", arguments={"city": "Paris", "n": 1}),
+                    ToolCallContent(id="c2", name="echo", arguments="raw text"),
+                ]
+            ),
+            MessageContent.from_tool_result(ToolResultContent(tool_call_id="c1", content="18°C")),
+            MessageContent.from_tool_result(
+                ToolResultContent(tool_call_id="c2", content="boom", is_error=True)
+            ),
+            MessageContent(text="hi", lang="en", meta={"z": [1, None], "a": True}),
+            MessageContent(text=""),
+            MessageContent(),
+        ]
+        roles = [MessageRole.ASSISTANT, MessageRole.TOOL, MessageRole.TOOL, MessageRole.SYSTEM]
+        messages = [first]
+        for i, content in enumerate(contents):
+            messages.append(
+                make_message(
+                    session,
+                    role=roles[i % len(roles)],
+                    content=content,
+                    create_time=BASE_TIME + timedelta(seconds=i, microseconds=i * 1000),
+                    parent_message_id=messages[-1].id if i % 2 == 0 else None,
+                )
+            )
+        await store.save_messages(messages)
+        records = await _exported(store, "messages")
+        assert [r["id"] for r in records] == sorted(str(m.id) for m in messages)
+        by_id = {m.id: m for m in messages}
+        for record in records:
+            saved = by_id[UUID(record["id"])]
+            stored = await store.get_message(saved.id)
+            assert stored is not None
+            _assert_record_is(record, stored, saved)
+
+    @pytest.mark.asyncio
+    async def test_exported_sessions_are_their_entities_json(self, store: PersistenceStore) -> None:
+        """Every session exports as its entity's JSON: a null title kept, metadata as saved."""
+        whole_second = BASE_TIME.replace(microsecond=0)
+        sessions = [
+            make_session(),
+            make_session(create_time=whole_second),
+            make_session(
+                title="Trip to 東京 ✈️",
+                metadata={"topic": "travel", "tags": ["a", "b"], "depth": {"n": 1, "ok": None}},
+                update_time=BASE_TIME + timedelta(days=1, microseconds=1),
+            ),
+            make_session(title="", metadata={"z": 1, "a": 2}),
+        ]
+        for session in sessions:
+            await store.create_session(session)
+        records = await _exported(store, "sessions")
+        assert [r["id"] for r in records] == sorted(str(s.id) for s in sessions)
+        by_id = {s.id: s for s in sessions}
+        for record in records:
+            saved = by_id[UUID(record["id"])]
+            stored = await store.get_session(saved.id)
+            assert stored is not None
+            _assert_record_is(record, stored, saved)
+
+    @pytest.mark.asyncio
+    async def test_export_stopped_early_leaves_the_store_usable(
+        self, store: PersistenceStore
+    ) -> None:
+        """Leaving an export after its first chunk releases it; the store goes on working."""
+        await self._one_of_each_kind(store, "api_calls", 5)
+        chunks = store.export_records("api_calls", QueryFilter(), chunk_size=2)
+        async for chunk in chunks:
+            assert len(chunk) == 2
+            break
+        closer = getattr(chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+        assert await store.count_records("api_calls", QueryFilter()) == 5
+        assert len(await _exported(store, "api_calls")) == 5
 
     # -- shared filters ------------------------------------------------------------------
 
