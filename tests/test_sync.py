@@ -64,3 +64,24 @@ def test_many_threads_share_one_client(tmp_path: Path) -> None:
         for thread in threads:
             thread.join()
         assert store.count_session_messages(session.id) == 200
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_export_records_is_a_blocking_generator(tmp_path: Path, backend: str) -> None:
+    """export_records yields chunks as a plain generator; leaving it early closes the export."""
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path}/s.db"
+    with sync.connect(url) as store:
+        calls = [make_api_call() for _ in range(5)]
+        store.save_api_calls(calls)
+        chunks = list(store.export_records("api_calls", QueryFilter(), chunk_size=2))
+        assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+        assert [r["id"] for chunk in chunks for r in chunk] == sorted(str(c.id) for c in calls)
+        assert store.count_records("api_calls", QueryFilter()) == 5
+        partial = store.export_records("api_calls", QueryFilter(), chunk_size=2)
+        assert len(next(partial)) == 2
+        partial.close()
+        with pytest.raises(ValueError, match="chunk_size"):
+            next(store.export_records("api_calls", QueryFilter(), chunk_size=0))
+        assert store.list_sessions(QueryFilter()) == []
+    with pytest.raises(StoreConnectionError):
+        next(store.export_records("api_calls", QueryFilter()))

@@ -14,13 +14,15 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from chatledger.entities import QueryFilter
 from chatledger.errors import StoreConnectionError
-from chatledger.stores import PersistenceStore
+from chatledger.stores import PersistenceStore, RecordKind
 from chatledger.stores import connect as connect_async
+from chatledger.stores.base import DEFAULT_CHUNK_SIZE
 
 __all__ = ["SyncStore", "connect"]
 
@@ -55,6 +57,11 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+
+
+async def _next_chunk(chunks: AsyncIterator[_T]) -> _T | None:
+    """The next item of ``chunks``, or None at its end (an exception cannot cross threads well)."""
+    return await anext(chunks, None)
 
 
 class SyncStore:
@@ -102,6 +109,26 @@ class SyncStore:
             return runner.run(method(*args, **kwargs))
 
         return call
+
+    def export_records(
+        self, kind: RecordKind, query: QueryFilter, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Blocking twin of ``export_records``: a chunk is fetched on the loop thread when asked.
+
+        Leaving the loop early (``break``, an exception) closes the export on
+        the loop thread, once this generator is closed or collected.
+        """
+        runner = self._runner
+        if runner.loop.is_closed():
+            raise StoreConnectionError(f"the {self.backend_name} store is closed")
+        chunks = self._store.export_records(kind, query, chunk_size=chunk_size)
+        try:
+            while (chunk := runner.run(_next_chunk(chunks))) is not None:
+                yield chunk
+        finally:
+            finish = getattr(chunks, "aclose", None)  # async generators hold a frame to end
+            if finish is not None and not runner.loop.is_closed():
+                runner.run(finish())
 
     def close(self) -> None:
         """Close the store, then stop the background loop; safe to call twice."""
