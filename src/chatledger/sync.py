@@ -60,7 +60,7 @@ class _LoopThread:
 
 
 async def _next_chunk(chunks: AsyncIterator[_T]) -> _T | None:
-    """The next item of ``chunks``, or None at its end (an exception cannot cross threads well)."""
+    """The next item of ``chunks``, or None once it is exhausted (a chunk is never None)."""
     return await anext(chunks, None)
 
 
