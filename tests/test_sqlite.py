@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sqlite3
 import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
+from pydantic_core import to_json
 
 from chatledger import (
+    ChatSession,
     ConstraintError,
+    LLMApiCall,
+    LLMMessage,
     QueryFilter,
+    RecordKind,
     StoreConnectionError,
     TokenDetails,
     connect,
@@ -21,7 +32,7 @@ from chatledger.stores.queries import usage_statements
 from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from chatledger.stores.sql import Read, Write, schema_version
 from chatledger.stores.sqlite import SqliteDialect, SqliteStore, _open_database
-from chatledger.testing import make_api_call, make_message, make_session
+from chatledger.testing import BASE_TIME, make_api_call, make_message, make_session
 
 
 def _pragma(path: Path, name: str) -> object:
@@ -321,3 +332,211 @@ async def test_percentiles_use_the_latency_index_only_when_unfiltered(tmp_path: 
         assert "idx_api_call_latency" in plan("", ())
         assert "idx_api_call_latency" not in plan(" WHERE create_time >= ?", ("2026",))
         assert "idx_api_call_latency" not in plan(" WHERE model_name = ?", ("gpt-4o",))
+
+
+def test_time_text_is_reshaped_exactly_as_pydantic_writes_the_time() -> None:
+    """The export's shortcut for stored time text gives the entity's JSON time, in every form.
+
+    chatledger writes ``…00.000000+00:00``; MoFA writes ``…00Z`` (whole
+    seconds) or ``…00.000000Z``; anything else takes the parse. Whole seconds
+    lose their fraction in pydantic's JSON, other microseconds keep six digits.
+    """
+    rng = random.Random(7)
+    moments = [
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 0, 0, 670_000, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        *(
+            datetime(2025, 1, 1, tzinfo=UTC)
+            + timedelta(
+                seconds=rng.randint(0, 10**8), microseconds=rng.choice([0, rng.randint(0, 999_999)])
+            )
+            for _ in range(500)
+        ),
+    ]
+    dialect = SqliteDialect()
+    for moment in moments:
+        expected = to_json(moment).decode().strip('"')
+        micro = moment.isoformat(timespec="microseconds")
+        forms = [
+            micro,  # as chatledger writes it
+            micro.replace("+00:00", "Z"),  # MoFA, with microseconds
+            moment.isoformat(timespec="seconds").replace("+00:00", "Z"),  # MoFA, whole seconds
+            moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            moment.isoformat(),  # no fraction when it is zero
+            moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat(),
+            micro.replace("T", " "),
+        ]
+        for text in forms:
+            exact = datetime.fromisoformat(text).astimezone(UTC)
+            assert dialect.record_time(text) == to_json(exact).decode().strip('"'), text
+        assert dialect.record_time(micro) == expected
+
+
+def _assert_exports_as(record: dict[str, Any], entity: BaseModel) -> None:
+    assert record == entity.model_dump(mode="json")
+    assert list(record) == list(entity.model_dump(mode="json"))
+    assert to_json(record) == entity.model_dump_json().encode()
+
+
+def _insert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    for row in rows:
+        conn.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
+        )
+
+
+async def test_rows_written_mofa_style_export_as_their_entities(tmp_path: Path) -> None:
+    """Rows another writer left (``Z`` times, whole seconds, nulls and omissions in JSON,
+    an upper-case id) export exactly as the entities chatledger reads from them dump."""
+    path = tmp_path / "mofa.db"
+    async with await SqliteStore.connect(path):
+        pass  # the schema
+    ids = [str(uuid.uuid4()) for _ in range(12)]
+    session, user, agent, tenant = ids[:4]
+    messages = ids[4:8]
+    with sqlite3.connect(path) as conn:
+        _insert(
+            conn,
+            "entity_chat_session",
+            [
+                {
+                    "id": session, "user_id": user, "agent_id": agent, "tenant_id": tenant,
+                    "title": None, "metadata": None, "create_time": "2025-03-14T09:26:53Z",
+                    "update_time": "2025-03-14T09:26:57Z",
+                },
+                {
+                    "id": ids[8].upper(), "user_id": user, "agent_id": agent, "tenant_id": tenant,
+                    "title": "From MoFA", "metadata": '{"channel": "cli", "n": 1}',
+                    "create_time": "2025-03-14T09:26:53.670Z",
+                    "update_time": "2025-03-14T11:26:53.000000+02:00",
+                },
+            ],
+        )  # fmt: skip
+        contents = [
+            '{"text": "You are a weather bot.", "tool_calls": null, "tool_result": null}',
+            '{"tool_calls": [{"arguments": {"city": "Paris"}, "name": "get_weather", '
+            '"id": "call_1"}]}',
+            '{"tool_result": {"content": "18°C", "tool_call_id": "call_1"}}',
+            '{"lang": "fr", "text": "Il fait 18°C."}',
+        ]
+        _insert(
+            conn,
+            "entity_llm_message",
+            [
+                {
+                    "id": message, "parent_message_id": None if i == 0 else messages[i - 1],
+                    "chat_session_id": session, "agent_id": agent, "user_id": user,
+                    "tenant_id": tenant, "role": ["system", "assistant", "tool", "assistant"][i],
+                    "content": content, "create_time": f"2025-03-14T09:26:5{i}Z",
+                    "update_time": f"2025-03-14T09:26:5{i}.000000Z",
+                }
+                for i, (message, content) in enumerate(zip(messages, contents, strict=True))
+            ],
+        )  # fmt: skip
+        call = {
+            "chat_session_id": session, "agent_id": agent, "user_id": user, "tenant_id": tenant,
+            "request_message_id": messages[0], "response_message_id": messages[1],
+            "model_name": "gpt-4o", "status": "success", "prompt_tokens": 120,
+            "completion_tokens": 30, "total_tokens": 150, "create_time": "2025-03-14T09:26:54Z",
+            "update_time": "2025-03-14T09:26:55.250000Z",
+        }  # fmt: skip
+        _insert(
+            conn,
+            "entity_llm_api_call",
+            [
+                {
+                    **call, "id": ids[9],
+                    "prompt_tokens_details": '{"reasoning_tokens": null, "cached_tokens": 100}',
+                    "completion_tokens_details": '{"reasoning_tokens": 10}',
+                    "total_price": 0.0012345678,
+                    "price_details": '{"output_price": 0.0003345678, "input_price": 1}',
+                    "latency_ms": 850, "time_to_first_token_ms": 210, "tokens_per_second": 35.29,
+                    "api_response_id": "chatcmpl-abc",
+                },
+                {
+                    **call, "id": ids[10], "status": "rate_limited",
+                    "error_message": "Rate limit reached", "error_code": "429",
+                    "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                    "response_message_id": "00000000-0000-0000-0000-000000000000",
+                    "prompt_tokens_details": "null",
+                    "price_details": '{"currency": "EUR", "tier": "batch"}',
+                },
+            ],
+        )  # fmt: skip
+    async with await SqliteStore.connect(path) as store:
+        # read back by listing: the upper-case id cannot be looked up by its value
+        entities: dict[RecordKind, list[ChatSession | LLMMessage | LLMApiCall]] = {
+            "sessions": list(await store.list_sessions(QueryFilter())),
+            "messages": list(await store.get_session_messages(uuid.UUID(session))),
+            "api_calls": list(await store.query_api_calls(QueryFilter())),
+        }
+        for kind, expected in entities.items():
+            chunks = [chunk async for chunk in store.export_records(kind, QueryFilter())]
+            records = {record["id"]: record for chunk in chunks for record in chunk}
+            assert len(records) == len(expected) > 1, kind
+            for entity in expected:
+                _assert_exports_as(records[str(entity.id)], entity)
+
+
+async def test_export_chunk_queries_walk_the_primary_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each export chunk walks the id index and sorts nothing, whatever the filter.
+
+    With a filter index in reach, SQLite would read and sort every match again
+    for each chunk (46 s for 288,000 of a million calls, 0.8 s by the id).
+    """
+    path = tmp_path / "plan.db"
+    store = await SqliteStore.connect(path)
+    user, session = uuid.uuid4(), make_session()
+    await store.create_session(session)
+    await store.save_messages([make_message(session, f"{i}") for i in range(40)])
+    await store.save_api_calls(
+        [
+            make_api_call(
+                session if i % 2 else None,
+                user_id=user if i % 3 else uuid.uuid4(),
+                create_time=BASE_TIME + timedelta(minutes=i),
+            )
+            for i in range(300)
+        ]
+    )
+    reads: list[Read] = []
+    read = store._db.read
+
+    async def spy(batch: Sequence[Read]) -> list[list[Any]]:
+        reads.extend(batch)
+        return await read(batch)
+
+    monkeypatch.setattr(store._db, "read", spy)
+    hour = QueryFilter().time_range(BASE_TIME, BASE_TIME + timedelta(hours=1))
+    exports: list[tuple[RecordKind, QueryFilter]] = [
+        ("api_calls", QueryFilter()),
+        ("api_calls", QueryFilter().user(user)),
+        ("api_calls", hour),
+        ("api_calls", QueryFilter().with_status("success").model("gpt-4o").session(session.id)),
+        ("messages", QueryFilter().session(session.id).tenant(session.tenant_id)),
+        ("messages", hour),
+        ("sessions", QueryFilter().user(session.user_id).time_range(BASE_TIME, None)),
+    ]
+    for kind, query in exports:
+        async for _ in store.export_records(kind, query, chunk_size=25):
+            pass
+    await store.close()
+    assert len(reads) > 20
+    with sqlite3.connect(path) as conn:
+        conn.execute("ANALYZE")
+
+        def plan(sql: str, params: Sequence[Any]) -> str:
+            return " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+        for chunk in reads:
+            steps = plan(chunk.sql, chunk.params)
+            assert "USING INDEX sqlite_autoindex_" in steps, steps
+            assert "TEMP B-TREE" not in steps, steps
+        by_user = next(r for r in reads if "+user_id" in r.sql)
+        # the control: the same chunk, its filter index allowed, sorts
+        assert "TEMP B-TREE" in plan(by_user.sql.replace("+user_id", "user_id"), by_user.params)
