@@ -23,11 +23,14 @@ from typing import Any
 import asyncmy
 import asyncpg
 import pytest
+from pydantic_core import to_json
 
 import chatledger.stores.mysql as mysql_backend
 from chatledger.entities import (
     ApiCallStatus,
+    ChatSession,
     LLMApiCall,
+    LLMMessage,
     MessageContent,
     MessageRole,
     QueryFilter,
@@ -35,6 +38,7 @@ from chatledger.entities import (
     ToolCallContent,
     ToolResultContent,
 )
+from chatledger.stores.base import RecordKind
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.server import ServerStore
@@ -328,6 +332,35 @@ async def test_chatledger_reads_what_mofa_wrote(mofa: MofaDatabase) -> None:
         stats = await store.get_statistics(QueryFilter(tenant_id=IDS["tenant"]))
         assert (stats.total_calls, stats.total_tokens) == (1, 150)
         assert (stats.total_cached_tokens, stats.total_reasoning_tokens) == (100, 10)
+    finally:
+        await store.close()
+
+
+async def test_what_mofa_wrote_exports_as_the_entities_dump(mofa: MofaDatabase) -> None:
+    """MoFA's rows, in its column types (NUMERIC(15, 10), TIMESTAMP, ENUM), export as JSON
+    exactly as the entities chatledger reads from them dump."""
+    await _write_like_mofa(mofa)
+    store = await mofa.store.connect(mofa.url)
+    try:
+        session, call = await store.get_session(IDS["session"]), await store.get_api_call(CALL_ID)
+        assert session is not None
+        assert call is not None
+        entities: dict[RecordKind, list[ChatSession | LLMMessage | LLMApiCall]] = {
+            "sessions": [session],
+            "messages": list(await store.get_session_messages(IDS["session"])),
+            "api_calls": [call],
+        }
+        for kind, expected in entities.items():
+            chunks = [chunk async for chunk in store.export_records(kind, QueryFilter())]
+            records = [record for chunk in chunks for record in chunk]
+            assert [record["id"] for record in records] == sorted(str(e.id) for e in expected)
+            by_id = {record["id"]: record for record in records}
+            for entity in expected:
+                record = by_id[str(entity.id)]
+                assert record == entity.model_dump(mode="json")
+                assert list(record) == list(entity.model_dump(mode="json"))
+                assert to_json(record) == entity.model_dump_json().encode()
+            assert await store.count_records(kind, QueryFilter()) == len(expected)
     finally:
         await store.close()
 
