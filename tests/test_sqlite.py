@@ -24,6 +24,7 @@ from chatledger import (
     LLMMessage,
     QueryFilter,
     RecordKind,
+    SerializationError,
     StoreConnectionError,
     TokenDetails,
     connect,
@@ -540,3 +541,28 @@ async def test_export_chunk_queries_walk_the_primary_key(
         by_user = next(r for r in reads if "+user_id" in r.sql)
         # the control: the same chunk, its filter index allowed, sorts
         assert "TEMP B-TREE" in plan(by_user.sql.replace("+user_id", "user_id"), by_user.params)
+
+
+async def test_a_row_that_cannot_be_exported_is_named(tmp_path: Path) -> None:
+    """A row whose JSON or time is unreadable stops the export with SerializationError naming it."""
+    path = tmp_path / "bad.db"
+    async with await SqliteStore.connect(path) as store:
+        session = make_session()
+        await store.create_session(session)
+        good, bad = make_message(session), make_message(session)
+        await store.save_messages([good, bad])
+    for column, value in (("content", "{not json"), ("create_time", "yesterday")):
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                f"UPDATE entity_llm_message SET {column} = ? WHERE id = ?", (value, str(bad.id))
+            )
+        async with await SqliteStore.connect(path) as store:
+            with pytest.raises(SerializationError, match=str(bad.id)):
+                async for _ in store.export_records("messages", QueryFilter()):
+                    pass
+            assert await store.count_records("messages", QueryFilter()) == 2
+        with sqlite3.connect(path) as conn:  # mend it for the next column
+            conn.execute(
+                "UPDATE entity_llm_message SET content = ?, create_time = ? WHERE id = ?",
+                (bad.content.model_dump_json(), bad.create_time.isoformat(), str(bad.id)),
+            )
