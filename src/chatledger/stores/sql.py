@@ -10,6 +10,8 @@ a backend module (``sqlite.py``, …) holds only its dialect and its driver.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -439,12 +441,26 @@ class SqlStore(StoreLifecycle):
         # the same filter and parameters, then the keyset condition, bound after them
         after, _ = record_filter(kind, query, self._u, self._rows.time, "id > ?", name=name)
         following = self._q.export_chunk(kind, after)
-        records = await self._read_chunk(first, (*params, chunk_size), convert)
-        while records:
-            yield records
-            if len(records) < chunk_size:
-                return
-            records = await self._read_chunk(following, (*params, *last, chunk_size), convert)
+        pending: asyncio.Future[list[Record]] | None = asyncio.ensure_future(
+            self._read_chunk(first, (*params, chunk_size), convert)
+        )
+        try:
+            while pending is not None:
+                records = await pending
+                pending = None
+                if len(records) == chunk_size:
+                    # Ask for the next chunk before handing this one over: the database
+                    # reads it while the caller writes this one out.
+                    pending = asyncio.ensure_future(
+                        self._read_chunk(following, (*params, *last, chunk_size), convert)
+                    )
+                if records:
+                    yield records
+        finally:
+            if pending is not None:  # the caller stopped early: drop the read ahead
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, PersistenceError):
+                    await pending
 
     # --- providers ---------------------------------------------------------------------
 
