@@ -15,9 +15,7 @@ import gzip
 import io
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, cast
@@ -25,15 +23,22 @@ from typing import IO, Any, Literal, cast
 from pydantic_core import to_json
 
 from chatledger.entities import ChatSession, LLMApiCall, LLMMessage
+from chatledger.stores.base import RecordKind
 
 __all__ = ["ExportFormat", "ExportTarget", "format_for", "write_records"]
 
 ExportFormat = Literal["jsonl", "csv"]
 
-_FIELDS: dict[str, tuple[str, ...]] = {
+_FIELDS: dict[RecordKind, tuple[str, ...]] = {
     "sessions": tuple(ChatSession.model_fields),
     "messages": tuple(LLMMessage.model_fields),
     "api_calls": tuple(LLMApiCall.model_fields),
+}
+# The fields whose values are objects: a CSV cell holds them as JSON text.
+_NESTED: dict[RecordKind, tuple[str, ...]] = {
+    "sessions": ("metadata",),
+    "messages": ("content",),
+    "api_calls": ("prompt_tokens_details", "completion_tokens_details", "price_details"),
 }
 
 
@@ -96,32 +101,29 @@ class ExportTarget:
         return f"ExportTarget({str(self.path) if self.path else 'stdout'})"
 
 
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return to_json(value).decode()
-    if isinstance(value, datetime):
-        return to_json(value).decode()[1:-1]  # pydantic's own RFC 3339 form, as in the JSON
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
 def _csv_writer(
-    kind: str, stream: IO[bytes]
+    kind: RecordKind, stream: IO[bytes]
 ) -> tuple[Callable[[list[dict[str, Any]]], None], io.TextIOWrapper]:
+    """A function writing a chunk of records as CSV rows, after the header it writes now.
+
+    Records hold JSON values already (ids and times as text); only the nested
+    ones become JSON text, and an absent or null field an empty cell.
+    """
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text)
     fields = _FIELDS[kind]
-    writer.writerow(fields)
+    csv.writer(text).writerow(fields)
+    nested = [fields.index(name) for name in _NESTED[kind]]
     buffer = io.StringIO()
-    chunk_writer = csv.writer(buffer)
+    rows = csv.writer(buffer)
 
     def write(records: list[dict[str, Any]]) -> None:
-        cell = _csv_cell
-        chunk_writer.writerows([[cell(record.get(name)) for name in fields] for record in records])
-        text.write(buffer.getvalue())
+        chunk = [[record.get(name) for name in fields] for record in records]
+        for row in chunk:
+            for index in nested:
+                if row[index] is not None:
+                    row[index] = to_json(row[index]).decode()
+        rows.writerows(chunk)  # None is written as an empty cell
+        text.write(buffer.getvalue())  # one write per chunk, not per row
         buffer.seek(0)
         buffer.truncate()
 
@@ -130,7 +132,7 @@ def _csv_writer(
 
 async def write_records(
     chunks: AsyncIterator[list[dict[str, Any]]],
-    kind: str,
+    kind: RecordKind,
     fmt: ExportFormat,
     stream: IO[bytes],
     on_chunk: Callable[[int], None] | None = None,
