@@ -23,6 +23,7 @@ from benchmarks import workload
 from benchmarks.bulk_load import bulk_load, learn_layouts
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.sizes import Sizes
+from chatledger.stores.sqlite import SqliteStore
 
 __all__ = ["run_export"]
 
@@ -83,14 +84,22 @@ def _measure(
     name: str, command: Sequence[str], out: Path, expected: int, progress: Callable[[str], None],
     *, header: bool = False, stdout: bool = False,
 ) -> tuple[Cell, Cell]:  # fmt: skip
-    """Rows per second and peak RSS of one exporter, after checking it wrote every row."""
-    elapsed, peak = _run_child(command, out if stdout else None)
-    written = _lines(out) - (1 if header else 0)
-    if written != expected:
-        raise RuntimeError(f"{name} wrote {written:,} rows, not {expected:,}")
-    out.unlink()
-    rate = written / elapsed
-    progress(f"export, {name}: {rate:,.0f} rows/s, peak RSS {peak:,.0f} MB, {elapsed:.1f} s")
+    """Rows per second and peak RSS of one exporter, the better of two runs.
+
+    Each run's file is counted (every row must be there) and removed, and
+    the disk is synced before the next, so no run pays for another's writes.
+    """
+    best, peak = float("inf"), 0.0
+    for _ in range(2):
+        elapsed, run_peak = _run_child(command, out if stdout else None)
+        written = _lines(out) - (1 if header else 0)
+        if written != expected:
+            raise RuntimeError(f"{name} wrote {written:,} rows, not {expected:,}")
+        out.unlink()
+        os.sync()
+        best, peak = min(best, elapsed), max(peak, run_peak)
+    rate = written / best
+    progress(f"export, {name}: {rate:,.0f} rows/s, peak RSS {peak:,.0f} MB, {best:.1f} s")
     return Cell(rate), Cell(peak)
 
 
@@ -102,6 +111,10 @@ async def run_export(sizes: Sizes, tmp: Path, progress: Callable[[str], None]) -
     layouts = await learn_layouts(path)
     rows = bulk_load(path, [(layouts.api_call, ledger.calls())])
     progress(f"loaded {rows:,} API calls for the export in {perf_counter() - start:.1f} s")
+    # As the application leaves it: its store refreshed the planner's statistics on
+    # connect, which the first export would otherwise pay for (about a second).
+    await (await SqliteStore.connect(path)).close()
+    os.sync()  # the gigabyte just loaded is written back now, not during the first export
 
     script = Path(sys.executable).with_name("chatledger")
     url = f"sqlite:///{path}"
@@ -142,6 +155,7 @@ async def run_export(sizes: Sizes, tmp: Path, progress: Callable[[str], None]) -
         "(the entities' own JSON: times in RFC 3339, omitted empty fields, nested details); "
         "raw is a sqlite3 fetchmany loop writing json.dumps of each row as stored; the peer "
         "is `sqlite-utils rows DB TABLE --nl`; peak RSS is the child's own maximum resident "
-        "set (os.wait4), interpreter included",
+        "set (os.wait4), interpreter included; each figure is the faster of two runs, with "
+        "the disk synced before each",
     ]
     return Section([to_jsonl, memory, to_csv, csv_memory], targets, notes)
