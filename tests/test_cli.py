@@ -14,9 +14,12 @@ import json
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +40,7 @@ from chatledger import (
     sync,
     uuid7,
 )
-from scratch_databases import empty_tables, postgres_database
+from scratch_databases import empty_tables, mysql_database, postgres_database
 
 CHATLEDGER = Path(sys.executable).with_name("chatledger")
 ROLE_LINE = re.compile(r"^(user|assistant|tool|system)  \d{4}-\d{2}-\d{2} ")
@@ -384,9 +387,12 @@ def test_db_upgrade_creates_then_has_nothing_to_do_on_sqlite(tmp_path: Path) -> 
 
 
 @pytest.mark.server
-def test_db_upgrade_and_status_on_a_new_postgres_database() -> None:
-    """On an empty server database: status says to upgrade, upgrade creates, then it is current."""
-    with postgres_database() as url:
+@pytest.mark.parametrize("server", [postgres_database, mysql_database])
+def test_db_upgrade_status_and_demo_on_a_new_server_database(
+    server: Callable[[], AbstractContextManager[str]],
+) -> None:
+    """On an empty server database: status says to upgrade, upgrade creates, the demo records."""
+    with server() as url:
         status = json.loads(ok("db", "status", "--json", db=url))
         assert (status["schema_version"], status["current"]) == (0, False)
         assert "run 'chatledger db upgrade'" in fails("calls", db=url)
@@ -394,6 +400,11 @@ def test_db_upgrade_and_status_on_a_new_postgres_database() -> None:
         assert upgraded["from_version"] == 0
         assert upgraded["to_version"] == status["latest_schema_version"]
         assert json.loads(ok("db", "status", "--json", db=url))["current"] is True
+
+        assert "Usage by model" in ok("demo", db=url)
+        counts = json.loads(ok("db", "status", "--json", db=url))["counts"]
+        assert counts["sessions"] == 3
+        assert counts["api_calls"] > 0
 
 
 # --- choosing the database, and mistakes ---------------------------------------------------
@@ -506,3 +517,49 @@ def test_export_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) 
     assert b"wrote 5 api-calls" in drawn
     piped = run("export", "api-calls", "-o", str(out), "--force", db=url)
     assert "exporting" not in piped.stderr
+
+
+def _answer_prompt(args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run ``chatledger`` with a terminal for input and output; type ``answer`` at its prompt."""
+    leader, follower = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
+    environment.update(COLUMNS="80", NO_COLOR="1")
+    with subprocess.Popen(
+        [str(CHATLEDGER), *args], stdin=follower, stdout=follower, stderr=follower,
+        env=environment,
+    ) as child:  # fmt: skip
+        os.close(follower)
+        seen = b""
+        while b"[y/N]" not in seen:
+            readable, _, _ = select.select([leader], [], [], 30)
+            assert readable, f"no prompt within 30 s: {seen!r}"
+            seen += os.read(leader, 4096)
+        os.write(leader, answer + b"\n")
+        while True:
+            try:
+                piece = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the child
+                break
+            if not piece:
+                break
+            seen += piece
+        status = child.wait(timeout=60)
+    os.close(leader)
+    return status, seen.decode()
+
+
+def test_prune_on_a_terminal_asks_first(tmp_path: Path) -> None:
+    """On a terminal ``prune`` says what it would delete and deletes only on yes."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = fill(url)
+    status, shown = _answer_prompt(["prune", "--before", "30d", "--db", url], b"n")
+    assert status == 1
+    assert "delete 1 API calls" in shown
+    assert "nothing deleted" in shown
+    with sync.connect(url) as store:
+        assert store.get_session(ledger.old.id) is not None
+    status, shown = _answer_prompt(["prune", "--before", "30d", "--db", url], b"y")
+    assert status == 0
+    assert "deleted 1 API calls and 1 sessions" in shown
+    with sync.connect(url) as store:
+        assert store.get_session(ledger.old.id) is None

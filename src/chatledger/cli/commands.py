@@ -484,7 +484,7 @@ async def prune(args: argparse.Namespace, terminal: Terminal) -> int:
                 raise CommandError(
                     f"would delete {plan}; pass --yes to delete, or --dry-run to only count"
                 )
-            answer = terminal.out.input(f"delete {plan}? [y/N] ")
+            answer = terminal.out.input(Text(f"delete {plan}? [y/N] "))  # no markup
             if answer.strip().lower() not in ("y", "yes"):
                 terminal.show("nothing deleted")
                 return 1
