@@ -563,3 +563,19 @@ def test_prune_on_a_terminal_asks_first(tmp_path: Path) -> None:
     assert "deleted 1 API calls and 1 sessions" in shown
     with sync.connect(url) as store:
         assert store.get_session(ledger.old.id) is None
+
+
+def test_text_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) -> None:
+    """Titles and model names with brackets print verbatim and never break the table."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = fill(url)
+    title, model = "[bold]Q3[/bold] review [/oops]", "[red]m[/red]"
+    with sync.connect(url) as store:
+        store.update_session(ledger.order.with_title(title))
+        store.save_api_call(ledger.calls[1].model_copy(update={"id": uuid7(), "model_name": model}))
+    assert "[bold]Q3[/bold]" in ok("sessions", db=url)
+    shown = ok("show", str(ledger.order.id), db=url)
+    assert title in shown
+    assert f"{model} · 120 in" in shown
+    assert model in ok("calls", db=url)
+    assert model in ok("stats", "--by", "model", db=url)

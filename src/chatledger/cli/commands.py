@@ -30,6 +30,7 @@ from rich.text import Text
 from chatledger.cli.arguments import EXPORT_KINDS, database_url, query_filter
 from chatledger.cli.export import ExportTarget, format_for, write_records
 from chatledger.cli.render import (
+    add_row,
     breakdown_table,
     call_summary,
     calls_table,
@@ -214,12 +215,13 @@ async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    table.add_row("database", redact(url))
-    table.add_row("backend", backend)
+    add_row(table, "database", redact(url))
+    add_row(table, "backend", backend)
     if current:
-        table.add_row("schema", f"version {version} (current)")
+        add_row(table, "schema", f"version {version} (current)")
     else:
-        table.add_row(
+        add_row(
+            table,
             "schema",
             Text(
                 f"version {version}, needs {LATEST_SCHEMA}: run 'chatledger db upgrade'",
@@ -227,7 +229,7 @@ async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
             ),
         )
     for kind, count in counts.items():
-        table.add_row(kind.replace("_", " "), f"{count:,}")
+        add_row(table, kind.replace("_", " "), f"{count:,}")
     terminal.show(table)
     return 0
 
@@ -316,20 +318,21 @@ async def show(args: argparse.Namespace, terminal: Terminal) -> int:
         box=None,
         show_header=False,
         pad_edge=False,
-        title=session.title or "(untitled)",
+        title=Text(session.title or "(untitled)"),
         title_justify="left",
         title_style="bold",
     )
     header.add_column(style="bold", no_wrap=True)
     header.add_column(overflow="fold")
-    header.add_row("session", str(session.id))
-    header.add_row("user", str(session.user_id))
-    header.add_row("agent", str(session.agent_id))
-    header.add_row("tenant", str(session.tenant_id))
-    header.add_row("started", f"{when(session.create_time)} UTC")
-    header.add_row("last active", f"{when(session.update_time)} UTC")
+    add_row(header, "session", str(session.id))
+    add_row(header, "user", str(session.user_id))
+    add_row(header, "agent", str(session.agent_id))
+    add_row(header, "tenant", str(session.tenant_id))
+    add_row(header, "started", f"{when(session.create_time)} UTC")
+    add_row(header, "last active", f"{when(session.update_time)} UTC")
     cost = "unpriced" if stats.total_cost is None else f"${stats.total_cost:,.6f}"
-    header.add_row(
+    add_row(
+        header,
         "usage",
         f"{_plural(stats.total_calls, 'call')} ({stats.failed_count:,} failed), "
         f"{stats.total_tokens:,} tokens, {cost}",
@@ -448,7 +451,8 @@ async def export(args: argparse.Namespace, terminal: Terminal) -> int:
     if not args.quiet and target.path is not None:
         rate = f", {written / elapsed:,.0f} per second" if elapsed >= 1 else ""  # else noise
         terminal.err.print(
-            f"wrote {written:,} {args.kind} to {target.path} as {fmt} in {elapsed:.1f} s{rate}"
+            f"wrote {written:,} {args.kind} to {target.path} as {fmt} in {elapsed:.1f} s{rate}",
+            markup=False,
         )
     return 0
 

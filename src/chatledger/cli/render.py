@@ -27,6 +27,7 @@ from chatledger.entities import (
 )
 
 __all__ = [
+    "add_row",
     "breakdown_table",
     "call_summary",
     "calls_table",
@@ -45,6 +46,11 @@ _STATUS_STYLE = {
     ApiCallStatus.RATE_LIMITED: "red",
     ApiCallStatus.CANCELLED: "yellow",
 }
+
+
+def add_row(table: Table, *cells: str | Text, style: str | None = None) -> None:
+    """Add a row whose text cells are shown as they are: a title like ``[b]`` is not markup."""
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), style=style)
 
 
 def when(moment: datetime, *, seconds: bool = True) -> str:
@@ -77,7 +83,7 @@ def _table(*columns: str, title: str | None = None) -> Table:
     """
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=title,
+        title=None if title is None else Text(title),
         title_justify="left",
         padding=(0, 1, 0, 0),
         pad_edge=False,
@@ -98,7 +104,8 @@ def sessions_table(rows: Sequence[tuple[ChatSession, int]]) -> Table:
     """Sessions with their last activity, message count and title."""
     table = _table("session:fixed", "last active (UTC):fixed", "msgs:n", "title")
     for session, messages in rows:
-        table.add_row(
+        add_row(
+            table,
             str(session.id),
             when(session.update_time, seconds=False),
             f"{messages:,}",
@@ -114,7 +121,8 @@ def calls_table(calls: Iterable[LLMApiCall]) -> Table:
     )
     for call in calls:
         style = _STATUS_STYLE[call.status]
-        table.add_row(
+        add_row(
+            table,
             call.create_time.strftime("%m-%d %H:%M:%S"),
             call.model_name,
             Text("ok" if call.status is ApiCallStatus.SUCCESS else call.status.value, style=style),
@@ -160,11 +168,13 @@ def _statistics_rows(stats: UsageStatistics) -> list[tuple[str, str]]:
 
 def statistics_table(stats: UsageStatistics, title: str) -> Table:
     """One statistic as a two-column table of figures."""
-    table = Table(box=None, show_header=False, title=title, title_justify="left", pad_edge=False)
+    table = Table(
+        box=None, show_header=False, title=Text(title), title_justify="left", pad_edge=False
+    )
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in _statistics_rows(stats):
-        table.add_row(name, value)
+        add_row(table, name, value)
     return table
 
 
@@ -196,7 +206,7 @@ def breakdown_table(
                 duration(stats.p95_latency_ms),
             ]
         )
-        table.add_row(*cells)
+        add_row(table, *cells)
     return table
 
 
