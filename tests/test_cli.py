@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import chatledger
 from chatledger import (
     ApiCallStatus,
     ChatSession,
@@ -579,3 +580,9 @@ def test_text_that_looks_like_markup_is_shown_as_it_is(tmp_path: Path) -> None:
     assert f"{model} · 120 in" in shown
     assert model in ok("calls", db=url)
     assert model in ok("stats", "--by", "model", db=url)
+
+
+def test_version_and_a_missing_command() -> None:
+    """``--version`` names the installed version; no command is a usage error, status 2."""
+    assert ok("--version").strip() == f"chatledger {chatledger.__version__}"
+    assert "COMMAND" in fails(status=2)

@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from typing import Any
 
 from chatledger.entities import ApiCallStatus, QueryFilter
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         + "\n\nRun 'chatledger COMMAND --help' for a command's options.",
     )
     parser.add_argument("--db", metavar="URL", help=_DB_HELP)
+    parser.add_argument(
+        "--version", action="version", version=f"chatledger {metadata.version('chatledger')}"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
