@@ -48,12 +48,18 @@ ROLE_LINE = re.compile(r"^(user|assistant|tool|system)  \d{4}-\d{2}-\d{2} ")
 WIDTH = 80
 
 
+def _environment(**extra: str) -> dict[str, str]:
+    """This process's environment on an 80-column screen, no database URL, then ``extra``."""
+    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
+    environment.update({"COLUMNS": str(WIDTH), **extra})
+    return environment
+
+
 def run(
     *args: str, db: str | None = None, cwd: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``chatledger`` with ``args`` (then ``--db db``) on an 80-column screen."""
-    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
-    environment.update({"COLUMNS": str(WIDTH), "NO_COLOR": "1", **env})
+    environment = _environment(NO_COLOR="1", **env)
     command = [str(CHATLEDGER), *args, *(["--db", db] if db else [])]
     return subprocess.run(
         command, capture_output=True, text=True, env=environment, cwd=cwd, timeout=120, check=False
@@ -490,28 +496,33 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
     assert f"chatledger {' '.join(command)}" in out.split("examples:")[1]
 
 
+def _read_to_the_end(terminal: int) -> bytes:
+    """Everything a child writes to a pseudo-terminal until it closes it."""
+    drawn = b""
+    while True:
+        try:
+            piece = os.read(terminal, 4096)
+        except OSError:  # Linux reports the far side closing as EIO
+            return drawn
+        if not piece:
+            return drawn
+        drawn += piece
+
+
 def test_export_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) -> None:
     """With standard error on a terminal the export draws a progress bar; piped, it stays quiet."""
     url = f"sqlite:///{tmp_path}/ledger.db"
     fill(url)
     out = tmp_path / "calls.jsonl"
     leader, follower = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
-    environment.update(COLUMNS="80", TERM="xterm")
+    environment = _environment(TERM="xterm")
     with subprocess.Popen(
         [str(CHATLEDGER), "export", "api-calls", "-o", str(out), "--db", url],
         stdout=subprocess.DEVNULL, stderr=follower, env=environment,
     ) as child:  # fmt: skip
         os.close(follower)
         drawn = b""
-        while True:
-            try:
-                piece = os.read(leader, 4096)
-            except OSError:  # the terminal closed with the child
-                break
-            if not piece:
-                break
-            drawn += piece
+        drawn += _read_to_the_end(leader)
         assert child.wait(timeout=60) == 0
     os.close(leader)
     assert b"exporting api-calls" in drawn
@@ -523,8 +534,7 @@ def test_export_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) 
 def _answer_prompt(args: list[str], answer: bytes) -> tuple[int, str]:
     """Run ``chatledger`` with a terminal for input and output; type ``answer`` at its prompt."""
     leader, follower = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
-    environment.update(COLUMNS="80", NO_COLOR="1")
+    environment = _environment(NO_COLOR="1")
     with subprocess.Popen(
         [str(CHATLEDGER), *args], stdin=follower, stdout=follower, stderr=follower,
         env=environment,
@@ -536,14 +546,7 @@ def _answer_prompt(args: list[str], answer: bytes) -> tuple[int, str]:
             assert readable, f"no prompt within 30 s: {seen!r}"
             seen += os.read(leader, 4096)
         os.write(leader, answer + b"\n")
-        while True:
-            try:
-                piece = os.read(leader, 4096)
-            except OSError:  # the terminal closed with the child
-                break
-            if not piece:
-                break
-            seen += piece
+        seen += _read_to_the_end(leader)
         status = child.wait(timeout=60)
     os.close(leader)
     return status, seen.decode()
