@@ -521,8 +521,7 @@ def test_export_shows_progress_on_a_terminal_and_none_in_a_pipe(tmp_path: Path) 
         stdout=subprocess.DEVNULL, stderr=follower, env=environment,
     ) as child:  # fmt: skip
         os.close(follower)
-        drawn = b""
-        drawn += _read_to_the_end(leader)
+        drawn = _read_to_the_end(leader)
         assert child.wait(timeout=60) == 0
     os.close(leader)
     assert b"exporting api-calls" in drawn

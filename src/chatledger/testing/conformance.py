@@ -372,6 +372,22 @@ def _assert_record_is(record: dict[str, Any], stored: BaseModel, saved: BaseMode
     assert json.loads(to_json(record)) == json.loads(saved.model_dump_json())
 
 
+async def _assert_exported_as_saved(
+    store: PersistenceStore,
+    kind: RecordKind,
+    saved: Sequence[BaseModel],
+    read: Callable[[UUID], Awaitable[BaseModel | None]],
+) -> None:
+    """The export of ``kind`` holds exactly ``saved``, in id order, each as its entity's JSON."""
+    records = await _exported(store, kind)
+    assert [r["id"] for r in records] == sorted(str(e.id) for e in saved)  # type: ignore[attr-defined]
+    by_id = {e.id: e for e in saved}  # type: ignore[attr-defined]
+    for record in records:
+        stored = await read(UUID(record["id"]))
+        assert stored is not None
+        _assert_record_is(record, stored, by_id[UUID(record["id"])])
+
+
 # -- the suite ------------------------------------------------------------------
 
 
@@ -2060,14 +2076,7 @@ class StoreConformance:
             ),
         ]
         await store.save_api_calls(calls)
-        records = await _exported(store, "api_calls")
-        assert [r["id"] for r in records] == sorted(str(c.id) for c in calls)
-        by_id = {c.id: c for c in calls}
-        for record in records:
-            saved = by_id[UUID(record["id"])]
-            stored = await store.get_api_call(saved.id)
-            assert stored is not None
-            _assert_record_is(record, stored, saved)
+        await _assert_exported_as_saved(store, "api_calls", calls, store.get_api_call)
 
     @pytest.mark.asyncio
     async def test_exported_messages_are_their_entities_json(self, store: PersistenceStore) -> None:
@@ -2103,14 +2112,7 @@ class StoreConformance:
                 )
             )
         await store.save_messages(messages)
-        records = await _exported(store, "messages")
-        assert [r["id"] for r in records] == sorted(str(m.id) for m in messages)
-        by_id = {m.id: m for m in messages}
-        for record in records:
-            saved = by_id[UUID(record["id"])]
-            stored = await store.get_message(saved.id)
-            assert stored is not None
-            _assert_record_is(record, stored, saved)
+        await _assert_exported_as_saved(store, "messages", messages, store.get_message)
 
     @pytest.mark.asyncio
     async def test_exported_sessions_are_their_entities_json(self, store: PersistenceStore) -> None:
@@ -2128,14 +2130,7 @@ class StoreConformance:
         ]
         for session in sessions:
             await store.create_session(session)
-        records = await _exported(store, "sessions")
-        assert [r["id"] for r in records] == sorted(str(s.id) for s in sessions)
-        by_id = {s.id: s for s in sessions}
-        for record in records:
-            saved = by_id[UUID(record["id"])]
-            stored = await store.get_session(saved.id)
-            assert stored is not None
-            _assert_record_is(record, stored, saved)
+        await _assert_exported_as_saved(store, "sessions", sessions, store.get_session)
 
     @pytest.mark.asyncio
     async def test_export_stopped_early_leaves_the_store_usable(
