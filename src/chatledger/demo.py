@@ -472,6 +472,7 @@ async def run_demo(url: str) -> int:
         await _usage(store, prices)
     _out()
     _out("Run it again: the demo resumes these three sessions and the table grows.")
+    _out("Then look around: chatledger sessions, show latest, stats --by model.")
     return run
 
 
