@@ -12,9 +12,12 @@ import random
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncmy
+import asyncpg
 import pytest
 
 import chatledger
@@ -23,8 +26,8 @@ from chatledger.errors import ConstraintError, StoreConnectionError
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.server import ServerStore
-from chatledger.testing import make_api_call, make_message, make_session
-from scratch_databases import mysql_execute, postgres_execute
+from chatledger.testing import BASE_TIME, make_api_call, make_message, make_session
+from scratch_databases import mysql_execute, mysql_options, postgres_execute
 
 pytestmark = pytest.mark.server
 
@@ -362,3 +365,64 @@ async def test_concurrent_messages_and_calls_all_land(server: Server, store: Ser
     assert await store.count_session_messages(session.id) == len(messages)
     stored = await store.query_api_calls(QueryFilter(session_id=session.id, limit=1000))
     assert {call.id for call in stored} == {call.id for call in calls}
+
+
+@contextlib.asynccontextmanager
+async def _row_locked(server: Server, table: str, row_id: Any) -> AsyncIterator[None]:
+    """Hold ``FOR UPDATE`` on one row from another connection until the block ends."""
+    if server.name == "postgresql":
+        conn = await asyncpg.connect(server.url)
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", row_id)
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+            await conn.close()
+        return
+    conn = await asyncmy.connect(**{**mysql_options(server.url), "autocommit": False})
+    async with conn.cursor() as cursor:
+        await cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", (str(row_id),))
+        await cursor.fetchall()
+    try:
+        yield
+    finally:
+        await conn.rollback()
+        await conn.ensure_closed()
+
+
+async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
+    server: Server, store: ServerStore
+) -> None:
+    """A message saved while prune deletes its idle session: both go, or both stay whole.
+
+    The prune is held inside its transaction by a lock on one of the old
+    messages; the save arrives meanwhile. It must not leave the session alive
+    with its history deleted.
+    """
+    long_ago = BASE_TIME - timedelta(days=400)
+    idle = make_session(create_time=long_ago)
+    await store.create_session(idle)
+    history = make_message(idle, "from long ago", create_time=long_ago)
+    await store.save_message(history)
+    saver = await server.store.connect(server.url, min_size=1, max_size=1)
+    try:
+        async with _row_locked(server, "entity_llm_message", history.id):
+            prune = asyncio.create_task(store.cleanup_old_sessions(BASE_TIME))
+            await asyncio.sleep(0.5)  # the prune now waits for the message's lock
+            late = make_message(idle, "just now")
+            save = asyncio.create_task(saver.save_message(late))
+            await asyncio.sleep(0.5)
+        pruned = await prune
+        saved = await asyncio.gather(save, return_exceptions=True)
+    finally:
+        await saver.close()
+    left = await store.get_session_messages(idle.id)
+    if await store.get_session(idle.id) is None:
+        assert pruned == 1
+        assert isinstance(saved[0], ConstraintError)  # the save into a deleted session fails
+        assert left == []
+    else:
+        assert pruned == 0
+        assert [m.id for m in left] == [history.id, late.id]  # history kept with the new message

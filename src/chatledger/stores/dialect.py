@@ -188,6 +188,10 @@ class Dialect:
         """``column`` as an export chunk's filter names it; the planner's choice by default."""
         return column
 
+    #: what follows a SELECT to lock the rows it reads until the transaction ends
+    #: (``" FOR UPDATE"``); empty where a writer already has the database to itself
+    lock_rows: ClassVar[str] = ""
+
     #: a statement run before each export chunk, in its transaction, so that the
     #: chunk is planned for its own values; None where every query already is
     per_value_plan: ClassVar[str | None] = None

@@ -71,6 +71,8 @@ class MySqlDialect(Dialect):
 
     name = "mysql"
     paramstyle = "format"
+    # lock_rows stays empty: InnoDB already share-locks the rows a DELETE's subquery
+    # reads, so a save into a session being pruned waits (see the prune race test).
     table_suffix = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
     column_types: ClassVar[dict[ColumnType, str]] = {
         ColumnType.UUID: "CHAR(36)",

@@ -65,6 +65,7 @@ class PostgresDialect(Dialect):
     # a generic plan, which for a chunk filtered by a time range sorts the whole range
     # from the time index (122 ms a chunk instead of 0.5 ms at a million calls).
     per_value_plan = "SET LOCAL plan_cache_mode = force_custom_plan"
+    lock_rows = " FOR UPDATE"
 
     def as_integer(self, expression: str) -> str:
         """A cast to BIGINT: SUM over BIGINT is NUMERIC, whose arithmetic is far slower.

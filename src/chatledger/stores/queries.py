@@ -136,9 +136,11 @@ class Queries:
         self.update_session = q(f"UPDATE {session.name} SET {assignments} WHERE id = ?")
         self.delete_session = q(f"DELETE FROM {session.name} WHERE id = ?")
         # Messages first, as delete_session does: MoFA's SQLite tables have no cascade.
+        # The doomed sessions stay locked to the end, so a message saved to one of them
+        # meanwhile waits, then fails, instead of keeping it alive without its history.
         self.cleanup_session_messages = q(
             f"DELETE FROM {MESSAGE.name} WHERE chat_session_id IN "
-            f"(SELECT id FROM {session.name} WHERE update_time < ?)"
+            f"(SELECT id FROM {session.name} WHERE update_time < ?{dialect.lock_rows})"
         )
         self.cleanup_sessions = q(f"DELETE FROM {session.name} WHERE update_time < ?")
 
