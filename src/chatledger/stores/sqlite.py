@@ -13,7 +13,6 @@ WAL lets proceed while a write commits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import sqlite3
@@ -198,9 +197,15 @@ def _rollback(conn: sqlite3.Connection) -> None:
             logger.warning("SQLite rollback after a failure failed as well", exc_info=True)
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has a table called ``name``."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
+
+
 def _described_rows(conn: sqlite3.Connection) -> int:
     """How many API-call rows the planner's statistics were gathered over (0: none)."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+    if not _has_table(conn, "sqlite_stat1"):
         return 0
     (rows,) = conn.execute(
         "SELECT MAX(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = ?", (_ANALYZED_TABLE,)
@@ -442,7 +447,9 @@ class SqliteDatabase:
         )
 
     def _analyze_if_stale(self, conn: sqlite3.Connection) -> list[int]:
-        """At open: refresh statistics that describe under half of the table."""
+        """At open: refresh statistics that describe under half of the table (if it exists)."""
+        if not _has_table(conn, _ANALYZED_TABLE):  # opened without migrating: no schema yet
+            return []
         self._analyzed_rows = _described_rows(conn)
         (newest,) = conn.execute(f"SELECT MAX(rowid) FROM {_ANALYZED_TABLE}").fetchone()
         if (newest or 0) >= max(_ANALYZE_MIN_ROWS, 2 * self._analyzed_rows):
@@ -583,10 +590,7 @@ class SqliteStore(SqlStore):
         try:
             if migrate:
                 await migrate_schema(database)
-                await database.refresh_planner_statistics()
-            else:
-                with contextlib.suppress(QueryError):  # no tables yet: nothing to analyse
-                    await database.refresh_planner_statistics()
+            await database.refresh_planner_statistics()
         except BaseException:
             await database.close()
             raise
