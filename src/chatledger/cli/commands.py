@@ -18,8 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from rich.console import Console, Group
 from rich.padding import Padding
@@ -42,9 +41,11 @@ from chatledger.cli.render import (
 from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
 from chatledger.ids import NIL_UUID
 from chatledger.stores import PersistenceStore, connect
+from chatledger.stores.base import RECORD_KINDS
 from chatledger.stores.schema import MIGRATIONS
 from chatledger.stores.server import redact
 from chatledger.stores.sql import SqlStore
+from chatledger.stores.sqlite import parse_url
 
 __all__ = ["COMMANDS", "CommandError", "Terminal"]
 
@@ -67,10 +68,10 @@ class CommandError(Exception):
 class Terminal:
     """Where output goes: rich consoles over standard output and standard error."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
-        """Print to ``out`` and ``err`` (the process's streams by default)."""
-        self.out = Console(file=out or sys.stdout, highlight=False, soft_wrap=False)
-        self.err = Console(file=err or sys.stderr, highlight=False, stderr=True)
+    def __init__(self) -> None:
+        """Print to the process's standard output and standard error."""
+        self.out = Console(highlight=False)
+        self.err = Console(highlight=False, stderr=True)
 
     def show(self, renderable: Any) -> None:
         """Print a table or text: coloured on a terminal, plain and unpadded in a pipe or file."""
@@ -95,12 +96,10 @@ class Terminal:
 
 def _sqlite_file(url: str) -> Path | None:
     """The file an ``sqlite:`` URL names (None for other URLs and in-memory databases)."""
-    parts = urlsplit(url)
-    if parts.scheme.split("+", 1)[0] != "sqlite":
+    if not url.startswith("sqlite:"):
         return None
-    path = unquote(parts.path)
-    path = path[1:] if path.startswith("/") else path
-    return None if path in ("", ":memory:") else Path(path).expanduser()
+    path, _ = parse_url(url)
+    return None if path is None else Path(path).expanduser()
 
 
 async def _connect(url: str, *, migrate: bool) -> PersistenceStore:
@@ -195,7 +194,7 @@ async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
         counts = {}
         if current:
             everything = QueryFilter()
-            for kind in EXPORT_KINDS.values():
+            for kind in RECORD_KINDS:
                 counts[kind] = await store.count_records(kind, everything)
         backend = store.backend_name
     finally:

@@ -38,7 +38,7 @@ from chatledger.stores.schema import ColumnType
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sql import migrate as migrate_schema
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "parse_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -501,7 +501,7 @@ class SqliteDatabase:
             await asyncio.to_thread(thread.join)
 
 
-def _parse_url(url: str) -> tuple[str | None, dict[str, str]]:
+def parse_url(url: str) -> tuple[str | None, dict[str, str]]:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
@@ -566,7 +566,7 @@ class SqliteStore(SqlStore):
             path: str | None = str(url)
             options: dict[str, str] = {}
         else:
-            path, options = _parse_url(url)
+            path, options = parse_url(url)
         chosen = synchronous or options.get("synchronous", "full")
         if chosen not in ("full", "normal", "off"):
             raise ValueError(f"synchronous must be 'full', 'normal' or 'off', not {chosen!r}")
