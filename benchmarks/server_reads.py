@@ -25,7 +25,7 @@ from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.server_writes import Backend
 from benchmarks.sizes import Sizes
 from benchmarks.sql_trace import traced_server
-from benchmarks.sqlite_reads import PEER_SESSIONS, SEED
+from benchmarks.sqlite_reads import PEER_SESSIONS, SEED, history_results, timed
 from benchmarks.sqlite_writes import Progress
 from chatledger.entities import QueryFilter
 
@@ -34,11 +34,6 @@ __all__ = ["run_server_reads"]
 _SESSIONS = raw_server.TABLES["session"]
 _MESSAGES = raw_server.TABLES["message"]
 _API_CALLS = raw_server.TABLES["api_call"]
-
-
-def _timed(name: str, latency: Latency, progress: Progress) -> Latency:
-    progress(f"{name}: p50 {latency.p50:.3f} ms, p99 {latency.p99:.3f} ms")
-    return latency
 
 
 async def _history(
@@ -62,7 +57,7 @@ async def _history(
                 backend.opener(url, 1), history.sessions[0]["id"], history.newest[-limit:]
             )
             params = [raw.param(_MESSAGES, "chat_session_id", s["id"]) for s in picks]
-            raw_latency = _timed(
+            raw_latency = timed(
                 f"{raw.name} recent messages",
                 await time_cycling_reads(
                     params,
@@ -76,7 +71,7 @@ async def _history(
             )
         finally:
             await raw.close()
-        ours = _timed(
+        ours = timed(
             "chatledger get_recent_messages",
             await chatledger_store.recent_history(
                 backend.opener(url, 1), [s["id"] for s in picks], limit, sizes.warmup
@@ -88,24 +83,8 @@ async def _history(
         if backend.peers:
             agents, langchain = await _peer_histories(url, sizes, progress)
 
-    def cell(latency: Latency | Cell, p99: bool) -> Cell:
-        if isinstance(latency, Cell):
-            return latency
-        return Cell(latency.p99 if p99 else latency.p50)
-
-    volume = f"{sizes.history_messages:,} msgs"
-    results = [
-        Result(
-            f"get_recent_messages({limit}) {'p99' if p99 else 'p50'}, {volume} [c]",
-            "ms",
-            Cell(ours.p99 if p99 else ours.p50),
-            Cell(raw_latency.p99 if p99 else raw_latency.p50),
-            cell(agents, p99),
-            cell(langchain, p99),
-        )
-        for p99 in (False, True)
-    ]
-    return results, Target("get_recent_messages p99: vs raw SELECT", results[1].ratio, 2.0, False)
+    label = f"get_recent_messages({limit}) {{}}, {sizes.history_messages:,} msgs [c]"
+    return history_results(label, ours, raw_latency, agents, langchain)
 
 
 async def _peer_histories(
@@ -132,7 +111,7 @@ async def _peer_histories(
 
 async def _peer_history(name: str, run: Any, progress: Progress) -> Latency | Cell:
     try:
-        return _timed(name, await run, progress)
+        return timed(name, await run, progress)
     except Exception as exc:
         progress(f"{name} failed: {type(exc).__name__}: {exc}")
         return Cell(None, f"failed ({type(exc).__name__})")

@@ -24,15 +24,43 @@ from benchmarks.sizes import Sizes
 from benchmarks.sqlite_writes import Progress
 from chatledger.entities import QueryFilter
 
-__all__ = ["PEER_SESSIONS", "SEED", "run_reads"]
+__all__ = ["PEER_SESSIONS", "SEED", "history_results", "run_reads", "timed"]
 
 SEED = 20250202
 PEER_SESSIONS = 100  # SQLiteSession objects each hold thread-local connections: keep it bounded
 
 
-def _timed(name: str, latency: Latency, progress: Progress) -> Latency:
+def timed(name: str, latency: Latency, progress: Progress) -> Latency:
+    """``latency``, after reporting its p50 and p99 as ``name``'s."""
     progress(f"{name}: p50 {latency.p50:.3f} ms, p99 {latency.p99:.3f} ms")
     return latency
+
+
+def history_results(
+    label: str, ours: Latency, raw: Latency, agents: Latency | Cell, langchain: Latency | Cell
+) -> tuple[list[Result], Target]:
+    """The p50 and p99 rows of a history read (``label`` has ``{}`` for which), and its target.
+
+    A peer that was not measured is the ``Cell`` saying why.
+    """
+
+    def cell(latency: Latency | Cell, p99: bool) -> Cell:
+        if isinstance(latency, Cell):
+            return latency
+        return Cell(latency.p99 if p99 else latency.p50)
+
+    results = [
+        Result(
+            label.format("p99" if p99 else "p50"),
+            "ms",
+            cell(ours, p99),
+            cell(raw, p99),
+            cell(agents, p99),
+            cell(langchain, p99),
+        )
+        for p99 in (False, True)
+    ]
+    return results, Target("get_recent_messages p99: vs raw SELECT", results[1].ratio, 2.0, False)
 
 
 def _raw_connection(path: Path) -> sqlite3.Connection:
@@ -68,10 +96,10 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
 
         time_calls(raw_read, sizes.warmup)
         position = 0
-        raw = _timed("raw sqlite3 recent messages", time_calls(raw_read, len(params)), progress)
+        raw = timed("raw sqlite3 recent messages", time_calls(raw_read, len(params)), progress)
     finally:
         conn.close()
-    ours = _timed(
+    ours = timed(
         "chatledger get_recent_messages",
         await chatledger_store.recent_history(
             chatledger_sqlite.opener(path), [s["id"] for s in picks], limit, sizes.warmup
@@ -80,26 +108,8 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
     )
     agents = await _agents_history(sizes, tmp, progress)
     langchain = await _langchain_history(sizes, tmp, progress)
-    volume = f"{sizes.history_messages:,} msgs"
-    results = [
-        Result(
-            f"get_recent_messages({limit}) p50, {volume}",
-            "ms",
-            Cell(ours.p50),
-            Cell(raw.p50),
-            Cell(agents.p50) if isinstance(agents, Latency) else agents,
-            Cell(langchain.p50) if isinstance(langchain, Latency) else langchain,
-        ),
-        Result(
-            f"get_recent_messages({limit}) p99, {volume}",
-            "ms",
-            Cell(ours.p99),
-            Cell(raw.p99),
-            Cell(agents.p99) if isinstance(agents, Latency) else agents,
-            Cell(langchain.p99) if isinstance(langchain, Latency) else langchain,
-        ),
-    ]
-    return results, Target("get_recent_messages p99: vs raw SELECT", results[1].ratio, 2.0, False)
+    label = f"get_recent_messages({limit}) {{}}, {sizes.history_messages:,} msgs"
+    return history_results(label, ours, raw, agents, langchain)
 
 
 async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
@@ -119,7 +129,7 @@ async def _agents_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latenc
     except Exception as exc:
         progress(f"SQLiteSession history failed: {type(exc).__name__}: {exc}")
         return Cell(None, f"failed ({type(exc).__name__})")
-    return _timed("SQLiteSession get_items", latency, progress)
+    return timed("SQLiteSession get_items", latency, progress)
 
 
 async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Latency | Cell:
@@ -137,7 +147,7 @@ async def _langchain_history(sizes: Sizes, tmp: Path, progress: Progress) -> Lat
     except Exception as exc:
         progress(f"SQLChatMessageHistory history failed: {type(exc).__name__}: {exc}")
         return Cell(None, f"failed ({type(exc).__name__})")
-    return _timed("SQLChatMessageHistory aget_messages", latency, progress)
+    return timed("SQLChatMessageHistory aget_messages", latency, progress)
 
 
 async def _statistics(
