@@ -11,7 +11,7 @@ import chatledger
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from chatledger.stores.sqlite import SqliteStore
-from scratch_databases import empty_tables, mysql_database, postgres_database
+from scratch_databases import SQL_BACKENDS, empty_tables, mysql_database, postgres_database
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,7 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(
-    params=[
-        "memory",
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.server),
-        pytest.param("mysql", marks=pytest.mark.server),
-    ]
-)
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
 async def any_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[PersistenceStore]:

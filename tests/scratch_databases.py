@@ -21,11 +21,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncmy
 import asyncpg
+import pytest
 
 POSTGRES_SERVER = os.environ.get(
     "CHATLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 MYSQL_SERVER = os.environ.get("CHATLEDGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+SQL_BACKENDS = (
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.server),
+    pytest.param("mysql", marks=pytest.mark.server),
+)
+"""Parameters naming each SQL backend, the servers marked ``server``."""
 
 # Children before parents, so deletes never trip a foreign key.
 TABLES = (

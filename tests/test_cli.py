@@ -41,7 +41,7 @@ from chatledger import (
     sync,
     uuid7,
 )
-from scratch_databases import empty_tables, mysql_database, postgres_database
+from scratch_databases import SQL_BACKENDS, empty_tables, mysql_database, postgres_database
 
 CHATLEDGER = Path(sys.executable).with_name("chatledger")
 ROLE_LINE = re.compile(r"^(user|assistant|tool|system)  \d{4}-\d{2}-\d{2} ")
@@ -203,13 +203,7 @@ def fill(url: str) -> Ledger:
     return Ledger(url, tenant, user, other_user, agent, order, refund, old, calls, now)
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.server),
-        pytest.param("mysql", marks=pytest.mark.server),
-    ]
-)
+@pytest.fixture(params=SQL_BACKENDS)
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
     """The known ledger on each backend in turn."""
     if request.param == "sqlite":

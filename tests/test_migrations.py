@@ -33,18 +33,12 @@ from chatledger.testing import (
     make_provider,
     make_session,
 )
-from scratch_databases import mysql_database, postgres_database
+from scratch_databases import SQL_BACKENDS, mysql_database, postgres_database
 
 Opener = Callable[[], Awaitable[SqlStore]]
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.server),
-        pytest.param("mysql", marks=pytest.mark.server),
-    ]
-)
+@pytest.fixture(params=SQL_BACKENDS)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     """Opens the backend's store on a database this test has to itself."""
     if request.param == "sqlite":
@@ -123,11 +117,7 @@ async def test_a_version_1_database_upgrades_with_every_row_intact(
 
 @pytest.mark.parametrize(
     "backend",
-    [
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.server),
-        pytest.param("mysql", marks=pytest.mark.server),
-    ],
+    SQL_BACKENDS,
 )
 async def test_stores_opening_a_new_database_at_once_all_succeed(
     backend: str, tmp_path: Path
