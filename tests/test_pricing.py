@@ -186,3 +186,75 @@ def test_import_chatledger_does_not_load_genai_prices() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_float_prices_are_read_as_written() -> None:
+    """ModelPrice(0.15, 0.6) means 0.15 and 0.6 exactly: floats go through str, never binary."""
+    price = ModelPrice(0.15, 0.6, 0.075)
+    assert price == ModelPrice(Decimal("0.15"), Decimal("0.6"), Decimal("0.075"))
+    assert type(price.input_per_million) is Decimal
+    registry = StaticPricingRegistry({("openai", "gpt-4o-mini"): price})
+
+    priced = _call("gpt-4o-mini", 1000, 500, cached=400).with_auto_price(registry, "openai")
+
+    expected_input = (600 * Decimal("0.15") + 400 * Decimal("0.075")) / MILLION
+    expected_output = 500 * Decimal("0.6") / MILLION
+    assert priced.price_details is not None
+    assert priced.price_details.input_price == expected_input == Decimal("0.00012")
+    assert priced.price_details.output_price == expected_output == Decimal("0.0003")
+    assert priced.total_price == Decimal("0.00042")
+
+
+def test_int_and_str_prices_are_exact_too() -> None:
+    """Whole numbers and decimal strings are as good as Decimal."""
+    assert ModelPrice(2, "10.00", "1.25") == ModelPrice(
+        Decimal(2), Decimal("10.00"), Decimal("1.25")
+    )
+
+
+def test_prices_in_other_units_convert_exactly() -> None:
+    """per_token and per_thousand (MoFA's ModelPricing unit) give the same per-million rates."""
+    per_million = ModelPrice(Decimal("0.15"), Decimal("0.6"), Decimal("0.075"), currency="EUR")
+    assert ModelPrice.per_thousand(0.00015, 0.0006, 0.000075, currency="EUR") == per_million
+    assert ModelPrice.per_token("0.00000015", 6e-7, 7.5e-8, currency="EUR") == per_million
+    assert ModelPrice.per_thousand(2.5, 10).cached_input_per_million is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ((float("nan"), 1), ValueError, "input_per_million.*finite"),
+        ((1, float("inf")), ValueError, "output_per_million.*finite"),
+        ((Decimal("NaN"), 1), ValueError, "input_per_million.*finite"),
+        ((-0.1, 1), ValueError, "input_per_million.*negative"),
+        ((1, 1, "-1"), ValueError, "cached_input_per_million.*negative"),
+        (("cheap", 1), ValueError, "input_per_million.*'cheap'"),
+        ((True, 1), TypeError, "input_per_million.*bool"),
+        ((None, 1), TypeError, "input_per_million.*NoneType"),
+        ((1, 1, None, ""), ValueError, "currency"),
+    ],
+)
+def test_bad_prices_are_refused_at_construction(
+    arguments: tuple[Any, ...], error: type[Exception], message: str
+) -> None:
+    """A price that could not be charged is refused when made, not when a call is priced."""
+    with pytest.raises(error, match=message):
+        ModelPrice(*arguments)
+
+
+@pytest.mark.parametrize(
+    ("prices", "message"),
+    [
+        ({("openai", "gpt-4o"): (0.15, 0.6)}, r"ModelPrice.*tuple"),
+        ({"openai/gpt-4o": ModelPrice(1, 1)}, r"\('openai', 'gpt-4o'\)"),
+        ({("openai",): ModelPrice(1, 1)}, r"\(provider, model_name\)"),
+    ],
+)
+def test_static_registry_refuses_a_bad_table_when_built(
+    prices: dict[Any, Any], message: str
+) -> None:
+    """Entries that are not ModelPrice, or keys not (provider, model), fail at construction."""
+    with pytest.raises(TypeError, match=message):
+        StaticPricingRegistry(prices)
+    with pytest.raises(TypeError, match=message):
+        GenaiPricesRegistry(overrides=prices)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Protocol, Self, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 _PER_MILLION = Decimal(1_000_000)
+_PER_THOUSAND = Decimal(1_000)
 _INSTALL_HINT = "pip install 'chatledger[pricing]'"
 
 
@@ -34,14 +35,89 @@ class PricingRegistry(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+_PriceValue: TypeAlias = Decimal | int | float | str
+"""A price as a caller may write it; floats and strings are read as written (0.15 is 0.15)."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class ModelPrice:
-    """Prices in currency units per million tokens; cached input may have its own rate."""
+    """Prices in currency units per million tokens; cached input may have its own rate.
+
+    Rates may be given as ``Decimal``, ``int``, ``float`` or ``str`` and are kept
+    as exact ``Decimal`` values: a float is read through its shortest decimal form,
+    so ``ModelPrice(0.15, 0.6)`` charges 0.15 and 0.6, not the binary values
+    nearest them. A rate that is negative, not finite, or not a number is
+    refused here, never later when a call is priced. :meth:`per_token` and
+    :meth:`per_thousand` (the unit of MoFA's ``ModelPricing``) take rates in
+    other units and convert them exactly.
+    """
 
     input_per_million: Decimal
     output_per_million: Decimal
-    cached_input_per_million: Decimal | None = None
-    currency: str = "USD"
+    cached_input_per_million: Decimal | None
+    currency: str
+
+    def __init__(
+        self,
+        input_per_million: _PriceValue,
+        output_per_million: _PriceValue,
+        cached_input_per_million: _PriceValue | None = None,
+        currency: str = "USD",
+    ) -> None:
+        """Rates per million tokens for input, output and (optionally) cached input."""
+        cached = cached_input_per_million
+        if not isinstance(currency, str) or not currency.strip():
+            raise ValueError(f"ModelPrice currency must be a non-empty string, not {currency!r}")
+        set_field = object.__setattr__  # the dataclass is frozen
+        set_field(self, "input_per_million", _price("input_per_million", input_per_million))
+        set_field(self, "output_per_million", _price("output_per_million", output_per_million))
+        set_field(
+            self,
+            "cached_input_per_million",
+            None if cached is None else _price("cached_input_per_million", cached),
+        )
+        set_field(self, "currency", currency)
+
+    @classmethod
+    def per_token(
+        cls,
+        input_price: _PriceValue,
+        output_price: _PriceValue,
+        cached_input_price: _PriceValue | None = None,
+        currency: str = "USD",
+    ) -> Self:
+        """Rates given per single token."""
+        return cls._scaled(Decimal(1), input_price, output_price, cached_input_price, currency)
+
+    @classmethod
+    def per_thousand(
+        cls,
+        input_price: _PriceValue,
+        output_price: _PriceValue,
+        cached_input_price: _PriceValue | None = None,
+        currency: str = "USD",
+    ) -> Self:
+        """Rates given per 1,000 tokens, as MoFA's ``ModelPricing::new`` takes them."""
+        return cls._scaled(_PER_THOUSAND, input_price, output_price, cached_input_price, currency)
+
+    @classmethod
+    def _scaled(
+        cls,
+        tokens_per_unit: Decimal,
+        input_price: _PriceValue,
+        output_price: _PriceValue,
+        cached_input_price: _PriceValue | None,
+        currency: str,
+    ) -> Self:
+        factor = _PER_MILLION / tokens_per_unit
+        return cls(
+            _price("input_price", input_price) * factor,
+            _price("output_price", output_price) * factor,
+            None
+            if cached_input_price is None
+            else _price("cached_input_price", cached_input_price) * factor,
+            currency,
+        )
 
     def price_of(self, call: LLMApiCall) -> tuple[Decimal, PriceDetails]:
         """The total price and its split for ``call`` at these rates."""
@@ -72,8 +148,12 @@ class StaticPricingRegistry:
     """A registry from a fixed table keyed by ``(provider, model_name)``."""
 
     def __init__(self, prices: Mapping[tuple[str, str], ModelPrice]) -> None:
-        """Price calls from ``prices``."""
-        self._prices = dict(prices)
+        """Price calls from ``prices``, keyed by ``(provider, model_name)``.
+
+        A key that is not a pair of strings, or a value that is not a
+        :class:`ModelPrice`, is refused here with ``TypeError``.
+        """
+        self._prices = {_price_key(key): _model_price(key, value) for key, value in prices.items()}
 
     def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
         """The price of ``call`` from the table, cached input at its own rate."""
@@ -160,6 +240,45 @@ def _rate(price: Decimal | TieredPrices | None, prompt_tokens: int) -> Decimal:
                 break
         return _decimal(applicable)
     return _decimal(price)
+
+
+def _price(name: str, value: object) -> Decimal:
+    """``value`` as an exact, finite, non-negative Decimal, or an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
+        raise TypeError(
+            f"ModelPrice {name} must be a Decimal, int, float or str, not {type(value).__name__}"
+        )
+    try:
+        # str() of a float is its shortest round-tripping form: 0.15 -> "0.15".
+        price = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"ModelPrice {name} is not a number: {value!r}") from None
+    if not price.is_finite():
+        raise ValueError(f"ModelPrice {name} must be finite, not {value!r}")
+    if price < 0:
+        raise ValueError(f"ModelPrice {name} must not be negative, not {value!r}")
+    return price
+
+
+def _price_key(key: object) -> tuple[str, str]:
+    """A price table's key, checked to be ``(provider, model_name)``."""
+    if isinstance(key, tuple) and len(key) == 2 and all(isinstance(part, str) for part in key):
+        return key[0], key[1]
+    hint = ""
+    if isinstance(key, str) and "/" in key:
+        provider, model = key.split("/", 1)
+        hint = f"; write {(provider, model)!r}"
+    raise TypeError(f"a price table key must be a (provider, model_name) tuple, not {key!r}{hint}")
+
+
+def _model_price(key: object, value: object) -> ModelPrice:
+    """A price table's entry, checked to be a :class:`ModelPrice`."""
+    if isinstance(value, ModelPrice):
+        return value
+    raise TypeError(
+        f"the price of {key!r} must be a ModelPrice, not {type(value).__name__} {value!r}; "
+        "e.g. ModelPrice(0.15, 0.6) for rates per million tokens"
+    )
 
 
 def _decimal(value: Decimal | float) -> Decimal:
