@@ -59,15 +59,14 @@ class Echo(AgentPlugin):
 
 
 async def test_the_whole_lifecycle_in_order() -> None:
-    """load, init, start, execute, stop, start again, stop, unload."""
+    """load, init_plugin (which starts, as MoFA's does), execute, stop, start again, unload."""
     plugin = Echo()
     assert plugin.state is PluginState.UNLOADED
     context = PluginContext(agent_id="agent-1", config={"k": 1})
     await plugin.load(context)
     assert (plugin.state, plugin.context) == (PluginState.LOADED, context)
     await plugin.init_plugin()
-    assert plugin.state is PluginState.INITIALIZED
-    await plugin.start()
+    assert plugin.state is PluginState.RUNNING
     assert await plugin.execute("ping") == "ping"
     await plugin.stop()
     assert plugin.state is PluginState.STOPPED
@@ -81,14 +80,39 @@ async def test_the_whole_lifecycle_in_order() -> None:
     assert not plugin.metadata.has_capability("storage")
 
 
+async def test_init_plugin_leaves_the_plugin_running_as_in_mofa() -> None:
+    """MoFA's agent calls load and init_plugin only, so init_plugin runs on_init then on_start.
+
+    A later start(), as a generic plugin manager sends it, finds the plugin
+    running and does nothing: on_start is not run twice.
+    """
+
+    class Watcher(Echo):
+        seen: list[PluginState]
+
+        async def on_start(self) -> None:
+            self.seen = [self.state]
+            await super().on_start()
+
+    plugin = Watcher()
+    await plugin.load(PluginContext())
+    await plugin.init_plugin()
+    assert plugin.state is PluginState.RUNNING
+    assert plugin.seen == [PluginState.INITIALIZED]  # initialised, being started
+    await plugin.start()
+    assert plugin.state is PluginState.RUNNING
+    assert plugin.calls == ["load", "init", "start"]
+
+
 @pytest.mark.parametrize(
     ("steps", "refused", "hint"),
     [
         ([], "start", "load()"),
         (["load"], "start", "init_plugin()"),
-        (["load", "init_plugin"], "init_plugin", "start()"),
-        (["load", "init_plugin", "start"], "unload", "stop()"),
-        (["load", "init_plugin", "start"], "load", "stop()"),
+        (["load", "init_plugin"], "init_plugin", "stop()"),
+        (["load", "init_plugin"], "unload", "stop()"),
+        (["load", "init_plugin"], "load", "stop()"),
+        (["load", "init_plugin", "stop"], "init_plugin", r"start\(\) or unload()"),
         ([], "stop", "load()"),
     ],
 )
@@ -106,30 +130,46 @@ async def test_steps_out_of_order_are_refused_with_the_next_step(
 
 
 async def test_only_a_running_plugin_executes() -> None:
-    """execute() before start() is refused; a plugin without on_execute says it takes none."""
+    """execute() before init_plugin() is refused; a plugin without on_execute takes none."""
     plugin = Echo()
     with pytest.raises(PluginStateError, match="not running"):
         await plugin.execute("x")
     bare = AgentPlugin(METADATA)
     await bare.load(PluginContext())
     await bare.init_plugin()
-    await bare.start()
     with pytest.raises(NotImplementedError, match="does not execute input"):
         await bare.execute("x")
 
 
-async def test_a_failing_hook_leaves_the_plugin_in_error_until_unloaded() -> None:
-    """The hook's exception propagates; only unload() leads out of ERROR."""
-    plugin = Echo(fail_on="start")
+@pytest.mark.parametrize(
+    ("fail_on", "calls"), [("init", ["load", "init"]), ("start", ["load", "init", "start"])]
+)
+async def test_a_failing_hook_leaves_the_plugin_in_error_until_unloaded(
+    fail_on: str, calls: list[str]
+) -> None:
+    """The hook's exception propagates out of init_plugin; only unload() leads out of ERROR."""
+    plugin = Echo(fail_on=fail_on)
     await plugin.load(PluginContext())
-    await plugin.init_plugin()
-    with pytest.raises(RuntimeError, match="start failed"):
-        await plugin.start()
+    with pytest.raises(RuntimeError, match=f"{fail_on} failed"):
+        await plugin.init_plugin()
     assert plugin.state is PluginState.ERROR
+    assert plugin.calls == calls
     with pytest.raises(PluginStateError, match=r"next: unload\(\)"):
         await plugin.start()
     await plugin.unload()
     assert plugin.state is PluginState.UNLOADED
+
+
+async def test_a_failing_restart_leaves_the_plugin_in_error() -> None:
+    """start() after stop() runs on_start again; when it raises, the plugin is in ERROR."""
+    plugin = Echo()
+    await plugin.load(PluginContext())
+    await plugin.init_plugin()
+    await plugin.stop()
+    plugin.fail_on = "start"
+    with pytest.raises(RuntimeError, match="start failed"):
+        await plugin.start()
+    assert plugin.state is PluginState.ERROR
 
 
 async def test_event_handler_defaults_change_nothing() -> None:

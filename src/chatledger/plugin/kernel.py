@@ -1,16 +1,24 @@
 """The plugin kernel: what a plugin is, and the lifecycle every plugin goes through.
 
-A plugin is loaded into a context, initialised, started, and stopped and
-unloaded again; :class:`AgentPlugin` checks each step against the state the
-plugin is in, so a plugin used out of order says so instead of half-working.
-Subclasses implement the ``on_*`` hooks; the public methods stay in charge of
-the state.
+A plugin is loaded into a context, initialised (which also starts it), and
+stopped and unloaded again; :class:`AgentPlugin` checks each step against the
+state the plugin is in, so a plugin used out of order says so instead of
+half-working. Subclasses implement the ``on_*`` hooks; the public methods stay
+in charge of the state.
+
+``init_plugin()`` leaves the plugin ``RUNNING``, as MoFA's does: MoFA's
+``LLMAgent`` only ever calls ``load`` and ``init_plugin`` on its plugins, and
+its ``PersistencePlugin`` is running from then on. So ``init_plugin()`` runs
+``on_init`` and then ``on_start`` (the plugin is ``INITIALIZED`` while
+``on_start`` runs), and a later ``start()``, as a generic plugin manager
+sends it, finds the plugin running and does nothing.
 
 ::
 
-    UNLOADED --load--> LOADED --init_plugin--> INITIALIZED --start--> RUNNING
-                                                    ^                   |
-                                                    +------ start ---- STOPPED <-- stop
+    UNLOADED --load--> LOADED --init_plugin--> RUNNING <--start-- STOPPED
+                          (on_init, then on_start)   |               ^
+                                                     +----- stop ----+
+    start() on a RUNNING plugin: nothing to do
     any state but RUNNING --unload--> UNLOADED;  a hook that raises --> ERROR
 """
 
@@ -50,6 +58,7 @@ class PluginState(StrEnum):
     UNLOADED = "unloaded"
     LOADED = "loaded"
     INITIALIZED = "initialized"
+    """Initialised and being started: the state ``on_start`` sees inside ``init_plugin()``."""
     RUNNING = "running"
     STOPPED = "stopped"
     ERROR = "error"
@@ -88,6 +97,7 @@ class PluginContext:
 # Which states each step may start from, and the state it leads to.
 _STEPS: dict[str, tuple[frozenset[PluginState], PluginState]] = {
     "load": (frozenset({PluginState.UNLOADED}), PluginState.LOADED),
+    # init_plugin goes on to "start": LOADED -> INITIALIZED -> RUNNING.
     "init_plugin": (frozenset({PluginState.LOADED}), PluginState.INITIALIZED),
     "start": (frozenset({PluginState.INITIALIZED, PluginState.STOPPED}), PluginState.RUNNING),
     "stop": (frozenset({PluginState.RUNNING}), PluginState.STOPPED),
@@ -138,11 +148,14 @@ class AgentPlugin:
         await self._step("load", self.on_load)
 
     async def init_plugin(self) -> None:
-        """Initialise the loaded plugin."""
+        """Initialise the loaded plugin and start it: it is ``RUNNING`` afterwards, as in MoFA."""
         await self._step("init_plugin", self.on_init)
+        await self._step("start", self.on_start)
 
     async def start(self) -> None:
-        """Start the initialised (or stopped) plugin."""
+        """Start the stopped plugin again; a running plugin is left as it is."""
+        if self._state is PluginState.RUNNING:
+            return
         await self._step("start", self.on_start)
 
     async def stop(self) -> None:
@@ -173,10 +186,10 @@ class AgentPlugin:
         """Called by :meth:`load`; ``self.context`` is set."""
 
     async def on_init(self) -> None:
-        """Called by :meth:`init_plugin`."""
+        """Called by :meth:`init_plugin`, before :meth:`on_start`."""
 
     async def on_start(self) -> None:
-        """Called by :meth:`start`."""
+        """Called by :meth:`init_plugin` after :meth:`on_init`, and by :meth:`start` after stop."""
 
     async def on_stop(self) -> None:
         """Called by :meth:`stop`."""
