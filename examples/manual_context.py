@@ -25,7 +25,10 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'manual.db'}"
         async with await chatledger.connect(url) as store:
-            context = await PersistenceContext.create(store, user, tenant, agent)
+            # Ids by keyword: MoFA's positional orders differ between create and from_session.
+            context = await PersistenceContext.create(
+                store, user_id=user, tenant_id=tenant, agent_id=agent
+            )
             question = await context.save_user_message("Where is my order?")
             # ... call your model here; then record the reply and the call it took ...
             answer = await context.save_assistant_message("It ships today.")
@@ -38,7 +41,7 @@ async def main() -> None:
 
             # Later, maybe in another process: pick the same session up again.
             later = await PersistenceContext.from_session(
-                store, user, agent, tenant, context.session_id
+                store, user_id=user, agent_id=agent, tenant_id=tenant, session_id=context.session_id
             )
             await later.save_user_message("Thanks!")
             for message in await later.get_history():

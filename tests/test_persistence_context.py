@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from chatledger.entities import LLMApiCall, MessageRole
+from chatledger.entities import ChatSession, LLMApiCall, MessageRole
 from chatledger.errors import NotFoundError
 from chatledger.ids import uuid7
 from chatledger.plugin.context import PersistenceContext
@@ -53,3 +55,72 @@ async def test_continuing_and_starting_sessions(any_store: PersistenceStore) -> 
     assert stored.tenant_id == tenant
     with pytest.raises(NotFoundError, match="does not exist"):
         await PersistenceContext.from_session(any_store, user, agent, tenant, uuid7())
+
+
+async def test_ids_by_keyword_in_any_order(any_store: PersistenceStore) -> None:
+    """create, from_session and the constructor take every id by name, in any order."""
+    user, tenant, agent = uuid7(), uuid7(), uuid7()
+    created = await PersistenceContext.create(
+        agent_id=agent, tenant_id=tenant, store=any_store, user_id=user
+    )
+    session = await any_store.get_session(created.session_id)
+    assert session is not None
+    assert (session.user_id, session.agent_id, session.tenant_id) == (user, agent, tenant)
+
+    continued = await PersistenceContext.from_session(
+        any_store, session_id=created.session_id, tenant_id=tenant, agent_id=agent, user_id=user
+    )
+    built = PersistenceContext(
+        session_id=created.session_id, agent_id=agent, store=any_store, tenant_id=tenant,
+        user_id=user,
+    )  # fmt: skip
+    for context in (continued, built):
+        message = await context.save_user_message("hello")
+        ids = (message.user_id, message.agent_id, message.tenant_id, message.chat_session_id)
+        assert ids == (user, agent, tenant, created.session_id)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        # create()'s order (user, tenant, agent) given to from_session (user, agent, tenant)
+        lambda user, agent, tenant: (user, tenant, agent),
+        lambda user, agent, tenant: (agent, user, tenant),
+        lambda user, agent, tenant: (tenant, agent, user),
+    ],
+)
+async def test_from_session_refuses_swapped_ids(any_store: PersistenceStore, order: Any) -> None:
+    """Ids that match the session only in another order are refused, naming the session's own."""
+    user, tenant, agent = uuid7(), uuid7(), uuid7()
+    created = await PersistenceContext.create(any_store, user, tenant, agent)
+    with pytest.raises(ValueError, match=f"swapped.*agent_id={agent}.*keyword"):
+        await PersistenceContext.from_session(
+            any_store, *order(user, agent, tenant), created.session_id
+        )
+    assert await any_store.count_session_messages(created.session_id) == 0
+
+
+async def test_from_session_refuses_swaps_on_a_session_without_tenant(
+    any_store: PersistenceStore,
+) -> None:
+    """A MoFA-made session has the nil tenant; an agent and tenant swapped are still caught."""
+    user, tenant, agent = uuid7(), uuid7(), uuid7()
+    session = ChatSession.new(user, agent)
+    await any_store.create_session(session)
+    with pytest.raises(ValueError, match="swapped"):
+        await PersistenceContext.from_session(any_store, user, tenant, agent, session.id)
+    context = await PersistenceContext.from_session(any_store, user, agent, tenant, session.id)
+    assert (await context.save_user_message("hi")).tenant_id == tenant
+
+
+async def test_from_session_lets_another_agent_continue_a_session(
+    any_store: PersistenceStore,
+) -> None:
+    """Ids that differ from the session's but are no reordering of them are the caller's choice."""
+    user, tenant, agent, other_agent = uuid7(), uuid7(), uuid7(), uuid7()
+    created = await PersistenceContext.create(any_store, user, tenant, agent)
+    handoff = await PersistenceContext.from_session(
+        any_store, user_id=user, agent_id=other_agent, tenant_id=tenant,
+        session_id=created.session_id,
+    )  # fmt: skip
+    assert (await handoff.save_user_message("over to you")).agent_id == other_agent

@@ -5,9 +5,19 @@ store: it creates its session (with the tenant, which MoFA's left nil),
 links each saved message to the one before it, and answers for the
 session's history and usage.
 
+MoFA takes the ids positionally in two orders, ``create(store, user, tenant,
+agent)`` and ``from_session(store, user, agent, tenant, session)``; both work
+here, and every id may also be passed by keyword (``user_id=``,
+``tenant_id=``, ``agent_id=``, ``session_id=``), which is the safe way: a
+tenant and an agent are both UUIDs, so nothing else would notice them
+swapped. ``from_session`` does notice when the ids it is given match the
+session's own only in another order, and refuses them.
+
 ::
 
-    ctx = await PersistenceContext.create(store, user_id, tenant_id, agent_id)
+    ctx = await PersistenceContext.create(
+        store, user_id=user_id, tenant_id=tenant_id, agent_id=agent_id
+    )
     question = await ctx.save_user_message("Where is my order?")
     answer = await ctx.save_assistant_message("It ships today.")
     stats = await ctx.get_usage_stats()
@@ -15,6 +25,7 @@ session's history and usage.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Self
 
@@ -26,7 +37,7 @@ from chatledger.entities import (
     UsageStatistics,
 )
 from chatledger.errors import NotFoundError
-from chatledger.ids import uuid7
+from chatledger.ids import NIL_UUID, uuid7
 from chatledger.stores.base import PersistenceStore
 
 __all__ = ["PersistenceContext"]
@@ -44,7 +55,10 @@ class PersistenceContext:
         session_id: uuid.UUID,
         last_message_id: uuid.UUID | None = None,
     ) -> None:
-        """A context on an existing session; use :meth:`create` or :meth:`from_session`."""
+        """A context on an existing session; use :meth:`create` or :meth:`from_session`.
+
+        Its ids are in neither of MoFA's orders: pass them by keyword.
+        """
         self._store = store
         self._user_id = user_id
         self._tenant_id = tenant_id
@@ -60,7 +74,10 @@ class PersistenceContext:
         tenant_id: uuid.UUID,
         agent_id: uuid.UUID,
     ) -> Self:
-        """A context on a new session, created in ``store`` with the tenant."""
+        """A context on a new session, created in ``store`` with the tenant.
+
+        Positionally the ids come in MoFA's order for ``new``: user, tenant, agent.
+        """
         context = cls(store, user_id, tenant_id, agent_id, uuid7())
         await context._create_session()
         return context
@@ -74,11 +91,19 @@ class PersistenceContext:
         tenant_id: uuid.UUID,
         session_id: uuid.UUID,
     ) -> Self:
-        """A context continuing ``session_id``; its next message links after the last one."""
-        if await store.get_session(session_id) is None:
+        """A context continuing ``session_id``; its next message links after the last one.
+
+        Positionally the ids come in MoFA's order for ``from_session``: user,
+        agent, tenant, session (not :meth:`create`'s). Ids that match the
+        session's own only in another order raise ``ValueError``; other ids
+        (say, another agent taking over the session) are taken as given.
+        """
+        session = await store.get_session(session_id)
+        if session is None:
             raise NotFoundError(
                 f"session {session_id} does not exist; PersistenceContext.create() starts one"
             )
+        _refuse_swapped_ids(session, user_id, agent_id, tenant_id)
         recent = await store.get_recent_messages(session_id, 1)
         last = recent[-1].id if recent else None
         return cls(store, user_id, tenant_id, agent_id, session_id, last)
@@ -133,3 +158,25 @@ class PersistenceContext:
         await self._store.save_message(message)
         self._last_message_id = message.id
         return message
+
+
+def _refuse_swapped_ids(
+    session: ChatSession, user_id: uuid.UUID, agent_id: uuid.UUID, tenant_id: uuid.UUID
+) -> None:
+    """Raise ValueError when the ids fit ``session`` only once put in another order."""
+
+    def fits(user: uuid.UUID, agent: uuid.UUID, tenant: uuid.UUID) -> bool:
+        # A session MoFA made has the nil tenant: any tenant fits it.
+        tenant_fits = session.tenant_id in (tenant, NIL_UUID)
+        return user == session.user_id and agent == session.agent_id and tenant_fits
+
+    given = (user_id, agent_id, tenant_id)
+    if fits(*given) or not any(fits(*order) for order in itertools.permutations(given)):
+        return
+    raise ValueError(
+        f"user_id, agent_id and tenant_id look swapped: session {session.id} has "
+        f"user_id={session.user_id}, agent_id={session.agent_id}, "
+        f"tenant_id={session.tenant_id}, but was given user_id={user_id}, "
+        f"agent_id={agent_id}, tenant_id={tenant_id}; pass the ids by keyword "
+        "(from_session(store, user_id=..., agent_id=..., tenant_id=..., session_id=...))"
+    )
