@@ -1,10 +1,17 @@
-"""chatledger: a durable, queryable memory of LLM agent conversations and a ledger of API calls."""
+"""chatledger: a durable, queryable memory of LLM agent conversations and a ledger of API calls.
+
+Every public name is importable from here. The entities, errors, pricing,
+the store protocols, the in-memory and SQLite stores are imported with the
+package; the server stores, the plugins and the agent on first use (PEP 562),
+so ``import chatledger`` loads no database driver or SDK.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from chatledger import sync
+from chatledger import _lazy, sync
 from chatledger.entities import (
     Agent,
     AgentConfig,
@@ -22,6 +29,7 @@ from chatledger.entities import (
     ToolResultContent,
     UsageBucket,
     UsageStatistics,
+    utc_now,
 )
 from chatledger.errors import (
     ConstraintError,
@@ -31,7 +39,7 @@ from chatledger.errors import (
     SerializationError,
     StoreConnectionError,
 )
-from chatledger.ids import uuid7
+from chatledger.ids import NIL_UUID, uuid7
 from chatledger.pricing import (
     GenaiPricesRegistry,
     ModelPrice,
@@ -48,9 +56,36 @@ from chatledger.stores import (
     ProviderStore,
     RecordKind,
     SessionStore,
+    SqliteStore,
     connect,
 )
-from chatledger.stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from chatledger.agent import (
+        ChatMessage,
+        ChatRequest,
+        Completion,
+        LLMAgent,
+        LLMAgentBuilder,
+        LLMProvider,
+        OpenAIProvider,
+        ScriptedProvider,
+        ScriptedReply,
+        StreamEnd,
+    )
+    from chatledger.plugin import (
+        AgentPlugin,
+        LLMAgentEventHandler,
+        LLMResponseMetadata,
+        PersistenceContext,
+        PersistencePlugin,
+        PluginContext,
+        PluginMetadata,
+        PluginState,
+        PluginStateError,
+        PluginType,
+    )
+    from chatledger.stores import MySqlStore, PostgresStore
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -74,6 +109,7 @@ __all__ = [
     "ToolResultContent",
     "UsageBucket",
     "UsageStatistics",
+    "utc_now",
     # errors
     "ConstraintError",
     "NotFoundError",
@@ -86,12 +122,36 @@ __all__ = [
     "ApiCallStore",
     "InMemoryStore",
     "MessageStore",
+    "MySqlStore",
     "PersistenceStore",
+    "PostgresStore",
     "ProviderStore",
     "RecordKind",
     "SessionStore",
     "SqliteStore",
     "connect",
+    # the plugin kernel, chat events, persistence plugin and context
+    "AgentPlugin",
+    "LLMAgentEventHandler",
+    "LLMResponseMetadata",
+    "PersistenceContext",
+    "PersistencePlugin",
+    "PluginContext",
+    "PluginMetadata",
+    "PluginState",
+    "PluginStateError",
+    "PluginType",
+    # the agent and its providers
+    "ChatMessage",
+    "ChatRequest",
+    "Completion",
+    "LLMAgent",
+    "LLMAgentBuilder",
+    "LLMProvider",
+    "OpenAIProvider",
+    "ScriptedProvider",
+    "ScriptedReply",
+    "StreamEnd",
     # pricing
     "GenaiPricesRegistry",
     "ModelPrice",
@@ -99,7 +159,51 @@ __all__ = [
     "StaticPricingRegistry",
     "default_pricing_registry",
     # ids and the blocking API
+    "NIL_UUID",
     "sync",
     "uuid7",
     "__version__",
 ]
+
+# Imported on first use: name -> the public package that exports it.
+_LAZY = {
+    **dict.fromkeys(("MySqlStore", "PostgresStore"), "chatledger.stores"),
+    **dict.fromkeys(
+        (
+            "AgentPlugin",
+            "LLMAgentEventHandler",
+            "LLMResponseMetadata",
+            "PersistenceContext",
+            "PersistencePlugin",
+            "PluginContext",
+            "PluginMetadata",
+            "PluginState",
+            "PluginStateError",
+            "PluginType",
+        ),
+        "chatledger.plugin",
+    ),
+    **dict.fromkeys(
+        (
+            "ChatMessage",
+            "ChatRequest",
+            "Completion",
+            "LLMAgent",
+            "LLMAgentBuilder",
+            "LLMProvider",
+            "OpenAIProvider",
+            "ScriptedProvider",
+            "ScriptedReply",
+            "StreamEnd",
+        ),
+        "chatledger.agent",
+    ),
+}
+
+if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
+
+    def __getattr__(name: str) -> Any:
+        return _lazy.load(globals(), _LAZY, name)
+
+    def __dir__() -> list[str]:
+        return _lazy.names(globals(), _LAZY)

@@ -1,9 +1,15 @@
-"""The agent (``LLMAgent``, built by ``LLMAgentBuilder``) and the providers it talks to."""
+"""The agent (``LLMAgent``, built by ``LLMAgentBuilder``) and the providers it talks to.
+
+``OpenAIProvider`` is imported on first use, like the ``openai`` SDK it needs
+(``pip install 'chatledger[openai]'``).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from chatledger import _lazy
 from chatledger.agent.agent import LLMAgent, LLMAgentBuilder
-from chatledger.agent.openai_provider import OpenAIProvider
 from chatledger.agent.providers import (
     ChatMessage,
     ChatRequest,
@@ -13,6 +19,9 @@ from chatledger.agent.providers import (
     ScriptedReply,
     StreamEnd,
 )
+
+if TYPE_CHECKING:
+    from chatledger.agent.openai_provider import OpenAIProvider
 
 __all__ = [
     "ChatMessage",
@@ -26,3 +35,13 @@ __all__ = [
     "ScriptedReply",
     "StreamEnd",
 ]
+
+_LAZY = {"OpenAIProvider": "chatledger.agent.openai_provider"}
+
+if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
+
+    def __getattr__(name: str) -> Any:
+        return _lazy.load(globals(), _LAZY, name)
+
+    def __dir__() -> list[str]:
+        return _lazy.names(globals(), _LAZY)

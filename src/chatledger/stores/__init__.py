@@ -1,9 +1,14 @@
-"""Stores: the protocols, the backends, and :func:`connect` that picks one from a URL."""
+"""Stores: the protocols, the backends, and :func:`connect` that picks one from a URL.
+
+``PostgresStore`` and ``MySqlStore`` are imported on first use, so their
+modules (and the drivers they use) stay unloaded until a program needs them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chatledger import _lazy
 from chatledger.stores.base import (
     AgentStore,
     ApiCallStore,
@@ -17,18 +22,38 @@ from chatledger.stores.memory import InMemoryStore
 from chatledger.stores.server import redact
 from chatledger.stores.sqlite import SqliteStore
 
+if TYPE_CHECKING:
+    from chatledger.stores.mysql import MySqlStore
+    from chatledger.stores.postgres import PostgresStore
+
 __all__ = [
     "AgentStore",
     "ApiCallStore",
     "InMemoryStore",
     "MessageStore",
+    "MySqlStore",
     "PersistenceStore",
+    "PostgresStore",
     "ProviderStore",
     "RecordKind",
     "SessionStore",
     "SqliteStore",
     "connect",
 ]
+
+_LAZY = {
+    "MySqlStore": "chatledger.stores.mysql",
+    "PostgresStore": "chatledger.stores.postgres",
+}
+
+if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
+
+    def __getattr__(name: str) -> Any:
+        return _lazy.load(globals(), _LAZY, name)
+
+    def __dir__() -> list[str]:
+        return _lazy.names(globals(), _LAZY)
+
 
 _URL_FORMS = (
     "memory://",

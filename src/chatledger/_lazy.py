@@ -1,0 +1,48 @@
+"""Names a package exports before importing the module that defines them (PEP 562).
+
+A package lists such names in a table, ``{name: module}``, and forwards its
+module-level ``__getattr__`` and ``__dir__`` here. The module is imported on
+first access and the value kept in the package's namespace, so later lookups
+are plain attribute reads. This keeps ``import chatledger`` from loading the
+server backends, the agent and the plugins until they are used.
+
+A module that fails to import because an optional driver is missing raises an
+``ImportError`` naming the extra that installs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+__all__: list[str] = []
+
+# The top-level package of each optional driver, and the extra that installs it.
+_EXTRA_OF_DRIVER = {"asyncpg": "postgres", "asyncmy": "mysql", "openai": "openai"}
+
+
+def load(namespace: dict[str, Any], table: Mapping[str, str], name: str) -> Any:
+    """The value of ``name`` from the module ``table`` maps it to, kept in ``namespace``."""
+    module_name = table.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        driver = (exc.name or "").partition(".")[0]
+        extra = _EXTRA_OF_DRIVER.get(driver)
+        if extra is None:
+            raise
+        raise ImportError(
+            f"{name} needs the {driver} package: pip install 'chatledger[{extra}]'",
+            name=exc.name,
+        ) from exc
+    value = getattr(module, name)
+    namespace[name] = value
+    return value
+
+
+def names(namespace: Mapping[str, Any], table: Mapping[str, str]) -> list[str]:
+    """What ``dir()`` of the package lists: what it holds and what it will load."""
+    return sorted({*namespace, *table})
