@@ -14,6 +14,14 @@ from chatledger.stores.sqlite import SqliteStore
 from scratch_databases import SQL_BACKENDS, empty_tables, mysql_database, postgres_database
 
 
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's recorders spool in a directory of its own, never the user's state directory."""
+    path = tmp_path_factory.mktemp("spool")
+    monkeypatch.setenv("CHATLEDGER_SPOOL_DIR", str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL database this module has to itself."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -15,13 +16,18 @@ _PAYLOAD_BITS = 122  # 48 bits of milliseconds + 74 bits of counter/randomness
 _COUNTER_BITS = 74
 _lock = threading.Lock()
 _last_payload = 0
+# A private generator seeded from the OS, not os.urandom per id (a system call: a third
+# of a recorded turn's cost). Reseeded in a forked child, so parent and child never
+# draw the same bits; private, so random.seed() elsewhere cannot make ids collide.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
 def uuid7() -> uuid.UUID:
     """Return a new UUIDv7 that sorts after every one this process made before."""
     global _last_payload
     millis = time.time_ns() // 1_000_000
-    random_bits = int.from_bytes(os.urandom(10), "big") & ((1 << _COUNTER_BITS) - 1)
+    random_bits = _random.getrandbits(_COUNTER_BITS)
     payload = (millis << _COUNTER_BITS) | random_bits
     with _lock:
         # Same millisecond (or a clock step back): step forward by a random amount

@@ -82,6 +82,11 @@ class SyncStore:
         return self._store
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The background loop the async store runs on."""
+        return self._runner.loop
+
+    @property
     def backend_name(self) -> str:
         """The backend's short name."""
         return self._store.backend_name

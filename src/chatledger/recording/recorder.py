@@ -1,0 +1,1027 @@
+"""The Recorder: the one write path from any framework to a chatledger store.
+
+A framework integration, the persistence plugin and chatledger's own agent
+all say "these messages were exchanged" or "this LLM API call happened" to
+a :class:`Recorder`. It turns that into sessions, messages and API calls in
+the :func:`~chatledger.recording.scope.scope` in force, prices the calls,
+appends the records to its spool and returns once they are durable there.
+The shipper then moves them to the store in batches, on the store's event
+loop, while the chat goes on.
+
+Frameworks resend the whole conversation on every call. The recorder keeps,
+per session, the fingerprints of the messages it has stored (in memory: no
+database read per call; one read the first time a session is seen), so
+:meth:`Recorder.record_conversation` stores only what is new, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import signal
+import threading
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+from chatledger.entities import (
+    ApiCallStatus,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    MessageContent,
+    MessageRole,
+    TokenDetails,
+    utc_now,
+)
+from chatledger.ids import uuid7
+from chatledger.pricing import PricingRegistry
+from chatledger.recording.scope import Scope, current_scope
+from chatledger.recording.shipper import BATCH_SIZE, ShipCounters, Shipper
+from chatledger.recording.spool import (
+    DEFAULT_SPOOL_LIMIT,
+    FileSpool,
+    MemorySpool,
+    Spool,
+    SpoolDirectory,
+    SpoolError,
+    default_spool_root,
+)
+from chatledger.stores.base import PersistenceStore
+from chatledger.sync import SyncStore, _LoopThread
+from chatledger.usage import error_code, status_for_error, tokens_per_second
+
+__all__ = ["CLOSE_TIMEOUT", "Recorder", "SpoolChoice", "spool_directory_for"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+NIL = uuid.UUID(int=0)
+CLOSE_TIMEOUT = 10.0
+"""Seconds :meth:`Recorder.close` (and interpreter exit) spend shipping what is spooled."""
+
+_SESSIONS_REMEMBERED = 10_000  # sessions whose message fingerprints stay in memory
+_UNKNOWN_MODEL = "unknown"
+_LOAD_TIMEOUT = 5.0  # seconds a session's first read may take before it is given up
+
+SpoolChoice = Literal["auto"] | str | Path | Spool | None
+"""``"auto"``: a file spool in the per-user state directory (in memory for the memory store);
+a path: a file spool in that directory; a :class:`Spool`; None: direct writes."""
+
+
+def spool_directory_for(store: PersistenceStore, root: Path | None = None) -> Path:
+    """The directory holding the spools of ``store``'s database: one per database, per user."""
+    identity = f"{store.backend_name}:{_store_identity(store)}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return (root or default_spool_root()) / f"{store.backend_name}-{digest}"
+
+
+def _store_identity(store: PersistenceStore) -> str:
+    """What names the database behind ``store``: a file path or a server address, no secrets."""
+    for attribute in ("identity", "path"):
+        value = getattr(store, attribute, None)
+        if value is not None and not callable(value):
+            return str(Path(value).resolve()) if attribute == "path" else str(value)
+    return repr(store)  # stores' reprs name their database and never carry a password
+
+
+@dataclass(slots=True)
+class _SessionState:
+    """What the recorder knows of a session: created, its messages' fingerprints and ids."""
+
+    ids: list[uuid.UUID] = field(default_factory=list)
+    loaded: bool = False  # its stored messages were read once (for de-duplication)
+    created: bool = False  # its session record is stored or spooled
+    # Fingerprints are computed only when a resent conversation is compared: a
+    # framework that never resends (the plugin) never pays for them.
+    _fingerprints: list[int] = field(default_factory=list)
+    _unprinted: list[tuple[MessageRole, MessageContent]] = field(default_factory=list)
+
+    @property
+    def last(self) -> uuid.UUID | None:
+        return self.ids[-1] if self.ids else None
+
+    def add(self, role: MessageRole, content: MessageContent, message_id: uuid.UUID) -> None:
+        self._unprinted.append((role, content))
+        self.ids.append(message_id)
+
+    def fingerprints(self) -> list[int]:
+        if self._unprinted:
+            self._fingerprints += [fingerprint(r, c) for r, c in self._unprinted]
+            self._unprinted.clear()
+        return self._fingerprints
+
+
+@dataclass(slots=True)
+class _Counters:
+    messages: int = 0
+    api_calls: int = 0
+    sessions: int = 0
+    dropped: int = 0  # records refused because the spool was full
+    sanitized: int = 0  # records whose NUL characters became U+FFFD
+    adopted_spools: int = 0
+    damaged_spools: int = 0
+    ship: ShipCounters = field(default_factory=ShipCounters)
+
+
+def fingerprint(role: MessageRole | str, content: MessageContent) -> int:
+    """What makes two messages the same message for de-duplication: role and content."""
+    return hash((str(role), content.model_dump_json()))
+
+
+class Recorder:
+    """Records conversation turns and LLM API calls durably, in the scope in force.
+
+    ``store`` is an async store (``chatledger.connect``) or a blocking one
+    (``chatledger.sync.connect``). ``pricing`` prices calls (keyed by
+    ``provider``). ``tenant_id``, ``user_id`` and ``agent_id`` fill what the
+    scope leaves unset. ``spool`` is where records wait for the store (see
+    :data:`SpoolChoice`); ``spool_limit`` bounds it: a record that would pass
+    the bound is not kept, is logged and is counted as ``dropped`` in
+    :meth:`stats`.
+    """
+
+    def __init__(
+        self,
+        store: PersistenceStore | SyncStore,
+        *,
+        pricing: PricingRegistry | None = None,
+        tenant_id: uuid.UUID | str | None = None,
+        user_id: uuid.UUID | str | None = None,
+        agent_id: uuid.UUID | str | None = None,
+        spool: SpoolChoice = "auto",
+        spool_limit: int = DEFAULT_SPOOL_LIMIT,
+        provider: str = "openai",
+        close_timeout: float = CLOSE_TIMEOUT,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        """Start recording into ``store``; what earlier processes left spooled ships first."""
+        from chatledger.recording.scope import id_for_key
+
+        self._own_thread: _LoopThread | None = None
+        if isinstance(store, SyncStore):
+            self._store = store.store
+            self._home = store.loop
+        else:
+            self._store = store
+            try:
+                self._home = asyncio.get_running_loop()
+            except RuntimeError:  # built outside a loop: shipping gets a loop of its own
+                self._own_thread = _LoopThread()
+                self._home = self._own_thread.loop
+        self._defaults = Scope(
+            tenant_id=None if tenant_id is None else id_for_key(tenant_id),
+            user_id=None if user_id is None else id_for_key(user_id),
+            agent_id=None if agent_id is None else id_for_key(agent_id),
+        )
+        self._pricing = pricing
+        self._provider = provider
+        self._close_timeout = close_timeout
+        # Direct writes: the hook waits until the store was tried. Asked for with
+        # spool=None; the memory store gets them too, as no spool outlives it anyway.
+        self._direct = spool is None or (spool == "auto" and store.backend_name == "memory")
+        self._directory: SpoolDirectory | None = None
+        self._release_spool: Callable[[], None] = lambda: None
+        self._orphans: list[tuple[FileSpool, Callable[[], None]]] = []
+        self._adopted = False
+        self._spool = self._open_spool(spool, spool_limit)
+        self._counters = _Counters()
+        self._lock = threading.Lock()  # recording state and the spool's order, from any thread
+        self._sessions: OrderedDict[uuid.UUID, _SessionState] = OrderedDict()
+        self._default_sessions: dict[uuid.UUID, uuid.UUID] = {}  # agent -> its session
+        self._closed = False
+        self._shipper = Shipper(self._store, self._counters.ship, batch_size=batch_size)
+        # Bound to the home loop on first use (asyncio primitives bind lazily since 3.10).
+        self._ship_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._task = asyncio.run_coroutine_threadsafe(self._run(), self._home)
+        _live_recorders.add(self)
+        _install_sigterm()
+
+    # --- public state -------------------------------------------------------------------
+
+    @property
+    def store(self) -> PersistenceStore:
+        """The async store records ship to."""
+        return self._store
+
+    @property
+    def spool(self) -> Spool:
+        """Where records wait until the store has them."""
+        return self._spool
+
+    @property
+    def pricing(self) -> PricingRegistry | None:
+        """What prices calls, if anything."""
+        return self._pricing
+
+    def stats(self) -> dict[str, Any]:
+        """What was recorded, shipped, refused and still waits; never silent about a loss."""
+        counters = self._counters
+        ship = counters.ship
+        return {
+            "messages_recorded": counters.messages,
+            "api_calls_recorded": counters.api_calls,
+            "sessions_created": counters.sessions,
+            "messages_shipped": ship.shipped["message"],
+            "api_calls_shipped": ship.shipped["call"],
+            "sessions_shipped": ship.shipped["session"],
+            "waiting": len(self._spool),
+            "store_failures": ship.store_failures,
+            "dead_letters": ship.dead_letters,
+            "dropped": counters.dropped,
+            "sanitized": counters.sanitized,
+            "adopted_spools": counters.adopted_spools,
+            "damaged_spools": counters.damaged_spools,
+            "spool": None if self._spool.path is None else str(self._spool.path),
+            "spool_limit": self._spool.limit,
+            "durable": self._spool.path is not None,
+        }
+
+    def resolve_scope(self, scope: Scope | None = None) -> Scope:
+        """Whom records made now belong to: ``scope`` over the scope in force over the defaults."""
+        resolved = current_scope().over(self._defaults)
+        return resolved if scope is None else scope.over(resolved)
+
+    def remember(self, session_id: uuid.UUID, history: Sequence[LLMMessage]) -> None:
+        """Take ``history`` as the session's stored messages (read by the caller, oldest first).
+
+        Later messages link after its last one, and a resent conversation is
+        matched against it; the recorder then need not read the session itself.
+        """
+        state = _SessionState(loaded=True, created=bool(history))
+        for message in history:
+            state.add(message.role, message.content, message.id)
+        with self._lock:
+            known = self._sessions.get(session_id)
+            if known is None or not known.loaded:
+                self._sessions[session_id] = state
+
+    # --- recording (async) --------------------------------------------------------------
+
+    async def record_message(
+        self,
+        role: MessageRole | str,
+        content: MessageContent | str,
+        *,
+        parent_id: uuid.UUID | None = None,
+        scope: Scope | None = None,
+    ) -> LLMMessage:
+        """Record one message in the session in scope, after its last one (or ``parent_id``)."""
+        messages, future = self._record_messages([(role, content)], parent_id, scope)
+        await self._acknowledged(future)
+        return messages[0]
+
+    async def record_conversation(
+        self,
+        messages: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        *,
+        scope: Scope | None = None,
+    ) -> list[uuid.UUID]:
+        """Record a conversation as a framework sends it, storing only the messages that are new.
+
+        Returns the id of each given message, stored now or before.
+        """
+        await self._load_session_once(self.resolve_scope(scope))
+        ids, future = self._record_conversation(messages, scope)
+        await self._acknowledged(future)
+        return ids
+
+    async def record_call(
+        self,
+        *,
+        model: str | None,
+        started: datetime,
+        finished: datetime | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        time_to_first_token_ms: int | None = None,
+        response_id: str | None = None,
+        request_message_id: uuid.UUID | None = None,
+        response_message_id: uuid.UUID | None = None,
+        error: BaseException | None = None,
+        status: ApiCallStatus | None = None,
+        error_message: str | None = None,
+        estimated: bool = False,
+        counted_by: str | None = None,
+        extra_details: dict[str, Any] | None = None,
+        scope: Scope | None = None,
+    ) -> LLMApiCall:
+        """Record one LLM API call in the session in scope; priced when the recorder has pricing.
+
+        A call with ``error`` (or a non-success ``status``) is recorded as failed,
+        its status and code following the error.
+        """
+        call = self.build_call(
+            model=model,
+            started=started,
+            finished=finished,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            time_to_first_token_ms=time_to_first_token_ms,
+            response_id=response_id,
+            request_message_id=request_message_id,
+            response_message_id=response_message_id,
+            error=error,
+            status=status,
+            error_message=error_message,
+            estimated=estimated,
+            counted_by=counted_by,
+            extra_details=extra_details,
+            scope=scope,
+        )
+        await self._acknowledged(self._record_api_call(call))
+        return call
+
+    async def record_api_call(self, call: LLMApiCall) -> LLMApiCall:
+        """Record an API call built by the caller (priced here if unpriced); return it as stored."""
+        call = self._priced(call)
+        await self._acknowledged(self._record_api_call(call))
+        return call
+
+    async def record_reply(
+        self,
+        request_id: uuid.UUID,
+        content: MessageContent | str,
+        call: dict[str, Any],
+        *,
+        scope: Scope | None = None,
+    ) -> tuple[LLMMessage, LLMApiCall]:
+        """Record a reply to ``request_id`` and the call that produced it, durable together.
+
+        ``call`` holds :meth:`record_call`'s keywords; the call links the request and reply.
+        """
+        future, reply, api_call = self._record_reply(request_id, content, call, scope)
+        await self._acknowledged(future)
+        return reply, api_call
+
+    async def flush(self) -> int:
+        """Ship what waits now; return how many records still wait (the store may be down)."""
+        return await self._on_home(self._ship_now())
+
+    async def close(self) -> None:
+        """Ship what is spooled (within ``close_timeout``), then stop; safe to call twice."""
+        if self._closed:
+            return
+        await self._on_home(self._finish())
+        self._after_finish()
+
+    async def __aenter__(self) -> Self:
+        """Return the recorder itself."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Ship what is spooled and stop."""
+        await self.close()
+
+    # --- recording (blocking twins, for code and threads without an event loop) ---------
+
+    def record_message_sync(
+        self,
+        role: MessageRole | str,
+        content: MessageContent | str,
+        *,
+        parent_id: uuid.UUID | None = None,
+        scope: Scope | None = None,
+    ) -> LLMMessage:
+        """Blocking twin of :meth:`record_message`."""
+        messages, future = self._record_messages([(role, content)], parent_id, scope)
+        self._acknowledged_sync(future)
+        return messages[0]
+
+    def record_conversation_sync(
+        self,
+        messages: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        *,
+        scope: Scope | None = None,
+    ) -> list[uuid.UUID]:
+        """Blocking twin of :meth:`record_conversation`."""
+        self._run_on_home(self._load_session_once(self.resolve_scope(scope)))
+        ids, future = self._record_conversation(messages, scope)
+        self._acknowledged_sync(future)
+        return ids
+
+    def record_call_sync(self, **fields: Any) -> LLMApiCall:
+        """Blocking twin of :meth:`record_call` (the same keywords)."""
+        call = self.build_call(**fields)
+        self._acknowledged_sync(self._record_api_call(call))
+        return call
+
+    def record_api_call_sync(self, call: LLMApiCall) -> LLMApiCall:
+        """Blocking twin of :meth:`record_api_call`."""
+        call = self._priced(call)
+        self._acknowledged_sync(self._record_api_call(call))
+        return call
+
+    def record_reply_sync(
+        self,
+        request_id: uuid.UUID,
+        content: MessageContent | str,
+        call: dict[str, Any],
+        *,
+        scope: Scope | None = None,
+    ) -> tuple[LLMMessage, LLMApiCall]:
+        """Blocking twin of :meth:`record_reply`."""
+        future, reply, api_call = self._record_reply(request_id, content, call, scope)
+        self._acknowledged_sync(future)
+        return reply, api_call
+
+    def flush_sync(self) -> int:
+        """Blocking twin of :meth:`flush`."""
+        return self._run_on_home(self._ship_now())
+
+    def close_sync(self, timeout: float | None = None) -> None:
+        """Blocking twin of :meth:`close`."""
+        if self._closed:
+            return
+        self._run_on_home(self._finish(), timeout=timeout)
+        self._after_finish()
+
+    def __enter__(self) -> Self:
+        """Return the recorder itself."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Ship what is spooled and stop."""
+        self.close_sync()
+
+    # --- building records ---------------------------------------------------------------
+
+    def build_call(
+        self,
+        *,
+        model: str | None,
+        started: datetime,
+        finished: datetime | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        time_to_first_token_ms: int | None = None,
+        response_id: str | None = None,
+        request_message_id: uuid.UUID | None = None,
+        response_message_id: uuid.UUID | None = None,
+        error: BaseException | None = None,
+        status: ApiCallStatus | None = None,
+        error_message: str | None = None,
+        estimated: bool = False,
+        counted_by: str | None = None,
+        extra_details: dict[str, Any] | None = None,
+        scope: Scope | None = None,
+    ) -> LLMApiCall:
+        """The :class:`LLMApiCall` :meth:`record_call` would record, in the scope in force."""
+        ids = self._ids(self.resolve_scope(scope))
+        session_id, agent_id, user_id, tenant_id = ids
+        model = (model or _UNKNOWN_MODEL)[:100]
+        failed = error is not None or (status is not None and status != ApiCallStatus.SUCCESS)
+        if failed:
+            return LLMApiCall.failed(
+                session_id,
+                agent_id,
+                user_id,
+                tenant_id,
+                request_message_id or NIL,
+                model,
+                (error_message or (str(error) or type(error).__name__ if error else "failed"))[
+                    :4000
+                ],
+                error_code(error) if error is not None else None,
+                started,
+                status=status or (status_for_error(error) if error else ApiCallStatus.FAILED),
+            )
+        finished = finished or utc_now()
+        call = LLMApiCall.success(
+            session_id,
+            agent_id,
+            user_id,
+            tenant_id,
+            request_message_id or NIL,
+            response_message_id or NIL,
+            model,
+            prompt_tokens,
+            completion_tokens,
+            started,
+            max(finished, started),
+        )
+        call = call._replace(
+            tokens_per_second=tokens_per_second(
+                call.completion_tokens, call.latency_ms, time_to_first_token_ms
+            ),
+            time_to_first_token_ms=time_to_first_token_ms,
+            api_response_id=response_id,
+            prompt_tokens_details=_details(
+                {"cached_tokens": cached_tokens} | (extra_details or {}), estimated, counted_by
+            ),
+            completion_tokens_details=_details(
+                {"reasoning_tokens": reasoning_tokens}, estimated, counted_by
+            ),
+        )
+        return self._priced(call)
+
+    def _priced(self, call: LLMApiCall) -> LLMApiCall:
+        if self._pricing is None or call.total_price is not None:
+            return call
+        try:
+            return call.with_auto_price(self._pricing, self._provider)
+        except Exception:  # a pricing table that fails must not lose the call
+            logger.warning("chatledger could not price a call to %s", call.model_name,
+                           exc_info=True)  # fmt: skip
+            return call
+
+    def _ids(self, scope: Scope) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]:
+        """Session, agent, user and tenant for records made in ``scope``."""
+        agent_id = scope.agent_id or NIL
+        session_id = scope.session_id
+        if session_id is None:
+            session_id = self._default_sessions.get(agent_id)
+            if session_id is None:
+                session_id = self._default_sessions.setdefault(agent_id, uuid7())
+        return session_id, agent_id, scope.user_id or NIL, scope.tenant_id or NIL
+
+    # --- the write path: state under the lock, then the spool ---------------------------
+
+    def _session(
+        self, scope: Scope, ids: tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID],
+        records: list[tuple[str, str]],
+    ) -> _SessionState:  # fmt: skip
+        """The session's state; a new session's record joins ``records`` first."""
+        session_id, agent_id, user_id, tenant_id = ids
+        state = self._sessions.get(session_id)
+        if state is None:
+            state = self._sessions[session_id] = _SessionState()
+            if len(self._sessions) > _SESSIONS_REMEMBERED:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(session_id)
+        if state.created:
+            return state
+        state.created = True
+        session = ChatSession.new(user_id, agent_id).with_id(session_id).with_tenant_id(tenant_id)
+        if scope.session_key is not None and scope.session_id == session_id:
+            session = session.with_metadata("key", scope.session_key)
+        records.append(("session", self._body(session)))
+        self._counters.sessions += 1
+        return state
+
+    def _record_messages(
+        self,
+        items: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        parent_id: uuid.UUID | None,
+        scope: Scope | None,
+    ) -> tuple[list[LLMMessage], concurrent.futures.Future[int | None]]:
+        scope = self.resolve_scope(scope)
+        ids = self._ids(scope)
+        built = [(MessageRole(role), _content(content)) for role, content in items]
+        with self._lock:
+            self._check_open()
+            records: list[tuple[str, str]] = []
+            state = self._session(scope, ids, records)
+            messages = self._append_messages(state, ids, built, parent_id, records)
+            return messages, self._spool_append(records)
+
+    def _append_messages(
+        self,
+        state: _SessionState,
+        ids: tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID],
+        built: Sequence[tuple[MessageRole, MessageContent]],
+        parent_id: uuid.UUID | None,
+        records: list[tuple[str, str]],
+    ) -> list[LLMMessage]:
+        session_id, agent_id, user_id, tenant_id = ids
+        messages = []
+        for role, content in built:
+            message = LLMMessage.new(session_id, agent_id, user_id, tenant_id, role, content)
+            parent = parent_id or state.last
+            if parent is not None:
+                message = message.with_parent(parent)
+            parent_id = None  # only the first message may name another parent
+            state.add(role, content, message.id)
+            records.append(("message", self._body(message)))
+            messages.append(message)
+        self._counters.messages += len(messages)
+        return messages
+
+    def _record_conversation(
+        self,
+        items: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        scope: Scope | None,
+    ) -> tuple[list[uuid.UUID], concurrent.futures.Future[int | None]]:
+        scope = self.resolve_scope(scope)
+        ids = self._ids(scope)
+        built = [(MessageRole(role), _content(content)) for role, content in items]
+        prints = [fingerprint(role, content) for role, content in built]
+        with self._lock:
+            self._check_open()
+            records: list[tuple[str, str]] = []
+            state = self._session(scope, ids, records)
+            known = _known_prefix(state.fingerprints(), prints)
+            old_ids = _ids_of_prefix(state, known)
+            new = self._append_messages(state, ids, built[known:], None, records)
+            return old_ids + [m.id for m in new], self._spool_append(records)
+
+    def _record_api_call(self, call: LLMApiCall) -> concurrent.futures.Future[int | None]:
+        scope = self.resolve_scope(Scope(session_id=call.chat_session_id))
+        with self._lock:
+            self._check_open()
+            records: list[tuple[str, str]] = []
+            ids = (call.chat_session_id, call.agent_id, call.user_id, call.tenant_id)
+            self._session(scope, ids, records)
+            records.append(("call", self._body(call)))
+            self._counters.api_calls += 1
+            return self._spool_append(records)
+
+    def _record_reply(
+        self,
+        request_id: uuid.UUID,
+        content: MessageContent | str,
+        fields: dict[str, Any],
+        scope: Scope | None,
+    ) -> tuple[concurrent.futures.Future[int | None], LLMMessage, LLMApiCall]:
+        scope = self.resolve_scope(scope)
+        ids = self._ids(scope)
+        built = [(MessageRole.ASSISTANT, _content(content))]
+        with self._lock:
+            self._check_open()
+            records: list[tuple[str, str]] = []
+            state = self._session(scope, ids, records)
+            (reply,) = self._append_messages(state, ids, built, request_id, records)
+            fields = {"finished": reply.create_time} | fields
+            call = self.build_call(
+                request_message_id=request_id, response_message_id=reply.id, scope=scope, **fields
+            )
+            records.append(("call", self._body(call)))
+            self._counters.api_calls += 1
+            return self._spool_append(records), reply, call
+
+    def _body(self, entity: LLMMessage | LLMApiCall | ChatSession) -> str:
+        """The record's JSON; a NUL (which no SQL backend stores) becomes U+FFFD, counted.
+
+        The entity is kept beside it, so shipping it from this process skips parsing it back.
+        """
+        body = entity.model_dump_json()
+        if "\\u0000" in body:
+            entity = type(entity).model_validate(_without_nul(entity.model_dump()))
+            body = entity.model_dump_json()
+            self._counters.sanitized += 1
+            logger.warning("chatledger replaced NUL characters in a %s with U+FFFD; "
+                           "no database stores them", type(entity).__name__)  # fmt: skip
+        self._shipper.remember(body, entity)
+        return body
+
+    def _spool_append(
+        self, records: list[tuple[str, str]]
+    ) -> concurrent.futures.Future[int | None]:
+        """Append under the recorder's lock (so the spool's order is the recording order)."""
+        future = self._spool.append(records)
+        self._wake_shipper()
+        return future
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Recorder is closed; records can no longer be made with it")
+
+    async def _load_session_once(self, scope: Scope) -> None:
+        """Learn a session's stored messages the first time it is seen, for de-duplication.
+
+        One read per session and process, never one per call. A store that cannot
+        answer soon is not waited for: the conversation is then taken as new.
+        """
+        session_id = self._ids(scope)[0]
+        if session_id in self._sessions:
+            return
+        try:
+            stored = await asyncio.wait_for(
+                self._on_home(self._store.get_session_messages(session_id)), _LOAD_TIMEOUT
+            )
+        except Exception as exc:  # noqa: BLE001  (recording goes on; it may store a message twice)
+            logger.warning("chatledger could not read session %s to skip resent messages: %s",
+                           session_id, exc)  # fmt: skip
+            return
+        if not stored:
+            return
+        with self._lock:
+            if session_id not in self._sessions:
+                state = self._sessions[session_id] = _SessionState(loaded=True, created=True)
+                for message in stored:
+                    state.add(message.role, message.content, message.id)
+
+    # --- acknowledging ------------------------------------------------------------------
+
+    def _accepted(self, seq: int | None) -> bool:
+        if seq is None:
+            self._counters.dropped += 1
+            logger.error(
+                "chatledger's spool is full (%d records); a record was dropped. "
+                "The store has been unreachable for long, or raise spool_limit",
+                self._spool.limit,
+            )
+            return False
+        return True
+
+    async def _acknowledged(self, future: concurrent.futures.Future[int | None]) -> None:
+        """Wait until the records are durable (direct writes: until the store was tried)."""
+        seq = await asyncio.wrap_future(future)
+        if self._accepted(seq) and self._direct:
+            await self._on_home(self._ship_through())
+
+    def _acknowledged_sync(self, future: concurrent.futures.Future[int | None]) -> None:
+        seq = future.result()
+        if self._accepted(seq) and self._direct:
+            self._run_on_home(self._ship_through())
+
+    # --- the home loop: where the store is used -----------------------------------------
+
+    async def _on_home(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the store's loop, from any loop."""
+        if asyncio.get_running_loop() is self._home:
+            return await coroutine
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._home))
+
+    def _run_on_home(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        """Run ``coroutine`` on the store's loop and wait, from a thread that is not that loop's."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._home:
+            coroutine.close()
+            raise RuntimeError(
+                "a blocking Recorder method was called on the store's own event loop; "
+                "await the async method instead"
+            )
+        return asyncio.run_coroutine_threadsafe(coroutine, self._home).result(timeout)
+
+    def _wake_shipper(self) -> None:
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            self._home.call_soon_threadsafe(self._set_wake)
+        except RuntimeError:  # the home loop is closed: close() or the next start ships
+            self._wake_pending = False
+
+    def _set_wake(self) -> None:
+        self._wake_pending = False
+        self._wake.set()
+
+    async def _run(self) -> None:
+        """The shipper's life on the home loop: adopt orphans, then ship whenever woken."""
+        wake = self._wake
+        wake.set()
+        while not self._closed:
+            pause = self._shipper.pause
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), pause if pause else None)
+            wake.clear()
+            if self._closed:
+                break
+            try:
+                await self._ship_now()
+            except Exception:  # the spool failed (a full disk): log, keep the loop alive
+                logger.exception("chatledger's shipper failed; it will try again")
+                await asyncio.sleep(1.0)
+
+    async def _ship_now(self) -> int:
+        async with self._ship_lock:
+            await self._ship_orphans()
+            await self._shipper.ship(self._spool)
+        return len(self._spool)
+
+    async def _ship_through(self) -> None:
+        """Direct writes: ship what waits (a record just made among it), unless the store is down.
+
+        Concurrent callers queue on the lock; the first ships every waiting record in
+        batches, and those after it find little or nothing left.
+        """
+        async with self._ship_lock:
+            if not self._shipper.pause:  # while the store is down, chats do not wait on it
+                await self._shipper.ship(self._spool)
+
+    async def _finish(self) -> None:
+        """Stop recording; ship what waits until the spool is empty or the deadline passes."""
+        with self._lock:
+            self._closed = True
+        deadline = time.monotonic() + self._close_timeout
+        self._wake.set()
+        async with self._ship_lock:
+            await self._finish_unlocked(deadline)
+        self._task.cancel()
+
+    async def _finish_unlocked(self, deadline: float | None = None) -> None:
+        """Ship what waits until the spool is empty or ``deadline`` (monotonic) passes."""
+        self._closed = True
+        if deadline is None:
+            deadline = time.monotonic() + self._close_timeout
+        await self._ship_orphans()
+        while len(self._spool) and time.monotonic() < deadline:
+            if not await self._shipper.ship(self._spool, limit=BATCH_SIZE * 4):
+                await asyncio.sleep(max(0, min(self._shipper.pause, deadline - time.monotonic())))
+
+    def _after_finish(self) -> None:
+        waiting = len(self._spool)
+        self._spool.close()
+        self._release_spool()
+        _live_recorders.discard(self)
+        if self._own_thread is not None:
+            self._own_thread.stop()
+        if waiting:
+            where = self._spool.path
+            if where is None:
+                logger.error("chatledger lost %d records the store never took (no spool "
+                             "on disk: direct writes or the memory store)", waiting)  # fmt: skip
+            else:
+                logger.warning("chatledger left %d records in the spool %s; a recorder "
+                               "started on this database ships them", waiting, where)  # fmt: skip
+
+    # --- spools -------------------------------------------------------------------------
+
+    def _open_spool(self, choice: SpoolChoice, limit: int) -> Spool:
+        if choice is None or (choice == "auto" and self._store.backend_name == "memory"):
+            return MemorySpool(limit)
+        if not isinstance(choice, str | Path):
+            return choice
+        root = default_spool_root() if choice == "auto" else Path(choice)
+        self._directory = SpoolDirectory(spool_directory_for(self._store, root).resolve()
+                                         if choice == "auto" else root)  # fmt: skip
+        spool, self._release_spool = self._directory.create(limit)
+        return spool
+
+    async def _adopt_orphans(self) -> None:
+        """Open the spools dead processes left for this database; they ship before ours."""
+        if self._directory is None:
+            return
+        for path, release in self._directory.orphans():
+            try:
+                orphan = await asyncio.to_thread(FileSpool, path, self._spool.limit)
+            except SpoolError as exc:
+                moved = self._directory.quarantine(path)
+                release()
+                self._counters.damaged_spools += 1
+                logger.error("chatledger: %s; it was moved aside to %s and nothing was "  # noqa: TRY400
+                             "read from it", exc, moved)  # fmt: skip
+                continue
+            self._counters.adopted_spools += 1
+            logger.info("chatledger adopts the spool %s (%d records) of a process that ended",
+                        path, len(orphan))  # fmt: skip
+            self._orphans.append((orphan, release))
+
+    async def _ship_orphans(self) -> None:
+        """Ship what dead processes left (found on the first call), before this spool's records."""
+        if not self._adopted:
+            self._adopted = True
+            await self._adopt_orphans()
+        for orphan, release in list(self._orphans):
+            if not await self._shipper.ship(orphan):
+                return
+            letters = await asyncio.wrap_future(orphan.dead_letters())
+            if letters and isinstance(self._spool, FileSpool):
+                await asyncio.wrap_future(self._spool.adopt_dead_letters(letters))
+            orphan.close()
+            assert self._directory is not None
+            if not letters or isinstance(self._spool, FileSpool):
+                self._directory.remove(orphan.path)
+            release()
+            self._orphans.remove((orphan, release))
+
+    def __repr__(self) -> str:
+        return f"Recorder({self._store!r}, spool={self._spool!r})"
+
+
+# --- helpers of the write path -------------------------------------------------------------
+
+
+def _content(content: MessageContent | str) -> MessageContent:
+    return MessageContent(text=content) if isinstance(content, str) else content
+
+
+def _details(
+    values: dict[str, Any], estimated: bool, counted_by: str | None
+) -> TokenDetails | None:
+    data = {k: v for k, v in values.items() if v is not None}
+    if estimated:
+        data["estimated"] = True
+        if counted_by is not None:
+            data["counted_by"] = counted_by
+    return TokenDetails(**data) if data else None
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _known_prefix(known: Sequence[int], sent: Sequence[int]) -> int:
+    """How many of ``sent``'s first messages are already stored.
+
+    A framework resends the conversation so far (``sent`` starts with all of
+    ``known``), or a window of it: its system prompt and latest turns, which
+    then appear in ``known`` in order and end where ``known`` ends. The answer
+    is the longest prefix of ``sent`` that is a subsequence of ``known`` ending
+    at its last message; 0 when ``sent`` starts a new conversation.
+    """
+    if not known or not sent:
+        return 0
+    n = len(known)
+    if len(sent) >= n and list(sent[:n]) == list(known):
+        return n  # the common case: the whole history, then what is new
+    for end in range(min(len(sent), n), 0, -1):
+        if sent[end - 1] != known[-1]:
+            continue
+        # sent[:end] must appear in known, in order, with sent[end-1] at known's end
+        k = n - 1
+        matched = True
+        for item in reversed(sent[: end - 1]):
+            k -= 1
+            while k >= 0 and known[k] != item:
+                k -= 1
+            if k < 0:
+                matched = False
+                break
+        if matched:
+            return end
+    return 0
+
+
+def _ids_of_prefix(state: _SessionState, count: int) -> list[uuid.UUID]:
+    """The stored ids matching the first ``count`` sent messages (the latest occurrences)."""
+    if not count:
+        return []
+    return list(state.ids[-count:]) if count <= len(state.ids) else list(state.ids)
+
+
+# --- interpreter exit and SIGTERM ----------------------------------------------------------
+
+_live_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_LOOP_FREE_BACKENDS = ("sqlite", "memory")  # stores usable from any event loop
+_sigterm_installed = False
+
+
+def _close_all_at_exit() -> None:
+    """Ship what every live recorder spooled, each within its close timeout."""
+    for recorder in list(_live_recorders):
+        try:
+            if recorder._home.is_running():
+                recorder.close_sync(timeout=recorder._close_timeout + 5)
+            elif recorder._store.backend_name in _LOOP_FREE_BACKENDS:
+                recorder._home = asyncio.new_event_loop()  # the app's loop has ended
+                try:
+                    recorder._home.run_until_complete(recorder._finish_unlocked())
+                finally:
+                    recorder._home.close()
+                recorder._after_finish()
+            else:  # its pool belongs to a loop that has ended: the next start ships the spool
+                recorder._closed = True
+                recorder._after_finish()
+        except Exception:  # (exit goes on; the spool keeps what was not shipped)
+            logger.warning("chatledger could not ship at exit; the spool keeps the records",
+                           exc_info=True)  # fmt: skip
+
+
+atexit.register(_close_all_at_exit)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM, as a web server or an orchestrator sends it: exit, running cleanups and atexit."""
+    raise SystemExit(128 + signum)
+
+
+def _install_sigterm() -> None:
+    """Make SIGTERM exit through Python's cleanups when nobody else handles it.
+
+    Python's default dies on the spot, skipping ``finally`` blocks and
+    ``atexit``. Only the default is replaced, and only from the main thread:
+    a server that installs its own handler (uvicorn, gunicorn) keeps it.
+    """
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_installed = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
