@@ -23,7 +23,7 @@ from chatledger.demo import (
     main,
     pricing_registry,
 )
-from chatledger.plugin.usage import error_code, status_for_error
+from chatledger.usage import error_code, status_for_error
 
 
 def _statistics(url: str) -> UsageStatistics:

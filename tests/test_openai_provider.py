@@ -29,7 +29,7 @@ from chatledger.agent import (
 from chatledger.entities import NIL_UUID, ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
 from chatledger.ids import uuid7
 from chatledger.plugin import PersistencePlugin
-from chatledger.plugin.usage import count_tokens, tokens_per_second
+from chatledger.usage import count_tokens, tokens_per_second
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from fake_openai_server import FakeOpenAIServer, error_reply, json_reply, stream_reply, usage

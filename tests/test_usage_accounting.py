@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from chatledger.entities import ApiCallStatus
-from chatledger.plugin import usage
-from chatledger.plugin.usage import count_tokens, error_code, status_for_error, tokens_per_second
+from chatledger import usage
+from chatledger.usage import count_tokens, error_code, status_for_error, tokens_per_second
 
 
 def _response(status: int) -> httpx2.Response:

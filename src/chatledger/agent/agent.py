@@ -23,7 +23,7 @@ from chatledger.ids import NIL_UUID, uuid7
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import AgentPlugin, PluginContext, PluginState
 from chatledger.plugin.persistence import PersistencePlugin
-from chatledger.plugin.usage import count_tokens
+from chatledger.usage import count_tokens
 
 __all__ = ["LLMAgent", "LLMAgentBuilder"]
 
