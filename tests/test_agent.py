@@ -46,6 +46,7 @@ async def test_chat_records_each_turn_with_the_reported_usage(any_store: Persist
         ("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!"),
         ("user", "Capital of France?"),
     ]  # fmt: skip
+    await plugin.flush()  # what the hooks spooled is in the store once shipped
     calls = await any_store.query_api_calls(QueryFilter(session_id=agent.current_session_id))
     by_tokens = {call.prompt_tokens: call for call in calls}
     assert set(by_tokens) == {12, 20}

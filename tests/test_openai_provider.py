@@ -29,9 +29,9 @@ from chatledger.agent import (
 from chatledger.entities import NIL_UUID, ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
 from chatledger.ids import uuid7
 from chatledger.plugin import PersistencePlugin
-from chatledger.usage import count_tokens, tokens_per_second
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
+from chatledger.usage import count_tokens, tokens_per_second
 from fake_openai_server import FakeOpenAIServer, error_reply, json_reply, stream_reply, usage
 
 ASKED = "gpt-4o"
@@ -159,6 +159,7 @@ async def test_plain_replies_record_every_field(
         {"role": "user", "content": "Capital of France?"},
     ]
 
+    await agent.flush()  # the records the hooks spooled, shipped
     messages = await any_store.get_session_messages(agent.current_session_id)
     assert [(m.role, m.content.text) for m in messages] == [
         (MessageRole.USER, "Hi"), (MessageRole.ASSISTANT, "Hello!"),

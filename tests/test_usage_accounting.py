@@ -9,8 +9,8 @@ import httpx2
 import openai
 import pytest
 
-from chatledger.entities import ApiCallStatus
 from chatledger import usage
+from chatledger.entities import ApiCallStatus
 from chatledger.usage import count_tokens, error_code, status_for_error, tokens_per_second
 
 

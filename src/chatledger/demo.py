@@ -388,6 +388,7 @@ async def _chat(agent: LLMAgent, store: PersistenceStore, session: ChatSession, 
         for word in f"(no reply: {type(exc).__name__}; the agent moves on)".split(" "):
             printer.write(word + " ")
     printer.end()
+    await agent.flush()  # the turn's records, spooled by the plugin, into the store
     newest = await store.query_api_calls(QueryFilter().session(session.id).paginate(0, 1))
     if newest:
         _out(" " * _INDENT + _describe_call(newest[0]))

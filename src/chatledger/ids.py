@@ -19,7 +19,7 @@ _last_payload = 0
 # A private generator seeded from the OS, not os.urandom per id (a system call: a third
 # of a recorded turn's cost). Reseeded in a forked child, so parent and child never
 # draw the same bits; private, so random.seed() elsewhere cannot make ids collide.
-_random = random.Random(os.urandom(32))
+_random = random.Random(os.urandom(32))  # noqa: S311  (ordering and uniqueness, not secrecy)
 os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 

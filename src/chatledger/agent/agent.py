@@ -196,7 +196,9 @@ class LLMAgent:
         sessions = None if self._persistence is None else self._persistence.session_store
         existed = self._local.pop(session_id, None) is not None
         if sessions is not None:
+            await self.flush()  # nothing of it may ship after the delete
             existed = await sessions.delete_session(session_id) or existed
+            self._persistence.recorder.forget(session_id)  # type: ignore[union-attr]
         if session_id == self._session_id:
             await self.create_session()
         return existed
@@ -207,6 +209,7 @@ class LLMAgent:
         if plugin is None or plugin.session_store is None:
             sessions = [session for session, _ in self._local.values()]
             return sorted(sessions, key=lambda session: session.update_time, reverse=True)
+        await plugin.flush()  # sessions this process recorded are listed too
         sessions = await plugin.session_store.get_user_sessions(plugin.user_id)
         return [s for s in sessions if s.agent_id == plugin.agent_id]
 
@@ -330,6 +333,10 @@ class LLMAgent:
                 await plugin.init_plugin()
             if plugin.state in (PluginState.INITIALIZED, PluginState.STOPPED):
                 await plugin.start()
+
+    async def flush(self) -> int:
+        """Ship what the persistence plugin recorded; return how many records still wait."""
+        return 0 if self._persistence is None else await self._persistence.flush()
 
     async def close(self) -> None:
         """Stop and unload every plugin (a persistence plugin stores what waits)."""

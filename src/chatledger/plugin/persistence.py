@@ -2,9 +2,16 @@
 
 :class:`PersistencePlugin` is an :class:`~chatledger.plugin.kernel.AgentPlugin`
 and an :class:`~chatledger.plugin.events.LLMAgentEventHandler`. Around each
-chat it saves the user's message, then the assistant's reply and one
+chat it records the user's message, then the assistant's reply and one
 :class:`~chatledger.entities.LLMApiCall` linking the two (or, when the call
 failed, a non-success record with the error's status and code).
+
+It records through a :class:`~chatledger.recording.Recorder`, the package's
+one write path: each hook returns once its records are durable in the
+recorder's spool, and the recorder ships them to the store in batches. A
+store that is down never fails or slows the chat; what it could not take yet
+waits in the spool, and ships when it is back (or when a later process
+starts on the same database, after a crash).
 
 Where MoFA's plugin goes wrong, this one does not:
 
@@ -13,41 +20,26 @@ Where MoFA's plugin goes wrong, this one does not:
   its own; MoFA kept it in fields every chat shared.
 - **Parents.** A user message's parent is the session's previous message; a
   reply's parent is the message it answers.
-- **A store failure never fails the chat.** It is logged and counted in
-  :meth:`stats`, and the record waits in order (session before messages) to
-  be stored again: on the next record, on a timer whose pause doubles (from
-  half a second to 30 s) while the store stays down, and at :meth:`close`.
 - **The session is created on first use**, with the plugin's tenant.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
-from chatledger.entities import (
-    ChatSession,
-    LLMApiCall,
-    LLMMessage,
-    MessageRole,
-    TokenDetails,
-)
+from chatledger.entities import LLMMessage, MessageRole
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import AgentPlugin, PluginMetadata, PluginType
-from chatledger.plugin.usage import (
-    count_tokens,
-    error_code,
-    status_for_error,
-    tokens_per_second,
-)
 from chatledger.pricing import PricingRegistry
+from chatledger.recording.recorder import Recorder, SpoolChoice
+from chatledger.recording.scope import Scope
 from chatledger.stores.base import ApiCallStore, MessageStore, PersistenceStore, SessionStore
+from chatledger.usage import count_tokens
 
 __all__ = ["PersistencePlugin"]
 
@@ -67,25 +59,6 @@ class _Turn:
     recorded: bool = False
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A record not stored yet: what it is, the record itself, and how to store it alone."""
-
-    what: str  # "session", "message" or "api call"
-    save: Callable[[], Awaitable[None]]
-    record: Any = None  # the message or API call, so they can be stored in batches
-    attempts: int = 0  # failed attempts so far
-
-
-@dataclass(slots=True)
-class _Counters:
-    messages_saved: int = 0
-    api_calls_saved: int = 0
-    store_failures: int = 0
-    retried: int = 0
-    pending: list[_Pending] = field(default_factory=list)
-
-
 class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
     """Records an agent's chats and its LLM API calls in a chatledger store."""
 
@@ -102,17 +75,20 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         *,
         pricing: PricingRegistry | None = None,
         provider: str = "openai",
-        background: bool = False,
+        recorder: Recorder | None = None,
+        spool: SpoolChoice = "auto",
+        background: bool | None = None,
     ) -> None:
-        """Record into the given stores for one user, tenant, agent and session.
+        """Record into the given store for one user, tenant, agent and session.
 
-        ``pricing`` (with the ``provider`` its prices are keyed by) fills each
-        API call's price; without it calls are stored unpriced. With
-        ``background`` the chat does not wait for the store: records queue in
-        order and a writer task stores them in batches; :meth:`flush` waits for
-        them, and :meth:`close` stores what is left. A crash can then lose the
-        records of the last moments; without it each hook returns once its
-        records are committed.
+        MoFA passes the message, API-call and session stores apart; chatledger
+        records through one store, so they must be one store object (as
+        :meth:`from_store` makes them). ``recorder`` shares a
+        :class:`~chatledger.recording.Recorder` among plugins; without one the
+        plugin makes its own with ``pricing``, ``provider`` and ``spool`` and
+        closes it in :meth:`close`. ``background`` is accepted for older code
+        and changes nothing: hooks never wait for the store any more, and are
+        durable when they return.
         """
         AgentPlugin.__init__(
             self,
@@ -124,6 +100,20 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
                 capabilities=CAPABILITIES,
             ),
         )
+        stores = {id(s) for s in (message_store, api_call_store, session_store) if s is not None}
+        if len(stores) != 1:
+            raise ValueError(
+                "PersistencePlugin records through one store: pass the same store as message, "
+                "API-call and session store (PersistencePlugin.from_store does)"
+            )
+        if recorder is None:
+            recorder = Recorder(
+                _full_store(message_store), pricing=pricing, provider=provider, spool=spool
+            )
+            self._owns_recorder = True
+        else:
+            self._owns_recorder = False
+        self._recorder = recorder
         self._messages = message_store
         self._api_calls = api_call_store
         self._sessions = session_store
@@ -131,21 +121,10 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         self._tenant_id = tenant_id
         self._agent_id = agent_id
         self._session_id = session_id
-        self._pricing = pricing
-        self._provider = provider
-        self._session_known = session_store is None  # nothing to create without a store
-        self._last_message: uuid.UUID | None = None
+        self._scope = self._make_scope()
         self._turn: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar(
             f"chatledger_turn_{plugin_id}", default=None
         )
-        self._counters = _Counters()
-        self._session_lock = asyncio.Lock()
-        self._background = background
-        self._writer: asyncio.Task[None] | None = None
-        self._drain_lock = asyncio.Lock()
-        self._retry: asyncio.Future[None] | None = None  # the next timed retry
-        self._retry_round = 0
-        self._closing = False
 
     @classmethod
     def from_store(
@@ -165,9 +144,16 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
     def with_session_id(self, session_id: uuid.UUID) -> Self:
         """The same plugin, recording into another session from now on."""
         self._session_id = session_id
-        self._session_known = self._sessions is None
-        self._last_message = None
+        self._scope = self._make_scope()
         return self
+
+    def _make_scope(self) -> Scope:
+        return Scope(
+            tenant_id=self._tenant_id,
+            user_id=self._user_id,
+            agent_id=self._agent_id,
+            session_id=self._session_id,
+        )
 
     # --- getters -------------------------------------------------------------------------
 
@@ -206,42 +192,51 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         """Where sessions go, if the plugin creates them."""
         return self._sessions
 
+    @property
+    def recorder(self) -> Recorder:
+        """The recorder every record goes through."""
+        return self._recorder
+
     def stats(self) -> dict[str, Any]:
-        """What was stored, what failed, and what still waits to be stored."""
-        counters = self._counters
+        """MoFA's plugin stats and ids, plus what was recorded, stored and still waits."""
+        recorded = self._recorder.stats()
         return {
             **super().stats(),
-            "messages_saved": counters.messages_saved,
-            "api_calls_saved": counters.api_calls_saved,
-            "store_failures": counters.store_failures,
-            "retried": counters.retried,
-            "pending": len(counters.pending),
+            "plugin_type": self.metadata.plugin_type.value,
+            "user_id": str(self._user_id),
+            "tenant_id": str(self._tenant_id),
+            "agent_id": str(self._agent_id),
+            "session_id": str(self._session_id),
+            "messages_saved": recorded["messages_shipped"],
+            "api_calls_saved": recorded["api_calls_shipped"],
+            "store_failures": recorded["store_failures"],
+            "pending": recorded["waiting"],
+            "dead_letters": recorded["dead_letters"],
+            "dropped": recorded["dropped"],
+            "spool": recorded["spool"],
         }
 
     # --- history and manual saves --------------------------------------------------------
 
     async def load_history(self) -> list[LLMMessage]:
         """The session's messages, oldest first; later messages are linked after them."""
-        if self._background:
-            await self.flush()
+        await self._recorder.flush()  # what this process recorded is read back too
         history = await self._messages.get_session_messages(self._session_id)
-        if history:
-            self._last_message = history[-1].id
-            self._session_known = True
+        self._recorder.remember(self._session_id, history)
         return history
 
     async def save_user_message(self, text: str) -> LLMMessage:
-        """Save a user message (linked after the session's last one) and return it."""
-        return await self._save_message(MessageRole.USER, text, self._last_message)
+        """Record a user message (linked after the session's last one) and return it."""
+        return await self._recorder.record_message(MessageRole.USER, text, scope=self._scope)
 
     async def save_assistant_message(self, text: str) -> LLMMessage:
-        """Save an assistant message (linked after the session's last one) and return it."""
-        return await self._save_message(MessageRole.ASSISTANT, text, self._last_message)
+        """Record an assistant message (linked after the session's last one) and return it."""
+        return await self._recorder.record_message(MessageRole.ASSISTANT, text, scope=self._scope)
 
     # --- chat events ----------------------------------------------------------------------
 
     async def before_chat(self, message: str) -> str | None:
-        """Save the user's message and open the turn it starts."""
+        """Record the user's message and open the turn it starts."""
         await self._begin_turn(message, _UNKNOWN_MODEL)
         return None
 
@@ -255,7 +250,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         return None
 
     async def after_chat(self, response: str) -> str | None:
-        """Save the reply and its API call, counting tokens locally (no usage was given)."""
+        """Record the reply and its API call, counting tokens locally (no usage was given)."""
         turn = self._turn.get()
         if turn is None or turn.recorded:
             return None
@@ -270,7 +265,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
     async def after_chat_with_metadata(
         self, response: str, metadata: LLMResponseMetadata
     ) -> str | None:
-        """Save the reply and one API call with the model, tokens, timing and price."""
+        """Record the reply and one API call with the model, tokens, timing and price."""
         turn = self._turn.get()
         if turn is None or turn.recorded:
             return None
@@ -278,143 +273,48 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         return None
 
     async def on_error(self, error: BaseException) -> str | None:
-        """Save a non-success API call whose status follows the error."""
+        """Record a non-success API call whose status follows the error."""
         turn = self._turn.get()
         if turn is None or turn.recorded:
             return None
         turn.recorded = True
-        call = LLMApiCall.failed(
-            self._session_id,
-            self._agent_id,
-            self._user_id,
-            self._tenant_id,
-            turn.request.id,
-            turn.model,
-            (str(error) or type(error).__name__)[:4000],
-            error_code(error),
-            turn.started,
-            status=status_for_error(error),
+        await self._safely(
+            self._recorder.record_call(
+                model=turn.model,
+                started=turn.started,
+                request_message_id=turn.request.id,
+                error=error,
+                scope=self._scope,
+            )
         )
-        await self._store("api call", lambda: self._api_calls.save_api_call(call), call)
         return None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def on_stop(self) -> None:
-        """Try once more to store whatever waits."""
+        """Ship whatever waits."""
         await self.flush()
 
     async def close(self) -> None:
-        """Store what waits, one last try each; what still fails is logged as lost."""
-        self._closing = True
-        if self._retry is not None and not self._retry.done():
-            self._retry.cancel()
-            await asyncio.wait([self._retry])
-        await self.flush()
-        for pending in self._counters.pending:
-            logger.error("chatledger could not store a %s; it is lost", pending.what)
-        self._counters.pending.clear()
+        """Ship what waits; a plugin that made its recorder closes it."""
+        if self._owns_recorder:
+            await self._recorder.close()
+        else:
+            await self._recorder.flush()
 
     async def flush(self) -> int:
-        """Try to store every waiting record, in order; return how many still wait."""
-        if self._writer is not None:
-            await asyncio.wait([self._writer])
-        await self._drain()
-        return len(self._counters.pending)
+        """Ship every waiting record now; return how many still wait (the store may be down)."""
+        return await self._recorder.flush()
 
     # --- internals ------------------------------------------------------------------------
 
-    def _retry_later(self) -> None:
-        """Try the waiting records again after a pause that doubles while they keep failing."""
-        if self._closing or (self._retry is not None and not self._retry.done()):
-            return
-        delay = min(_RETRY_MOST, _RETRY_FIRST * 2 ** min(self._retry_round, 10))
-        self._retry_round += 1
-        self._retry = asyncio.ensure_future(self._retry_after(delay))
-
-    async def _retry_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._retry = None
-        if await self.flush():
-            self._retry_later()
-        else:
-            self._retry_round = 0
-
-    async def _drain(self) -> None:
-        """Store waiting records in order, messages and API calls each in batches.
-
-        Messages and API calls do not refer to each other, so all waiting
-        messages go in one batch and all waiting calls in another; a session
-        goes first, alone, since its messages refer to it. A batch that fails
-        is stored again one record at a time: the records before a bad one
-        land, and it waits with everything after it.
-        """
-        async with self._drain_lock:
-            pending = self._counters.pending
-            while pending:
-                if pending[0].what == "session":
-                    runs = [[pending[0]]]
-                else:
-                    prefix: list[_Pending] = []
-                    for item in pending:
-                        if item.what == "session" or len(prefix) == 2 * _BATCH:
-                            break  # a later session's messages wait until it is stored
-                        prefix.append(item)
-                    runs = [
-                        [item for item in prefix if item.what == kind]
-                        for kind in ("message", "api call")
-                    ]
-                for run in runs:
-                    if run and not await self._store_run(run):
-                        return
-
-    async def _store_run(self, run: list[_Pending]) -> bool:
-        """Store ``run`` (one kind) as a batch, else one by one; False at the first failure."""
-        what = run[0].what
-        try:
-            if len(run) == 1:
-                await run[0].save()
-            elif what == "message":
-                await self._messages.save_messages([item.record for item in run])
-            else:
-                await self._api_calls.save_api_calls([item.record for item in run])
-            stored = len(run)
-        except Exception:  # noqa: BLE001  (kept; retried on the next record or flush)
-            stored = await self._save_one_by_one(run) if len(run) > 1 else 0
-        done = {id(item) for item in run[:stored]}
-        self._counters.pending[:] = [i for i in self._counters.pending if id(i) not in done]
-        # Awaited, the queue holds only what waited behind a failure: count it as retried.
-        self._counted(what, stored, retried=not self._background)
-        if stored == len(run):
-            return True
-        failing = run[stored]
-        if not failing.attempts:  # a failure counts once per record, not per retry
-            self._counters.store_failures += 1
-        failing.attempts += 1
-        logger.warning("chatledger could not store a %s; it will be retried", what)
-        self._retry_later()
-        return False
-
-    @staticmethod
-    async def _save_one_by_one(run: list[_Pending]) -> int:
-        """Store ``run`` in order until one fails; return how many were stored."""
-        for stored, item in enumerate(run):
-            try:
-                await item.save()
-            except Exception:  # noqa: BLE001  (the caller counts and logs it)
-                return stored
-        return len(run)
-
-    def _counted(self, what: str, count: int, *, retried: bool) -> None:
-        if retried:
-            self._counters.retried += count
-        elif what == "message":
-            self._counters.messages_saved += count
-        elif what == "api call":
-            self._counters.api_calls_saved += count
-
     async def _begin_turn(self, text: str, model: str) -> None:
-        request = await self._save_message(MessageRole.USER, text, self._last_message)
+        try:
+            request = await self._recorder.record_message(MessageRole.USER, text, scope=self._scope)
+        except Exception:  # the chat goes on; this turn is not recorded
+            logger.exception("chatledger could not record a user message")
+            self._turn.set(None)
+            return
         self._turn.set(_Turn(request=request, started=request.create_time, model=model))
 
     async def _finish_turn(
@@ -426,116 +326,39 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         counted_by: str | None,
     ) -> None:
         turn.recorded = True
-        reply = await self._save_message(MessageRole.ASSISTANT, response, turn.request.id)
-        model = metadata.model or turn.model
-        call = LLMApiCall.success(
-            self._session_id,
-            self._agent_id,
-            self._user_id,
-            self._tenant_id,
-            turn.request.id,
-            reply.id,
-            model,
-            metadata.prompt_tokens,
-            metadata.completion_tokens,
-            turn.started,
-            reply.create_time,
+        await self._safely(
+            self._recorder.record_reply(
+                turn.request.id,
+                response,
+                {
+                    "model": metadata.model or turn.model,
+                    "started": turn.started,
+                    "prompt_tokens": metadata.prompt_tokens,
+                    "completion_tokens": metadata.completion_tokens,
+                    "cached_tokens": metadata.cached_tokens,
+                    "reasoning_tokens": metadata.reasoning_tokens,
+                    "time_to_first_token_ms": metadata.time_to_first_token_ms,
+                    "response_id": metadata.id,
+                    "estimated": metadata.estimated,
+                    "counted_by": counted_by,
+                },
+                scope=self._scope,
+            )
         )
-        call = call._replace(
-            tokens_per_second=tokens_per_second(
-                call.completion_tokens, call.latency_ms, metadata.time_to_first_token_ms
-            ),
-            time_to_first_token_ms=metadata.time_to_first_token_ms,
-            api_response_id=metadata.id,
-            prompt_tokens_details=_details(
-                metadata.cached_tokens, "cached_tokens", metadata.estimated, counted_by
-            ),
-            completion_tokens_details=_details(
-                metadata.reasoning_tokens, "reasoning_tokens", metadata.estimated, counted_by
-            ),
-        )
-        if self._pricing is not None:
-            call = call.with_auto_price(self._pricing, self._provider)
-        await self._store("api call", lambda: self._api_calls.save_api_call(call), call)
 
-    async def _save_message(
-        self, role: MessageRole, text: str, parent: uuid.UUID | None
-    ) -> LLMMessage:
-        await self._ensure_session()
-        message = LLMMessage.new(
-            self._session_id, self._agent_id, self._user_id, self._tenant_id, role, text
-        )
-        if parent is not None:
-            message = message.with_parent(parent)
-        await self._store("message", lambda: self._messages.save_message(message), message)
-        # Only now may later messages name it as their parent: a concurrent chat
-        # linking to a message not yet stored would fail its foreign key.
-        self._last_message = message.id
-        return message
-
-    async def _ensure_session(self) -> None:
-        if self._session_known or self._sessions is None:
-            return
-        async with self._session_lock:  # concurrent first chats wait for one creation
-            if not self._session_known:
-                await self._create_session(self._sessions, self._session_id)
-                self._session_known = True  # stored, or waiting first in line
-
-    async def _create_session(self, sessions: SessionStore, session_id: uuid.UUID) -> None:
-
-        async def create() -> None:
-            if await sessions.get_session(session_id) is None:
-                session = ChatSession.new(self._user_id, self._agent_id)
-                await sessions.create_session(
-                    session.with_id(session_id).with_tenant_id(self._tenant_id)
-                )
-
-        await self._store("session", create)
-
-    async def _store(
-        self, what: str, save: Callable[[], Awaitable[None]], record: Any = None
-    ) -> None:
-        """Store a record; on failure keep it, in order, for later. Never raises.
-
-        In the background, or while earlier records wait, it joins the queue
-        (which :meth:`_drain` stores in order); otherwise it is stored now.
-        """
-        item = _Pending(what, save, record)
-        if self._background:
-            self._counters.pending.append(item)
-            if self._writer is None or self._writer.done():
-                self._writer = asyncio.ensure_future(self._drain())
-            return
-        if self._counters.pending and await self.flush():
-            self._counters.pending.append(item)  # behind what still waits, to keep the order
-            return
+    @staticmethod
+    async def _safely(recording: Any) -> None:
+        """Await a recording; a failure to record is logged, never raised into the chat."""
         try:
-            await save()
+            await recording
         except Exception:
-            self._counters.store_failures += 1
-            item.attempts = 1
-            logger.warning("chatledger could not store a %s; it will be retried", what,
-                           exc_info=True)  # fmt: skip
-            self._counters.pending.append(item)
-            self._retry_later()
-            return
-        self._counted(what, 1, retried=False)
+            logger.exception("chatledger could not record a turn")
 
 
-_BATCH = 500  # records per save_messages / save_api_calls when stored from the queue
-_RETRY_FIRST = 0.5  # seconds before records that failed are tried again; doubles each time
-_RETRY_MOST = 30.0
-
-
-def _details(
-    subset: int | None, name: str, estimated: bool, counted_by: str | None
-) -> TokenDetails | None:
-    """Token details holding ``subset`` under ``name``, marked when counts were estimated."""
-    data: dict[str, Any] = {}
-    if subset is not None:
-        data[name] = subset
-    if estimated:
-        data["estimated"] = True
-        if counted_by is not None:
-            data["counted_by"] = counted_by
-    return TokenDetails(**data) if data else None
+def _full_store(store: MessageStore) -> PersistenceStore:
+    if not hasattr(store, "ingest_records"):
+        raise TypeError(
+            f"PersistencePlugin needs a whole chatledger store (chatledger.connect), "
+            f"not {type(store).__name__}"
+        )
+    return store  # type: ignore[return-value]  # checked: it ingests, so it is a whole store
