@@ -90,7 +90,7 @@ def spool_directory_for(store: PersistenceStore, root: Path | None = None) -> Pa
 
 def _store_identity(store: PersistenceStore) -> str:
     """What names the database behind ``store``: a file path or a server address, no secrets."""
-    for attribute in ("identity", "path"):
+    for attribute in ("location", "path"):
         value = getattr(store, attribute, None)
         if value is not None and not callable(value):
             return str(Path(value).resolve()) if attribute == "path" else str(value)
@@ -269,6 +269,11 @@ class Recorder:
             known = self._sessions.get(session_id)
             if known is None or not known.loaded:
                 self._sessions[session_id] = state
+
+    def forget(self, session_id: uuid.UUID) -> None:
+        """Forget what is known of a session (deleted): a later record creates it anew."""
+        with self._lock:
+            self._sessions.pop(session_id, None)
 
     # --- recording (async) --------------------------------------------------------------
 
@@ -790,6 +795,18 @@ class Recorder:
         """The shipper's life on the home loop: adopt orphans, then ship whenever woken."""
         wake = self._wake
         wake.set()
+        try:
+            await self._ship_while_open(wake)
+        except asyncio.CancelledError:
+            # The loop is shutting down (asyncio.run ending, on SIGTERM say) and nobody
+            # closed the recorder: ship now, while the store's connections still work.
+            if not self._closed:
+                async with self._ship_lock:
+                    await self._finish_unlocked()
+                self._after_finish()
+            raise
+
+    async def _ship_while_open(self, wake: asyncio.Event) -> None:
         while not self._closed:
             pause = self._shipper.pause
             with contextlib.suppress(TimeoutError):
@@ -1008,8 +1025,22 @@ atexit.register(_close_all_at_exit)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM, as a web server or an orchestrator sends it: exit, running cleanups and atexit."""
-    raise SystemExit(128 + signum)
+    """SIGTERM, as a web server or an orchestrator sends it: exit through Python's cleanups.
+
+    Inside a running event loop the exit is raised between two callbacks, never in
+    the middle of a task's step (a driver's half-written packet would be left on a
+    connection that still has records to ship); asyncio.run then cancels the tasks,
+    and a recorder nobody closed ships its spool as its task ends.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise SystemExit(128 + signum) from None
+    loop.call_soon_threadsafe(_raise_exit, 128 + signum)
+
+
+def _raise_exit(status: int) -> None:
+    raise SystemExit(status)
 
 
 def _install_sigterm() -> None:

@@ -81,7 +81,7 @@ class Scope:
 _EMPTY = Scope()
 _SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar(
     "chatledger_scope",
-    default=_EMPTY,  # noqa: B039  (frozen: nothing can change it)
+    default=_EMPTY,
 )
 
 

@@ -52,6 +52,7 @@ _PAUSE_FIRST = 0.5  # seconds before a batch the store could not take is tried a
 _PAUSE_MOST = 30.0
 _PARSED_KEPT = 100_000  # entities kept beside their JSON while they wait (a bounded cache)
 _QUERY_ATTEMPTS = 3  # a QueryError this many times in a row is taken as the records' fault
+INGEST_TIMEOUT = 30.0  # seconds one batch may take before the store is taken as unreachable
 
 _REFUSED = (ConstraintError, SerializationError, NotFoundError, ValidationError, ValueError,
             TypeError)  # fmt: skip
@@ -151,9 +152,14 @@ class Shipper:
         messages = [self._relinked(e) for r, e in batch if r.kind == "message"]
         calls = [e for r, e in batch if r.kind == "call"]
         try:
-            await self._store.ingest_records(sessions, messages, calls)
-        except StoreConnectionError as exc:
-            logger.warning("chatledger could not ship %d records; will retry: %s", len(batch), exc)
+            # A hung network (a partition, not a reset) must not stall shipping for good:
+            # past the timeout the batch is retried, harmlessly even if it had committed.
+            await asyncio.wait_for(
+                self._store.ingest_records(sessions, messages, calls), INGEST_TIMEOUT
+            )
+        except (StoreConnectionError, TimeoutError) as exc:
+            logger.warning("chatledger could not ship %d records; will retry: %s",
+                           len(batch), exc or type(exc).__name__)  # fmt: skip
             raise _UnreachableError from exc
         except QueryError as exc:
             self._query_failures += 1
