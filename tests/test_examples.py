@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("agent_with_plugin.py", "  assistant About 2.1 million."),
         ("manual_context.py", "session usage: 1 call, 49 tokens"),
         ("reading_usage.py", "by status: {'success': 6, 'rate_limited': 1}"),
+        ("recording_any_framework.py", "7 messages stored once each, from 3 calls"),
     ],
 )
 def test_example_runs(name: str, expected: str, tmp_path: Path) -> None:
@@ -40,4 +41,5 @@ def test_every_example_is_tested() -> None:
         "agent_with_plugin.py",
         "manual_context.py",
         "reading_usage.py",
+        "recording_any_framework.py",
     ]

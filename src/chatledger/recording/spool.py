@@ -42,6 +42,10 @@ from chatledger.errors import PersistenceError
 __all__ = [
     "DEFAULT_SPOOL_LIMIT",
     "DeadLetter",
+    "DeadLetterQueue",
+    "SpoolReport",
+    "drop_dead_letters",
+    "report_spool",
     "FileSpool",
     "MemorySpool",
     "Spool",
@@ -604,3 +608,156 @@ def spool_has_dead_letters(path: Path) -> bool:
         return True
     finally:
         conn.close()
+
+
+# --- what the command line reads and changes in spool files ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolReport:
+    """One spool file as ``chatledger spool status`` shows it."""
+
+    path: Path
+    owner_alive: bool  # a live process holds its lock (it is shipping it)
+    waiting: int
+    dead_letters: list[DeadLetter]
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise _spool_error(path, "open", exc) from None
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        lock = _Lock(path.with_suffix(".lock"))
+    except OSError:
+        return True
+    lock.release()
+    return False
+
+
+def report_spool(path: Path) -> SpoolReport:
+    """What a spool file holds, read without disturbing the process that may own it."""
+    conn = _read_only(path)
+    try:
+        waiting = conn.execute("SELECT count(*) FROM record").fetchone()[0]
+        rows = conn.execute("SELECT * FROM dead_letter ORDER BY seq").fetchall()
+    except sqlite3.Error as exc:
+        raise _spool_error(path, "read", exc) from None
+    finally:
+        conn.close()
+    return SpoolReport(path, _owner_alive(path), waiting, [DeadLetter(*row) for row in rows])
+
+
+def drop_dead_letters(path: Path, seqs: Sequence[int] | None = None) -> int:
+    """Delete a spool file's dead letters for good (all when ``seqs`` is None); return how many.
+
+    Safe while the file's owner runs: dead letters are never touched by its writer.
+    """
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        with conn:
+            if seqs is None:
+                count: int = conn.execute("DELETE FROM dead_letter").rowcount
+            else:
+                count = sum(
+                    conn.execute("DELETE FROM dead_letter WHERE seq = ?", (s,)).rowcount
+                    for s in seqs
+                )
+        conn.close()
+    except sqlite3.Error as exc:
+        raise _spool_error(path, "change", exc) from None
+    return count
+
+
+class DeadLetterQueue:
+    """A spool file's dead letters as a :class:`Spool` the shipper can ship (``spool retry``).
+
+    Each dead letter is tried once per queue: one the store refuses again stays a
+    dead letter, with the new reason. Safe while the file's owner runs.
+    """
+
+    def __init__(self, path: Path, seqs: Sequence[int] | None = None) -> None:
+        """Queue the dead letters of the spool at ``path`` (only ``seqs``, when given)."""
+        self._path = path
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._tried: set[int] = set()
+        self._only = None if seqs is None else set(seqs)
+
+    @property
+    def path(self) -> Path:
+        """The spool file."""
+        return self._path
+
+    @property
+    def limit(self) -> int:
+        """No limit: nothing is appended."""
+        return 0
+
+    def __len__(self) -> int:
+        """Dead letters not tried yet."""
+        return len(self._untried(10**9))
+
+    def _untried(self, limit: int) -> list[SpooledRecord]:
+        rows = self._conn.execute("SELECT seq, kind, body FROM dead_letter ORDER BY seq").fetchall()
+        chosen = [
+            SpooledRecord(*row)
+            for row in rows
+            if row[0] not in self._tried and (self._only is None or row[0] in self._only)
+        ]
+        return chosen[:limit]
+
+    def append(self, records: Sequence[tuple[str, str]]) -> Future[int | None]:
+        """Refused: nothing is added to dead letters this way."""
+        raise SpoolError("dead letters are not appended to")
+
+    def peek(self, limit: int) -> Future[list[SpooledRecord]]:
+        """The oldest dead letters not tried yet; they count as tried from now."""
+        records = self._untried(limit)
+        self._tried.update(r.seq for r in records)
+        return _done(records)
+
+    def remove(self, seqs: Sequence[int]) -> Future[None]:
+        """The store took them: they are dead letters no more."""
+        with self._transaction():
+            self._conn.executemany("DELETE FROM dead_letter WHERE seq = ?", [(s,) for s in seqs])
+        return _done(None)
+
+    def bury(self, record: SpooledRecord, error: str) -> Future[None]:
+        """Refused again: keep it, with the new reason."""
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE dead_letter SET error = ?, failed_at = ? WHERE seq = ?",
+                (error, _now_text(), record.seq),
+            )
+        return _done(None)
+
+    def dead_letters(self) -> Future[list[DeadLetter]]:
+        """Every dead letter of the file."""
+        rows = self._conn.execute("SELECT * FROM dead_letter ORDER BY seq").fetchall()
+        return _done([DeadLetter(*row) for row in rows])
+
+    def revive(self, seqs: Sequence[int] | None = None) -> Future[int]:
+        """Not offered here: retrying ships them directly."""
+        raise SpoolError("dead letters are retried by shipping them")
+
+    def drop(self, seqs: Sequence[int] | None = None) -> Future[int]:
+        """Delete dead letters for good."""
+        return _done(drop_dead_letters(self._path, seqs))
+
+    def close(self) -> None:
+        """Release the file."""
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
