@@ -158,6 +158,8 @@ async def test_resent_history_is_stored_once_in_order(
     for parent, child in itertools.pairwise(stored):
         assert child.parent_message_id == parent.id
     assert ids[-1] == stored[-2].id
+    assert ids[0] == stored[0].id  # the window's system prompt is the stored one
+    assert ids[1:-1] == [m.id for m in stored[-6:-2]]
     assert again[-1] == stored[-1].id
 
 
@@ -486,3 +488,39 @@ def test_a_torn_last_write_loses_nothing_acknowledged_before_it(tmp_path: Path) 
     reopened = FileSpool(path)
     assert [r.body for r in reopened.peek(100).result()] == [f'{{"n": {n}}}' for n in range(10)]
     reopened.close()
+
+
+async def test_a_spool_is_never_shipped_to_another_database(tmp_path: Path) -> None:
+    """Two databases, one spool directory: the orphan of one is left alone by the other."""
+    first = await SqliteStore.connect(tmp_path / "first.db")
+    second = await SqliteStore.connect(tmp_path / "second.db")
+    down = Recorder(first, spool=tmp_path / "spool", close_timeout=0)
+    await first.close()  # closed: nothing ships, the record stays in the spool
+    with scope(session_id="mine"):
+        await down.record_message("user", "for the first database only")
+    await down.close()
+    other = Recorder(second, spool=tmp_path / "spool")
+    await other.flush()
+    assert other.stats()["adopted_spools"] == 0
+    assert await second.get_session_messages(id_for_key("mine")) == []
+    await other.close()
+    await second.close()
+    reopened = await SqliteStore.connect(tmp_path / "first.db")
+    mine = Recorder(reopened, spool=tmp_path / "spool")
+    await mine.flush()
+    texts = [m.content.text for m in await reopened.get_session_messages(id_for_key("mine"))]
+    assert texts == ["for the first database only"]
+    await mine.close()
+    await reopened.close()
+
+
+async def test_a_database_of_one_process_is_written_directly(tmp_path: Path) -> None:
+    """The memory store and SQLite's :memory: get no spool file: nothing would outlive them."""
+    for store in (InMemoryStore(), await SqliteStore.in_memory()):
+        recorder = Recorder(store)
+        assert recorder.spool.path is None
+        with scope(session_id="here"):
+            await recorder.record_message("user", "stored before the call returns")
+        assert len(await store.get_session_messages(id_for_key("here"))) == 1
+        await recorder.close()
+        await store.close()

@@ -62,7 +62,7 @@ from chatledger.stores.base import PersistenceStore
 from chatledger.sync import SyncStore, _LoopThread
 from chatledger.usage import error_code, status_for_error, tokens_per_second
 
-__all__ = ["CLOSE_TIMEOUT", "Recorder", "SpoolChoice", "spool_directory_for"]
+__all__ = ["CLOSE_TIMEOUT", "Recorder", "SpoolChoice", "spool_directory_for", "store_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +83,24 @@ a path: a file spool in that directory; a :class:`Spool`; None: direct writes.""
 
 def spool_directory_for(store: PersistenceStore, root: Path | None = None) -> Path:
     """The directory holding the spools of ``store``'s database: one per database, per user."""
-    identity = f"{store.backend_name}:{_store_identity(store)}"
+    identity = store_identity(store) or f"{store.backend_name}:{id(store)}"
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return (root or default_spool_root()) / f"{store.backend_name}-{digest}"
 
 
-def _store_identity(store: PersistenceStore) -> str:
-    """What names the database behind ``store``: a file path or a server address, no secrets."""
-    for attribute in ("location", "path"):
-        value = getattr(store, attribute, None)
-        if value is not None and not callable(value):
-            return str(Path(value).resolve()) if attribute == "path" else str(value)
-    return repr(store)  # stores' reprs name their database and never carry a password
+def store_identity(store: PersistenceStore) -> str | None:
+    """What names the database behind ``store`` across processes (never a password).
+
+    A server store's address, an SQLite file's resolved path; None for a database
+    that lives in one process only (the memory store, SQLite's ``:memory:``).
+    """
+    location = getattr(store, "location", None)
+    if isinstance(location, str):
+        return f"{store.backend_name}:{location}"
+    path = getattr(store, "path", None)
+    if isinstance(path, str | Path) and str(path) not in ("", ":memory:"):
+        return f"{store.backend_name}:{Path(path).resolve()}"
+    return None
 
 
 @dataclass(slots=True)
@@ -190,8 +196,10 @@ class Recorder:
         self._provider = provider
         self._close_timeout = close_timeout
         # Direct writes: the hook waits until the store was tried. Asked for with
-        # spool=None; the memory store gets them too, as no spool outlives it anyway.
-        self._direct = spool is None or (spool == "auto" and store.backend_name == "memory")
+        # spool=None; a database living in this process only gets them too, as no
+        # spool would outlive it anyway.
+        self._identity = store_identity(self._store)
+        self._direct = spool is None or (spool == "auto" and self._identity is None)
         self._directory: SpoolDirectory | None = None
         self._release_spool: Callable[[], None] = lambda: None
         self._orphans: list[tuple[FileSpool, Callable[[], None]]] = []
@@ -641,10 +649,10 @@ class Recorder:
             self._check_open()
             records: list[tuple[str, str]] = []
             state = self._session(scope, ids, records)
-            known = _known_prefix(state.fingerprints(), prints)
-            old_ids = _ids_of_prefix(state, known)
-            new = self._append_messages(state, ids, built[known:], None, records)
-            return old_ids + [m.id for m in new], self._spool_append(records)
+            stored = _stored_prefix(state.fingerprints(), prints)
+            new = self._append_messages(state, ids, built[len(stored) :], None, records)
+            known_ids = [state.ids[i] for i in stored]
+            return known_ids + [m.id for m in new], self._spool_append(records)
 
     def _record_api_call(self, call: LLMApiCall) -> concurrent.futures.Future[int | None]:
         scope = self.resolve_scope(Scope(session_id=call.chat_session_id))
@@ -875,14 +883,16 @@ class Recorder:
     # --- spools -------------------------------------------------------------------------
 
     def _open_spool(self, choice: SpoolChoice, limit: int) -> Spool:
-        if choice is None or (choice == "auto" and self._store.backend_name == "memory"):
-            return MemorySpool(limit)
+        if choice is None or (choice == "auto" and self._identity is None):
+            return MemorySpool(limit)  # nothing outlives this process anyway
         if not isinstance(choice, str | Path):
             return choice
-        root = default_spool_root() if choice == "auto" else Path(choice)
-        self._directory = SpoolDirectory(spool_directory_for(self._store, root).resolve()
-                                         if choice == "auto" else root)  # fmt: skip
-        spool, self._release_spool = self._directory.create(limit)
+        if choice == "auto":
+            folder = spool_directory_for(self._store, default_spool_root())
+        else:
+            folder = Path(choice)
+        self._directory = SpoolDirectory(folder.resolve())
+        spool, self._release_spool = self._directory.create(limit, self._identity)
         return spool
 
     async def _adopt_orphans(self) -> None:
@@ -892,6 +902,10 @@ class Recorder:
         for path, release in self._directory.orphans():
             try:
                 orphan = await asyncio.to_thread(FileSpool, path, self._spool.limit)
+                if orphan.identity not in (None, self._identity):
+                    orphan.close()  # another database's records: never shipped here
+                    release()
+                    continue
             except SpoolError as exc:
                 moved = self._directory.quarantine(path)
                 release()
@@ -954,43 +968,36 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _known_prefix(known: Sequence[int], sent: Sequence[int]) -> int:
-    """How many of ``sent``'s first messages are already stored.
+def _stored_prefix(known: Sequence[int], sent: Sequence[int]) -> list[int]:
+    """Where ``sent``'s first messages stand among those stored (``known``), in order.
 
     A framework resends the conversation so far (``sent`` starts with all of
     ``known``), or a window of it: its system prompt and latest turns, which
     then appear in ``known`` in order and end where ``known`` ends. The answer
-    is the longest prefix of ``sent`` that is a subsequence of ``known`` ending
-    at its last message; 0 when ``sent`` starts a new conversation.
+    is, for the longest prefix of ``sent`` that is a subsequence of ``known``
+    ending at its last message, the position of each of its messages; empty
+    when ``sent`` starts a new conversation.
     """
-    if not known or not sent:
-        return 0
     n = len(known)
+    if not n or not sent:
+        return []
     if len(sent) >= n and list(sent[:n]) == list(known):
-        return n  # the common case: the whole history, then what is new
+        return list(range(n))  # the common case: the whole history, then what is new
     for end in range(min(len(sent), n), 0, -1):
         if sent[end - 1] != known[-1]:
             continue
-        # sent[:end] must appear in known, in order, with sent[end-1] at known's end
+        positions = [n - 1]
         k = n - 1
-        matched = True
         for item in reversed(sent[: end - 1]):
             k -= 1
             while k >= 0 and known[k] != item:
                 k -= 1
             if k < 0:
-                matched = False
                 break
-        if matched:
-            return end
-    return 0
-
-
-def _ids_of_prefix(state: _SessionState, count: int) -> list[uuid.UUID]:
-    """The stored ids matching the first ``count`` sent messages (the latest occurrences)."""
-    if not count:
-        return []
-    return list(state.ids[-count:]) if count <= len(state.ids) else list(state.ids)
+            positions.append(k)
+        else:
+            return positions[::-1]
+    return []
 
 
 # --- interpreter exit and SIGTERM ----------------------------------------------------------

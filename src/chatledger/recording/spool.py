@@ -65,6 +65,7 @@ DEFAULT_SPOOL_LIMIT = 1_000_000
 _FORMAT = 1  # PRAGMA user_version of a spool file; a newer one is refused, never guessed at
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letter (
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL,
     error TEXT NOT NULL, failed_at TEXT NOT NULL
@@ -250,11 +251,22 @@ class _Job:
 class FileSpool:
     """A spool in an SQLite file (WAL, synchronous=FULL); one writer thread, group commit."""
 
-    def __init__(self, path: Path, limit: int = DEFAULT_SPOOL_LIMIT) -> None:
-        """Open (or create) the spool file at ``path``; :class:`SpoolError` if it is damaged."""
+    def __init__(
+        self, path: Path, limit: int = DEFAULT_SPOOL_LIMIT, identity: str | None = None
+    ) -> None:
+        """Open (or create) the spool file at ``path``; :class:`SpoolError` if it is damaged.
+
+        ``identity`` names the database its records are for; a new file keeps it,
+        so a spool is never shipped to another database.
+        """
         self._path = path
         self._limit = limit
         self._conn = _open_spool_file(path)
+        if identity is not None:
+            with self._conn:
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('database', ?)", (identity,))
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'database'").fetchone()
+        self.identity: str | None = row[0] if row else None
         seqs = self._conn.execute(
             "SELECT (SELECT count(*) FROM record),"
             " max(coalesce((SELECT max(seq) FROM record), 0),"
@@ -537,13 +549,15 @@ class SpoolDirectory:
         """The directory at ``path`` (created, private to this user, when first used)."""
         self.path = path
 
-    def create(self, limit: int = DEFAULT_SPOOL_LIMIT) -> tuple[FileSpool, Callable[[], None]]:
+    def create(
+        self, limit: int = DEFAULT_SPOOL_LIMIT, identity: str | None = None
+    ) -> tuple[FileSpool, Callable[[], None]]:
         """A new spool file for this process, locked; and the function that releases it."""
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         lock = _Lock(self.path / f"{name}.lock")  # locked before the spool exists: never adopted
         try:
-            spool = FileSpool(self.path / f"{name}{self.SUFFIX}", limit)
+            spool = FileSpool(self.path / f"{name}{self.SUFFIX}", limit, identity)
         except BaseException:
             lock.release()
             raise
