@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -29,6 +28,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +75,9 @@ CLOSE_TIMEOUT = 10.0
 _SESSIONS_REMEMBERED = 10_000  # sessions whose message fingerprints stay in memory
 _UNKNOWN_MODEL = "unknown"
 _LOAD_TIMEOUT = 5.0  # seconds a session's first read may take before it is given up
+
+_Acknowledgement = Future[int | None] | asyncio.Future[int | None]
+"""Settled once records are durable: with the last one's seq, or None if the spool was full."""
 
 SpoolChoice = Literal["auto"] | str | Path | Spool | None
 """``"auto"``: a file spool in the per-user state directory (in memory for the memory store);
@@ -294,7 +297,9 @@ class Recorder:
         scope: Scope | None = None,
     ) -> LLMMessage:
         """Record one message in the session in scope, after its last one (or ``parent_id``)."""
-        messages, future = self._record_messages([(role, content)], parent_id, scope)
+        messages, future = self._record_messages(
+            [(role, content)], parent_id, scope, asynchronous=True
+        )
         await self._acknowledged(future)
         return messages[0]
 
@@ -309,7 +314,7 @@ class Recorder:
         Returns the id of each given message, stored now or before.
         """
         await self._load_session_once(self.resolve_scope(scope))
-        ids, future = self._record_conversation(messages, scope)
+        ids, future = self._record_conversation(messages, scope, asynchronous=True)
         await self._acknowledged(future)
         return ids
 
@@ -360,13 +365,13 @@ class Recorder:
             extra_details=extra_details,
             scope=scope,
         )
-        await self._acknowledged(self._record_api_call(call))
+        await self._acknowledged(self._record_api_call(call, asynchronous=True))
         return call
 
     async def record_api_call(self, call: LLMApiCall) -> LLMApiCall:
         """Record an API call built by the caller (priced here if unpriced); return it as stored."""
         call = self._priced(call)
-        await self._acknowledged(self._record_api_call(call))
+        await self._acknowledged(self._record_api_call(call, asynchronous=True))
         return call
 
     async def record_reply(
@@ -381,7 +386,9 @@ class Recorder:
 
         ``call`` holds :meth:`record_call`'s keywords; the call links the request and reply.
         """
-        future, reply, api_call = self._record_reply(request_id, content, call, scope)
+        future, reply, api_call = self._record_reply(
+            request_id, content, call, scope, asynchronous=True
+        )
         await self._acknowledged(future)
         return reply, api_call
 
@@ -420,7 +427,9 @@ class Recorder:
         scope: Scope | None = None,
     ) -> LLMMessage:
         """Blocking twin of :meth:`record_message`."""
-        messages, future = self._record_messages([(role, content)], parent_id, scope)
+        messages, future = self._record_messages(
+            [(role, content)], parent_id, scope, asynchronous=False
+        )
         self._acknowledged_sync(future)
         return messages[0]
 
@@ -432,20 +441,20 @@ class Recorder:
     ) -> list[uuid.UUID]:
         """Blocking twin of :meth:`record_conversation`."""
         self._run_on_home(self._load_session_once(self.resolve_scope(scope)))
-        ids, future = self._record_conversation(messages, scope)
+        ids, future = self._record_conversation(messages, scope, asynchronous=False)
         self._acknowledged_sync(future)
         return ids
 
     def record_call_sync(self, **fields: Any) -> LLMApiCall:
         """Blocking twin of :meth:`record_call` (the same keywords)."""
         call = self.build_call(**fields)
-        self._acknowledged_sync(self._record_api_call(call))
+        self._acknowledged_sync(self._record_api_call(call, asynchronous=False))
         return call
 
     def record_api_call_sync(self, call: LLMApiCall) -> LLMApiCall:
         """Blocking twin of :meth:`record_api_call`."""
         call = self._priced(call)
-        self._acknowledged_sync(self._record_api_call(call))
+        self._acknowledged_sync(self._record_api_call(call, asynchronous=False))
         return call
 
     def record_reply_sync(
@@ -457,7 +466,9 @@ class Recorder:
         scope: Scope | None = None,
     ) -> tuple[LLMMessage, LLMApiCall]:
         """Blocking twin of :meth:`record_reply`."""
-        future, reply, api_call = self._record_reply(request_id, content, call, scope)
+        future, reply, api_call = self._record_reply(
+            request_id, content, call, scope, asynchronous=False
+        )
         self._acknowledged_sync(future)
         return reply, api_call
 
@@ -524,32 +535,36 @@ class Recorder:
                 started,
                 status=status or (status_for_error(error) if error else ApiCallStatus.FAILED),
             )
-        finished = finished or utc_now()
-        call = LLMApiCall.success(
-            session_id,
-            agent_id,
-            user_id,
-            tenant_id,
-            request_message_id or NIL,
-            response_message_id or NIL,
-            model,
-            prompt_tokens,
-            completion_tokens,
-            started,
-            max(finished, started),
-        )
-        call = call._replace(
-            tokens_per_second=tokens_per_second(
-                call.completion_tokens, call.latency_ms, time_to_first_token_ms
-            ),
-            time_to_first_token_ms=time_to_first_token_ms,
-            api_response_id=response_id,
+        finished = max(finished or utc_now(), started)
+        latency_ms = int((finished - started).total_seconds() * 1000)  # as LLMApiCall.success
+        # One validated construction (success() then a copy would validate twice per call).
+        call = LLMApiCall(
+            id=uuid7(),
+            chat_session_id=session_id,
+            agent_id=agent_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            request_message_id=request_message_id or NIL,
+            response_message_id=response_message_id or NIL,
+            model_name=model,
+            prompt_tokens=prompt_tokens,
             prompt_tokens_details=_details(
                 {"cached_tokens": cached_tokens} | (extra_details or {}), estimated, counted_by
             ),
+            completion_tokens=completion_tokens,
             completion_tokens_details=_details(
                 {"reasoning_tokens": reasoning_tokens}, estimated, counted_by
             ),
+            total_tokens=prompt_tokens + completion_tokens,
+            latency_ms=latency_ms,
+            time_to_first_token_ms=time_to_first_token_ms,
+            tokens_per_second=tokens_per_second(
+                completion_tokens, latency_ms, time_to_first_token_ms
+            ),
+            api_response_id=response_id,
+            status=ApiCallStatus.SUCCESS,
+            create_time=started,
+            update_time=finished,
         )
         return self._priced(call)
 
@@ -603,7 +618,9 @@ class Recorder:
         items: Sequence[tuple[MessageRole | str, MessageContent | str]],
         parent_id: uuid.UUID | None,
         scope: Scope | None,
-    ) -> tuple[list[LLMMessage], concurrent.futures.Future[int | None]]:
+        *,
+        asynchronous: bool,
+    ) -> tuple[list[LLMMessage], _Acknowledgement]:
         scope = self.resolve_scope(scope)
         ids = self._ids(scope)
         built = [(MessageRole(role), _content(content)) for role, content in items]
@@ -612,7 +629,7 @@ class Recorder:
             records: list[tuple[str, str]] = []
             state = self._session(scope, ids, records)
             messages = self._append_messages(state, ids, built, parent_id, records)
-            return messages, self._spool_append(records)
+            return messages, self._spool_append(records, asynchronous)
 
     def _append_messages(
         self,
@@ -625,10 +642,19 @@ class Recorder:
         session_id, agent_id, user_id, tenant_id = ids
         messages = []
         for role, content in built:
-            message = LLMMessage.new(session_id, agent_id, user_id, tenant_id, role, content)
-            parent = parent_id or state.last
-            if parent is not None:
-                message = message.with_parent(parent)
+            now = utc_now()
+            message = LLMMessage(
+                id=uuid7(),
+                parent_message_id=parent_id or state.last,
+                chat_session_id=session_id,
+                agent_id=agent_id,
+                user_id=user_id,
+                tenant_id=tenant_id,
+                role=role,
+                content=content,
+                create_time=now,
+                update_time=now,
+            )
             parent_id = None  # only the first message may name another parent
             state.add(role, content, message.id)
             records.append(("message", self._body(message)))
@@ -640,7 +666,9 @@ class Recorder:
         self,
         items: Sequence[tuple[MessageRole | str, MessageContent | str]],
         scope: Scope | None,
-    ) -> tuple[list[uuid.UUID], concurrent.futures.Future[int | None]]:
+        *,
+        asynchronous: bool,
+    ) -> tuple[list[uuid.UUID], _Acknowledgement]:
         scope = self.resolve_scope(scope)
         ids = self._ids(scope)
         built = [(MessageRole(role), _content(content)) for role, content in items]
@@ -652,9 +680,9 @@ class Recorder:
             stored = _stored_prefix(state.fingerprints(), prints)
             new = self._append_messages(state, ids, built[len(stored) :], None, records)
             known_ids = [state.ids[i] for i in stored]
-            return known_ids + [m.id for m in new], self._spool_append(records)
+            return known_ids + [m.id for m in new], self._spool_append(records, asynchronous)
 
-    def _record_api_call(self, call: LLMApiCall) -> concurrent.futures.Future[int | None]:
+    def _record_api_call(self, call: LLMApiCall, *, asynchronous: bool) -> _Acknowledgement:
         scope = self.resolve_scope(Scope(session_id=call.chat_session_id))
         with self._lock:
             self._check_open()
@@ -663,7 +691,7 @@ class Recorder:
             self._session(scope, ids, records)
             records.append(("call", self._body(call)))
             self._counters.api_calls += 1
-            return self._spool_append(records)
+            return self._spool_append(records, asynchronous)
 
     def _record_reply(
         self,
@@ -671,7 +699,9 @@ class Recorder:
         content: MessageContent | str,
         fields: dict[str, Any],
         scope: Scope | None,
-    ) -> tuple[concurrent.futures.Future[int | None], LLMMessage, LLMApiCall]:
+        *,
+        asynchronous: bool,
+    ) -> tuple[_Acknowledgement, LLMMessage, LLMApiCall]:
         scope = self.resolve_scope(scope)
         ids = self._ids(scope)
         built = [(MessageRole.ASSISTANT, _content(content))]
@@ -686,7 +716,7 @@ class Recorder:
             )
             records.append(("call", self._body(call)))
             self._counters.api_calls += 1
-            return self._spool_append(records), reply, call
+            return self._spool_append(records, asynchronous), reply, call
 
     def _body(self, entity: LLMMessage | LLMApiCall | ChatSession) -> str:
         """The record's JSON; a NUL (which no SQL backend stores) becomes U+FFFD, counted.
@@ -703,11 +733,12 @@ class Recorder:
         self._shipper.remember(body, entity)
         return body
 
-    def _spool_append(
-        self, records: list[tuple[str, str]]
-    ) -> concurrent.futures.Future[int | None]:
-        """Append under the recorder's lock (so the spool's order is the recording order)."""
-        future = self._spool.append(records)
+    def _spool_append(self, records: list[tuple[str, str]], asynchronous: bool) -> _Acknowledgement:
+        """Append under the recorder's lock (so the spool's order is the recording order).
+
+        An async caller gets its own loop's future, settled with the others of its group.
+        """
+        future = self._spool.append_async(records) if asynchronous else self._spool.append(records)
         self._wake_shipper()
         return future
 
@@ -753,13 +784,14 @@ class Recorder:
             return False
         return True
 
-    async def _acknowledged(self, future: concurrent.futures.Future[int | None]) -> None:
+    async def _acknowledged(self, future: _Acknowledgement) -> None:
         """Wait until the records are durable (direct writes: until the store was tried)."""
-        seq = await asyncio.wrap_future(future)
+        seq = await asyncio.wrap_future(future) if isinstance(future, Future) else await future
         if self._accepted(seq) and self._direct:
             await self._on_home(self._ship_through())
 
-    def _acknowledged_sync(self, future: concurrent.futures.Future[int | None]) -> None:
+    def _acknowledged_sync(self, future: _Acknowledgement) -> None:
+        assert isinstance(future, Future)  # the blocking path never asks for a loop's future
         seq = future.result()
         if self._accepted(seq) and self._direct:
             self._run_on_home(self._ship_through())

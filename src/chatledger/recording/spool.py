@@ -22,6 +22,7 @@ owner died so a recorder starting later can ship what they hold.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -121,6 +122,10 @@ class Spool(Protocol):
         """
         ...
 
+    def append_async(self, records: Sequence[tuple[str, str]]) -> asyncio.Future[int | None]:
+        """As :meth:`append`, for a caller in an event loop: the future is that loop's."""
+        ...
+
     def peek(self, limit: int) -> Future[list[SpooledRecord]]:
         """The oldest ``limit`` waiting records."""
         ...
@@ -148,6 +153,17 @@ class Spool(Protocol):
     def close(self) -> None:
         """Finish queued work and release the file."""
         ...
+
+
+def _settle(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in settled:
+        if not future.done():
+            future.set_result(result)
+
+
+def _settle_error(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _done(value: _T) -> Future[_T]:
@@ -194,6 +210,12 @@ class MemorySpool:
                 self._records.append(SpooledRecord(self._next, kind, body))
                 self._next += 1
             return _done(self._next - 1)
+
+    def append_async(self, records: Sequence[tuple[str, str]]) -> asyncio.Future[int | None]:
+        """As :meth:`append`, as the running loop's future."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        future.set_result(self.append(records).result())
+        return future
 
     def peek(self, limit: int) -> Future[list[SpooledRecord]]:
         """The oldest ``limit`` waiting records."""
@@ -245,7 +267,7 @@ class _Job:
     """Work for the spool's writer thread and the future its outcome goes to."""
 
     run: Callable[[sqlite3.Connection], Any]
-    future: Future[Any]
+    future: Future[Any] | asyncio.Future[Any]
 
 
 class FileSpool:
@@ -275,6 +297,7 @@ class FileSpool:
         self._count: int = seqs[0]
         self._next: int = seqs[1] + 1
         self.commits = 0  # transactions committed: fewer than appends when they group
+        self._closing = False
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._write_loop, name="chatledger-spool", daemon=True
@@ -299,7 +322,11 @@ class FileSpool:
 
     def append(self, records: Sequence[tuple[str, str]]) -> Future[int | None]:
         """Queue records; once their transaction is on disk, the future holds the last seq."""
+        return self._submit(self._appender(records))
 
+    def _appender(
+        self, records: Sequence[tuple[str, str]]
+    ) -> Callable[[sqlite3.Connection], int | None]:
         def run(conn: sqlite3.Connection) -> int | None:
             if self._count + len(records) > self._limit:
                 return None
@@ -312,7 +339,13 @@ class FileSpool:
             self._count += len(records)
             return self._next - 1
 
-        return self._submit(run)
+        return run
+
+    def append_async(self, records: Sequence[tuple[str, str]]) -> asyncio.Future[int | None]:
+        """As :meth:`append`, for a caller in an event loop: the future is that loop's."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._submit(self._appender(records), future)
+        return future
 
     def peek(self, limit: int) -> Future[list[SpooledRecord]]:
         """The oldest ``limit`` waiting records."""
@@ -400,20 +433,22 @@ class FileSpool:
 
     def close(self) -> None:
         """Finish queued work, checkpoint, and close the file; safe to call twice."""
-        if not self._thread.is_alive():
+        if self._closing:
             return
+        self._closing = True
         self._jobs.put(None)
         self._thread.join()
 
     # --- the writer thread ----------------------------------------------------------------
 
-    def _submit(self, run: Callable[[sqlite3.Connection], _T]) -> Future[_T]:
-        future: Future[_T] = Future()
-        if not self._thread.is_alive():
+    def _submit(self, run: Callable[[sqlite3.Connection], _T], future: Any = None) -> Future[_T]:
+        if future is None:
+            future = Future()
+        if self._closing:
             future.set_exception(SpoolError(f"the spool {self._path} is closed"))
-            return future
+            return future  # type: ignore[no-any-return]
         self._jobs.put(_Job(run, future))
-        return future
+        return future  # type: ignore[no-any-return]
 
     def _write_loop(self) -> None:
         conn = self._conn
@@ -456,14 +491,26 @@ class FileSpool:
             for job in jobs:
                 self._fail(job, exc)
             return
+        # Futures of one event loop are settled by one callback: one wake-up of that
+        # loop for the whole group, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for job, result in zip(jobs, results, strict=True):
-            if not job.future.cancelled():
+            if isinstance(job.future, asyncio.Future):
+                by_loop.setdefault(job.future.get_loop(), []).append((job.future, result))
+            elif not job.future.cancelled():
                 job.future.set_result(result)
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting
+                loop.call_soon_threadsafe(_settle, settled)
 
     @staticmethod
     def _fail(job: _Job, exc: BaseException) -> None:
-        if not job.future.cancelled():
-            job.future.set_exception(exc)
+        future = job.future
+        if isinstance(future, asyncio.Future):
+            with contextlib.suppress(RuntimeError):
+                future.get_loop().call_soon_threadsafe(_settle_error, future, exc)
+        elif not future.cancelled():
+            future.set_exception(exc)
 
     def __repr__(self) -> str:
         return f"FileSpool({str(self._path)!r}, waiting={self._count})"
@@ -725,6 +772,10 @@ class DeadLetterQueue:
         return chosen[:limit]
 
     def append(self, records: Sequence[tuple[str, str]]) -> Future[int | None]:
+        """Refused: nothing is added to dead letters this way."""
+        raise SpoolError("dead letters are not appended to")
+
+    def append_async(self, records: Sequence[tuple[str, str]]) -> asyncio.Future[int | None]:
         """Refused: nothing is added to dead letters this way."""
         raise SpoolError("dead letters are not appended to")
 
