@@ -385,4 +385,91 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
     prune.add_argument("--yes", action="store_true", help="delete without asking")
     _common(prune)
+
+    _spool_commands(command)
     return parser
+
+
+_SPOOL_DIR_HELP = (
+    "where spools live (default: $CHATLEDGER_SPOOL_DIR, else "
+    "$XDG_STATE_HOME/chatledger/spool); each database has a directory of its own in it"
+)
+
+
+def _spool_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``spool status``, ``spool retry`` and ``spool drop``."""
+    spool = command(
+        "spool",
+        "show the records waiting in the local spool and handle its dead letters",
+        "chatledger spool status",
+        "chatledger spool retry",
+        "chatledger spool drop --seq 12 --yes",
+    )
+    actions = spool.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, description: str, *examples: str) -> Any:
+        parser = actions.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=_examples(*examples),
+            formatter_class=_Formatter,
+        )
+        _common(parser)
+        parser.add_argument("--spool-dir", metavar="DIR", help=_SPOOL_DIR_HELP)
+        return parser
+
+    action(
+        "status",
+        "each spool file's owner, records waiting and dead letters",
+        "Show the spool files of the database: whether the process that wrote each "
+        "still runs, how many records wait to be shipped, and the dead letters (records "
+        "the store refused for good) with the reason. --json adds each dead letter's record.",
+        "chatledger spool status",
+        "chatledger spool status --db postgresql://app@db/app --json",
+        "chatledger spool status --spool-dir /var/lib/app/spool",
+    )
+    for name, summary, description, examples in (
+        (
+            "retry",
+            "ship dead letters into the store again, and what ended processes left",
+            "Ship dead letters (all, or those --seq names) into the store again, once "
+            "whatever made the store refuse them is fixed; each refused again stays a dead "
+            "letter with the new reason, and the status is then 1. Records that processes "
+            "which have ended left waiting are shipped too.",
+            (
+                "chatledger spool retry",
+                "chatledger spool retry --seq 12 --seq 13",
+                "chatledger spool retry --file 4242-0a1b2c3d4e5f.spool --json",
+            ),
+        ),
+        (
+            "drop",
+            "delete dead letters for good",
+            "Delete dead letters (all, or those --seq names) for good. Asks first on a "
+            "terminal; elsewhere it needs --yes. --dry-run only counts.",
+            (
+                "chatledger spool drop --dry-run",
+                "chatledger spool drop --seq 12 --yes",
+                "chatledger spool drop --file 4242-0a1b2c3d4e5f.spool --yes --json",
+            ),
+        ),
+    ):
+        parser = action(name, summary, description, *examples)
+        parser.add_argument(
+            "--seq",
+            type=_count(1),
+            action="append",
+            metavar="N",
+            help="only the dead letter numbered N (as 'spool status' shows it); repeatable",
+        )
+        parser.add_argument(
+            "--file",
+            metavar="NAME",
+            help="only the spool file NAME (as 'spool status' shows it)",
+        )
+        if name == "drop":
+            parser.add_argument(
+                "--dry-run", action="store_true", help="count what would go; drop nothing"
+            )
+            parser.add_argument("--yes", action="store_true", help="drop without asking")

@@ -32,9 +32,12 @@ __all__ = [
     "call_summary",
     "calls_table",
     "cost",
+    "dead_letters_table",
     "duration",
     "message_body",
     "sessions_table",
+    "shorten",
+    "spool_files_table",
     "statistics_table",
     "when",
 ]
@@ -262,3 +265,35 @@ def message_body(message: LLMMessage) -> Text:
         extra = content.extra
         body.append(json.dumps(extra) if extra else "(empty)", style="dim")
     return body
+
+
+def shorten(text: str, most: int) -> str:
+    """``text`` on one line, cut to ``most`` characters with ``...`` when longer."""
+    line = " ".join(text.split())
+    return line if len(line) <= most else line[: most - 3] + "..."
+
+
+def spool_files_table(rows: Iterable[tuple[str, str | Text, str, str]]) -> Table:
+    """Spool files: name, owner, records waiting, dead letters."""
+    table = _table("spool file", "owner", "waiting:n", "dead letters:n")
+    for name, owner, waiting, dead in rows:
+        add_row(
+            table, name, owner, waiting, Text(dead, style="red" if dead not in ("0", "-") else "")
+        )
+    return table
+
+
+def dead_letters_table(
+    letters: Iterable[tuple[int, str, datetime | None, str]], title: str
+) -> Table:
+    """Dead letters of one spool file: seq, kind, when it was refused, why (shortened)."""
+    table = _table("seq:n", "kind:fixed", "refused (UTC):fixed", "error", title=title)
+    for seq, kind, failed_at, error in letters:
+        add_row(
+            table,
+            str(seq),
+            kind,
+            "-" if failed_at is None else when(failed_at),
+            Text(shorten(error, 160), style="red"),
+        )
+    return table
