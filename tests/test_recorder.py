@@ -524,3 +524,11 @@ async def test_a_database_of_one_process_is_written_directly(tmp_path: Path) -> 
         assert len(await store.get_session_messages(id_for_key("here"))) == 1
         await recorder.close()
         await store.close()
+
+
+async def test_bad_arguments_are_refused_clearly() -> None:
+    """Not a store, a zero bound: a clear error at construction, before anything starts."""
+    with pytest.raises(TypeError, match="chatledger store"):
+        Recorder("sqlite:///x.db")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="spool_limit"):
+        Recorder(InMemoryStore(), spool_limit=0)

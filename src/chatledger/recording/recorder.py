@@ -47,7 +47,7 @@ from chatledger.entities import (
 )
 from chatledger.ids import uuid7
 from chatledger.pricing import PricingRegistry
-from chatledger.recording.scope import Scope, current_scope
+from chatledger.recording.scope import Scope, current_scope, id_for_key
 from chatledger.recording.shipper import BATCH_SIZE, ShipCounters, Shipper
 from chatledger.recording.spool import (
     DEFAULT_SPOOL_LIMIT,
@@ -177,8 +177,16 @@ class Recorder:
         batch_size: int = BATCH_SIZE,
     ) -> None:
         """Start recording into ``store``; what earlier processes left spooled ships first."""
-        from chatledger.recording.scope import id_for_key
-
+        if not isinstance(store, SyncStore) and not hasattr(store, "ingest_records"):
+            raise TypeError(
+                f"Recorder needs a chatledger store (chatledger.connect or chatledger.sync."
+                f"connect), not {type(store).__name__}"
+            )
+        if spool_limit < 1 or batch_size < 1 or close_timeout < 0:
+            raise ValueError(
+                "spool_limit and batch_size must be at least 1 and close_timeout at least 0, "
+                f"not {spool_limit}, {batch_size} and {close_timeout}"
+            )
         self._own_thread: _LoopThread | None = None
         if isinstance(store, SyncStore):
             self._store = store.store
