@@ -14,8 +14,9 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
+from benchmarks import recorder
 from benchmarks.cli_export import run_export
-from benchmarks.plugin_overhead import TURNS, run_plugin_overhead, sqlite_opener
+from benchmarks.recorder import Database, PostgresDatabase, SqliteDatabase, run_recorder, spool_root
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
 from benchmarks.scratch_databases import ServerUnavailableError
 from benchmarks.server_reads import run_server_reads
@@ -105,27 +106,32 @@ async def _server(backend: Backend, sizes: Sizes, command: str) -> Part:
     )
 
 
-async def _plugin(sizes: Sizes, command: str) -> Part:
-    turns = TURNS[sizes.name]
+async def _recorder(sizes: Sizes, command: str) -> Part:
+    sizing = recorder.QUICK if sizes.name == "quick" else recorder.FULL
     postgres = BACKENDS[0]
     with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
-        backends = [("SQLite", sqlite_opener(Path(tmp)))]
-        try:
-            await postgres.server.probe()
-        except ServerUnavailableError as exc:
-            print(f"plugin overhead without PostgreSQL: {exc}", file=sys.stderr, flush=True)
-            section = await run_plugin_overhead(backends, turns, _progress)
-        else:
-            async with postgres.server.scratch_database() as url:
-                backends.append(("PostgreSQL", postgres.opener(url, 10)))
-                section = await run_plugin_overhead(backends, turns, _progress)
+        databases: list[Database] = [SqliteDatabase(Path(tmp))]
+        with spool_root(Path(tmp) / "spool"):
+            try:
+                await postgres.server.probe()
+            except ServerUnavailableError as exc:
+                print(f"recorder without PostgreSQL: {exc}", file=sys.stderr, flush=True)
+                section = await run_recorder(databases, sizing, _progress)
+            else:
+                async with postgres.server.scratch_database() as url:
+                    server = await PostgresDatabase.open(url)
+                    try:
+                        _progress(await server.settings())
+                        section = await run_recorder([*databases, server], sizing, _progress)
+                    finally:
+                        await server.close()
     return Part(
-        key="plugin",
-        title="Plugin overhead (PersistencePlugin around LLMAgent)",
-        raw="without plugin",
-        peers=(),
+        key="recorder",
+        title="Recorder (PersistencePlugin's durable write path)",
+        raw="baseline",
+        peers=("without plugin",),
         command=command,
-        sizes=f"turns={turns:,} per side and concurrency",
+        sizes=sizing.describe(),
         sections=(section,),
     )
 
@@ -151,8 +157,8 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     for backend in BACKENDS:
         if backend.key in only:
             parts.append(await _server(backend, sizes, command))
-    if "plugin" in only:
-        parts.append(await _plugin(sizes, command))
+    if "recorder" in only:
+        parts.append(await _recorder(sizes, command))
     if "export" in only:
         parts.append(await _export(sizes, command))
     return parts
