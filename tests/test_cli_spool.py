@@ -310,11 +310,17 @@ def test_damaged_spool_files_are_rows_not_crashes(sqlite_url: str, spool_dir: Pa
     assert (directory / "999999-garbage.spool").exists()  # never deleted by a command
 
 
-def test_reading_commands_need_the_database_and_never_create_it(tmp_path: Path) -> None:
-    """The spool directory belongs to a database: a missing SQLite file is a one-line error."""
+def test_status_and_drop_need_no_database_and_never_create_one(tmp_path: Path) -> None:
+    """The spool matters most while the database is down: status and drop never connect.
+
+    retry puts records into the database, so it needs one: a missing file is an error.
+    """
     missing = f"sqlite:///{tmp_path}/missing.db"
-    assert "no database at" in fails("spool", "status", db=missing)
-    assert "no database at" in fails("spool", "drop", "--yes", db=missing)
+    assert "no spool for this database" in ok("spool", "status", db=missing)
+    unreachable = "postgresql://nobody:hunter2@127.0.0.1:1/nowhere"
+    assert "no spool for this database" in ok("spool", "status", db=unreachable)
+    ok("spool", "drop", "--yes", db=missing)
+    assert "no database at" in fails("spool", "retry", db=missing)
     assert not (tmp_path / "missing.db").exists()
 
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chatledger.cli.arguments import database_url
-from chatledger.cli.commands import CommandError, Terminal, _connect, _open, _plural
+from chatledger.cli.commands import CommandError, Terminal, _open, _plural
 from chatledger.cli.render import dead_letters_table, spool_files_table
 from chatledger.stores.server import redact
 
@@ -76,13 +76,22 @@ def _spool_directory(args: argparse.Namespace, store: PersistenceStore) -> Path:
     return spool_directory_for(store, root).resolve()  # as a Recorder(spool="auto") finds it
 
 
-async def _located(args: argparse.Namespace) -> Path:
-    """The spool directory of the database the arguments name (opened only to find it)."""
-    store = await _connect(database_url(args.db), migrate=False)
+def _located(args: argparse.Namespace) -> Path:
+    """The spool directory of the database the arguments name, found without connecting.
+
+    The spool matters most while the database is down, so status and drop never need it.
+    """
+    from chatledger.recording.recorder import spool_directory_for_url
+    from chatledger.recording.spool import default_spool_root
+
+    root = Path(args.spool_dir).expanduser() if args.spool_dir else default_spool_root()
     try:
-        return _spool_directory(args, store)
-    finally:
-        await store.close()
+        directory = spool_directory_for_url(database_url(args.db), root)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if directory is None:  # a database of one process: it never has a spool
+        return root / "no-spool-for-this-database"
+    return directory.resolve()
 
 
 def _survey(directory: Path) -> list[_SpoolFile]:
@@ -170,7 +179,7 @@ def _letters_table(letters: Sequence[DeadLetter], title: str) -> Table:
 
 async def spool_status(args: argparse.Namespace, terminal: Terminal) -> int:
     """One row per spool file (owner, records waiting, dead letters), then the dead letters."""
-    directory = await _located(args)
+    directory = _located(args)
     files = _survey(directory)
     waiting = sum(f.report.waiting for f in files if f.report is not None)
     dead = sum(len(f.dead_letters) for f in files)
@@ -489,7 +498,7 @@ async def spool_drop(args: argparse.Namespace, terminal: Terminal) -> int:
     """Delete dead letters for good: the chosen ones, or all; count and ask first."""
     from chatledger.recording.spool import SpoolDirectory, SpoolError, drop_dead_letters
 
-    directory = await _located(args)
+    directory = _located(args)
     files = _survey(directory)
     chosen = _chosen_letters(files, args.seq, args.file)
     total = sum(len(letters) for letters in chosen.values())

@@ -62,7 +62,15 @@ from chatledger.stores.base import PersistenceStore
 from chatledger.sync import SyncStore, _LoopThread
 from chatledger.usage import error_code, status_for_error, tokens_per_second
 
-__all__ = ["CLOSE_TIMEOUT", "Recorder", "SpoolChoice", "spool_directory_for", "store_identity"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "Recorder",
+    "SpoolChoice",
+    "identity_for_url",
+    "spool_directory_for",
+    "spool_directory_for_url",
+    "store_identity",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +94,42 @@ a path: a file spool in that directory; a :class:`Spool`; None: direct writes.""
 
 def spool_directory_for(store: PersistenceStore, root: Path | None = None) -> Path:
     """The directory holding the spools of ``store``'s database: one per database, per user."""
-    identity = store_identity(store) or f"{store.backend_name}:{id(store)}"
+    return _directory(store_identity(store) or f"{store.backend_name}:{id(store)}", root)
+
+
+def _directory(identity: str, root: Path | None) -> Path:
+    backend = identity.split(":", 1)[0]
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return (root or default_spool_root()) / f"{store.backend_name}-{digest}"
+    return (root or default_spool_root()) / f"{backend}-{digest}"
+
+
+_SERVERS = {
+    "postgresql": ("postgresql", 5432),
+    "postgres": ("postgresql", 5432),
+    "mysql": ("mysql", 3306),
+    "mariadb": ("mysql", 3306),
+}
+
+
+def identity_for_url(url: str) -> str | None:
+    """What :func:`store_identity` says of the store ``url`` opens, without opening it."""
+    from chatledger.stores.server import ServerAddress
+    from chatledger.stores.sqlite import parse_url
+
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else "sqlite"
+    if scheme == "sqlite":
+        path = parse_url(url)[0] if "://" in url else url
+        return None if path in (None, "", ":memory:") else f"sqlite:{Path(path).resolve()}"
+    if scheme in _SERVERS:
+        backend, port = _SERVERS[scheme]
+        return f"{backend}:{ServerAddress.parse(url, (scheme,), port).location}"
+    return None
+
+
+def spool_directory_for_url(url: str, root: Path | None = None) -> Path | None:
+    """The spool directory of the database ``url`` names (None for one-process databases)."""
+    identity = identity_for_url(url)
+    return None if identity is None else _directory(identity, root)
 
 
 def store_identity(store: PersistenceStore) -> str | None:
