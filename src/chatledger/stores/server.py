@@ -100,6 +100,12 @@ class ServerAddress:
             options=dict(parse_qsl(parts.query)),
         )
 
+    @property
+    def location(self) -> str:
+        """``user@host:port/database``: the database, however the URL spells it (no password)."""
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}/{self.database}"
+
     def __str__(self) -> str:
         """``host:port/database`` (as ``user``)."""
         who = f" as {self.user!r}" if self.user else ""
@@ -428,6 +434,12 @@ class ServerStore(SqlStore):
             await database.close()
             raise
         return cls(database)
+
+    @property
+    def location(self) -> str:
+        """Which database this is, as ``user@host:port/database`` (never a password)."""
+        address: ServerAddress = self._db.address  # type: ignore[attr-defined]
+        return address.location
 
     @classmethod
     async def from_env(cls, variable: str = "DATABASE_URL", **options: Any) -> Self:
