@@ -85,3 +85,19 @@ def test_export_records_is_a_blocking_generator(tmp_path: Path, backend: str) ->
         assert store.list_sessions(QueryFilter()) == []
     with pytest.raises(StoreConnectionError):
         next(store.export_records("api_calls", QueryFilter()))
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_ingest_records_has_a_blocking_twin(tmp_path: Path, backend: str) -> None:
+    """ingest_records blocks like the rest; a batch ingested twice is stored once."""
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path}/s.db"
+    with sync.connect(url) as store:
+        session = make_session()
+        messages = [make_message(session, text=str(i)) for i in range(3)]
+        calls = [make_api_call(session) for _ in range(2)]
+        for _ in range(2):
+            assert store.ingest_records([session], messages, calls) is None
+        assert store.get_session_messages(session.id) == messages
+        assert store.count_records("api_calls", QueryFilter()) == 2
+        store.ingest_records(calls=[make_api_call(session)])
+        assert store.count_records("api_calls", QueryFilter()) == 3

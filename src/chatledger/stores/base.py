@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 from chatledger.entities import (
     Agent,
@@ -40,7 +40,10 @@ __all__ = [
     "check_chunk_size",
     "check_cutoff",
     "check_record_query",
+    "first_of_each_id",
 ]
+
+_R = TypeVar("_R", ChatSession, LLMMessage, LLMApiCall)
 
 DEFAULT_QUERY_LIMIT = 100
 """How many records ``query_api_calls`` and ``list_sessions`` return by default."""
@@ -95,6 +98,14 @@ def check_record_query(kind: str, query: QueryFilter) -> RecordKind:
                 "applies to api_calls only"
             )
     return kind
+
+
+def first_of_each_id(records: Sequence[_R]) -> list[_R]:
+    """``records`` in order without repeated ids: the first record of each id is kept."""
+    kept: dict[uuid.UUID, _R] = {}
+    for record in records:
+        kept.setdefault(record.id, record)
+    return list(kept.values())
 
 
 def check_chunk_size(chunk_size: int) -> int:
@@ -324,6 +335,26 @@ class PersistenceStore(
 
     async def close(self) -> None:
         """Release connections and threads; safe to call twice."""
+        ...
+
+    async def ingest_records(
+        self,
+        sessions: Sequence[ChatSession] = (),
+        messages: Sequence[LLMMessage] = (),
+        calls: Sequence[LLMApiCall] = (),
+    ) -> None:
+        """Store, in one transaction, every record whose id is not stored yet: sessions, then messages, then calls; records already stored are skipped, so a batch shipped twice is stored once.
+
+        What a durable spool's shipper calls: a write that committed but whose
+        acknowledgement was lost is shipped again and must not fail. A stored
+        session is left as it is, not updated; of ids repeated inside the batch
+        the first record is kept. Messages come in the given order (a parent
+        before its replies) and move their session's ``update_time`` forward
+        as ``save_messages`` does. Anything else that is wrong raises what
+        ``create_session``, ``save_messages`` or ``save_api_calls`` would
+        (ConstraintError for a missing session or parent, SerializationError
+        for a NUL character, …) and stores nothing of the batch.
+        """  # noqa: E501  (the first line is the contract, word for word)
         ...
 
     async def count_records(self, kind: RecordKind, query: QueryFilter) -> int:

@@ -192,6 +192,10 @@ class Dialect:
     #: (``" FOR UPDATE"``); empty where a writer already has the database to itself
     lock_rows: ClassVar[str] = ""
 
+    #: whether a list of ids binds as one array parameter (``id = ANY(?)``); else
+    #: a query names each id with its own placeholder (``id IN (?, ?, …)``)
+    id_arrays: ClassVar[bool] = False
+
     #: a statement run before each export chunk, in its transaction, so that the
     #: chunk is planned for its own values; None where every query already is
     per_value_plan: ClassVar[str | None] = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from bisect import bisect_left, insort
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ from chatledger.stores.base import (
     check_chunk_size,
     check_cutoff,
     check_record_query,
+    first_of_each_id,
 )
 from chatledger.stores.encoding import ensure_storable_text, storable_json
 from chatledger.stores.statistics import compute_breakdown, compute_statistics
@@ -117,8 +118,13 @@ def message_matches(message: LLMMessage, query: QueryFilter) -> bool:
 
 
 def _check_entity_text(entity: BaseModel, field: str) -> None:
-    """Refuse an entity holding text no backend can store (NUL, lone surrogates)."""
+    """Refuse an entity holding what no backend can store (NUL, lone surrogates, NaN)."""
     storable_json(entity, field)
+
+
+def _check_batch_text(batch: Sequence[BaseModel], name: str) -> None:
+    for index, entity in enumerate(batch):
+        storable_json(entity, f"{name}[{index}]")
 
 
 class InMemoryStore(StoreLifecycle):
@@ -132,6 +138,8 @@ class InMemoryStore(StoreLifecycle):
         self._messages: dict[uuid.UUID, LLMMessage] = {}
         # session id -> its messages, kept sorted by (create_time, id).
         self._session_messages: dict[uuid.UUID, list[LLMMessage]] = {}
+        # message id -> the ids of the messages naming it as their parent.
+        self._children: dict[uuid.UUID, set[uuid.UUID]] = {}
         self._api_calls: dict[uuid.UUID, LLMApiCall] = {}
         # session id -> its API calls, so a session's usage is found without a full scan.
         self._session_calls: dict[uuid.UUID, dict[uuid.UUID, LLMApiCall]] = {}
@@ -145,6 +153,7 @@ class InMemoryStore(StoreLifecycle):
         self._sessions.clear()
         self._messages.clear()
         self._session_messages.clear()
+        self._children.clear()
         self._api_calls.clear()
         self._session_calls.clear()
         self._providers.clear()
@@ -169,17 +178,38 @@ class InMemoryStore(StoreLifecycle):
         """Store all of ``messages``, or none of them when any is refused."""
         self._check_open()
         batch = list(messages)
+        _check_batch_text(batch, "messages")
+        self._check_messages(batch)
+        self._store_messages(batch)
+
+    def _check_messages(
+        self, batch: Sequence[LLMMessage], new_sessions: Container[uuid.UUID] = ()
+    ) -> None:
+        """Refuse a batch whose ids, sessions or parents the SQL backends would refuse.
+
+        A parent is stored already or comes earlier in the batch (or is the
+        message itself). ``new_sessions`` are stored with the batch.
+        """
         seen: set[uuid.UUID] = set()
-        for index, message in enumerate(batch):
+        for message in batch:
             if message.id in self._messages or message.id in seen:
                 raise ConstraintError(f"a message with id {message.id} already exists")
-            if message.chat_session_id not in self._sessions:
+            session_id = message.chat_session_id
+            if session_id not in self._sessions and session_id not in new_sessions:
                 raise ConstraintError(
-                    f"message {message.id} names session {message.chat_session_id}, "
+                    f"message {message.id} names session {session_id}, "
                     "which does not exist; create the session first"
                 )
-            _check_entity_text(message, f"messages[{index}]")
             seen.add(message.id)
+            parent = message.parent_message_id
+            if parent is not None and parent not in self._messages and parent not in seen:
+                raise ConstraintError(
+                    f"message {message.id} names parent message {parent}, which does not "
+                    "exist; save the parent first"
+                )
+
+    def _store_messages(self, batch: Sequence[LLMMessage]) -> None:
+        """Store checked messages; each moves its session's update_time forward to its own."""
         for message in batch:
             self._messages[message.id] = message
             insort(
@@ -187,10 +217,12 @@ class InMemoryStore(StoreLifecycle):
                 message,
                 key=_message_order,
             )
+            if message.parent_message_id is not None:
+                self._children.setdefault(message.parent_message_id, set()).add(message.id)
             session = self._sessions[message.chat_session_id]
-            if message.create_time > session.update_time:
+            if message.update_time > session.update_time:  # as the SQL stores' UPDATE
                 self._sessions[session.id] = session.model_copy(
-                    update={"update_time": message.create_time}
+                    update={"update_time": message.update_time}
                 )
 
     async def get_message(self, message_id: uuid.UUID) -> LLMMessage | None:
@@ -220,9 +252,9 @@ class InMemoryStore(StoreLifecycle):
         return self._session_messages.get(session_id, [])[-limit:]
 
     async def delete_message(self, message_id: uuid.UUID) -> bool:
-        """Delete one message; True when it existed."""
+        """Delete one message (its replies lose their parent); True when it existed."""
         self._check_open()
-        message = self._messages.pop(message_id, None)
+        message = self._messages.get(message_id)
         if message is None:
             return False
         ordered = self._session_messages[message.chat_session_id]
@@ -230,6 +262,7 @@ class InMemoryStore(StoreLifecycle):
         del ordered[index]
         if not ordered:
             del self._session_messages[message.chat_session_id]
+        self._forget_messages([message])
         return True
 
     async def delete_session_messages(self, session_id: uuid.UUID) -> int:
@@ -244,9 +277,33 @@ class InMemoryStore(StoreLifecycle):
 
     def _drop_session_messages(self, session_id: uuid.UUID) -> int:
         ordered = self._session_messages.pop(session_id, [])
-        for message in ordered:
-            del self._messages[message.id]
+        self._forget_messages(ordered)
         return len(ordered)
+
+    def _forget_messages(self, gone: Sequence[LLMMessage]) -> None:
+        """Drop ``gone`` (already out of their sessions' lists) from the id indexes.
+
+        The messages that named one of them as their parent lose that parent,
+        as the SQL stores' ``ON DELETE SET NULL`` does.
+        """
+        for message in gone:
+            del self._messages[message.id]
+            parent = message.parent_message_id
+            if parent is not None and (siblings := self._children.get(parent)) is not None:
+                siblings.discard(message.id)
+                if not siblings:
+                    del self._children[parent]
+        for message in gone:
+            for child_id in self._children.pop(message.id, ()):
+                child = self._messages.get(child_id)
+                if child is not None:
+                    self._replace_message(child.model_copy(update={"parent_message_id": None}))
+
+    def _replace_message(self, message: LLMMessage) -> None:
+        """Put a changed copy of a stored message where the original was."""
+        self._messages[message.id] = message
+        ordered = self._session_messages[message.chat_session_id]
+        ordered[bisect_left(ordered, _message_order(message), key=_message_order)] = message
 
     # -- API calls -------------------------------------------------------------
 
@@ -258,12 +315,18 @@ class InMemoryStore(StoreLifecycle):
         """Store all of ``calls``, or none of them when any is refused."""
         self._check_open()
         batch = list(calls)
+        _check_batch_text(batch, "api_calls")
+        self._check_calls(batch)
+        self._store_calls(batch)
+
+    def _check_calls(self, batch: Sequence[LLMApiCall]) -> None:
         seen: set[uuid.UUID] = set()
-        for index, call in enumerate(batch):
+        for call in batch:
             if call.id in self._api_calls or call.id in seen:
                 raise ConstraintError(f"an API call with id {call.id} already exists")
-            _check_entity_text(call, f"api_calls[{index}]")
             seen.add(call.id)
+
+    def _store_calls(self, batch: Sequence[LLMApiCall]) -> None:
         for call in batch:
             self._api_calls[call.id] = call
             self._session_calls.setdefault(call.chat_session_id, {})[call.id] = call
@@ -390,6 +453,33 @@ class InMemoryStore(StoreLifecycle):
             self._drop_session_messages(session_id)
         logger.debug("deleted %d sessions inactive since %s", len(old), before.isoformat())
         return len(old)
+
+    # -- batch ingest ------------------------------------------------------------
+
+    async def ingest_records(
+        self,
+        sessions: Sequence[ChatSession] = (),
+        messages: Sequence[LLMMessage] = (),
+        calls: Sequence[LLMApiCall] = (),
+    ) -> None:
+        """Store every record whose id is not stored yet, all at once or none of them.
+
+        Sessions, then messages in order, then calls; a stored id (or a repeat
+        inside the batch) is skipped. Every record is checked for what no
+        backend can store, skipped or not, as the SQL stores encode them all.
+        """
+        self._check_open()
+        _check_batch_text(sessions, "sessions")
+        _check_batch_text(messages, "messages")
+        _check_batch_text(calls, "api_calls")
+        new_sessions = [s for s in first_of_each_id(sessions) if s.id not in self._sessions]
+        new_messages = [m for m in first_of_each_id(messages) if m.id not in self._messages]
+        new_calls = [c for c in first_of_each_id(calls) if c.id not in self._api_calls]
+        self._check_messages(new_messages, {session.id for session in new_sessions})
+        for session in new_sessions:
+            self._sessions[session.id] = session
+        self._store_messages(new_messages)
+        self._store_calls(new_calls)
 
     # -- counting and exporting ----------------------------------------------------
 

@@ -66,6 +66,8 @@ class PostgresDialect(Dialect):
     # from the time index (122 ms a chunk instead of 0.5 ms at a million calls).
     per_value_plan = "SET LOCAL plan_cache_mode = force_custom_plan"
     lock_rows = " FOR UPDATE"
+    # One uuid[] parameter: one prepared statement whatever the number of ids.
+    id_arrays = True
 
     def as_integer(self, expression: str) -> str:
         """A cast to BIGINT: SUM over BIGINT is NUMERIC, whose arithmetic is far slower.

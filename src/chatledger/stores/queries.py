@@ -128,6 +128,7 @@ class Queries:
         self.cleanup_calls = q(f"DELETE FROM {API_CALL.name} WHERE create_time < ?")
 
         self.insert_session = q(_insert(session))
+        self.bulk_sessions = (session.name, session.column_names)
         self.get_session = q(f"{_select(session)} WHERE id = ?")
         self.user_sessions = q(
             f"{_select(session)} WHERE user_id = ? ORDER BY update_time DESC, id DESC"
@@ -170,6 +171,18 @@ class Queries:
             _select(session) + "{where} ORDER BY update_time DESC, id DESC LIMIT ? OFFSET ?"
         )
         self._dialect = dialect
+        self._stored_ids: dict[tuple[str, int], str] = {}
+
+    def stored_ids(self, table: str, count: int) -> str:
+        """The ids ``table`` holds of ``count`` asked for (one array parameter, if bound so)."""
+        key = (table, 0 if self._dialect.id_arrays else count)
+        sql = self._stored_ids.get(key)
+        if sql is None:
+            where = "= ANY(?)" if self._dialect.id_arrays else f"IN ({', '.join('?' * count)})"
+            sql = self._stored_ids[key] = self._dialect.sql(
+                f"SELECT id FROM {table} WHERE id {where}"
+            )
+        return sql
 
     def api_calls_page(self, where: str) -> str:
         """API calls matching ``where``, newest first, one page (limit, offset follow)."""

@@ -30,7 +30,7 @@ from chatledger.entities import (
     UsageBucket,
     UsageStatistics,
 )
-from chatledger.errors import NotFoundError, PersistenceError, QueryError
+from chatledger.errors import ConstraintError, NotFoundError, PersistenceError, QueryError
 from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_QUERY_LIMIT,
@@ -46,7 +46,7 @@ from chatledger.stores.base import (
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.queries import Queries, filter_clause, record_filter, usage_statements
 from chatledger.stores.rows import Record, RowCodec, encode
-from chatledger.stores.schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from chatledger.stores.schema import API_CALL, MESSAGE, MIGRATIONS, SCHEMA_VERSION_TABLE, SESSION
 from chatledger.stores.statistics import sort_breakdown
 
 __all__ = ["Database", "Read", "SqlStore", "Write"]
@@ -54,6 +54,19 @@ __all__ = ["Database", "Read", "SqlStore", "Write"]
 logger = logging.getLogger(__name__)
 
 Row = Sequence[Any]
+
+# An ingest asks which of its ids are stored. Where each id is its own placeholder,
+# a query names at most _ID_CHUNK of them, padded (with the last id again) to one of
+# _ID_SIZES, so the database prepares a few statements instead of one per batch size.
+_ID_CHUNK = 512
+_ID_SIZES = (16, 64, 256, _ID_CHUNK)
+# How many times an ingest writes: fresh, then without what is stored, then once more
+# should another writer have stored some of the rest meanwhile.
+_INGEST_ATTEMPTS = 3
+
+# One kind of record in an ingest: each first record of an id (by its canonical
+# text) with its encoded row.
+_Batch = dict[str, tuple[Any, tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +247,23 @@ class SqlStore(StoreLifecycle):
         if not messages:
             return
         rows = [encode(self._rows.message, message) for message in messages]
+        await self._write(*self._message_writes(list(zip(messages, rows, strict=True))))
+
+    def _message_writes(self, batch: Sequence[tuple[LLMMessage, Row]]) -> list[Write]:
+        """Touch the sessions, then insert the rows: a batch of messages and their rows."""
         newest: dict[Any, tuple[datetime, Any]] = {}  # session -> its latest update time
-        for message, row in zip(messages, rows, strict=True):
+        for message, row in batch:
             seen = newest.get(row[2])
             if seen is None or message.update_time > seen[0]:
                 newest[row[2]] = (message.update_time, row[9])
         # in one order, so two batches touching the same sessions cannot deadlock
         touches = [(newest[session][1], session, newest[session][1]) for session in sorted(newest)]
-        await self._write(  # sessions first, as in save_message
+        return [  # sessions first, as in save_message
             Write(self._q.touch_session, many=touches),
-            Write(self._q.insert_message, many=rows, bulk=self._q.bulk_messages),
-        )
+            Write(
+                self._q.insert_message, many=[row for _, row in batch], bulk=self._q.bulk_messages
+            ),
+        ]
 
     async def get_message(self, message_id: uuid.UUID) -> LLMMessage | None:
         """The message with ``message_id``, or None."""
@@ -407,6 +426,113 @@ class SqlStore(StoreLifecycle):
             Write(self._q.cleanup_sessions, (cutoff,)),
         )
         return count
+
+    # --- batch ingest -------------------------------------------------------------------
+
+    async def ingest_records(
+        self,
+        sessions: Sequence[ChatSession] = (),
+        messages: Sequence[LLMMessage] = (),
+        calls: Sequence[LLMApiCall] = (),
+    ) -> None:
+        """Store every record whose id is not stored yet, in one transaction.
+
+        A fresh batch (the shipper's usual case) is one write through the
+        paths ``save_messages`` and ``save_api_calls`` take: COPY on
+        PostgreSQL, prepared multi-row INSERTs on MySQL. Only when the
+        database refuses it does one read, on one snapshot, ask which of the
+        batch's ids are stored; the write then runs again without them. If
+        none of them is stored, the refusal was the batch's own (a missing
+        session or parent) and is raised. Skipping inside the INSERT instead
+        would close the bulk paths (COPY has no ``ON CONFLICT DO NOTHING``)
+        and MySQL's ``INSERT IGNORE`` would also silence a missing session,
+        which must still raise; reading first would cost every fresh batch a
+        round trip (a third more time on PostgreSQL). Every record is encoded
+        first, skipped or not, so bad input fails the same whatever is stored.
+        """
+        kinds = (
+            (SESSION.name, self._batch(sessions, self._rows.session)),
+            (MESSAGE.name, self._batch(messages, self._rows.message)),
+            (API_CALL.name, self._batch(calls, self._rows.api_call)),
+        )
+        if not any(batch for _, batch in kinds):
+            return
+        stored: tuple[frozenset[str], ...] = (frozenset(),) * len(kinds)  # fresh, presumably
+        for attempt in range(1, _INGEST_ATTEMPTS + 1):
+            writes = self._ingest_writes([batch for _, batch in kinds], stored)
+            if not writes:
+                return
+            try:
+                await self._write(*writes)
+            except ConstraintError:
+                if attempt == _INGEST_ATTEMPTS:
+                    raise
+                now = await self._stored(kinds)
+                if now == stored:
+                    raise  # no more of the batch is stored than assumed: the batch is refused
+                logger.debug("ingest: %d records stored already", sum(map(len, now)))
+                stored = now
+            else:
+                return
+
+    @staticmethod
+    def _batch(records: Sequence[Any], encoder: Callable[[Any], tuple[Any, ...]]) -> _Batch:
+        """Every record encoded; of each id, the first record and its row."""
+        batch: _Batch = {}
+        for record in records:
+            row = encode(encoder, record)
+            batch.setdefault(str(record.id), (record, row))
+        return batch
+
+    async def _stored(self, kinds: Sequence[tuple[str, _Batch]]) -> tuple[frozenset[str], ...]:
+        """For each kind, which of its ids its table holds, read on one snapshot."""
+        self._check_open()
+        reads: list[Read] = []
+        owners: list[int] = []
+        for position, (table, batch) in enumerate(kinds):
+            ids = [row[0] for _, row in batch.values()]
+            for sql, params in self._id_queries(table, ids):
+                reads.append(Read(sql, params))
+                owners.append(position)
+        results = await self._db.read(reads)
+        found: list[set[str]] = [set() for _ in kinds]
+        as_text = self._dialect.record_uuid
+        for position, rows in zip(owners, results, strict=True):
+            found[position].update(as_text(row[0]) for row in rows)
+        return tuple(frozenset(ids) for ids in found)
+
+    def _id_queries(self, table: str, ids: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
+        """Queries, with their parameters, for which of ``ids`` (encoded) ``table`` holds."""
+        if not ids:
+            return []
+        if self._dialect.id_arrays:
+            return [(self._q.stored_ids(table, 0), (list(ids),))]
+        queries: list[tuple[str, Sequence[Any]]] = []
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = list(ids[start : start + _ID_CHUNK])
+            size = next(size for size in _ID_SIZES if size >= len(chunk))
+            chunk.extend([chunk[-1]] * (size - len(chunk)))
+            queries.append((self._q.stored_ids(table, size), chunk))
+        return queries
+
+    def _ingest_writes(
+        self, batches: Sequence[_Batch], stored: Sequence[frozenset[str]]
+    ) -> list[Write]:
+        """The writes of an ingest: what of each kind is not stored, sessions first."""
+        sessions, messages, calls = (
+            [entry for key, entry in batch.items() if key not in old]
+            for batch, old in zip(batches, stored, strict=True)
+        )
+        writes: list[Write] = []
+        if sessions:
+            rows = [row for _, row in sessions]
+            writes.append(Write(self._q.insert_session, many=rows, bulk=self._q.bulk_sessions))
+        if messages:
+            writes.extend(self._message_writes(messages))
+        if calls:
+            rows = [row for _, row in calls]
+            writes.append(Write(self._q.insert_call, many=rows, bulk=self._q.bulk_calls))
+        return writes
 
     # --- counting and exporting --------------------------------------------------------
 

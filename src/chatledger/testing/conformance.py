@@ -508,6 +508,7 @@ class StoreConformance:
             lambda: store.get_agent_by_code_with_provider("x"),
             lambda: store.get_agent_by_code_and_tenant_with_provider(some_id, "x"),
             lambda: store.delete_agent(some_id),
+            lambda: store.ingest_records([session], [message], [call]),
         ]
         for operation in operations:
             with pytest.raises(StoreConnectionError):
@@ -882,6 +883,62 @@ class StoreConformance:
         got = await store.get_session(session.id)
         assert got is not None
         assert got.update_time == session.update_time
+
+    @pytest.mark.asyncio
+    async def test_message_with_missing_parent_raises_constraint_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """A parent is stored or earlier in the batch; else ConstraintError, and nothing stored."""
+        session = await self._session(store)
+        orphan = make_message(session, parent_message_id=uuid7())
+        with pytest.raises(ConstraintError):
+            await store.save_message(orphan)
+        first = make_message(session, "first")
+        reply = make_message(session, "reply", parent_message_id=first.id)
+        with pytest.raises(ConstraintError):
+            await store.save_messages([make_message(session, "fine"), orphan])
+        assert await store.count_session_messages(session.id) == 0
+        await store.save_messages([first, reply])  # the parent earlier in the same batch
+        got = await store.get_message(reply.id)
+        assert got is not None
+        assert got.parent_message_id == first.id
+
+    @pytest.mark.asyncio
+    async def test_deleting_a_parent_unlinks_its_replies(self, store: PersistenceStore) -> None:
+        """Replies of a deleted message stay, without a parent (SQL's ON DELETE SET NULL)."""
+        session = await self._session(store)
+        other = await self._session(store)
+        root = make_message(session, "root", create_time=BASE_TIME)
+        reply = make_message(session, "reply", create_time=BASE_TIME, parent_message_id=root.id)
+        elsewhere = make_message(other, "elsewhere", parent_message_id=reply.id)
+        await store.save_messages([root, reply, elsewhere])
+
+        assert await store.delete_message(root.id) is True
+        assert await store.get_message(reply.id) == reply._replace(parent_message_id=None)
+        assert await store.get_session_messages(session.id) == [
+            reply._replace(parent_message_id=None)
+        ]
+        assert await store.delete_session(session.id) is True  # its messages go with it
+        assert await store.get_message(elsewhere.id) == elsewhere._replace(parent_message_id=None)
+        assert await store.get_session_messages(other.id) == [
+            elsewhere._replace(parent_message_id=None)
+        ]
+        # the parent id is free again: a new reply to a deleted message is refused
+        with pytest.raises(ConstraintError):
+            await store.save_message(make_message(other, parent_message_id=reply.id))
+
+    @pytest.mark.asyncio
+    async def test_session_update_time_follows_the_message_update_time(
+        self, store: PersistenceStore
+    ) -> None:
+        """A saved message moves its session's update_time to the message's own update_time."""
+        session = await self._session(store, create_time=BASE_TIME)
+        message = make_message(session, create_time=BASE_TIME + timedelta(minutes=1))
+        edited = message._replace(update_time=BASE_TIME + timedelta(minutes=5))
+        await store.save_message(edited)
+        got = await store.get_session(session.id)
+        assert got is not None
+        assert got.update_time == edited.update_time
 
     @pytest.mark.asyncio
     async def test_unicode_text_round_trips(self, store: PersistenceStore) -> None:
@@ -1867,6 +1924,169 @@ class StoreConformance:
         with pytest.raises(ValueError, match="timezone"):
             await store.cleanup_old_sessions(BASE_TIME.replace(tzinfo=None))
         assert await store.get_session(session.id) == session
+
+    # -- batch ingest --------------------------------------------------------------------
+
+    @staticmethod
+    def _ingest_batch() -> tuple[list[ChatSession], list[LLMMessage], list[LLMApiCall]]:
+        """Two sessions, six messages alternating between them (each replying to the one
+        before it in its session), four API calls."""
+        sessions = [make_session(create_time=BASE_TIME) for _ in range(2)]
+        messages: list[LLMMessage] = []
+        last: dict[UUID, UUID] = {}
+        for i in range(6):
+            session = sessions[i % 2]
+            message = make_message(
+                session,
+                f"m{i}",
+                create_time=BASE_TIME + timedelta(minutes=i + 1),
+                parent_message_id=last.get(session.id),
+            )
+            last[session.id] = message.id
+            messages.append(message)
+        calls = [
+            make_api_call(sessions[i % 2], request_message_id=messages[i].id, prompt_tokens=i)
+            for i in range(4)
+        ]
+        return sessions, messages, calls
+
+    async def _assert_stored_once(
+        self,
+        store: PersistenceStore,
+        sessions: Sequence[ChatSession],
+        messages: Sequence[LLMMessage],
+        calls: Sequence[LLMApiCall],
+    ) -> None:
+        """Exactly these records are stored, each once; a session's update_time is its newest
+        message's, as save_messages leaves it."""
+        assert await store.count_records("sessions", QueryFilter()) == len(sessions)
+        assert await store.count_records("messages", QueryFilter()) == len(messages)
+        assert await store.count_records("api_calls", QueryFilter()) == len(calls)
+        for session in sessions:
+            own = [m for m in messages if m.chat_session_id == session.id]
+            newest = max([session.update_time, *(m.update_time for m in own)])
+            assert await store.get_session(session.id) == session._replace(update_time=newest)
+            assert await store.get_session_messages(session.id) == own
+        for call in calls:
+            assert await store.get_api_call(call.id) == call
+
+    @pytest.mark.asyncio
+    async def test_ingest_twice_stores_once(self, store: PersistenceStore) -> None:
+        """A batch ingested twice (its acknowledgement lost) is stored once, without an error."""
+        sessions, messages, calls = self._ingest_batch()
+        await store.ingest_records(sessions, messages, calls)
+        await self._assert_stored_once(store, sessions, messages, calls)
+        await store.ingest_records(sessions, messages, calls)
+        await self._assert_stored_once(store, sessions, messages, calls)
+        await store.ingest_records(sessions=sessions, messages=messages[2:], calls=calls[:1])
+        await self._assert_stored_once(store, sessions, messages, calls)
+
+    @pytest.mark.asyncio
+    async def test_ingest_stores_the_part_not_stored_yet(self, store: PersistenceStore) -> None:
+        """Stored records are skipped and the rest stored; a stored session stays as it is."""
+        sessions, messages, calls = self._ingest_batch()
+        kept = sessions[0].with_title("stored first")
+        await store.create_session(kept)
+        await store.save_messages([m for m in messages if m.chat_session_id == kept.id][:2])
+        await store.save_api_calls(calls[::2])
+        await store.ingest_records(sessions, messages, calls)
+        await self._assert_stored_once(store, [kept, sessions[1]], messages, calls)
+
+    @pytest.mark.asyncio
+    async def test_ingest_of_mixed_kinds_one_at_a_time(self, store: PersistenceStore) -> None:
+        """Any kind may come alone; an empty ingest does nothing; keywords work."""
+        sessions, messages, calls = self._ingest_batch()
+        await store.ingest_records()
+        await store.ingest_records(calls=calls)
+        await store.ingest_records(sessions=sessions[:1])
+        await store.ingest_records(sessions[1:], messages)
+        await self._assert_stored_once(store, sessions, messages, calls)
+
+    @pytest.mark.asyncio
+    async def test_ingest_keeps_the_first_of_repeated_ids(self, store: PersistenceStore) -> None:
+        """An id repeated inside one batch is stored once, as its first record."""
+        session = make_session(title="first")
+        message = make_message(session, "first")
+        call = make_api_call(session, prompt_tokens=1)
+        await store.ingest_records(
+            [session, session.with_title("second")],
+            [message, message._replace(content=MessageContent(text="second")), message],
+            [call, make_api_call(session, id=call.id, prompt_tokens=2)],
+        )
+        await self._assert_stored_once(store, [session], [message], [call])
+
+    @pytest.mark.asyncio
+    async def test_ingest_that_fails_stores_nothing(self, store: PersistenceStore) -> None:
+        """A missing session or parent (ConstraintError) or a NUL (SerializationError) anywhere
+        in the batch stores none of it, stored ids or not."""
+        stored = await self._session(store)
+        sessions, messages, calls = self._ingest_batch()
+        orphan = make_message(make_session())
+        lost_parent = make_message(sessions[0], parent_message_id=uuid7())
+        before = (await store.get_session(stored.id), await store.get_session_messages(stored.id))
+        for bad_messages, error in (
+            ([*messages, orphan], ConstraintError),
+            ([lost_parent, *messages], ConstraintError),
+            ([make_message(stored), orphan], ConstraintError),
+            ([*messages, make_message(sessions[1], "nul \x00")], SerializationError),
+        ):
+            with pytest.raises(error):
+                await store.ingest_records([*sessions, stored], bad_messages, calls)
+            assert await store.count_records("sessions", QueryFilter()) == 1
+            assert await store.count_records("messages", QueryFilter()) == 0
+            assert await store.count_records("api_calls", QueryFilter()) == 0
+            after = (
+                await store.get_session(stored.id),
+                await store.get_session_messages(stored.id),
+            )
+            assert after == before
+        with pytest.raises(SerializationError):
+            await store.ingest_records(
+                sessions, messages, [*calls, make_api_call(model_name="\x00")]
+            )
+        with pytest.raises(SerializationError):
+            await store.ingest_records([*sessions, make_session(title="\x00")], messages, calls)
+        assert await store.count_records("sessions", QueryFilter()) == 1
+        assert await store.count_records("api_calls", QueryFilter()) == 0
+        await store.ingest_records(sessions, messages, calls)  # the good batch still goes in
+        await self._assert_stored_once(store, [stored, *sessions], messages, calls)
+
+    @pytest.mark.asyncio
+    async def test_concurrent_ingests_of_one_batch_store_it_once(
+        self, store: PersistenceStore
+    ) -> None:
+        """The same batch shipped by four writers at once: no error, every record once."""
+        sessions, messages, calls = self._ingest_batch()
+        await asyncio.gather(*(store.ingest_records(sessions, messages, calls) for _ in range(4)))
+        await self._assert_stored_once(store, sessions, messages, calls)
+
+    @pytest.mark.asyncio
+    async def test_ingest_of_a_large_half_stored_batch(self, store: PersistenceStore) -> None:
+        """120 sessions, 700 messages and 700 calls, half stored already: the rest lands once."""
+        session = await self._session(store)
+        others = [make_session(title=f"s{i}", metadata={"i": [i, "ü"]}) for i in range(120)]
+        for other in others[::2]:
+            await store.create_session(other)
+        start = datetime.now(UTC)
+        messages = [
+            make_message(session, f"m{i}", create_time=start + timedelta(microseconds=i))
+            for i in range(700)
+        ]
+        calls = [make_api_call(session, prompt_tokens=i) for i in range(700)]
+        await store.save_messages(messages[::2])
+        await store.save_api_calls(calls[1::2])
+        await store.ingest_records([session, *others], messages, calls)
+        await store.ingest_records([session, *others], messages, calls)
+        assert await store.get_session_messages(session.id) == messages
+        assert await store.count_records("sessions", QueryFilter()) == 121
+        for other in others:
+            assert await store.get_session(other.id) == other
+        assert await store.count_records("api_calls", QueryFilter()) == 700
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.total_prompt_tokens == sum(range(700))
+        got = await store.get_session(session.id)
+        assert got is not None
+        assert got.update_time == messages[-1].update_time
 
     # -- counting and exporting ------------------------------------------------------------
 
