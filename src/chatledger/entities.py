@@ -51,6 +51,15 @@ __all__ = [
 ]
 
 _INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1  # what a database binds as an integer
+_INT32_MIN = -(2**31)
+# NUMERIC(24, 10), MoFA's money column: fourteen digits before the point.
+_MONEY_LIMIT = Decimal(10) ** 14
+# The times every backend stores and reads back: MySQL's DATETIME starts at year
+# 1000, and asyncpg turns datetime.max into PostgreSQL's 'infinity', which comes
+# back naive (as datetime.min does, which the lower bound already excludes).
+_EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def utc_now() -> datetime:
@@ -62,15 +71,31 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
+def _out_of_range(name: str, value: datetime) -> str:
+    return (
+        f"{name} {value.isoformat()} is out of range: times must lie from "
+        "1000-01-01T00:00:00Z up to, not including, 9999-12-31T23:59:59.999999Z, "
+        "which every backend stores and reads back"
+    )
+
+
 UtcDatetime = AwareDatetime
 """A timezone-aware datetime; entities normalise it to UTC, naive datetimes are refused."""
 
 TokenCount = Annotated[int, Field(ge=0, le=_INT32_MAX)]
+Int32 = Annotated[int, Field(ge=_INT32_MIN, le=_INT32_MAX)]
 Money = Annotated[
+    Decimal,
+    Field(ge=0, lt=_MONEY_LIMIT, allow_inf_nan=False),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+"""An amount a money column holds: finite, not negative, below 10**14."""
+MoneyTotal = Annotated[
     Decimal,
     Field(ge=0, allow_inf_nan=False),
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
+"""A sum of amounts, which may pass what one column holds."""
 
 
 def _optional(**kwargs: Any) -> Any:
@@ -79,11 +104,18 @@ def _optional(**kwargs: Any) -> Any:
 
 
 class _Entity(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # NaN and Infinity in JSON values are written as the constants Python's json
+    # module writes, not silently as null, so a store sees them and refuses them.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_enum_values=False, ser_json_inf_nan="constants"
+    )
 
     # One model-level pass instead of a validator per field: reading history
     # validates many rows, and this keeps the per-row cost down.
     _time_fields: ClassVar[tuple[str, ...]] = ()
+    # Whether the times must lie in the range every backend stores (a record's
+    # do; a filter's bounds need not).
+    _stored_times: ClassVar[bool] = True
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -98,8 +130,16 @@ class _Entity(BaseModel):
     def _times_to_utc(self) -> Self:
         for name in self._time_fields:
             value = getattr(self, name)
-            if value is not None and value.tzinfo is not UTC:
-                object.__setattr__(self, name, value.astimezone(UTC))
+            if value is None:
+                continue
+            if value.tzinfo is not UTC:
+                try:
+                    value = value.astimezone(UTC)
+                except OverflowError:  # past year 9999 once in UTC
+                    raise ValueError(_out_of_range(name, value)) from None
+                object.__setattr__(self, name, value)
+            if self._stored_times and not _EARLIEST <= value < _LATEST:
+                raise ValueError(_out_of_range(name, value))
         return self
 
     def _replace(self, **changes: Any) -> Self:
@@ -408,8 +448,13 @@ def _elapsed_ms(start: datetime, end: datetime) -> int:
     return int((end - start).total_seconds() * 1000)
 
 
-def _to_decimal(value: Decimal | float | str) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+def _to_decimal(value: Decimal | float | str) -> Decimal | str:
+    """A float through its shortest decimal form; text is left to the field to parse.
+
+    The field refuses what is not a finite amount below 10**14 (``"abc"``,
+    ``"1e400"``, NaN) with a ValidationError naming ``total_price``.
+    """
+    return Decimal(repr(value)) if isinstance(value, float) else value
 
 
 class ChatSession(_Entity):
@@ -460,6 +505,8 @@ class QueryFilter(_Entity):
     The time range is half-open: ``start_time <= create_time < end_time``.
     """
 
+    _stored_times: ClassVar[bool] = False  # any bound is fine: it is only compared
+
     tenant_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
@@ -468,8 +515,8 @@ class QueryFilter(_Entity):
     end_time: UtcDatetime | None = None
     status: ApiCallStatus | None = None
     model_name: str | None = None
-    offset: int | None = Field(default=None, ge=0)
-    limit: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0, le=_INT64_MAX)
+    limit: int | None = Field(default=None, ge=0, le=_INT64_MAX)
 
     def tenant(self, tenant_id: uuid.UUID) -> QueryFilter:
         """Only calls of ``tenant_id``."""
@@ -518,7 +565,7 @@ class UsageStatistics(_Entity):
     total_tokens: int = 0
     total_prompt_tokens: int = 0
     total_completion_tokens: int = 0
-    total_cost: Money | None = None
+    total_cost: MoneyTotal | None = None
     avg_latency_ms: float | None = None
     avg_tokens_per_second: float | None = None
     status_counts: dict[ApiCallStatus, int] = Field(
@@ -535,6 +582,8 @@ class UsageStatistics(_Entity):
 class UsageBucket(_Entity):
     """Statistics for one group (and time bucket) of a usage breakdown."""
 
+    _stored_times: ClassVar[bool] = False
+
     keys: dict[str, Any]
     bucket_start: UtcDatetime | None = None
     stats: UsageStatistics
@@ -548,8 +597,8 @@ class Provider(_Entity):
 
     id: uuid.UUID
     tenant_id: uuid.UUID
-    provider_name: str = Field(min_length=1)
-    provider_type: str
+    provider_name: str = Field(min_length=1, max_length=255)
+    provider_type: str = Field(max_length=100)
     api_base: str
     api_key: SecretStr
     enabled: bool = True
@@ -562,18 +611,18 @@ class Agent(_Entity):
 
     id: uuid.UUID
     tenant_id: uuid.UUID
-    agent_code: str = Field(min_length=1)
-    agent_name: str
-    agent_order: int = 0
+    agent_code: str = Field(min_length=1, max_length=255)
+    agent_name: str = Field(max_length=255)
+    agent_order: Int32 = 0
     agent_status: bool = True
-    context_limit: int | None = None
+    context_limit: Int32 | None = None
     custom_params: Any | None = None
-    max_completion_tokens: int | None = None
-    model_name: str
+    max_completion_tokens: Int32 | None = None
+    model_name: str = Field(max_length=255)
     provider_id: uuid.UUID
-    response_format: str | None = None
+    response_format: str | None = Field(default=None, max_length=50)
     system_prompt: str
-    temperature: float | None = None
+    temperature: float | None = Field(default=None, allow_inf_nan=False)
     stream: bool | None = None
     thinking: Any | None = None
     create_time: UtcDatetime

@@ -20,6 +20,7 @@ from chatledger.entities import (
     UsageStatistics,
 )
 from chatledger.errors import StoreConnectionError
+from chatledger.stores.arguments import check_arguments
 
 __all__ = [
     "DEFAULT_QUERY_LIMIT",
@@ -400,10 +401,18 @@ class StoreLifecycle:
 
     A subclass names itself in ``backend_name`` and releases what it holds
     in ``_release()``; every public method starts with ``_check_open()``.
+    Every public coroutine a subclass defines gets its arguments checked
+    first (see :mod:`chatledger.stores.arguments`): the same ``TypeError``
+    for the same wrong argument on every backend.
     """
 
     backend_name: ClassVar[str]
     _closed: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check the arguments of every public coroutine ``cls`` defines."""
+        super().__init_subclass__(**kwargs)
+        check_arguments(cls)
 
     @property
     def is_connected(self) -> bool:

@@ -22,8 +22,8 @@ __all__ = ["Dialect", "json_dumps", "utc_text", "uuid_text"]
 
 
 def json_dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON text, non-ASCII kept as is; NaN or Infinity raises ValueError."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def uuid_text(value: Any) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import statistics as pystats
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -217,6 +218,11 @@ def make_agent(
         create_time=BASE_TIME,
         update_time=BASE_TIME,
     )
+
+
+def _any(value: object) -> Any:
+    """``value`` typed as anything: a wrong argument that a type checker lets through."""
+    return value
 
 
 # -- independent expectations ------------------------------------------------------
@@ -513,6 +519,113 @@ class StoreConformance:
         for operation in operations:
             with pytest.raises(StoreConnectionError):
                 await operation()
+
+    # -- arguments -----------------------------------------------------------------
+
+    def _wrong_arguments(
+        self, store: PersistenceStore
+    ) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+        """Calls with an argument of the wrong type, each with the parameter it gets wrong."""
+        session = make_session()
+        message = make_message(session)
+        call = make_api_call(session)
+        provider = make_provider()
+        some_id = uuid7()
+        text_id = str(some_id)
+        return [
+            ("message", lambda: store.save_message(_any("x"))),
+            ("message", lambda: store.save_message(_any(call))),
+            ("messages", lambda: store.save_messages(_any("xy"))),
+            ("messages[1]", lambda: store.save_messages([message, _any(call)])),
+            ("messages", lambda: store.save_messages(_any(m for m in [message]))),
+            ("message_id", lambda: store.get_message(_any("not-a-uuid"))),
+            ("session_id", lambda: store.get_session_messages(_any(text_id))),
+            ("offset", lambda: store.get_session_messages_paginated(some_id, _any("0"), 10)),
+            ("limit", lambda: store.get_session_messages_paginated(some_id, 0, _any(2.5))),
+            ("limit", lambda: store.get_recent_messages(some_id, _any(None))),
+            ("message_id", lambda: store.delete_message(_any("x"))),
+            ("session_id", lambda: store.delete_session_messages(_any(7))),
+            ("session_id", lambda: store.count_session_messages(_any(None))),
+            ("call", lambda: store.save_api_call(_any(message))),
+            ("calls", lambda: store.save_api_calls(_any(call))),
+            ("calls[0]", lambda: store.save_api_calls([_any(message)])),
+            ("call_id", lambda: store.get_api_call(_any(text_id))),
+            ("query", lambda: store.query_api_calls(_any(None))),
+            ("query", lambda: store.get_statistics(_any({"tenant_id": some_id}))),
+            ("query", lambda: store.get_usage_breakdown(_any(None), ["model"])),
+            ("call_id", lambda: store.delete_api_call(_any("x"))),
+            ("before", lambda: store.cleanup_old_records(_any("2024-01-01"))),
+            ("session", lambda: store.create_session(_any(None))),
+            ("session", lambda: store.create_session(_any(message))),
+            ("session_id", lambda: store.get_session(_any("not-a-uuid"))),
+            ("session_id", lambda: store.get_session(_any(text_id))),
+            ("user_id", lambda: store.get_user_sessions(_any(None))),
+            ("session", lambda: store.update_session(_any(None))),
+            ("session_id", lambda: store.delete_session(_any("x"))),
+            ("query", lambda: store.list_sessions(_any(None))),
+            ("before", lambda: store.cleanup_old_sessions(_any(None))),
+            ("query", lambda: store.count_records("api_calls", _any(None))),
+            ("kind", lambda: store.count_records(_any(None), QueryFilter())),
+            ("query", lambda: _drain(store.export_records("api_calls", _any(None)))),
+            (
+                "chunk_size",
+                lambda: _drain(
+                    store.export_records("api_calls", QueryFilter(), chunk_size=_any("9"))
+                ),
+            ),
+            ("sessions", lambda: store.ingest_records(_any(session))),
+            ("messages[0]", lambda: store.ingest_records([session], [_any(call)])),
+            ("calls", lambda: store.ingest_records(calls=_any("x"))),
+            ("provider", lambda: store.save_provider(_any(None))),
+            ("provider_id", lambda: store.get_provider(_any("x"))),
+            ("name", lambda: store.get_provider_by_name(some_id, _any(None))),
+            ("tenant_id", lambda: store.list_providers(_any(text_id))),
+            ("tenant_id", lambda: store.get_enabled_providers(_any(None))),
+            ("provider_id", lambda: store.delete_provider(_any(None))),
+            ("agent", lambda: store.save_agent(_any(provider))),
+            ("agent_id", lambda: store.get_agent(_any("x"))),
+            ("code", lambda: store.get_agent_by_code(_any(None))),
+            ("tenant_id", lambda: store.get_agent_by_code_and_tenant(_any("x"), "code")),
+            ("tenant_id", lambda: store.list_agents(_any(None))),
+            ("tenant_id", lambda: store.get_active_agents(_any(None))),
+            ("agent_id", lambda: store.get_agent_with_provider(_any("x"))),
+            ("code", lambda: store.get_agent_by_code_with_provider(_any(3))),
+            ("code", lambda: store.get_agent_by_code_and_tenant_with_provider(some_id, _any(3))),
+            ("agent_id", lambda: store.delete_agent(_any(None))),
+        ]
+
+    @pytest.mark.asyncio
+    async def test_wrong_argument_types_raise_type_error(self, store: PersistenceStore) -> None:
+        """A str for an entity or id, None for a filter, …: TypeError naming the parameter.
+
+        The same on every backend, and nothing is stored: a message where an API
+        call belongs is not kept as a call, a text id is not looked up.
+        """
+        for parameter, operation in self._wrong_arguments(store):
+            with pytest.raises(TypeError, match=re.escape(f"{parameter} must be")):
+                await operation()
+        for kind in RECORD_KINDS:
+            assert await store.count_records(kind, QueryFilter()) == 0
+        assert (await store.get_statistics(QueryFilter())).total_calls == 0
+
+    @pytest.mark.asyncio
+    async def test_wrong_arguments_are_refused_before_the_database(
+        self, store: PersistenceStore
+    ) -> None:
+        """The check comes first: a closed store answers TypeError, not StoreConnectionError."""
+        await store.close()
+        for _, operation in self._wrong_arguments(store):
+            with pytest.raises(TypeError):
+                await operation()
+
+    @pytest.mark.asyncio
+    async def test_text_id_hint_says_how_to_convert(self, store: PersistenceStore) -> None:
+        """A well-formed id passed as text is refused with how to convert it, not looked up."""
+        session = await self._session(store)
+        with pytest.raises(TypeError, match=r"uuid\.UUID\(text\)"):
+            await store.get_session(str(session.id))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="not a UUID"):
+            await store.get_session("not-a-uuid")  # type: ignore[arg-type]
 
     # -- sessions ----------------------------------------------------------------
 
@@ -1022,6 +1135,84 @@ class StoreConformance:
             with pytest.raises(SerializationError):
                 await store.save_api_call(call)
             assert await store.get_api_call(call.id) is None
+
+    @pytest.mark.asyncio
+    async def test_nan_or_infinity_in_json_raises_serialization_error(
+        self, store: PersistenceStore
+    ) -> None:
+        """NaN or ±Infinity in any JSON value raises SerializationError; nothing is stored.
+
+        PostgreSQL's JSONB and MySQL's JSON check refuse them; SQLite and the
+        in-memory store would keep what the others cannot, so every backend refuses.
+        """
+        nan, inf = float("nan"), float("inf")
+        for metadata in ({"score": nan}, {"deep": [1, {"x": -inf}]}, {"k": inf}):
+            bad_session = make_session(metadata=metadata)
+            with pytest.raises(SerializationError):
+                await store.create_session(bad_session)
+            assert await store.get_session(bad_session.id) is None
+        session = await self._session(store, metadata={"fine": 1.5})
+        with pytest.raises(SerializationError):
+            await store.update_session(session.with_metadata("x", nan))
+        assert await store.get_session(session.id) == session
+
+        bad_contents = [
+            MessageContent(text="ok", score=inf),
+            MessageContent(tool_calls=[ToolCallContent(id="c", name="f", arguments={"t": nan})]),
+            MessageContent(tool_calls=[ToolCallContent(id="c", name="f", arguments=[-inf])]),
+        ]
+        for content in bad_contents:
+            message = make_message(session, content=content)
+            with pytest.raises(SerializationError):
+                await store.save_message(message)
+            with pytest.raises(SerializationError):
+                await store.save_messages([make_message(session), message])
+        assert await store.count_session_messages(session.id) == 0
+
+        bad_calls = [
+            make_api_call().with_token_details(TokenDetails(cached_tokens=1, ratio=nan), None),
+            make_api_call().with_price(Decimal("0.01"), PriceDetails(rate=inf)),
+        ]
+        for call in bad_calls:
+            with pytest.raises(SerializationError):
+                await store.save_api_call(call)
+            assert await store.get_api_call(call.id) is None
+
+        provider = make_provider()
+        await store.save_provider(provider)
+        for agent in (
+            make_agent(provider)._replace(custom_params={"top_p": nan}),
+            make_agent(provider)._replace(thinking={"budget": inf}),
+        ):
+            with pytest.raises(SerializationError):
+                await store.save_agent(agent)
+            assert await store.get_agent(agent.id) is None
+
+    @pytest.mark.asyncio
+    async def test_text_that_spells_nan_round_trips(self, store: PersistenceStore) -> None:
+        """The words NaN and Infinity in text are text, stored as they are."""
+        session = await self._session(store, metadata={"NaN": "Infinity", "n": [-0.5, 2.5e-3]})
+        assert await store.get_session(session.id) == session
+        message = make_message(session, "NaN or -Infinity?")
+        await store.save_message(message)
+        assert await store.get_message(message.id) == message
+
+    @pytest.mark.asyncio
+    async def test_times_at_the_edges_of_the_range_round_trip(
+        self, store: PersistenceStore
+    ) -> None:
+        """Times from 1000-01-01T00:00Z to just before datetime.max (UTC) come back unchanged."""
+        earliest = datetime(1000, 1, 1, tzinfo=UTC)
+        latest = datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC)
+        session = await self._session(store, create_time=earliest, update_time=latest)
+        assert await store.get_session(session.id) == session
+        message = make_message(session, create_time=earliest)
+        await store.save_message(message)
+        assert await store.get_message(message.id) == message
+        call = make_api_call(session, create_time=earliest, update_time=latest, latency_ms=None)
+        await store.save_api_call(call)
+        assert await store.get_api_call(call.id) == call
+        assert await store.query_api_calls(QueryFilter().session(session.id)) == [call]
 
     @pytest.mark.asyncio
     async def test_fifty_concurrent_writers_on_distinct_sessions_lose_nothing(
