@@ -31,6 +31,7 @@ from chatledger.stores.server import (
     ServerStore,
     import_driver,
     server_error,
+    shown_cause,
 )
 
 if TYPE_CHECKING:
@@ -374,15 +375,15 @@ class MySqlStore(ServerStore):
         settings.update(options)
         try:
             pool = await asyncmy.create_pool(minsize=min_size, maxsize=max_size, **settings)
-        except Exception as exc:
-            raise map_error(exc, address) from exc
+        except Exception as exc:  # noqa: BLE001  (mapped to chatledger's error below)
+            raise map_error(exc, address) from shown_cause(exc, address)
         try:
             async with pool.acquire() as conn, conn.cursor() as cursor:
                 dialect = await _dialect_for(cursor)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (mapped to chatledger's error below)
             pool.close()
             await pool.wait_closed()
-            raise map_error(exc, address) from exc
+            raise map_error(exc, address) from shown_cause(exc, address)
         return MySqlDatabase(pool, address, dialect)
 
 

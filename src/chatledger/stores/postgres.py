@@ -25,6 +25,7 @@ from chatledger.stores.server import (
     ServerStore,
     import_driver,
     server_error,
+    shown_cause,
 )
 
 if TYPE_CHECKING:
@@ -283,6 +284,6 @@ class PostgresStore(ServerStore):
             pool = await pg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, server_settings=settings, **options
             )
-        except Exception as exc:
-            raise map_error(pg, exc, address) from exc
+        except Exception as exc:  # noqa: BLE001  (mapped to chatledger's error below)
+            raise map_error(pg, exc, address) from shown_cause(exc, address)
         return PostgresDatabase(pool, address)
