@@ -64,9 +64,8 @@ _ID_SIZES = (16, 64, 256, _ID_CHUNK)
 # should another writer have stored some of the rest meanwhile.
 _INGEST_ATTEMPTS = 3
 
-# One kind of record in an ingest: each first record of an id (by its canonical
-# text) with its encoded row.
-_Batch = dict[str, tuple[Any, tuple[Any, ...]]]
+# One kind of record in an ingest: each first record of an id with its encoded row.
+_Batch = dict[uuid.UUID, tuple[Any, tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +456,7 @@ class SqlStore(StoreLifecycle):
         )
         if not any(batch for _, batch in kinds):
             return
-        stored: tuple[frozenset[str], ...] = (frozenset(),) * len(kinds)  # fresh, presumably
+        stored: tuple[frozenset[uuid.UUID], ...] = (frozenset(),) * len(kinds)  # fresh, presumably
         for attempt in range(1, _INGEST_ATTEMPTS + 1):
             writes = self._ingest_writes([batch for _, batch in kinds], stored)
             if not writes:
@@ -481,10 +480,12 @@ class SqlStore(StoreLifecycle):
         batch: _Batch = {}
         for record in records:
             row = encode(encoder, record)
-            batch.setdefault(str(record.id), (record, row))
+            batch.setdefault(record.id, (record, row))
         return batch
 
-    async def _stored(self, kinds: Sequence[tuple[str, _Batch]]) -> tuple[frozenset[str], ...]:
+    async def _stored(
+        self, kinds: Sequence[tuple[str, _Batch]]
+    ) -> tuple[frozenset[uuid.UUID], ...]:
         """For each kind, which of its ids its table holds, read on one snapshot."""
         self._check_open()
         reads: list[Read] = []
@@ -495,10 +496,10 @@ class SqlStore(StoreLifecycle):
                 reads.append(Read(sql, params))
                 owners.append(position)
         results = await self._db.read(reads)
-        found: list[set[str]] = [set() for _ in kinds]
-        as_text = self._dialect.record_uuid
+        found: list[set[uuid.UUID]] = [set() for _ in kinds]
+        as_text = self._dialect.record_uuid  # asyncpg's own UUID type, or text as stored
         for position, rows in zip(owners, results, strict=True):
-            found[position].update(as_text(row[0]) for row in rows)
+            found[position].update(uuid.UUID(as_text(row[0])) for row in rows)
         return tuple(frozenset(ids) for ids in found)
 
     def _id_queries(self, table: str, ids: Sequence[Any]) -> list[tuple[str, Sequence[Any]]]:
@@ -516,7 +517,7 @@ class SqlStore(StoreLifecycle):
         return queries
 
     def _ingest_writes(
-        self, batches: Sequence[_Batch], stored: Sequence[frozenset[str]]
+        self, batches: Sequence[_Batch], stored: Sequence[frozenset[uuid.UUID]]
     ) -> list[Write]:
         """The writes of an ingest: what of each kind is not stored, sessions first."""
         sessions, messages, calls = (
