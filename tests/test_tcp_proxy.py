@@ -381,15 +381,7 @@ async def test_a_blackholed_operation_waits_and_completes_once_restored(
         pytest.param("pg", marks=pytest.mark.server),
         pytest.param(
             "mysql",
-            marks=[
-                pytest.mark.server,
-                pytest.mark.xfail(
-                    raises=TimeoutError,
-                    strict=True,
-                    reason="asyncmy's connect_timeout covers the TCP connect only; it waits "
-                    "for the server's greeting without a limit (read_timeout=None)",
-                ),
-            ],
+            marks=pytest.mark.server,
         ),
     ],
     indirect=True,

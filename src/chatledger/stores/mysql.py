@@ -374,7 +374,12 @@ class MySqlStore(ServerStore):
             settings["unix_socket"] = address.options["unix_socket"]
         settings.update(options)
         try:
-            pool = await asyncmy.create_pool(minsize=min_size, maxsize=max_size, **settings)
+            # asyncmy's connect_timeout bounds the TCP connect only, not the wait for the
+            # server's greeting: a hung network would hang here for good without this.
+            pool = await asyncio.wait_for(
+                asyncmy.create_pool(minsize=min_size, maxsize=max_size, **settings),
+                float(settings["connect_timeout"]),
+            )
         except Exception as exc:  # noqa: BLE001  (mapped to chatledger's error below)
             raise map_error(exc, address) from shown_cause(exc, address)
         try:
