@@ -2,9 +2,9 @@
 
 Every public name is importable from here. The entities, errors, pricing,
 the store protocols, the in-memory and SQLite stores are imported with the
-package; the server stores, the plugins, the agent, the recorder and usage
-accounting on first use (PEP 562), so ``import chatledger`` loads no
-database driver or SDK.
+package with the recorder and usage accounting; the server stores, the
+plugins and the agent on first use (PEP 562), so ``import chatledger``
+loads no database driver or SDK.
 """
 
 from __future__ import annotations
@@ -48,6 +48,24 @@ from chatledger.pricing import (
     StaticPricingRegistry,
     default_pricing_registry,
 )
+from chatledger.recording import (
+    CLOSE_TIMEOUT,
+    DEFAULT_SPOOL_LIMIT,
+    KEY_NAMESPACE,
+    CallFields,
+    DeadLetter,
+    FileSpool,
+    MemorySpool,
+    Recorder,
+    Scope,
+    Spool,
+    SpoolError,
+    current_scope,
+    default_spool_root,
+    id_for_key,
+    spool_directory_for,
+)
+from chatledger.recording.scope import scope  # the function, not the submodule of that name
 from chatledger.stores import (
     AgentStore,
     ApiCallStore,
@@ -59,6 +77,13 @@ from chatledger.stores import (
     SessionStore,
     SqliteStore,
     connect,
+)
+from chatledger.usage import (
+    CHARS_PER_TOKEN,
+    count_tokens,
+    error_code,
+    status_for_error,
+    tokens_per_second,
 )
 
 if TYPE_CHECKING:
@@ -86,33 +111,7 @@ if TYPE_CHECKING:
         PluginStateError,
         PluginType,
     )
-    from chatledger.recording import (
-        CLOSE_TIMEOUT,
-        DEFAULT_SPOOL_LIMIT,
-        KEY_NAMESPACE,
-        DeadLetter,
-        FileSpool,
-        MemorySpool,
-        Recorder,
-        Scope,
-        Spool,
-        SpoolError,
-        current_scope,
-        default_spool_root,
-        id_for_key,
-        spool_directory_for,
-    )
-
-    # From its module: mypy reads `scope` from the package as the submodule of that name.
-    from chatledger.recording.scope import scope
     from chatledger.stores import MySqlStore, PostgresStore
-    from chatledger.usage import (
-        CHARS_PER_TOKEN,
-        count_tokens,
-        error_code,
-        status_for_error,
-        tokens_per_second,
-    )
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -181,6 +180,7 @@ __all__ = [
     "StreamEnd",
     # recording from any framework
     "CLOSE_TIMEOUT",
+    "CallFields",
     "DEFAULT_SPOOL_LIMIT",
     "DeadLetter",
     "FileSpool",
@@ -246,30 +246,6 @@ _LAZY = {
             "StreamEnd",
         ),
         "chatledger.agent",
-    ),
-    **dict.fromkeys(
-        (
-            "CLOSE_TIMEOUT",
-            "DEFAULT_SPOOL_LIMIT",
-            "DeadLetter",
-            "FileSpool",
-            "KEY_NAMESPACE",
-            "MemorySpool",
-            "Recorder",
-            "Scope",
-            "Spool",
-            "SpoolError",
-            "current_scope",
-            "default_spool_root",
-            "id_for_key",
-            "scope",
-            "spool_directory_for",
-        ),
-        "chatledger.recording",
-    ),
-    **dict.fromkeys(
-        ("CHARS_PER_TOKEN", "count_tokens", "error_code", "status_for_error", "tokens_per_second"),
-        "chatledger.usage",
     ),
 }
 

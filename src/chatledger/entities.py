@@ -243,13 +243,16 @@ class LLMMessage(_Entity):
         tenant_id: uuid.UUID,
         role: MessageRole | str,
         content: MessageContent | str,
+        *,
+        parent_message_id: uuid.UUID | None = None,
     ) -> LLMMessage:
-        """A new message with a fresh UUIDv7 id, stamped now."""
+        """A new message with a fresh UUIDv7 id, stamped now (linked to a parent, if given)."""
         now = utc_now()
         if isinstance(content, str):
             content = MessageContent(text=content)
         return cls(
             id=uuid7(),
+            parent_message_id=parent_message_id,
             chat_session_id=session_id,
             agent_id=agent_id,
             user_id=user_id,

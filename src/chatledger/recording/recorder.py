@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Required, Self, TypedDict, TypeVar, Unpack
 
 from chatledger.entities import (
     ApiCallStatus,
@@ -64,6 +64,7 @@ from chatledger.usage import error_code, status_for_error, tokens_per_second
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "CallFields",
     "Recorder",
     "SpoolChoice",
     "identity_for_url",
@@ -83,6 +84,36 @@ CLOSE_TIMEOUT = 10.0
 _SESSIONS_REMEMBERED = 10_000  # sessions whose message fingerprints stay in memory
 _UNKNOWN_MODEL = "unknown"
 _LOAD_TIMEOUT = 5.0  # seconds a session's first read may take before it is given up
+
+
+class CallFields(TypedDict, total=False):
+    """What is known of one LLM API call, as integrations hand it to the recorder.
+
+    Only ``model`` and ``started`` are required. Token counts are the provider's
+    own (``prompt_tokens`` includes ``cached_tokens``, ``completion_tokens``
+    includes ``reasoning_tokens``); ``estimated`` marks counts made locally,
+    and ``counted_by`` says how. A call with ``error`` (or a non-success
+    ``status``) is recorded as failed.
+    """
+
+    model: Required[str | None]
+    started: Required[datetime]
+    finished: datetime | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int | None
+    reasoning_tokens: int | None
+    time_to_first_token_ms: int | None
+    response_id: str | None
+    request_message_id: uuid.UUID | None
+    response_message_id: uuid.UUID | None
+    error: BaseException | None
+    status: ApiCallStatus | None
+    error_message: str | None
+    estimated: bool
+    counted_by: str | None
+    extra_details: dict[str, Any]
+
 
 _Acknowledgement = Future[int | None] | asyncio.Future[int | None]
 """Settled once records are durable: with the last one's seq, or None if the spool was full."""
@@ -368,52 +399,14 @@ class Recorder:
         return ids
 
     async def record_call(
-        self,
-        *,
-        model: str | None,
-        started: datetime,
-        finished: datetime | None = None,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        cached_tokens: int | None = None,
-        reasoning_tokens: int | None = None,
-        time_to_first_token_ms: int | None = None,
-        response_id: str | None = None,
-        request_message_id: uuid.UUID | None = None,
-        response_message_id: uuid.UUID | None = None,
-        error: BaseException | None = None,
-        status: ApiCallStatus | None = None,
-        error_message: str | None = None,
-        estimated: bool = False,
-        counted_by: str | None = None,
-        extra_details: dict[str, Any] | None = None,
-        scope: Scope | None = None,
+        self, *, scope: Scope | None = None, **fields: Unpack[CallFields]
     ) -> LLMApiCall:
         """Record one LLM API call in the session in scope; priced when the recorder has pricing.
 
-        A call with ``error`` (or a non-success ``status``) is recorded as failed,
-        its status and code following the error.
+        ``fields`` are :class:`CallFields`. A call with ``error`` (or a non-success
+        ``status``) is recorded as failed, its status and code following the error.
         """
-        call = self.build_call(
-            model=model,
-            started=started,
-            finished=finished,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cached_tokens=cached_tokens,
-            reasoning_tokens=reasoning_tokens,
-            time_to_first_token_ms=time_to_first_token_ms,
-            response_id=response_id,
-            request_message_id=request_message_id,
-            response_message_id=response_message_id,
-            error=error,
-            status=status,
-            error_message=error_message,
-            estimated=estimated,
-            counted_by=counted_by,
-            extra_details=extra_details,
-            scope=scope,
-        )
+        call = self.build_call(scope=scope, **fields)
         await self._acknowledged(self._record_api_call(call, asynchronous=True))
         return call
 
@@ -427,13 +420,13 @@ class Recorder:
         self,
         request_id: uuid.UUID,
         content: MessageContent | str,
-        call: dict[str, Any],
+        call: CallFields,
         *,
         scope: Scope | None = None,
     ) -> tuple[LLMMessage, LLMApiCall]:
         """Record a reply to ``request_id`` and the call that produced it, durable together.
 
-        ``call`` holds :meth:`record_call`'s keywords; the call links the request and reply.
+        ``call`` holds :class:`CallFields`; the call links the request and the reply.
         """
         future, reply, api_call = self._record_reply(
             request_id, content, call, scope, asynchronous=True
@@ -494,9 +487,11 @@ class Recorder:
         self._acknowledged_sync(future)
         return ids
 
-    def record_call_sync(self, **fields: Any) -> LLMApiCall:
-        """Blocking twin of :meth:`record_call` (the same keywords)."""
-        call = self.build_call(**fields)
+    def record_call_sync(
+        self, *, scope: Scope | None = None, **fields: Unpack[CallFields]
+    ) -> LLMApiCall:
+        """Blocking twin of :meth:`record_call`."""
+        call = self.build_call(scope=scope, **fields)
         self._acknowledged_sync(self._record_api_call(call, asynchronous=False))
         return call
 
@@ -510,7 +505,7 @@ class Recorder:
         self,
         request_id: uuid.UUID,
         content: MessageContent | str,
-        call: dict[str, Any],
+        call: CallFields,
         *,
         scope: Scope | None = None,
     ) -> tuple[LLMMessage, LLMApiCall]:
@@ -542,32 +537,18 @@ class Recorder:
 
     # --- building records ---------------------------------------------------------------
 
-    def build_call(
-        self,
-        *,
-        model: str | None,
-        started: datetime,
-        finished: datetime | None = None,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        cached_tokens: int | None = None,
-        reasoning_tokens: int | None = None,
-        time_to_first_token_ms: int | None = None,
-        response_id: str | None = None,
-        request_message_id: uuid.UUID | None = None,
-        response_message_id: uuid.UUID | None = None,
-        error: BaseException | None = None,
-        status: ApiCallStatus | None = None,
-        error_message: str | None = None,
-        estimated: bool = False,
-        counted_by: str | None = None,
-        extra_details: dict[str, Any] | None = None,
-        scope: Scope | None = None,
-    ) -> LLMApiCall:
+    def build_call(self, *, scope: Scope | None = None, **fields: Unpack[CallFields]) -> LLMApiCall:
         """The :class:`LLMApiCall` :meth:`record_call` would record, in the scope in force."""
         ids = self._ids(self.resolve_scope(scope))
+        started = fields["started"]
+        prompt_tokens = fields.get("prompt_tokens", 0)
+        completion_tokens = fields.get("completion_tokens", 0)
+        time_to_first_token_ms = fields.get("time_to_first_token_ms")
+        error, status = fields.get("error"), fields.get("status")
+        estimated, counted_by = fields.get("estimated", False), fields.get("counted_by")
+        request_message_id = fields.get("request_message_id")
         session_id, agent_id, user_id, tenant_id = ids
-        model = (model or _UNKNOWN_MODEL)[:100]
+        model = (fields.get("model") or _UNKNOWN_MODEL)[:100]
         failed = error is not None or (status is not None and status != ApiCallStatus.SUCCESS)
         if failed:
             return LLMApiCall.failed(
@@ -577,14 +558,15 @@ class Recorder:
                 tenant_id,
                 request_message_id or NIL,
                 model,
-                (error_message or (str(error) or type(error).__name__ if error else "failed"))[
-                    :4000
-                ],
+                (
+                    fields.get("error_message")
+                    or (str(error) or type(error).__name__ if error else "failed")
+                )[:4000],
                 error_code(error) if error is not None else None,
                 started,
                 status=status or (status_for_error(error) if error else ApiCallStatus.FAILED),
             )
-        finished = max(finished or utc_now(), started)
+        finished = max(fields.get("finished") or utc_now(), started)
         latency_ms = int((finished - started).total_seconds() * 1000)  # as LLMApiCall.success
         # One validated construction (success() then a copy would validate twice per call).
         call = LLMApiCall(
@@ -594,15 +576,17 @@ class Recorder:
             user_id=user_id,
             tenant_id=tenant_id,
             request_message_id=request_message_id or NIL,
-            response_message_id=response_message_id or NIL,
+            response_message_id=fields.get("response_message_id") or NIL,
             model_name=model,
             prompt_tokens=prompt_tokens,
             prompt_tokens_details=_details(
-                {"cached_tokens": cached_tokens} | (extra_details or {}), estimated, counted_by
+                {"cached_tokens": fields.get("cached_tokens")} | fields.get("extra_details", {}),
+                estimated,
+                counted_by,
             ),
             completion_tokens=completion_tokens,
             completion_tokens_details=_details(
-                {"reasoning_tokens": reasoning_tokens}, estimated, counted_by
+                {"reasoning_tokens": fields.get("reasoning_tokens")}, estimated, counted_by
             ),
             total_tokens=prompt_tokens + completion_tokens,
             latency_ms=latency_ms,
@@ -610,7 +594,7 @@ class Recorder:
             tokens_per_second=tokens_per_second(
                 completion_tokens, latency_ms, time_to_first_token_ms
             ),
-            api_response_id=response_id,
+            api_response_id=fields.get("response_id"),
             status=ApiCallStatus.SUCCESS,
             create_time=started,
             update_time=finished,
@@ -691,19 +675,10 @@ class Recorder:
         session_id, agent_id, user_id, tenant_id = ids
         messages = []
         for role, content in built:
-            now = utc_now()
-            message = LLMMessage(
-                id=uuid7(),
+            message = LLMMessage.new(
+                session_id, agent_id, user_id, tenant_id, role, content,
                 parent_message_id=parent_id or state.last,
-                chat_session_id=session_id,
-                agent_id=agent_id,
-                user_id=user_id,
-                tenant_id=tenant_id,
-                role=role,
-                content=content,
-                create_time=now,
-                update_time=now,
-            )
+            )  # fmt: skip
             parent_id = None  # only the first message may name another parent
             state.add(role, content, message.id)
             records.append(("message", self._body(message)))
@@ -746,7 +721,7 @@ class Recorder:
         self,
         request_id: uuid.UUID,
         content: MessageContent | str,
-        fields: dict[str, Any],
+        fields: CallFields,
         scope: Scope | None,
         *,
         asynchronous: bool,
@@ -759,10 +734,10 @@ class Recorder:
             records: list[tuple[str, str]] = []
             state = self._session(scope, ids, records)
             (reply,) = self._append_messages(state, ids, built, request_id, records)
-            fields = {"finished": reply.create_time} | fields
-            call = self.build_call(
-                request_message_id=request_id, response_message_id=reply.id, scope=scope, **fields
-            )
+            linked: CallFields = {"finished": reply.create_time, **fields}
+            linked["request_message_id"] = request_id
+            linked["response_message_id"] = reply.id
+            call = self.build_call(scope=scope, **linked)
             records.append(("call", self._body(call)))
             self._counters.api_calls += 1
             return self._spool_append(records, asynchronous), reply, call
