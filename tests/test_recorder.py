@@ -532,3 +532,18 @@ async def test_bad_arguments_are_refused_clearly() -> None:
         Recorder("sqlite:///x.db")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="spool_limit"):
         Recorder(InMemoryStore(), spool_limit=0)
+
+
+async def test_closing_after_the_store_was_closed_does_not_wait_out_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """The app closed its store first: close() returns at once, the records stay spooled."""
+    store = await SqliteStore.connect(tmp_path / "closed.db")
+    recorder = Recorder(store, spool=tmp_path / "spool", close_timeout=30)
+    await store.close()
+    with scope(session_id="late"):
+        await recorder.record_message("user", "recorded after the store closed")
+    started = asyncio.get_running_loop().time()
+    await recorder.close()
+    assert asyncio.get_running_loop().time() - started < 5
+    assert len(SpoolDirectory(tmp_path / "spool").files()) == 1  # kept for the next start

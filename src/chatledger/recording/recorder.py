@@ -916,7 +916,8 @@ class Recorder:
         if deadline is None:
             deadline = time.monotonic() + self._close_timeout
         await self._ship_orphans()
-        while len(self._spool) and time.monotonic() < deadline:
+        # A store already closed will not come back: what waits stays in the spool.
+        while len(self._spool) and time.monotonic() < deadline and self._store.is_connected:
             if not await self._shipper.ship(self._spool, limit=BATCH_SIZE * 4):
                 await asyncio.sleep(max(0, min(self._shipper.pause, deadline - time.monotonic())))
 
