@@ -587,8 +587,7 @@ _NOTES = [
     "runs everything queued in one transaction (executemany per table), synchronous_commit=on "
     "for both sides. Same rows, same durability before a writer goes on, same concurrency: "
     "what it leaves out is the recorder's own work: building entities, JSON, the spool "
-    "(every record written, fsynced and deleted once more), the idempotency read before each "
-    "batch",
+    "(every record written, fsynced, read back and deleted once more)",
     "shipping: the store is switched off (its ingest_records raises StoreConnectionError, as "
     f"a lost connection does) while {CHATS} chats fill the spool through their plugins; then it "
     "is switched on and the clock runs from `flush()` until it returns 0 with every record in "
@@ -597,5 +596,5 @@ _NOTES = [
     "run's). raw asyncpg: the same rows (read back), in the order the chats recorded them, "
     f"{BATCH_SIZE} per transaction, by COPY (copy_records_to_table) and by executemany; the "
     "faster is the baseline; it starts from tuples in memory (no spool to read and empty, no "
-    "JSON, no idempotency read)",
+    "JSON, no entities)",
 ]
