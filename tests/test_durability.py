@@ -231,7 +231,7 @@ async def test_a_database_cut_off_neither_fails_nor_slows_chats_and_nothing_is_l
     from chatledger.plugin import PersistencePlugin
 
     url = request.getfixturevalue(server)
-    await empty_tables(url)
+    await _fresh_tables(url)
     target = urlsplit(url)
     with TcpProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
         store = await chatledger.connect(proxy.url_for(url))

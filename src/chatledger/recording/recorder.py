@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import hashlib
 import logging
 import signal
@@ -872,9 +871,11 @@ class Recorder:
 
     async def _ship_while_open(self, wake: asyncio.Event) -> None:
         while not self._closed:
-            pause = self._shipper.pause
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), pause if pause else None)
+            if self._shipper.pause:
+                # The store is down: new records wait for the back-off, not one try each.
+                await asyncio.sleep(self._shipper.pause)
+            else:
+                await wake.wait()
             wake.clear()
             if self._closed:
                 break

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 500  # records per ingest_records transaction
 _PAUSE_FIRST = 0.5  # seconds before a batch the store could not take is tried again
 _PAUSE_MOST = 30.0
-_PARSED_KEPT = 100_000  # entities kept beside their JSON while they wait (a bounded cache)
+_PARSED_KEPT = 20_000  # entities kept beside their JSON while they wait (about 50 MB at most)
 _QUERY_ATTEMPTS = 3  # a QueryError this many times in a row is taken as the records' fault
 INGEST_TIMEOUT = 30.0  # seconds one batch may take before the store is taken as unreachable
 
@@ -102,6 +102,7 @@ class Shipper:
         # message does not take the rest of its conversation down with it.
         self._buried_parents: dict[uuid.UUID, uuid.UUID | None] = {}
         self._parsed: dict[str, Any] = {}  # record JSON -> its entity, for records made here
+        self._removals: list[Future[None]] = []  # shipped records' removals, not awaited yet
         self.pause = 0.0  # seconds to wait before the next try; 0 while the store takes records
 
     def remember(self, body: str, entity: Any) -> None:
@@ -114,37 +115,53 @@ class Shipper:
 
         With ``limit``, stop after about that many (the caller checks deadlines between
         calls). Never raises for a store failure: that is what the return value is for.
+        The next batch is read and parsed while the store writes this one.
         """
         shipped = 0
-        while limit is None or shipped < limit:
-            records = await asyncio.wrap_future(spool.peek(self._batch_size))
-            if not records:
-                break
-            try:
-                await self._ship_batch(spool, records)
-            except _UnreachableError:
-                self._counters.store_failures += 1
-                self.pause = min(_PAUSE_MOST, max(_PAUSE_FIRST, self.pause * 2))
-                return False
-            self.pause = 0.0
-            shipped += len(records)
-        return True
+        try:
+            batch = await self._prepare(spool, after=0)
+            while batch:
+                more = limit is None or shipped + len(batch) < limit
+                upcoming = (
+                    asyncio.ensure_future(self._prepare(spool, after=batch[-1][0].seq))
+                    if more
+                    else None
+                )
+                try:
+                    await self._ingest(spool, batch)
+                except _UnreachableError:
+                    if upcoming is not None:
+                        upcoming.cancel()
+                        await asyncio.gather(upcoming, return_exceptions=True)
+                    self._counters.store_failures += 1
+                    self.pause = min(_PAUSE_MOST, max(_PAUSE_FIRST, self.pause * 2))
+                    return False
+                self.pause = 0.0
+                shipped += len(batch)
+                batch = await upcoming if upcoming is not None else []
+            return True
+        finally:
+            # Removals ride along while the next batch ships; the count is exact on return.
+            removals, self._removals = self._removals, []
+            await asyncio.gather(*(asyncio.wrap_future(r) for r in removals))
 
-    async def _ship_batch(self, spool: Spool, records: Sequence[SpooledRecord]) -> None:
-        entities: list[tuple[SpooledRecord, Any]] = []
-        for record in records:
-            entity = self._parsed.pop(record.body, None)
-            if entity is not None:
-                entities.append((record, entity))
-                continue
-            try:
-                entity = decode(record)
-            except (ValueError, ValidationError) as exc:
-                await self._bury(spool, record, f"cannot be read back: {exc}")
-                continue
-            entities.append((record, entity))
-        if entities:
-            await self._ingest(spool, entities)
+    async def _prepare(self, spool: Spool, *, after: int) -> list[tuple[SpooledRecord, Any]]:
+        """The next batch after seq ``after``, as entities; unreadable records are buried."""
+        while True:
+            records = await asyncio.wrap_future(spool.peek(self._batch_size, after))
+            batch: list[tuple[SpooledRecord, Any]] = []
+            for record in records:
+                entity = self._parsed.get(record.body)
+                if entity is None:
+                    try:
+                        entity = decode(record)
+                    except (ValueError, ValidationError) as exc:
+                        await self._bury(spool, record, f"cannot be read back: {exc}")
+                        continue
+                batch.append((record, entity))
+            if batch or not records:
+                return batch
+            after = records[-1].seq  # every record of this read was buried: read on
 
     async def _ingest(self, spool: Spool, batch: list[tuple[SpooledRecord, Any]]) -> None:
         """Store ``batch``; split it to find the records the store refuses for good."""
@@ -180,7 +197,9 @@ class Shipper:
         self._counters.batches += 1
         for kind, entities in (("session", sessions), ("message", messages), ("call", calls)):
             self._counters.shipped[kind] += len(entities)
-        await asyncio.wrap_future(spool.remove([record.seq for record, _ in batch]))
+        for record, _ in batch:
+            self._parsed.pop(record.body, None)
+        self._removals.append(spool.remove([record.seq for record, _ in batch]))
 
     def _relinked(self, message: LLMMessage) -> LLMMessage:
         parent = message.parent_message_id
@@ -207,6 +226,7 @@ class Shipper:
 
     async def _bury(self, spool: Spool, record: SpooledRecord, reason: str) -> None:
         self._counters.dead_letters += 1
+        self._parsed.pop(record.body, None)
         logger.error(
             "chatledger: the store refuses a %s for good (%s); it is kept in the spool's dead "
             "letters: see 'chatledger spool status'",

@@ -126,8 +126,8 @@ class Spool(Protocol):
         """As :meth:`append`, for a caller in an event loop: the future is that loop's."""
         ...
 
-    def peek(self, limit: int) -> Future[list[SpooledRecord]]:
-        """The oldest ``limit`` waiting records."""
+    def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
+        """The oldest ``limit`` waiting records whose seq is above ``after``."""
         ...
 
     def remove(self, seqs: Sequence[int]) -> Future[None]:
@@ -217,10 +217,10 @@ class MemorySpool:
         future.set_result(self.append(records).result())
         return future
 
-    def peek(self, limit: int) -> Future[list[SpooledRecord]]:
-        """The oldest ``limit`` waiting records."""
+    def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
+        """The oldest ``limit`` waiting records whose seq is above ``after``."""
         with self._lock:
-            return _done(self._records[:limit])
+            return _done([r for r in self._records if r.seq > after][:limit])
 
     def remove(self, seqs: Sequence[int]) -> Future[None]:
         """Forget shipped records."""
@@ -268,6 +268,7 @@ class _Job:
 
     run: Callable[[sqlite3.Connection], Any]
     future: Future[Any] | asyncio.Future[Any]
+    durable: bool = True  # its commit must reach the disk before it is acknowledged
 
 
 class FileSpool:
@@ -298,6 +299,7 @@ class FileSpool:
         self._next: int = seqs[1] + 1
         self.commits = 0  # transactions committed: fewer than appends when they group
         self._closing = False
+        self._synchronous = "FULL"
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._write_loop, name="chatledger-spool", daemon=True
@@ -347,26 +349,31 @@ class FileSpool:
         self._submit(self._appender(records), future)
         return future
 
-    def peek(self, limit: int) -> Future[list[SpooledRecord]]:
-        """The oldest ``limit`` waiting records."""
+    def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
+        """The oldest ``limit`` waiting records whose seq is above ``after``."""
 
         def run(conn: sqlite3.Connection) -> list[SpooledRecord]:
             rows = conn.execute(
-                "SELECT seq, kind, body FROM record ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, kind, body FROM record WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
             return [SpooledRecord(*row) for row in rows]
 
-        return self._submit(run)
+        return self._submit(run, durable=False)
 
     def remove(self, seqs: Sequence[int]) -> Future[None]:
-        """Forget shipped records."""
+        """Forget shipped records.
+
+        Not worth an fsync of its own: should a crash undo it, the records ship again
+        and the store skips them. The next durable commit makes it durable too.
+        """
 
         def run(conn: sqlite3.Connection) -> None:
             before = conn.total_changes
             conn.executemany("DELETE FROM record WHERE seq = ?", [(s,) for s in seqs])
             self._count -= conn.total_changes - before
 
-        return self._submit(run)
+        return self._submit(run, durable=False)
 
     def bury(self, record: SpooledRecord, error: str) -> Future[None]:
         """Move a refused record to the dead letters, in one transaction."""
@@ -441,13 +448,15 @@ class FileSpool:
 
     # --- the writer thread ----------------------------------------------------------------
 
-    def _submit(self, run: Callable[[sqlite3.Connection], _T], future: Any = None) -> Future[_T]:
+    def _submit(
+        self, run: Callable[[sqlite3.Connection], _T], future: Any = None, *, durable: bool = True
+    ) -> Future[_T]:
         if future is None:
             future = Future()
         if self._closing:
             future.set_exception(SpoolError(f"the spool {self._path} is closed"))
             return future  # type: ignore[no-any-return]
-        self._jobs.put(_Job(run, future))
+        self._jobs.put(_Job(run, future, durable))
         return future  # type: ignore[no-any-return]
 
     def _write_loop(self) -> None:
@@ -472,6 +481,10 @@ class FileSpool:
     def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         """Run ``jobs`` in one transaction (one fsync); alone each, if the group fails."""
         count, next_seq = self._count, self._next
+        synchronous = "FULL" if any(job.durable for job in jobs) else "NORMAL"
+        if synchronous != self._synchronous:  # NORMAL: a WAL commit without its fsync
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous
         try:
             with conn:  # BEGIN … COMMIT, or ROLLBACK on an exception
                 results = [job.run(conn) for job in jobs]
@@ -762,8 +775,10 @@ class DeadLetterQueue:
         """Dead letters not tried yet."""
         return len(self._untried(10**9))
 
-    def _untried(self, limit: int) -> list[SpooledRecord]:
-        rows = self._conn.execute("SELECT seq, kind, body FROM dead_letter ORDER BY seq").fetchall()
+    def _untried(self, limit: int, after: int = 0) -> list[SpooledRecord]:
+        rows = self._conn.execute(
+            "SELECT seq, kind, body FROM dead_letter WHERE seq > ? ORDER BY seq", (after,)
+        ).fetchall()
         chosen = [
             SpooledRecord(*row)
             for row in rows
@@ -779,9 +794,9 @@ class DeadLetterQueue:
         """Refused: nothing is added to dead letters this way."""
         raise SpoolError("dead letters are not appended to")
 
-    def peek(self, limit: int) -> Future[list[SpooledRecord]]:
+    def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
         """The oldest dead letters not tried yet; they count as tried from now."""
-        records = self._untried(limit)
+        records = self._untried(limit, after)
         self._tried.update(r.seq for r in records)
         return _done(records)
 
