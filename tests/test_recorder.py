@@ -385,9 +385,10 @@ async def test_at_the_spool_bound_records_are_dropped_counted_and_logged(
 
 
 class _Down(InMemoryStore):
-    """Unreachable while ``down``."""
+    """Unreachable while ``down``; counts the tries."""
 
     down = True
+    tries = 0
 
     async def ingest_records(
         self,
@@ -395,6 +396,7 @@ class _Down(InMemoryStore):
         messages: Sequence[LLMMessage] = (),
         calls: Sequence[LLMApiCall] = (),
     ) -> None:
+        self.tries += 1
         if self.down:
             raise StoreConnectionError("the database is down")
         await super().ingest_records(sessions, messages, calls)
@@ -412,6 +414,7 @@ async def test_while_the_store_is_down_chats_do_not_wait_and_everything_ships_la
         for number in range(200):
             await recorder.record_message("user", f"m{number}")
     assert loop.time() - started < 5
+    assert store.tries < 10  # new records wait for the back-off, not one try each
     assert recorder.stats()["waiting"] >= 200
     assert recorder.stats()["store_failures"] >= 1
     store.down = False
