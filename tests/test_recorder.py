@@ -123,6 +123,12 @@ async def test_a_session_named_by_a_key_is_created_with_the_key_and_the_scope_id
     session = await any_store.get_session(id_for_key("support-ticket-7"))
     assert session is not None
     assert session.metadata == {"key": "support-ticket-7"}
+    with scope(session_id="first-a-call"):  # a call can be the first record of a session
+        await recorder.record_call(model="m", started=utc_now())
+    await recorder.flush()
+    first = await any_store.get_session(id_for_key("first-a-call"))
+    assert first is not None
+    assert first.metadata == {"key": "first-a-call"}
     assert (session.tenant_id, session.user_id, session.agent_id) == (
         tenant,
         id_for_key("alice"),

@@ -44,6 +44,7 @@ from chatledger.entities import (
     TokenDetails,
     utc_now,
 )
+from chatledger.ids import NIL_UUID as NIL
 from chatledger.ids import uuid7
 from chatledger.pricing import PricingRegistry
 from chatledger.recording.scope import Scope, current_scope, id_for_key
@@ -76,7 +77,7 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-NIL = uuid.UUID(int=0)
+
 CLOSE_TIMEOUT = 10.0
 """Seconds :meth:`Recorder.close` (and interpreter exit) spend shipping what is spooled."""
 
@@ -706,7 +707,9 @@ class Recorder:
             return known_ids + [m.id for m in new], self._spool_append(records, asynchronous)
 
     def _record_api_call(self, call: LLMApiCall, *, asynchronous: bool) -> _Acknowledgement:
-        scope = self.resolve_scope(Scope(session_id=call.chat_session_id))
+        scope = self.resolve_scope()
+        if scope.session_id != call.chat_session_id:  # a call built for another session
+            scope = Scope(session_id=call.chat_session_id).over(scope)
         with self._lock:
             self._check_open()
             records: list[tuple[str, str]] = []
