@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -312,3 +313,22 @@ async def test_separate_message_and_call_stores_are_refused_clearly() -> None:
         PersistencePlugin(
             "two", InMemoryStore(), InMemoryStore(), uuid7(), uuid7(), uuid7(), uuid7()
         )
+
+
+async def test_plugins_of_one_store_share_one_recorder_and_one_spool(tmp_path: Any) -> None:
+    """An app making a plugin per user or session gets one spool file, not one per plugin."""
+    from chatledger.stores.sqlite import SqliteStore
+
+    store = await SqliteStore.connect(tmp_path / "shared.db")
+    plugins = [_plugin(store) for _ in range(20)]
+    assert len({id(plugin.recorder) for plugin in plugins}) == 1
+    for number, plugin in enumerate(plugins):
+        await plugin.save_user_message(f"from plugin {number}")
+    for plugin in plugins:
+        await plugin.close()
+    assert plugins[0].stats()["messages_saved"] == 20
+    spool = plugins[0].stats()["spool"]
+    assert spool is not None
+    assert len(list(Path(spool).parent.glob("*.spool"))) == 1
+    await plugins[0].recorder.close()
+    await store.close()

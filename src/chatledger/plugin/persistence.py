@@ -83,12 +83,12 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
 
         MoFA passes the message, API-call and session stores apart; chatledger
         records through one store, so they must be one store object (as
-        :meth:`from_store` makes them). ``recorder`` shares a
-        :class:`~chatledger.recording.Recorder` among plugins; without one the
-        plugin makes its own with ``pricing``, ``provider`` and ``spool`` and
-        closes it in :meth:`close`. ``background`` is accepted for older code
-        and changes nothing: hooks never wait for the store any more, and are
-        durable when they return.
+        :meth:`from_store` makes them). Records go through ``recorder``, else
+        through the recorder every plugin of this store shares with the same
+        ``pricing``, ``provider`` and ``spool`` (:meth:`Recorder.shared`): one
+        spool and one shipper for them all, however many plugins an app makes.
+        ``background`` is accepted for older code and changes nothing: hooks
+        never wait for the store any more, and are durable when they return.
         """
         AgentPlugin.__init__(
             self,
@@ -107,12 +107,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
                 "API-call and session store (PersistencePlugin.from_store does)"
             )
         if recorder is None:
-            recorder = Recorder(
+            recorder = Recorder.shared(
                 _full_store(message_store), pricing=pricing, provider=provider, spool=spool
             )
-            self._owns_recorder = True
-        else:
-            self._owns_recorder = False
         self._recorder = recorder
         self._messages = message_store
         self._api_calls = api_call_store
@@ -296,11 +293,8 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         await self.flush()
 
     async def close(self) -> None:
-        """Ship what waits; a plugin that made its recorder closes it."""
-        if self._owns_recorder:
-            await self._recorder.close()
-        else:
-            await self._recorder.flush()
+        """Ship what waits (the recorder, shared, goes on; it ships the rest at exit)."""
+        await self._recorder.flush()
 
     async def flush(self) -> int:
         """Ship every waiting record now; return how many still wait (the store may be down)."""

@@ -302,6 +302,34 @@ class Recorder:
         _live_recorders.add(self)
         _install_sigterm()
 
+    @classmethod
+    def shared(
+        cls,
+        store: PersistenceStore | SyncStore,
+        *,
+        pricing: PricingRegistry | None = None,
+        provider: str = "openai",
+        spool: SpoolChoice = "auto",
+    ) -> Recorder:
+        """The one open recorder of this process for ``store`` with these settings.
+
+        Plugins made per user or per session share it, so an app has one spool
+        file, one spool thread and one shipper per store, not one per plugin.
+        """
+        key = (
+            id(store),
+            id(pricing),
+            provider,
+            spool if isinstance(spool, str | None) else id(spool),
+        )
+        with _shared_lock:
+            recorder = _shared.get(key)
+            if recorder is None or recorder._closed:
+                recorder = _shared[key] = cls(
+                    store, pricing=pricing, provider=provider, spool=spool
+                )
+            return recorder
+
     # --- public state -------------------------------------------------------------------
 
     @property
@@ -922,7 +950,8 @@ class Recorder:
         await self._ship_orphans()
         # A store already closed will not come back: what waits stays in the spool.
         while len(self._spool) and time.monotonic() < deadline and self._store.is_connected:
-            if not await self._shipper.ship(self._spool, limit=BATCH_SIZE * 4):
+            left = max(0.1, deadline - time.monotonic())  # a hung write cannot outlast close
+            if not await self._shipper.ship(self._spool, limit=BATCH_SIZE * 4, batch_seconds=left):
                 await asyncio.sleep(max(0, min(self._shipper.pause, deadline - time.monotonic())))
 
     def _after_finish(self) -> None:
@@ -1064,6 +1093,9 @@ def _stored_prefix(known: Sequence[int], sent: Sequence[int]) -> list[int]:
 # --- interpreter exit and SIGTERM ----------------------------------------------------------
 
 _live_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+# Recorder.shared's recorders; weak, so a store and its recorder can go when nothing uses them.
+_shared: weakref.WeakValueDictionary[tuple[Any, ...], Recorder] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
 _LOOP_FREE_BACKENDS = ("sqlite", "memory")  # stores usable from any event loop
 _sigterm_installed = False
 

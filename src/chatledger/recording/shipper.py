@@ -110,11 +110,14 @@ class Shipper:
         if len(self._parsed) < _PARSED_KEPT:
             self._parsed[body] = entity
 
-    async def ship(self, spool: Spool, *, limit: int | None = None) -> bool:
+    async def ship(
+        self, spool: Spool, *, limit: int | None = None, batch_seconds: float = INGEST_TIMEOUT
+    ) -> bool:
         """Ship ``spool``'s waiting records, oldest first; False when the store stopped taking them.
 
         With ``limit``, stop after about that many (the caller checks deadlines between
-        calls). Never raises for a store failure: that is what the return value is for.
+        calls); ``batch_seconds`` bounds each batch's write. Never raises for a store failure:
+        that is what the return value is for.
         The next batch is read and parsed while the store writes this one.
         """
         shipped = 0
@@ -128,7 +131,7 @@ class Shipper:
                     else None
                 )
                 try:
-                    await self._ingest(spool, batch)
+                    await self._ingest(spool, batch, batch_seconds)
                 except _UnreachableError:
                     if upcoming is not None:
                         upcoming.cancel()
@@ -163,7 +166,9 @@ class Shipper:
                 return batch
             after = records[-1].seq  # every record of this read was buried: read on
 
-    async def _ingest(self, spool: Spool, batch: list[tuple[SpooledRecord, Any]]) -> None:
+    async def _ingest(
+        self, spool: Spool, batch: list[tuple[SpooledRecord, Any]], batch_seconds: float
+    ) -> None:
         """Store ``batch``; split it to find the records the store refuses for good."""
         sessions = [e for r, e in batch if r.kind == "session"]
         messages = [self._relinked(e) for r, e in batch if r.kind == "message"]
@@ -172,7 +177,7 @@ class Shipper:
             # A hung network (a partition, not a reset) must not stall shipping for good:
             # past the timeout the batch is retried, harmlessly even if it had committed.
             await asyncio.wait_for(
-                self._store.ingest_records(sessions, messages, calls), INGEST_TIMEOUT
+                self._store.ingest_records(sessions, messages, calls), batch_seconds
             )
         except (StoreConnectionError, TimeoutError) as exc:
             logger.warning("chatledger could not ship %d records; will retry: %s",
@@ -184,10 +189,10 @@ class Shipper:
                 logger.warning("chatledger could not ship %d records; will retry: %s",
                                len(batch), exc)  # fmt: skip
                 raise _UnreachableError from exc
-            await self._split(spool, batch, exc)
+            await self._split(spool, batch, exc, batch_seconds)
             return
         except _REFUSED as exc:
-            await self._split(spool, batch, exc)
+            await self._split(spool, batch, exc, batch_seconds)
             return
         except Exception as exc:
             logger.exception("chatledger could not ship %d records (unexpected error); "
@@ -208,7 +213,11 @@ class Shipper:
         return message._replace(parent_message_id=self._buried_parents[parent])
 
     async def _split(
-        self, spool: Spool, batch: list[tuple[SpooledRecord, Any]], exc: BaseException
+        self,
+        spool: Spool,
+        batch: list[tuple[SpooledRecord, Any]],
+        exc: BaseException,
+        batch_seconds: float,
     ) -> None:
         if len(batch) == 1:
             self._query_failures = 0
@@ -221,8 +230,8 @@ class Shipper:
             await self._bury(spool, record, f"{type(exc).__name__}: {exc}")
             return
         middle = len(batch) // 2  # in order: a parent ships before its children
-        await self._ingest(spool, batch[:middle])
-        await self._ingest(spool, batch[middle:])
+        await self._ingest(spool, batch[:middle], batch_seconds)
+        await self._ingest(spool, batch[middle:], batch_seconds)
 
     async def _bury(self, spool: Spool, record: SpooledRecord, reason: str) -> None:
         self._counters.dead_letters += 1
