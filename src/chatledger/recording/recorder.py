@@ -180,29 +180,29 @@ def store_identity(store: PersistenceStore) -> str | None:
 
 @dataclass(slots=True)
 class _SessionState:
-    """What the recorder knows of a session: created, its messages' fingerprints and ids."""
+    """What the recorder knows of a session: created, its messages' fingerprints and ids.
 
-    ids: list[uuid.UUID] = field(default_factory=list)
+    Both are kept as plain integers, which the garbage collector never walks: a
+    long-running process remembers millions of messages, and keeping their
+    objects alive made every full collection (and so every turn now and then)
+    slower in proportion.
+    """
+
+    fingerprints: list[int] = field(default_factory=list)
+    id_ints: list[int] = field(default_factory=list)
     loaded: bool = False  # its stored messages were read once (for de-duplication)
     created: bool = False  # its session record is stored or spooled
-    # Fingerprints are computed only when a resent conversation is compared: a
-    # framework that never resends (the plugin) never pays for them.
-    _fingerprints: list[int] = field(default_factory=list)
-    _unprinted: list[tuple[MessageRole, MessageContent]] = field(default_factory=list)
 
     @property
     def last(self) -> uuid.UUID | None:
-        return self.ids[-1] if self.ids else None
+        return uuid.UUID(int=self.id_ints[-1]) if self.id_ints else None
 
     def add(self, role: MessageRole, content: MessageContent, message_id: uuid.UUID) -> None:
-        self._unprinted.append((role, content))
-        self.ids.append(message_id)
+        self.fingerprints.append(fingerprint(role, content))
+        self.id_ints.append(message_id.int)
 
-    def fingerprints(self) -> list[int]:
-        if self._unprinted:
-            self._fingerprints += [fingerprint(r, c) for r, c in self._unprinted]
-            self._unprinted.clear()
-        return self._fingerprints
+    def id_at(self, position: int) -> uuid.UUID:
+        return uuid.UUID(int=self.id_ints[position])
 
 
 @dataclass(slots=True)
@@ -219,6 +219,8 @@ class _Counters:
 
 def fingerprint(role: MessageRole | str, content: MessageContent) -> int:
     """What makes two messages the same message for de-duplication: role and content."""
+    if content.tool_calls is None and content.tool_result is None and not content.model_extra:
+        return hash((str(role), content.text))  # plain text, the common case: no JSON
     return hash((str(role), content.model_dump_json()))
 
 
@@ -729,9 +731,9 @@ class Recorder:
             self._check_open()
             records: list[tuple[str, str]] = []
             state = self._session(scope, ids, records)
-            stored = _stored_prefix(state.fingerprints(), prints)
+            stored = _stored_prefix(state.fingerprints, prints)
             new = self._append_messages(state, ids, built[len(stored) :], None, records)
-            known_ids = [state.ids[i] for i in stored]
+            known_ids = [state.id_at(i) for i in stored]
             return known_ids + [m.id for m in new], self._spool_append(records, asynchronous)
 
     def _record_api_call(self, call: LLMApiCall, *, asynchronous: bool) -> _Acknowledgement:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -369,8 +370,18 @@ class FileSpool:
         """
 
         def run(conn: sqlite3.Connection) -> None:
+            # One statement for the batch (a shipped batch is usually one run of seqs).
             before = conn.total_changes
-            conn.executemany("DELETE FROM record WHERE seq = ?", [(s,) for s in seqs])
+            chosen = sorted(seqs)
+            if chosen and chosen[-1] - chosen[0] + 1 == len(chosen):
+                conn.execute(
+                    "DELETE FROM record WHERE seq BETWEEN ? AND ?", (chosen[0], chosen[-1])
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM record WHERE seq IN (SELECT value FROM json_each(?))",
+                    (json.dumps(chosen),),
+                )
             self._count -= conn.total_changes - before
 
         return self._submit(run, durable=False)
