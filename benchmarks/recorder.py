@@ -42,7 +42,7 @@ from chatledger.ids import uuid7
 from chatledger.plugin import PersistencePlugin
 from chatledger.plugin.events import LLMResponseMetadata
 from chatledger.recording import Recorder
-from chatledger.recording.shipper import BATCH_SIZE
+from chatledger.recording.shipper import _PARSED_KEPT, BATCH_SIZE
 from chatledger.stores.base import PersistenceStore
 
 __all__ = ["FULL", "QUICK", "Database", "RecorderSizes", "run_recorder", "spool_root"]
@@ -592,8 +592,8 @@ _NOTES = [
     f"a lost connection does) while {CHATS} chats fill the spool through their plugins; then it "
     "is switched on and the clock runs from `flush()` until it returns 0 with every record in "
     "PostgreSQL (checked by count). The shipper parses each record's JSON back unless it still "
-    "holds the entity it was made from (at most 100,000 records: about a third of the full "
-    "run's). raw asyncpg: the same rows (read back), in the order the chats recorded them, "
+    f"holds the entity it was made from (at most {_PARSED_KEPT:,} records). raw asyncpg: the "
+    "same rows (read back), in the order the chats recorded them, "
     f"{BATCH_SIZE} per transaction, by COPY (copy_records_to_table) and by executemany; the "
     "faster is the baseline; it starts from tuples in memory (no spool to read and empty, no "
     "JSON, no entities)",
