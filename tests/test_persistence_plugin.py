@@ -332,3 +332,31 @@ async def test_plugins_of_one_store_share_one_recorder_and_one_spool(tmp_path: A
     assert len(list(Path(spool).parent.glob("*.spool"))) == 1
     await plugins[0].recorder.close()
     await store.close()
+
+
+def test_a_second_asyncio_run_gets_a_recorder_on_its_own_loop(tmp_path: Any) -> None:
+    """An app calling asyncio.run twice on one store: nothing recorded in the first run is lost."""
+    import asyncio
+
+    from chatledger.stores.sqlite import SqliteStore
+
+    async def open_store() -> SqliteStore:
+        return await SqliteStore.connect(tmp_path / "twice.db")
+
+    store = asyncio.run(open_store())
+    session = uuid7()
+
+    async def chat(text: str, *, flush: bool) -> None:
+        plugin = PersistencePlugin.from_store("p", store, uuid7(), uuid7(), uuid7(), session)
+        await plugin.save_user_message(text)
+        if flush:
+            assert await plugin.flush() == 0
+
+    asyncio.run(chat("first run, never flushed", flush=False))
+    asyncio.run(chat("second run", flush=True))
+
+    async def read() -> list[str | None]:
+        return [m.content.text for m in await store.get_session_messages(session)]
+
+    assert asyncio.run(read()) == ["first run, never flushed", "second run"]
+    asyncio.run(store.close())

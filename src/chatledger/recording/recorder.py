@@ -326,6 +326,11 @@ class Recorder:
         )
         with _shared_lock:
             recorder = _shared.get(key)
+            if recorder is not None and not recorder._closed and recorder._home.is_closed():
+                # Its loop has ended (a second asyncio.run in one process): let go of its
+                # spool, which the new recorder adopts and ships on the loop now running.
+                recorder._closed = True
+                recorder._after_finish()
             if recorder is None or recorder._closed:
                 recorder = _shared[key] = cls(
                     store, pricing=pricing, provider=provider, spool=spool
