@@ -233,7 +233,9 @@ class Recorder:
     scope leaves unset. ``spool`` is where records wait for the store (see
     :data:`SpoolChoice`); ``spool_limit`` bounds it: a record that would pass
     the bound is not kept, is logged and is counted as ``dropped`` in
-    :meth:`stats`.
+    :meth:`stats`. ``close_timeout`` is how long :meth:`close` and interpreter
+    exit spend shipping; ``batch_size`` how many records go to the store in one
+    transaction.
     """
 
     def __init__(
@@ -322,7 +324,7 @@ class Recorder:
             id(store),
             id(pricing),
             provider,
-            spool if isinstance(spool, str | None) else id(spool),
+            str(spool) if isinstance(spool, str | Path) else spool if spool is None else id(spool),
         )
         with _shared_lock:
             recorder = _shared.get(key)
