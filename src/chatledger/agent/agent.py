@@ -193,12 +193,13 @@ class LLMAgent:
 
     async def delete_session(self, session_id: uuid.UUID) -> bool:
         """Delete a session and its messages; True when it existed."""
-        sessions = None if self._persistence is None else self._persistence.session_store
+        plugin = self._persistence
+        sessions = None if plugin is None else plugin.session_store
         existed = self._local.pop(session_id, None) is not None
-        if sessions is not None:
-            await self.flush()  # nothing of it may ship after the delete
+        if plugin is not None and sessions is not None:
+            await plugin.flush()  # nothing of it may ship after the delete
             existed = await sessions.delete_session(session_id) or existed
-            self._persistence.recorder.forget(session_id)  # type: ignore[union-attr]
+            plugin.recorder.forget(session_id)
         if session_id == self._session_id:
             await self.create_session()
         return existed

@@ -30,7 +30,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from chatledger.entities import LLMMessage, MessageRole
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
@@ -107,9 +107,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
                 "API-call and session store (PersistencePlugin.from_store does)"
             )
         if recorder is None:
-            recorder = Recorder.shared(
-                _full_store(message_store), pricing=pricing, provider=provider, spool=spool
-            )
+            # The Recorder refuses, with what it needs, a store that is not a whole one.
+            whole = cast(PersistenceStore, message_store)
+            recorder = Recorder.shared(whole, pricing=pricing, provider=provider, spool=spool)
         self._recorder = recorder
         self._messages = message_store
         self._api_calls = api_call_store
@@ -347,12 +347,3 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             await recording
         except Exception:
             logger.exception("chatledger could not record a turn")
-
-
-def _full_store(store: MessageStore) -> PersistenceStore:
-    if not hasattr(store, "ingest_records"):
-        raise TypeError(
-            f"PersistencePlugin needs a whole chatledger store (chatledger.connect), "
-            f"not {type(store).__name__}"
-        )
-    return store  # type: ignore[return-value]  # checked: it ingests, so it is a whole store

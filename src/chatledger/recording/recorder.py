@@ -58,6 +58,7 @@ from chatledger.recording.spool import (
     SpoolError,
     default_spool_root,
 )
+from chatledger.stores import backend_of, location_of
 from chatledger.stores.base import PersistenceStore
 from chatledger.sync import SyncStore, _LoopThread
 from chatledger.usage import error_code, status_for_error, tokens_per_second
@@ -134,27 +135,10 @@ def _directory(identity: str, root: Path | None) -> Path:
     return (root or default_spool_root()) / f"{backend}-{digest}"
 
 
-_SERVERS = {
-    "postgresql": ("postgresql", 5432),
-    "postgres": ("postgresql", 5432),
-    "mysql": ("mysql", 3306),
-    "mariadb": ("mysql", 3306),
-}
-
-
 def identity_for_url(url: str) -> str | None:
     """What :func:`store_identity` says of the store ``url`` opens, without opening it."""
-    from chatledger.stores.server import ServerAddress
-    from chatledger.stores.sqlite import parse_url
-
-    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else "sqlite"
-    if scheme == "sqlite":
-        path = parse_url(url)[0] if "://" in url else url
-        return None if path in (None, "", ":memory:") else f"sqlite:{Path(path).resolve()}"
-    if scheme in _SERVERS:
-        backend, port = _SERVERS[scheme]
-        return f"{backend}:{ServerAddress.parse(url, (scheme,), port).location}"
-    return None
+    location = location_of(url)
+    return None if location is None else f"{backend_of(url)}:{location}"
 
 
 def spool_directory_for_url(url: str, root: Path | None = None) -> Path | None:
@@ -166,16 +150,12 @@ def spool_directory_for_url(url: str, root: Path | None = None) -> Path | None:
 def store_identity(store: PersistenceStore) -> str | None:
     """What names the database behind ``store`` across processes (never a password).
 
-    A server store's address, an SQLite file's resolved path; None for a database
-    that lives in one process only (the memory store, SQLite's ``:memory:``).
+    ``backend:location``: a server's ``user@host:port/database``, an SQLite file's
+    absolute path; None for a database that lives in one process only (the memory
+    store, SQLite's ``:memory:``, a store that does not say where it is).
     """
     location = getattr(store, "location", None)
-    if isinstance(location, str):
-        return f"{store.backend_name}:{location}"
-    path = getattr(store, "path", None)
-    if isinstance(path, str | Path) and str(path) not in ("", ":memory:"):
-        return f"{store.backend_name}:{Path(path).resolve()}"
-    return None
+    return f"{store.backend_name}:{location}" if isinstance(location, str) else None
 
 
 @dataclass(slots=True)
@@ -331,7 +311,6 @@ class Recorder:
             if recorder is not None and not recorder._closed and recorder._home.is_closed():
                 # Its loop has ended (a second asyncio.run in one process): let go of its
                 # spool, which the new recorder adopts and ships on the loop now running.
-                recorder._closed = True
                 recorder._after_finish()
             if recorder is None or recorder._closed:
                 recorder = _shared[key] = cls(
@@ -390,13 +369,30 @@ class Recorder:
         Later messages link after its last one, and a resent conversation is
         matched against it; the recorder then need not read the session itself.
         """
+        self._learn(session_id, history, over_unread=True)
+
+    def _learn(
+        self, session_id: uuid.UUID, history: Sequence[LLMMessage], *, over_unread: bool
+    ) -> None:
+        """Take ``history`` as what is stored of a session, unless the session is known.
+
+        With ``over_unread``, it also replaces what only recording here taught (the
+        caller read the store after a flush, so the history holds that too).
+        """
         state = _SessionState(loaded=True, created=bool(history))
         for message in history:
             state.add(message.role, message.content, message.id)
         with self._lock:
             known = self._sessions.get(session_id)
-            if known is None or not known.loaded:
-                self._sessions[session_id] = state
+            if known is None or (over_unread and not known.loaded):
+                self._keep(session_id, state)
+
+    def _keep(self, session_id: uuid.UUID, state: _SessionState) -> None:
+        """Remember ``state``, forgetting the session least recently used past the bound."""
+        self._sessions[session_id] = state
+        self._sessions.move_to_end(session_id)
+        if len(self._sessions) > _SESSIONS_REMEMBERED:
+            self._sessions.popitem(last=False)
 
     def forget(self, session_id: uuid.UUID) -> None:
         """Forget what is known of a session (deleted): a later record creates it anew."""
@@ -668,11 +664,8 @@ class Recorder:
         session_id, agent_id, user_id, tenant_id = ids
         state = self._sessions.get(session_id)
         if state is None:
-            state = self._sessions[session_id] = _SessionState()
-            if len(self._sessions) > _SESSIONS_REMEMBERED:
-                self._sessions.popitem(last=False)
-        else:
-            self._sessions.move_to_end(session_id)
+            state = _SessionState()
+        self._keep(session_id, state)
         if state.created:
             return state
         state.created = True
@@ -793,7 +786,7 @@ class Recorder:
             self._counters.sanitized += 1
             logger.warning("chatledger replaced NUL characters in a %s with U+FFFD; "
                            "no database stores them", type(entity).__name__)  # fmt: skip
-        self._shipper.remember(body, entity)
+        self._shipper.keep_parsed(body, entity)
         return body
 
     def _spool_append(self, records: list[tuple[str, str]], asynchronous: bool) -> _Acknowledgement:
@@ -826,13 +819,8 @@ class Recorder:
             logger.warning("chatledger could not read session %s to skip resent messages: %s",
                            session_id, exc)  # fmt: skip
             return
-        if not stored:
-            return
-        with self._lock:
-            if session_id not in self._sessions:
-                state = self._sessions[session_id] = _SessionState(loaded=True, created=True)
-                for message in stored:
-                    state.add(message.role, message.content, message.id)
+        if stored:
+            self._learn(session_id, stored, over_unread=False)
 
     # --- acknowledging ------------------------------------------------------------------
 
@@ -851,13 +839,13 @@ class Recorder:
         """Wait until the records are durable (direct writes: until the store was tried)."""
         seq = await asyncio.wrap_future(future) if isinstance(future, Future) else await future
         if self._accepted(seq) and self._direct:
-            await self._on_home(self._ship_through())
+            await self._on_home(self._ship_now(unless_down=True))
 
     def _acknowledged_sync(self, future: _Acknowledgement) -> None:
         assert isinstance(future, Future)  # the blocking path never asks for a loop's future
         seq = future.result()
         if self._accepted(seq) and self._direct:
-            self._run_on_home(self._ship_through())
+            self._run_on_home(self._ship_now(unless_down=True))
 
     # --- the home loop: where the store is used -----------------------------------------
 
@@ -925,21 +913,18 @@ class Recorder:
                 logger.exception("chatledger's shipper failed; it will try again")
                 await asyncio.sleep(1.0)
 
-    async def _ship_now(self) -> int:
-        async with self._ship_lock:
-            await self._ship_orphans()
-            await self._shipper.ship(self._spool)
-        return len(self._spool)
+    async def _ship_now(self, *, unless_down: bool = False) -> int:
+        """Ship what waits (what dead processes left first); return how many still wait.
 
-    async def _ship_through(self) -> None:
-        """Direct writes: ship what waits (a record just made among it), unless the store is down.
-
-        Concurrent callers queue on the lock; the first ships every waiting record in
-        batches, and those after it find little or nothing left.
+        ``unless_down``, for direct writes: a store known to be down is not tried, as a
+        chat must not wait on it. Concurrent callers queue on the lock; the first ships
+        every waiting record in batches, those after it find little or nothing left.
         """
         async with self._ship_lock:
-            if not self._shipper.pause:  # while the store is down, chats do not wait on it
+            if not (unless_down and self._shipper.pause):
+                await self._ship_orphans()
                 await self._shipper.ship(self._spool)
+        return len(self._spool)
 
     async def _finish(self) -> None:
         """Stop recording; ship what waits until the spool is empty or the deadline passes."""
@@ -964,6 +949,8 @@ class Recorder:
                 await asyncio.sleep(max(0, min(self._shipper.pause, deadline - time.monotonic())))
 
     def _after_finish(self) -> None:
+        """Let go of the spool (its file stays if records wait), the lock and any own thread."""
+        self._closed = True
         waiting = len(self._spool)
         self._spool.close()
         self._release_spool()
@@ -1123,7 +1110,6 @@ def _close_all_at_exit() -> None:
                     recorder._home.close()
                 recorder._after_finish()
             else:  # its pool belongs to a loop that has ended: the next start ships the spool
-                recorder._closed = True
                 recorder._after_finish()
         except Exception:  # (exit goes on; the spool keeps what was not shipped)
             logger.warning("chatledger could not ship at exit; the spool keeps the records",

@@ -40,7 +40,7 @@ from chatledger.errors import (
     SerializationError,
     StoreConnectionError,
 )
-from chatledger.recording.spool import Spool, SpooledRecord
+from chatledger.recording.spool import Shippable, SpooledRecord
 from chatledger.stores.base import PersistenceStore
 
 __all__ = ["ShipCounters", "Shipper", "decode"]
@@ -105,13 +105,13 @@ class Shipper:
         self._removals: list[Future[None]] = []  # shipped records' removals, not awaited yet
         self.pause = 0.0  # seconds to wait before the next try; 0 while the store takes records
 
-    def remember(self, body: str, entity: Any) -> None:
+    def keep_parsed(self, body: str, entity: Any) -> None:
         """Keep the entity a record's JSON came from, so shipping it need not parse it back."""
         if len(self._parsed) < _PARSED_KEPT:
             self._parsed[body] = entity
 
     async def ship(
-        self, spool: Spool, *, limit: int | None = None, batch_seconds: float = INGEST_TIMEOUT
+        self, spool: Shippable, *, limit: int | None = None, batch_seconds: float = INGEST_TIMEOUT
     ) -> bool:
         """Ship ``spool``'s waiting records, oldest first; False when the store stopped taking them.
 
@@ -148,7 +148,7 @@ class Shipper:
             removals, self._removals = self._removals, []
             await asyncio.gather(*(asyncio.wrap_future(r) for r in removals))
 
-    async def _prepare(self, spool: Spool, *, after: int) -> list[tuple[SpooledRecord, Any]]:
+    async def _prepare(self, spool: Shippable, *, after: int) -> list[tuple[SpooledRecord, Any]]:
         """The next batch after seq ``after``, as entities; unreadable records are buried."""
         while True:
             records = await asyncio.wrap_future(spool.peek(self._batch_size, after))
@@ -167,7 +167,7 @@ class Shipper:
             after = records[-1].seq  # every record of this read was buried: read on
 
     async def _ingest(
-        self, spool: Spool, batch: list[tuple[SpooledRecord, Any]], batch_seconds: float
+        self, spool: Shippable, batch: list[tuple[SpooledRecord, Any]], batch_seconds: float
     ) -> None:
         """Store ``batch``; split it to find the records the store refuses for good."""
         sessions = [e for r, e in batch if r.kind == "session"]
@@ -214,7 +214,7 @@ class Shipper:
 
     async def _split(
         self,
-        spool: Spool,
+        spool: Shippable,
         batch: list[tuple[SpooledRecord, Any]],
         exc: BaseException,
         batch_seconds: float,
@@ -233,7 +233,7 @@ class Shipper:
         await self._ingest(spool, batch[:middle], batch_seconds)
         await self._ingest(spool, batch[middle:], batch_seconds)
 
-    async def _bury(self, spool: Spool, record: SpooledRecord, reason: str) -> None:
+    async def _bury(self, spool: Shippable, record: SpooledRecord, reason: str) -> None:
         self._counters.dead_letters += 1
         self._parsed.pop(record.body, None)
         logger.error(

@@ -50,6 +50,7 @@ __all__ = [
     "report_spool",
     "FileSpool",
     "MemorySpool",
+    "Shippable",
     "Spool",
     "SpoolDirectory",
     "SpoolError",
@@ -99,7 +100,23 @@ class DeadLetter:
     failed_at: str
 
 
-class Spool(Protocol):
+class Shippable(Protocol):
+    """What the shipper needs of a queue of records: read in order, forget, set aside."""
+
+    def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
+        """The oldest ``limit`` waiting records whose seq is above ``after``."""
+        ...
+
+    def remove(self, seqs: Sequence[int]) -> Future[None]:
+        """Forget records the store now holds."""
+        ...
+
+    def bury(self, record: SpooledRecord, error: str) -> Future[None]:
+        """Move a record the store refused for good to the dead letters."""
+        ...
+
+
+class Spool(Shippable, Protocol):
     """Where records wait, in order, until the store has them."""
 
     @property
@@ -127,28 +144,8 @@ class Spool(Protocol):
         """As :meth:`append`, for a caller in an event loop: the future is that loop's."""
         ...
 
-    def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
-        """The oldest ``limit`` waiting records whose seq is above ``after``."""
-        ...
-
-    def remove(self, seqs: Sequence[int]) -> Future[None]:
-        """Forget records the store now holds."""
-        ...
-
-    def bury(self, record: SpooledRecord, error: str) -> Future[None]:
-        """Move a record the store refused for good to the dead letters."""
-        ...
-
     def dead_letters(self) -> Future[list[DeadLetter]]:
         """Every dead letter, oldest first."""
-        ...
-
-    def revive(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Queue dead letters again (all when ``seqs`` is None); return how many."""
-        ...
-
-    def drop(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Delete dead letters for good (all when ``seqs`` is None); return how many."""
         ...
 
     def close(self) -> None:
@@ -241,23 +238,6 @@ class MemorySpool:
         """Every dead letter, oldest first."""
         with self._lock:
             return _done(list(self._dead))
-
-    def revive(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Queue dead letters again, behind what waits."""
-        with self._lock:
-            chosen = [d for d in self._dead if seqs is None or d.seq in seqs]
-            self._dead = [d for d in self._dead if d not in chosen]
-            for letter in chosen:
-                self._records.append(SpooledRecord(self._next, letter.kind, letter.body))
-                self._next += 1
-        return _done(len(chosen))
-
-    def drop(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Delete dead letters for good."""
-        with self._lock:
-            before = len(self._dead)
-            self._dead = [d for d in self._dead if seqs is not None and d.seq not in seqs]
-            return _done(before - len(self._dead))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -406,33 +386,6 @@ class FileSpool:
         def run(conn: sqlite3.Connection) -> list[DeadLetter]:
             rows = conn.execute("SELECT * FROM dead_letter ORDER BY seq").fetchall()
             return [DeadLetter(*row) for row in rows]
-
-        return self._submit(run)
-
-    def revive(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Queue dead letters again, behind what waits."""
-
-        def run(conn: sqlite3.Connection) -> int:
-            rows = conn.execute("SELECT seq, kind, body FROM dead_letter ORDER BY seq").fetchall()
-            chosen = [row for row in rows if seqs is None or row[0] in seqs]
-            for old, kind, body in chosen:
-                conn.execute("DELETE FROM dead_letter WHERE seq = ?", (old,))
-                conn.execute("INSERT INTO record VALUES (?, ?, ?)", (self._next, kind, body))
-                self._next += 1
-                self._count += 1
-            return len(chosen)
-
-        return self._submit(run)
-
-    def drop(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Delete dead letters for good."""
-
-        def run(conn: sqlite3.Connection) -> int:
-            if seqs is None:
-                return conn.execute("DELETE FROM dead_letter").rowcount
-            return sum(
-                conn.execute("DELETE FROM dead_letter WHERE seq = ?", (s,)).rowcount for s in seqs
-            )
 
         return self._submit(run)
 
@@ -759,7 +712,7 @@ def drop_dead_letters(path: Path, seqs: Sequence[int] | None = None) -> int:
 
 
 class DeadLetterQueue:
-    """A spool file's dead letters as a :class:`Spool` the shipper can ship (``spool retry``).
+    """A spool file's dead letters as a queue the shipper can ship (``spool retry``).
 
     Each dead letter is tried once per queue: one the store refuses again stays a
     dead letter, with the new reason. Safe while the file's owner runs.
@@ -777,15 +730,6 @@ class DeadLetterQueue:
         """The spool file."""
         return self._path
 
-    @property
-    def limit(self) -> int:
-        """No limit: nothing is appended."""
-        return 0
-
-    def __len__(self) -> int:
-        """Dead letters not tried yet."""
-        return len(self._untried(10**9))
-
     def _untried(self, limit: int, after: int = 0) -> list[SpooledRecord]:
         rows = self._conn.execute(
             "SELECT seq, kind, body FROM dead_letter WHERE seq > ? ORDER BY seq", (after,)
@@ -796,14 +740,6 @@ class DeadLetterQueue:
             if row[0] not in self._tried and (self._only is None or row[0] in self._only)
         ]
         return chosen[:limit]
-
-    def append(self, records: Sequence[tuple[str, str]]) -> Future[int | None]:
-        """Refused: nothing is added to dead letters this way."""
-        raise SpoolError("dead letters are not appended to")
-
-    def append_async(self, records: Sequence[tuple[str, str]]) -> asyncio.Future[int | None]:
-        """Refused: nothing is added to dead letters this way."""
-        raise SpoolError("dead letters are not appended to")
 
     def peek(self, limit: int, after: int = 0) -> Future[list[SpooledRecord]]:
         """The oldest dead letters not tried yet; they count as tried from now."""
@@ -825,19 +761,6 @@ class DeadLetterQueue:
                 (error, _now_text(), record.seq),
             )
         return _done(None)
-
-    def dead_letters(self) -> Future[list[DeadLetter]]:
-        """Every dead letter of the file."""
-        rows = self._conn.execute("SELECT * FROM dead_letter ORDER BY seq").fetchall()
-        return _done([DeadLetter(*row) for row in rows])
-
-    def revive(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Not offered here: retrying ships them directly."""
-        raise SpoolError("dead letters are retried by shipping them")
-
-    def drop(self, seqs: Sequence[int] | None = None) -> Future[int]:
-        """Delete dead letters for good."""
-        return _done(drop_dead_letters(self._path, seqs))
 
     def close(self) -> None:
         """Release the file."""

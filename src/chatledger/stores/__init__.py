@@ -63,21 +63,57 @@ _URL_FORMS = (
 )
 
 
+_BACKENDS = {
+    "memory": "memory",
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+
+
+def backend_of(url: str) -> str:
+    """The backend a URL names: ``memory``, ``sqlite``, ``postgresql`` or ``mysql``."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    try:
+        return _BACKENDS[scheme]
+    except KeyError:
+        raise ValueError(
+            f"cannot tell the backend of {redact(url)!r}; use one of: {', '.join(_URL_FORMS)}"
+        ) from None
+
+
+def location_of(url: str) -> str | None:
+    """The ``location`` the store ``url`` opens will have, found without connecting.
+
+    None for a database that lives in one process only (memory, SQLite ``:memory:``).
+    """
+    backend = backend_of(url)
+    if backend == "sqlite":
+        return SqliteStore.location_of(url)
+    if backend == "postgresql":
+        from chatledger.stores.postgres import PostgresStore
+
+        return PostgresStore.address_of(url).location
+    if backend == "mysql":
+        from chatledger.stores.mysql import MySqlStore
+
+        return MySqlStore.address_of(url).location
+    return None
+
+
 async def connect(url: str, **options: Any) -> PersistenceStore:
     """Open the store a URL names: ``memory://``, ``sqlite:///…``, ``postgresql://…``, ``mysql://…``."""
-    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
-    if scheme == "memory":
+    backend = backend_of(url)
+    if backend == "memory":
         return InMemoryStore()
-    if scheme == "sqlite":
+    if backend == "sqlite":
         return await SqliteStore.connect(url, **options)
-    if scheme in ("postgresql", "postgres"):
+    if backend == "postgresql":
         from chatledger.stores.postgres import PostgresStore
 
         return await PostgresStore.connect(url, **options)
-    if scheme in ("mysql", "mariadb"):
-        from chatledger.stores.mysql import MySqlStore
+    from chatledger.stores.mysql import MySqlStore
 
-        return await MySqlStore.connect(url, **options)
-    raise ValueError(
-        f"cannot tell the backend of {redact(url)!r}; use one of: {', '.join(_URL_FORMS)}"
-    )
+    return await MySqlStore.connect(url, **options)

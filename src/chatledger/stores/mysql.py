@@ -41,7 +41,6 @@ __all__ = ["MySqlStore"]
 
 logger = logging.getLogger(__name__)
 
-_SCHEMES = ("mysql", "mariadb")
 _NOTHING = "DO 0"  # a statement that does nothing, for DDL already applied
 _STATEMENT_CACHE = 256  # prepared statements kept per connection
 _PREPARED_ROWS = 100  # rows per prepared multi-row INSERT (26 columns: 2,600 placeholders)
@@ -345,12 +344,14 @@ class MySqlStore(ServerStore):
     """The MySQL 8 / MariaDB 10.11+ backend (asyncmy): ``await MySqlStore.connect("mysql://…")``."""
 
     backend_name = "mysql"
+    schemes = ("mysql", "mariadb")
+    default_port = 3306
 
     @classmethod
     async def _open(
         cls, url: str, *, min_size: int, max_size: int, options: dict[str, Any]
     ) -> MySqlDatabase:
-        address = ServerAddress.parse(url, _SCHEMES, 3306)
+        address = cls.address_of(url)
         asyncmy = import_driver("asyncmy", "mysql", "MySQL")
         from asyncmy.constants.CLIENT import FOUND_ROWS, MULTI_STATEMENTS
 

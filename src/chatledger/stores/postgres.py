@@ -37,7 +37,6 @@ __all__ = ["PostgresStore"]
 
 logger = logging.getLogger(__name__)
 
-_SCHEMES = ("postgresql", "postgres")
 # COPY pays a round trip to start; for fewer rows a pipelined executemany wins
 # (saved messages per second here: 4 rows 3,800 by COPY, 4,700 by executemany;
 # 16 rows 13,900 against 10,400; 128 rows 49,000 against 37,000).
@@ -267,12 +266,14 @@ class PostgresStore(ServerStore):
     """The PostgreSQL backend (asyncpg): ``await PostgresStore.connect("postgresql://…")``."""
 
     backend_name = "postgresql"
+    schemes = ("postgresql", "postgres")
+    default_port = 5432
 
     @classmethod
     async def _open(
         cls, url: str, *, min_size: int, max_size: int, options: dict[str, Any]
     ) -> PostgresDatabase:
-        address = ServerAddress.parse(url, _SCHEMES, 5432)
+        address = cls.address_of(url)
         pg = import_driver("asyncpg", "postgres", "PostgreSQL")
         dsn = "postgresql://" + url.split("://", 1)[1]  # asyncpg knows no "+asyncpg"
         settings = {"application_name": "chatledger", **options.pop("server_settings", {})}

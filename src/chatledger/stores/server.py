@@ -499,6 +499,15 @@ def _settle(
 class ServerStore(SqlStore):
     """A store on a database server: connect by URL, or from ``DATABASE_URL``."""
 
+    schemes: ClassVar[tuple[str, ...]]
+    """The URL schemes this backend answers to, its own name first."""
+    default_port: ClassVar[int]
+
+    @classmethod
+    def address_of(cls, url: str) -> ServerAddress:
+        """The server and database ``url`` names; ValueError if it is not this backend's."""
+        return ServerAddress.parse(url, cls.schemes, cls.default_port)
+
     def __repr__(self) -> str:
         """The class, whether it is open, and where the server is (never the password)."""
         state = "closed" if self._closed else "open"

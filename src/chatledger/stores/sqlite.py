@@ -516,6 +516,10 @@ def parse_url(url: str) -> tuple[str | None, dict[str, str]]:
     return path, options
 
 
+def _located(path: str | None) -> str | None:
+    return None if path in (None, "", ":memory:") else str(Path(path).resolve())
+
+
 def _open_database(
     path: str | None, synchronous: Synchronous, busy_timeout: float
 ) -> SqliteDatabase:
@@ -545,6 +549,18 @@ class SqliteStore(SqlStore):
         super().__init__(database)
         self.path: str | None = database.path
         """The database file, or None for a private in-memory database."""
+
+    @property
+    def location(self) -> str | None:
+        """The database file's absolute path, or None for a private in-memory database."""
+        return _located(self.path)
+
+    @staticmethod
+    def location_of(url: str | Path) -> str | None:
+        """What :attr:`location` will be for the store ``url`` opens, without opening it."""
+        if isinstance(url, Path) or "://" not in url:
+            return _located(str(url))
+        return _located(parse_url(url)[0])
 
     @classmethod
     async def connect(
