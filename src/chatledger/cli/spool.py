@@ -328,15 +328,12 @@ async def _retry_letters(
 
 def _spool_identity(path: Path) -> str | None:
     """The database a spool file's records are for, as its recorder wrote it (None: unsaid)."""
+    from chatledger.recording.spool import SpoolError, report_spool
+
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'database'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None  # a file from before spools named their database
-    return None if row is None else str(row[0])
+        return report_spool(path).database
+    except SpoolError:
+        return None
 
 
 def _foreign(path: Path, identity: str | None) -> str:

@@ -659,6 +659,7 @@ class SpoolReport:
     owner_alive: bool  # a live process holds its lock (it is shipping it)
     waiting: int
     dead_letters: list[DeadLetter]
+    database: str | None  # which database its records are for (None: a file from before)
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
@@ -683,11 +684,16 @@ def report_spool(path: Path) -> SpoolReport:
     try:
         waiting = conn.execute("SELECT count(*) FROM record").fetchone()[0]
         rows = conn.execute("SELECT * FROM dead_letter ORDER BY seq").fetchall()
+        try:
+            named = conn.execute("SELECT value FROM meta WHERE key = 'database'").fetchone()
+        except sqlite3.OperationalError:  # a file from before spools named their database
+            named = None
     except sqlite3.Error as exc:
         raise _spool_error(path, "read", exc) from None
     finally:
         conn.close()
-    return SpoolReport(path, _owner_alive(path), waiting, [DeadLetter(*row) for row in rows])
+    letters = [DeadLetter(*row) for row in rows]
+    return SpoolReport(path, _owner_alive(path), waiting, letters, named[0] if named else None)
 
 
 def drop_dead_letters(path: Path, seqs: Sequence[int] | None = None) -> int:
