@@ -31,8 +31,14 @@ from chatledger.ids import uuid7
 from chatledger.plugin import PersistencePlugin
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
+from chatledger.testing.fake_openai import (
+    FakeOpenAIServer,
+    error_reply,
+    json_reply,
+    stream_reply,
+    usage,
+)
 from chatledger.usage import count_tokens, tokens_per_second
-from fake_openai_server import FakeOpenAIServer, error_reply, json_reply, stream_reply, usage
 
 ASKED = "gpt-4o"
 ANSWERED = "gpt-4o-2024-08-06"  # the server names the snapshot that answered

@@ -130,7 +130,9 @@ def test_overrides_win_over_the_package() -> None:
         overrides={("openai", "my-finetune"): mine, ("openai", "gpt-4o"): mine}
     )
     finetune = _call("my-finetune", 1000, 500, cached=400)
-    expected = StaticPricingRegistry({("openai", "my-finetune"): mine}).price("openai", finetune)
+    expected = StaticPricingRegistry({("openai", "my-finetune"): mine}, name="overrides").price(
+        "openai", finetune
+    )
     assert registry.price("openai", finetune) == expected
     assert expected is not None
     assert (
@@ -258,3 +260,45 @@ def test_static_registry_refuses_a_bad_table_when_built(
         StaticPricingRegistry(prices)
     with pytest.raises(TypeError, match=message):
         GenaiPricesRegistry(overrides=prices)
+
+
+def test_cache_writes_are_billed_at_their_own_rate() -> None:
+    """Anthropic's cache-creation tokens: a subset of the prompt, at the cache-write rate."""
+    price = ModelPrice(3, 15, cached_input_per_million="0.30", cache_write_per_million="3.75")
+    call = _call("claude", 10_000, 100).with_token_details(
+        TokenDetails(cached_tokens=2_000, cache_write_tokens=5_000), None
+    )
+    total, details = price.price_of(call, "mine v1")
+    # 3,000 plain at 3, 2,000 read at 0.30, 5,000 written at 3.75 (per million), 100 out at 15.
+    assert details.input_price == Decimal("0.009") + Decimal("0.0006") + Decimal("0.01875")
+    assert details.output_price == Decimal("0.0015")
+    assert total == Decimal("0.02985")
+    assert details.price_table == "mine v1"
+    # Without a rate of its own, a cache write costs the input rate.
+    plain, _ = ModelPrice(3, 15).price_of(call)
+    assert plain == Decimal("0.0315")
+
+
+def test_every_price_names_the_table_and_version_that_priced_it() -> None:
+    """genai-prices' version, or the static table's name, is kept in the price details."""
+    call = _call("gpt-4o", 1000, 10)
+    _, details = GenaiPricesRegistry().price("openai", call) or (None, None)
+    assert details is not None
+    assert details.price_table == f"genai-prices {genai_prices.__version__}"
+    table = StaticPricingRegistry({("openai", "gpt-4o"): ModelPrice(1, 2)}, name="ours 2026-11")
+    priced = call.with_auto_price(table, "openai")
+    assert priced.price_details is not None
+    assert priced.price_details.price_table == "ours 2026-11"
+    assert LLMApiCall.model_validate_json(priced.model_dump_json()) == priced
+
+
+def test_genai_prices_has_cache_write_rates_for_anthropic() -> None:
+    """Claude's cache writes cost more than its input: the registry uses genai-prices' rate."""
+    registry = GenaiPricesRegistry()
+    base = _call("claude-3-5-sonnet-latest", 1_000_000, 0)
+    written = base.with_token_details(TokenDetails(cache_write_tokens=1_000_000), None)
+    plain_price = registry.price("anthropic", base)
+    write_price = registry.price("anthropic", written)
+    assert plain_price is not None
+    assert write_price is not None
+    assert write_price[0] > plain_price[0]

@@ -222,6 +222,32 @@ async def test_calls_carry_scope_ids_usage_timing_price_and_errors(
     assert stored_failure.status is ApiCallStatus.TIMEOUT
 
 
+async def test_a_failed_call_keeps_what_was_known_when_it_failed(
+    recorder: Recorder, any_store: PersistenceStore
+) -> None:
+    """A stream cut mid-way: its response id, time to first token and latency stay."""
+    started = utc_now()
+    with scope(session_id="cut"):
+        cut = await recorder.record_call(
+            model="gpt-4o",
+            started=started,
+            finished=started + timedelta(milliseconds=900),
+            time_to_first_token_ms=120,
+            response_id="chatcmpl-cut",
+            response_message_id=uuid.uuid4(),
+            error=ConnectionResetError("peer closed the stream"),
+        )
+    await recorder.flush()
+    stored = await any_store.get_api_call(cut.id)
+    assert stored is not None
+    assert stored.status is ApiCallStatus.FAILED
+    assert (stored.api_response_id, stored.time_to_first_token_ms) == ("chatcmpl-cut", 120)
+    assert stored.latency_ms == 900
+    assert stored.error_message == "peer closed the stream"
+    assert stored.response_message_id == uuid.UUID(int=0)  # MoFA's form for a failed call
+    assert (stored.total_tokens, stored.tokens_per_second, stored.total_price) == (0, None, None)
+
+
 def test_the_blocking_twins_work_from_threads_without_an_event_loop(tmp_path: Path) -> None:
     """A blocking store; eight worker threads record at once; every record lands once."""
     store = chatledger.sync.connect(f"sqlite:///{tmp_path}/threads.db")

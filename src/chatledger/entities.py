@@ -273,18 +273,30 @@ class LLMMessage(_Entity):
 
 
 class TokenDetails(_OpenEntity):
-    """Subsets of a token count: cached prompt tokens, reasoning completion tokens."""
+    """Subsets of a token count: cached prompt tokens, reasoning completion tokens.
+
+    ``cached_tokens`` are prompt tokens read from the provider's cache;
+    ``cache_write_tokens`` are prompt tokens written to it (Anthropic's
+    ``cache_creation_input_tokens``), which some providers bill above the
+    input rate. Both are part of ``prompt_tokens``.
+    """
 
     cached_tokens: TokenCount | None = _optional()
     reasoning_tokens: TokenCount | None = _optional()
+    cache_write_tokens: TokenCount | None = _optional()
 
 
 class PriceDetails(_OpenEntity):
-    """How a call's price splits into input and output."""
+    """How a call's price splits into input and output, and which price table priced it.
+
+    ``price_table`` names the table and its version (``genai-prices 0.0.40``),
+    so a price can be traced, and re-priced when a table is corrected.
+    """
 
     input_price: Money | None = _optional()
     output_price: Money | None = _optional()
     currency: str = "USD"
+    price_table: str | None = _optional(max_length=100)
 
 
 class LLMApiCall(_Entity):
@@ -333,7 +345,7 @@ class LLMApiCall(_Entity):
         ):
             if details is None:
                 continue
-            for subset in ("cached_tokens", "reasoning_tokens"):
+            for subset in ("cached_tokens", "reasoning_tokens", "cache_write_tokens"):
                 value = getattr(details, subset)
                 if value is not None and value > total:
                     raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -41,7 +42,7 @@ _PriceValue: TypeAlias = Decimal | int | float | str
 
 @dataclass(frozen=True, slots=True, init=False)
 class ModelPrice:
-    """Prices in currency units per million tokens; cached input may have its own rate.
+    """Prices in currency units per million tokens; cache reads and writes may have their own.
 
     Rates may be given as ``Decimal``, ``int``, ``float`` or ``str`` and are kept
     as exact ``Decimal`` values: a float is read through its shortest decimal form,
@@ -56,6 +57,7 @@ class ModelPrice:
     output_per_million: Decimal
     cached_input_per_million: Decimal | None
     currency: str
+    cache_write_per_million: Decimal | None
 
     def __init__(
         self,
@@ -63,9 +65,14 @@ class ModelPrice:
         output_per_million: _PriceValue,
         cached_input_per_million: _PriceValue | None = None,
         currency: str = "USD",
+        cache_write_per_million: _PriceValue | None = None,
     ) -> None:
-        """Rates per million tokens for input, output and (optionally) cached input."""
+        """Rates per million tokens for input, output and (optionally) cache reads and writes.
+
+        Without their own rate, cache reads and cache writes cost the input rate.
+        """
         cached = cached_input_per_million
+        write = cache_write_per_million
         if not isinstance(currency, str) or not currency.strip():
             raise ValueError(f"ModelPrice currency must be a non-empty string, not {currency!r}")
         set_field = object.__setattr__  # the dataclass is frozen
@@ -77,6 +84,11 @@ class ModelPrice:
             None if cached is None else _price("cached_input_per_million", cached),
         )
         set_field(self, "currency", currency)
+        set_field(
+            self,
+            "cache_write_per_million",
+            None if write is None else _price("cache_write_per_million", write),
+        )
 
     @classmethod
     def per_token(
@@ -119,27 +131,33 @@ class ModelPrice:
             currency,
         )
 
-    def price_of(self, call: LLMApiCall) -> tuple[Decimal, PriceDetails]:
-        """The total price and its split for ``call`` at these rates."""
+    def price_of(
+        self, call: LLMApiCall, price_table: str | None = None
+    ) -> tuple[Decimal, PriceDetails]:
+        """The total price and its split for ``call`` at these rates, from ``price_table``."""
         from chatledger.entities import PriceDetails
 
-        cached = 0
+        cached = written = 0
         if call.prompt_tokens_details is not None:
             cached = call.prompt_tokens_details.cached_tokens or 0
-        # Cached tokens are a subset of prompt_tokens (OpenTelemetry); a provider that reports
-        # more would otherwise make the uncached part, and so the price, negative.
+            written = call.prompt_tokens_details.cache_write_tokens or 0
+        # Cache reads and writes are subsets of prompt_tokens (OpenTelemetry); a provider that
+        # reports more would otherwise make the plain part, and so the price, negative.
         cached = min(cached, call.prompt_tokens)
-        cached_rate = self.cached_input_per_million
-        if cached_rate is None:
-            cached_rate = self.input_per_million
+        written = min(written, call.prompt_tokens - cached)
+        plain = call.prompt_tokens - cached - written
         input_price = (
-            Decimal(call.prompt_tokens - cached) * self.input_per_million
-            + Decimal(cached) * cached_rate
+            Decimal(plain) * self.input_per_million
+            + Decimal(cached) * _or(self.cached_input_per_million, self.input_per_million)
+            + Decimal(written) * _or(self.cache_write_per_million, self.input_per_million)
         ) / _PER_MILLION
         # Reasoning tokens are part of completion_tokens, so they are billed as output here.
         output_price = Decimal(call.completion_tokens) * self.output_per_million / _PER_MILLION
         details = PriceDetails(
-            input_price=input_price, output_price=output_price, currency=self.currency
+            input_price=input_price,
+            output_price=output_price,
+            currency=self.currency,
+            price_table=price_table,
         )
         return input_price + output_price, details
 
@@ -147,18 +165,23 @@ class ModelPrice:
 class StaticPricingRegistry:
     """A registry from a fixed table keyed by ``(provider, model_name)``."""
 
-    def __init__(self, prices: Mapping[tuple[str, str], ModelPrice]) -> None:
+    def __init__(
+        self, prices: Mapping[tuple[str, str], ModelPrice], *, name: str = "static"
+    ) -> None:
         """Price calls from ``prices``, keyed by ``(provider, model_name)``.
 
-        A key that is not a pair of strings, or a value that is not a
-        :class:`ModelPrice`, is refused here with ``TypeError``.
+        ``name`` (with a version, if the table has one) is stored on every call
+        this table prices, as ``price_details.price_table``. A key that is not
+        a pair of strings, or a value that is not a :class:`ModelPrice`, is
+        refused here with ``TypeError``.
         """
         self._prices = {_price_key(key): _model_price(key, value) for key, value in prices.items()}
+        self.name = name
 
     def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
-        """The price of ``call`` from the table, cached input at its own rate."""
+        """The price of ``call`` from the table, cache reads and writes at their own rates."""
         entry = self._prices.get((provider, call.model_name))
-        return None if entry is None else entry.price_of(call)
+        return None if entry is None else entry.price_of(call, self.name)
 
 
 class GenaiPricesRegistry:
@@ -171,8 +194,9 @@ class GenaiPricesRegistry:
 
     def __init__(self, overrides: Mapping[tuple[str, str], ModelPrice] | None = None) -> None:
         """Price from genai-prices; ``overrides`` keyed by ``(provider, model_name)`` win."""
-        self._overrides = StaticPricingRegistry(overrides or {})
+        self._overrides = StaticPricingRegistry(overrides or {}, name="overrides")
         self._snapshot = _bundled_snapshot()
+        self.name = f"genai-prices {importlib.metadata.version('genai-prices')}"
 
     def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
         """The price of ``call``: an override, else genai-prices' rates at the call's time."""
@@ -180,7 +204,7 @@ class GenaiPricesRegistry:
         if overridden is not None:
             return overridden
         rates = self._rates(provider, call)
-        return None if rates is None else rates.price_of(call)
+        return None if rates is None else rates.price_of(call, self.name)
 
     def _rates(self, provider: str, call: LLMApiCall) -> ModelPrice | None:
         try:
@@ -198,6 +222,11 @@ class GenaiPricesRegistry:
                 else _rate(rates.cache_read_mtok, call.prompt_tokens)
             ),
             currency="USD",  # genai-prices publishes every price in US dollars
+            cache_write_per_million=(
+                None
+                if rates.cache_write_mtok is None
+                else _rate(rates.cache_write_mtok, call.prompt_tokens)
+            ),
         )
 
 
@@ -279,6 +308,11 @@ def _model_price(key: object, value: object) -> ModelPrice:
         f"the price of {key!r} must be a ModelPrice, not {type(value).__name__} {value!r}; "
         "e.g. ModelPrice(0.15, 0.6) for rates per million tokens"
     )
+
+
+def _or(rate: Decimal | None, default: Decimal) -> Decimal:
+    """``rate``, or ``default`` when the model has no rate of its own for that part."""
+    return default if rate is None else rate
 
 
 def _decimal(value: Decimal | float) -> Decimal:

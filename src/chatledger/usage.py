@@ -107,9 +107,10 @@ def _encoding_for(model: str) -> Any:
     except ImportError:
         return None
     try:
-        return tiktoken.encoding_for_model(model)
-    except KeyError:
-        return tiktoken.get_encoding("o200k_base")
+        try:
+            return tiktoken.encoding_for_model(model)
+        except KeyError:
+            return tiktoken.get_encoding("o200k_base")
     except Exception:  # a tokenizer that cannot load (offline, say) must not fail a chat
         logger.warning("tiktoken could not load an encoding; estimating tokens", exc_info=True)
         return None

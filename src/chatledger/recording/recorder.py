@@ -84,6 +84,7 @@ CLOSE_TIMEOUT = 10.0
 
 _SESSIONS_REMEMBERED = 10_000  # sessions whose message fingerprints stay in memory
 _UNKNOWN_MODEL = "unknown"
+_INT32_MAX = 2**31 - 1  # the ledger's millisecond columns are 32-bit
 _LOAD_TIMEOUT = 5.0  # seconds a session's first read may take before it is given up
 
 
@@ -91,8 +92,8 @@ class CallFields(TypedDict, total=False):
     """What is known of one LLM API call, as integrations hand it to the recorder.
 
     Only ``model`` and ``started`` are required. Token counts are the provider's
-    own (``prompt_tokens`` includes ``cached_tokens``, ``completion_tokens``
-    includes ``reasoning_tokens``); ``estimated`` marks counts made locally,
+    own (``prompt_tokens`` includes ``cached_tokens`` and ``cache_write_tokens``,
+    ``completion_tokens`` includes ``reasoning_tokens``); ``estimated`` marks counts made locally,
     and ``counted_by`` says how. A call with ``error`` (or a non-success
     ``status``) is recorded as failed.
     """
@@ -103,6 +104,7 @@ class CallFields(TypedDict, total=False):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int | None
+    cache_write_tokens: int | None
     reasoning_tokens: int | None
     time_to_first_token_ms: int | None
     response_id: str | None
@@ -571,36 +573,31 @@ class Recorder:
     # --- building records ---------------------------------------------------------------
 
     def build_call(self, *, scope: Scope | None = None, **fields: Unpack[CallFields]) -> LLMApiCall:
-        """The :class:`LLMApiCall` :meth:`record_call` would record, in the scope in force."""
-        ids = self._ids(self.resolve_scope(scope))
+        """The :class:`LLMApiCall` :meth:`record_call` would record, in the scope in force.
+
+        A failed call keeps whatever was known when it failed: the response id
+        a stream had already sent, its time to first token, the latency to the
+        failure, and the provider's usage if it reported any.
+        """
+        session_id, agent_id, user_id, tenant_id = self._ids(self.resolve_scope(scope))
         started = fields["started"]
         prompt_tokens = fields.get("prompt_tokens", 0)
         completion_tokens = fields.get("completion_tokens", 0)
         time_to_first_token_ms = fields.get("time_to_first_token_ms")
         error, status = fields.get("error"), fields.get("status")
         estimated, counted_by = fields.get("estimated", False), fields.get("counted_by")
-        request_message_id = fields.get("request_message_id")
-        session_id, agent_id, user_id, tenant_id = ids
         model = (fields.get("model") or _UNKNOWN_MODEL)[:100]
-        failed = error is not None or (status is not None and status != ApiCallStatus.SUCCESS)
-        if failed:
-            return LLMApiCall.failed(
-                session_id,
-                agent_id,
-                user_id,
-                tenant_id,
-                request_message_id or NIL,
-                model,
-                (
-                    fields.get("error_message")
-                    or (str(error) or type(error).__name__ if error else "failed")
-                )[:4000],
-                error_code(error) if error is not None else None,
-                started,
-                status=status or (status_for_error(error) if error else ApiCallStatus.FAILED),
-            )
+        if error is not None:
+            status = status or status_for_error(error)
+        status = status or ApiCallStatus.SUCCESS
+        succeeded = status == ApiCallStatus.SUCCESS
         finished = max(fields.get("finished") or utc_now(), started)
-        latency_ms = int((finished - started).total_seconds() * 1000)  # as LLMApiCall.success
+        latency_ms = min(int((finished - started).total_seconds() * 1000), _INT32_MAX)
+        error_message: str | None = None
+        if not succeeded:
+            error_message = fields.get("error_message") or (
+                (str(error) or type(error).__name__) if error is not None else status.value
+            )
         # One validated construction (success() then a copy would validate twice per call).
         call = LLMApiCall(
             id=uuid7(),
@@ -608,12 +605,17 @@ class Recorder:
             agent_id=agent_id,
             user_id=user_id,
             tenant_id=tenant_id,
-            request_message_id=request_message_id or NIL,
-            response_message_id=fields.get("response_message_id") or NIL,
+            request_message_id=fields.get("request_message_id") or NIL,
+            # MoFA's form: a call that failed has the nil UUID as its response.
+            response_message_id=(fields.get("response_message_id") if succeeded else None) or NIL,
             model_name=model,
             prompt_tokens=prompt_tokens,
             prompt_tokens_details=_details(
-                {"cached_tokens": fields.get("cached_tokens")} | fields.get("extra_details", {}),
+                {
+                    "cached_tokens": fields.get("cached_tokens"),
+                    "cache_write_tokens": fields.get("cache_write_tokens"),
+                }
+                | fields.get("extra_details", {}),
                 estimated,
                 counted_by,
             ),
@@ -624,15 +626,19 @@ class Recorder:
             total_tokens=prompt_tokens + completion_tokens,
             latency_ms=latency_ms,
             time_to_first_token_ms=time_to_first_token_ms,
-            tokens_per_second=tokens_per_second(
-                completion_tokens, latency_ms, time_to_first_token_ms
+            tokens_per_second=(
+                tokens_per_second(completion_tokens, latency_ms, time_to_first_token_ms)
+                if succeeded
+                else None
             ),
-            api_response_id=fields.get("response_id"),
-            status=ApiCallStatus.SUCCESS,
+            api_response_id=_response_id(fields),
+            status=status,
+            error_message=None if error_message is None else error_message[:4000],
+            error_code=error_code(error) if error is not None else None,
             create_time=started,
             update_time=finished,
         )
-        return self._priced(call)
+        return self._priced(call) if succeeded or prompt_tokens or completion_tokens else call
 
     def _priced(self, call: LLMApiCall) -> LLMApiCall:
         if self._pricing is None or call.total_price is not None:
@@ -1042,6 +1048,12 @@ def _details(
         if counted_by is not None:
             data["counted_by"] = counted_by
     return TokenDetails(**data) if data else None
+
+
+def _response_id(fields: CallFields) -> str | None:
+    """The provider's response id, cut to the column's 255 characters; None when empty."""
+    response_id = fields.get("response_id")
+    return response_id[:255] if response_id else None
 
 
 def _without_nul(value: Any) -> Any:
