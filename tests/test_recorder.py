@@ -582,3 +582,39 @@ async def test_closing_after_the_store_was_closed_does_not_wait_out_the_deadline
     await recorder.close()
     assert asyncio.get_running_loop().time() - started < 5
     assert len(SpoolDirectory(tmp_path / "spool").files()) == 1  # kept for the next start
+
+
+async def test_an_exchange_stores_new_messages_the_reply_and_the_call_once(
+    recorder: Recorder, any_store: PersistenceStore
+) -> None:
+    """Two calls resending the history, then a failure: each message once, calls linked."""
+    started = utc_now()
+    first: list[tuple[str, str]] = [("system", "Be brief."), ("user", "Hi")]
+    with scope(session_id="exchange"):
+        ids, reply, call = await recorder.record_exchange(
+            first, "Hello!", {"model": "gpt-4o", "started": started, "prompt_tokens": 9}
+        )
+        second = [*first, ("assistant", "Hello!"), ("user", "Bye")]
+        ids2, reply2, call2 = await recorder.record_exchange(
+            second, "Bye!", {"model": "gpt-4o", "started": started, "completion_tokens": 2}
+        )
+        third = [*second, ("assistant", "Bye!"), ("user", "Again?")]
+        ids3, nothing, failed = await recorder.record_exchange(
+            third, None, {"model": "gpt-4o", "started": started, "error": TimeoutError()}
+        )
+    assert reply is not None
+    assert reply2 is not None
+    assert nothing is None
+    assert ids2[:3] == [*ids, reply.id]
+    assert ids3[:5] == [*ids2, reply2.id]
+    await recorder.flush()
+    messages = await any_store.get_session_messages(id_for_key("exchange"))
+    assert [m.content.text for m in messages] == [
+        "Be brief.", "Hi", "Hello!", "Bye", "Bye!", "Again?"
+    ]  # fmt: skip
+    assert [m.parent_message_id for m in messages[1:]] == [m.id for m in messages[:-1]]
+    assert (call.request_message_id, call.response_message_id) == (ids[-1], reply.id)
+    assert (call2.request_message_id, call2.response_message_id) == (ids2[-1], reply2.id)
+    assert failed.request_message_id == ids3[-1]
+    assert failed.status is ApiCallStatus.TIMEOUT
+    assert await any_store.count_session_messages(id_for_key("exchange")) == 6

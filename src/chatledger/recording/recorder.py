@@ -463,11 +463,36 @@ class Recorder:
 
         ``call`` holds :class:`CallFields`; the call links the request and the reply.
         """
-        future, reply, api_call = self._record_reply(
-            request_id, content, call, scope, asynchronous=True
+        _, reply, api_call, future = self._record_exchange(
+            (), content, call, scope, request_id=request_id, asynchronous=True
         )
         await self._acknowledged(future)
+        assert reply is not None
         return reply, api_call
+
+    async def record_exchange(
+        self,
+        messages: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        reply: MessageContent | str | None,
+        call: CallFields,
+        *,
+        scope: Scope | None = None,
+    ) -> tuple[list[uuid.UUID], LLMMessage | None, LLMApiCall]:
+        """Record one model call as a framework made it: its request, its reply, its usage.
+
+        ``messages`` is the conversation the framework sent (only those not
+        stored yet are stored, as :meth:`record_conversation` does); ``reply``
+        the assistant's answer, None when the call failed. The call links the
+        last request message and the reply. Everything is durable together, in
+        one append to the spool. Returns the request messages' ids, the reply
+        and the call.
+        """
+        await self._load_session_once(self.resolve_scope(scope))
+        ids, message, api_call, future = self._record_exchange(
+            messages, reply, call, scope, asynchronous=True
+        )
+        await self._acknowledged(future)
+        return ids, message, api_call
 
     async def flush(self) -> int:
         """Ship what waits now; return how many records still wait (the store may be down)."""
@@ -545,11 +570,28 @@ class Recorder:
         scope: Scope | None = None,
     ) -> tuple[LLMMessage, LLMApiCall]:
         """Blocking twin of :meth:`record_reply`."""
-        future, reply, api_call = self._record_reply(
-            request_id, content, call, scope, asynchronous=False
+        _, reply, api_call, future = self._record_exchange(
+            (), content, call, scope, request_id=request_id, asynchronous=False
         )
         self._acknowledged_sync(future)
+        assert reply is not None
         return reply, api_call
+
+    def record_exchange_sync(
+        self,
+        messages: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        reply: MessageContent | str | None,
+        call: CallFields,
+        *,
+        scope: Scope | None = None,
+    ) -> tuple[list[uuid.UUID], LLMMessage | None, LLMApiCall]:
+        """Blocking twin of :meth:`record_exchange`."""
+        self._run_on_home(self._load_session_once(self.resolve_scope(scope)))
+        ids, message, api_call, future = self._record_exchange(
+            messages, reply, call, scope, asynchronous=False
+        )
+        self._acknowledged_sync(future)
+        return ids, message, api_call
 
     def flush_sync(self) -> int:
         """Blocking twin of :meth:`flush`."""
@@ -755,30 +797,41 @@ class Recorder:
             self._counters.api_calls += 1
             return self._spool_append(records, asynchronous)
 
-    def _record_reply(
+    def _record_exchange(
         self,
-        request_id: uuid.UUID,
-        content: MessageContent | str,
+        items: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        reply: MessageContent | str | None,
         fields: CallFields,
         scope: Scope | None,
         *,
+        request_id: uuid.UUID | None = None,
         asynchronous: bool,
-    ) -> tuple[_Acknowledgement, LLMMessage, LLMApiCall]:
+    ) -> tuple[list[uuid.UUID], LLMMessage | None, LLMApiCall, _Acknowledgement]:
+        """The new messages of a request, its reply and its call: one append, one fsync."""
         scope = self.resolve_scope(scope)
         ids = self._ids(scope)
-        built = [(MessageRole.ASSISTANT, _content(content))]
+        built = [(MessageRole(role), _content(content)) for role, content in items]
+        prints = [fingerprint(role, content) for role, content in built]
+        answer = None if reply is None else [(MessageRole.ASSISTANT, _content(reply))]
         with self._lock:
             self._check_open()
             records: list[tuple[str, str]] = []
             state = self._session(scope, ids, records)
-            (reply,) = self._append_messages(state, ids, built, request_id, records)
-            linked: CallFields = {"finished": reply.create_time, **fields}
-            linked["request_message_id"] = request_id
-            linked["response_message_id"] = reply.id
+            stored = _stored_prefix(state.fingerprints, prints)
+            new = self._append_messages(state, ids, built[len(stored) :], None, records)
+            request_ids = [state.id_at(i) for i in stored] + [m.id for m in new]
+            if request_ids:
+                request_id = request_ids[-1]
+            linked: CallFields = {**fields, "request_message_id": request_id}
+            message = None
+            if answer is not None:
+                (message,) = self._append_messages(state, ids, answer, request_id, records)
+                linked.setdefault("finished", message.create_time)
+                linked["response_message_id"] = message.id
             call = self.build_call(scope=scope, **linked)
             records.append(("call", self._body(call)))
             self._counters.api_calls += 1
-            return self._spool_append(records, asynchronous), reply, call
+            return request_ids, message, call, self._spool_append(records, asynchronous)
 
     def _body(self, entity: LLMMessage | LLMApiCall | ChatSession) -> str:
         """The record's JSON; a NUL (which no SQL backend stores) becomes U+FFFD, counted.
