@@ -7,25 +7,57 @@ call, after it with what is known about the response, or on its error. When
 the provider reports no usage the agent counts the tokens itself and says so
 in the metadata. History is kept per session; with a persistence plugin the
 sessions live in its store and are loaded from it.
+
+With tools (:meth:`LLMAgentBuilder.with_tool`, :meth:`~LLMAgentBuilder.with_tool_executor`)
+one turn may take several model round trips: while the model asks for tools,
+the agent runs the calls one after another, in the order the model gave them
+(a later call may depend on an earlier one's effect), offers each to every
+handler's ``on_tool_call`` first (a handler's reply stands in for the tool's
+result, as in MoFA), sends every result back as a ``tool`` message, and asks
+again. A tool that raises does not end the chat: its error text becomes the
+result, marked as an error. After ``max_tool_rounds`` rounds of tool calls a
+model that still asks for tools ends the turn with
+:class:`~chatledger.agent.tools.ToolRoundsExceededError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
-from collections.abc import AsyncGenerator, Sequence
-from typing import Self
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
 
-from chatledger.agent.providers import ChatMessage, ChatRequest, LLMProvider, StreamEnd
-from chatledger.entities import ChatSession, MessageRole
+from chatledger.agent.providers import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    LLMProvider,
+    StreamEnd,
+    partial_metadata,
+)
+from chatledger.agent.tools import (
+    FunctionToolExecutor,
+    Tool,
+    ToolCall,
+    ToolExecutor,
+    ToolRoundsExceededError,
+)
+from chatledger.entities import ChatSession, LLMMessage, MessageRole, ToolResultContent
 from chatledger.ids import NIL_UUID, uuid7
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import AgentPlugin, PluginContext, PluginState
 from chatledger.plugin.persistence import PersistencePlugin
 from chatledger.usage import count_tokens
 
-__all__ = ["LLMAgent", "LLMAgentBuilder"]
+__all__ = ["DEFAULT_MAX_TOOL_ROUNDS", "LLMAgent", "LLMAgentBuilder"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOOL_ROUNDS = 10
+"""Rounds of tool calls one turn may take before the agent gives up (MoFA's limit too)."""
 
 
 class LLMAgentBuilder:
@@ -44,6 +76,9 @@ class LLMAgentBuilder:
         self._persistence: PersistencePlugin | None = None
         self._session_id: uuid.UUID | None = None
         self._rounds: int | None = None
+        self._tools: list[Tool] = []
+        self._executor: ToolExecutor | None = None
+        self._max_tool_rounds = DEFAULT_MAX_TOOL_ROUNDS
 
     def with_provider(self, provider: LLMProvider) -> Self:
         """The provider that answers."""
@@ -102,10 +137,51 @@ class LLMAgentBuilder:
         self._rounds = rounds
         return self
 
+    def with_tool(self, tool: Tool | Callable[..., Any]) -> Self:
+        """A tool the model may call; a plain function is made one with ``Tool.from_function``."""
+        self._tools.append(tool if isinstance(tool, Tool) else Tool.from_function(tool))
+        return self
+
+    def with_tools(self, tools: Iterable[Tool | Callable[..., Any]]) -> Self:
+        """Several tools the model may call, added to those given before."""
+        for tool in tools:
+            self.with_tool(tool)
+        return self
+
+    def with_tool_executor(self, executor: ToolExecutor) -> Self:
+        """What runs the tool calls (by default, the functions the tools carry)."""
+        self._executor = executor
+        return self
+
+    def with_max_tool_rounds(self, rounds: int) -> Self:
+        """How many rounds of tool calls one turn may take (10 by default)."""
+        if rounds < 1:
+            raise ValueError(f"a turn allows at least one round of tool calls, not {rounds}")
+        self._max_tool_rounds = rounds
+        return self
+
     async def build_async(self) -> LLMAgent:
         """The agent, its plugins started and its session's history loaded."""
         if self._provider is None or self._model is None:
             raise ValueError("an agent needs with_provider(...) and with_model(...)")
+        names = [tool.name for tool in self._tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two tools share a name: {sorted(names)}")
+        tools = list(self._tools)
+        executor = self._executor
+        if executor is None and tools:
+            unrunnable = [tool.name for tool in tools if tool.function is None]
+            if unrunnable:
+                raise ValueError(
+                    f"tools {unrunnable} have no function: give them one, or give the agent "
+                    "with_tool_executor(...)"
+                )
+            executor = FunctionToolExecutor(tools)
+        elif executor is not None and not tools:
+            # MoFA's rule: an executor that lists its tools describes them to the model.
+            available = getattr(executor, "available_tools", None)
+            if available is not None:
+                tools = list(await available())
         agent = LLMAgent(
             provider=self._provider,
             model=self._model,
@@ -117,6 +193,9 @@ class LLMAgentBuilder:
             handlers=self._handlers,
             persistence=self._persistence,
             rounds=self._rounds,
+            tools=tools,
+            executor=executor,
+            max_tool_rounds=self._max_tool_rounds,
         )
         await agent._start()
         session_id = self._session_id
@@ -142,6 +221,9 @@ class LLMAgent:
         handlers: Sequence[LLMAgentEventHandler],
         persistence: PersistencePlugin | None,
         rounds: int | None,
+        tools: Sequence[Tool] = (),
+        executor: ToolExecutor | None = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
     ) -> None:
         """Use :class:`LLMAgentBuilder`."""
         self.provider = provider
@@ -157,6 +239,9 @@ class LLMAgent:
             *handlers,
         ]
         self._rounds = rounds
+        self._tools = tuple(tools)
+        self._executor = executor
+        self._max_tool_rounds = max_tool_rounds
         self._session_id = uuid7()
         self._history: list[ChatMessage] = []
         # Without a persistence plugin, sessions live here: each with its history.
@@ -169,6 +254,11 @@ class LLMAgent:
     def current_session_id(self) -> uuid.UUID:
         """The session the agent is chatting in."""
         return self._session_id
+
+    @property
+    def tools(self) -> tuple[Tool, ...]:
+        """The tools the model is told it may call."""
+        return self._tools
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -219,11 +309,7 @@ class LLMAgent:
         if self._persistence is not None:
             self._persistence.with_session_id(session_id)
             history = await self._persistence.load_history() if load else []
-            self._history = [
-                ChatMessage(m.role.value, m.content.text or "")
-                for m in history
-                if m.role in (MessageRole.USER, MessageRole.ASSISTANT)
-            ]
+            self._history = _conversation(history)
             return session_id
         if session_id not in self._local:
             session = ChatSession.new(NIL_UUID, self._local_agent).with_id(session_id)
@@ -234,68 +320,97 @@ class LLMAgent:
     # --- chatting -----------------------------------------------------------------------
 
     async def chat(self, message: str) -> str:
-        """Send ``message``; return the reply (after every handler had its say)."""
-        message = await self._before(message)
-        request = self._request(message)
-        try:
-            completion = await self.provider.complete(request)
-        except BaseException as exc:  # noqa: BLE001  (recorded, then re-raised or replaced)
-            return await self._failed(message, exc)
-        metadata = completion.metadata
-        if not completion.usage_reported:
-            metadata = self._estimate(request, completion.text, metadata)
-        return await self._after(message, completion.text, metadata)
+        """Send ``message``; return the reply (after every handler had its say).
+
+        While the model asks for tools, they run and the model is asked again.
+        """
+        turn = _Turn([ChatMessage("user", await self._before(message))])
+        while True:
+            request = self._request(turn.messages)
+            try:
+                completion = await self.provider.complete(request)
+            except BaseException as exc:  # noqa: BLE001  (recorded, then re-raised or replaced)
+                return await self._failed(turn, exc)
+            metadata = completion.metadata
+            if not completion.usage_reported:
+                metadata = self._estimate(request, completion, metadata)
+            if not completion.tool_calls:
+                return await self._after(turn, completion.text, metadata)
+            try:
+                await self._run_tools(turn, completion.text, completion.tool_calls, metadata)
+            except ToolRoundsExceededError as exc:
+                return await self._failed(turn, exc, metadata)
 
     async def chat_stream(self, message: str) -> AsyncGenerator[str, None]:
-        """Send ``message``; yield the reply as it arrives. Handlers run when it ends."""
-        message = await self._before(message)
-        request = self._request(message)
-        pieces: list[str] = []
-        end: StreamEnd | None = None
-        try:
-            # aclosing: a reader that stops early closes the provider's stream at once
-            async with contextlib.aclosing(self.provider.stream(request)) as stream:
-                async for item in stream:
-                    if isinstance(item, StreamEnd):
-                        end = item
-                    else:
-                        pieces.append(item)
-                        yield item
-        except BaseException as exc:  # GeneratorExit too: recorded as cancelled
-            await self._failed(message, exc, reraise=True)
-            raise
-        text = "".join(pieces)
-        if end is None:
-            metadata = self._estimate(
-                request, text, LLMResponseMetadata(model=self.model, time_to_first_token_ms=0)
-            )
-        elif not end.usage_reported:
-            metadata = self._estimate(request, text, end.metadata)
-        else:
-            metadata = end.metadata
-        await self._after(message, text, metadata)
+        """Send ``message``; yield the reply as it arrives. Handlers run when it ends.
 
-    def _request(self, message: str) -> ChatRequest:
+        Tool rounds happen inside: what is yielded is the text the model says,
+        the final answer's as it streams (and any text a tool round says first).
+        """
+        turn = _Turn([ChatMessage("user", await self._before(message))])
+        while True:
+            request = self._request(turn.messages)
+            pieces: list[str] = []
+            end: StreamEnd | None = None
+            try:
+                # aclosing: a reader that stops early closes the provider's stream at once
+                async with contextlib.aclosing(self.provider.stream(request)) as stream:
+                    async for item in stream:
+                        if isinstance(item, StreamEnd):
+                            end = item
+                        else:
+                            pieces.append(item)
+                            yield item
+            except BaseException as exc:  # GeneratorExit too: recorded as cancelled
+                await self._failed(turn, exc, reraise=True)
+                raise
+            text = "".join(pieces)
+            completion = Completion(
+                text,
+                LLMResponseMetadata(model=self.model, time_to_first_token_ms=0),
+                usage_reported=False,
+            )
+            if end is not None:
+                completion = Completion(text, end.metadata, end.usage_reported, end.tool_calls)
+            metadata = completion.metadata
+            if not completion.usage_reported:
+                metadata = self._estimate(request, completion, metadata)
+            if not completion.tool_calls:
+                await self._after(turn, text, metadata)
+                return
+            try:
+                await self._run_tools(turn, text, completion.tool_calls, metadata)
+            except ToolRoundsExceededError as exc:
+                await self._failed(turn, exc, metadata, reraise=True)
+                raise
+
+    def _request(self, turn: Sequence[ChatMessage]) -> ChatRequest:
         window = self._history
         if self._rounds is not None:
-            window = window[-2 * self._rounds :]
+            # A round starts at a user message: its tool calls and results go with it.
+            starts = [i for i, m in enumerate(window) if m.role == "user"]
+            if len(starts) > self._rounds:
+                window = window[starts[-self._rounds] :]
         system = [] if self._system_prompt is None else [ChatMessage("system", self._system_prompt)]
         return ChatRequest(
             model=self.model,
-            messages=[*system, *window, ChatMessage("user", message)],
+            messages=[*system, *window, *turn],
             temperature=self._temperature,
             max_tokens=self._max_tokens,
+            tools=self._tools,
         )
 
     def _estimate(
-        self, request: ChatRequest, reply: str, metadata: LLMResponseMetadata
+        self, request: ChatRequest, completion: Completion, metadata: LLMResponseMetadata
     ) -> LLMResponseMetadata:
         """The metadata with tokens counted here, marked as estimated."""
-        prompt = sum(count_tokens(m.content, metadata.model)[0] for m in request.messages)
-        completion, _ = count_tokens(reply, metadata.model)
-        return metadata.model_copy(
-            update={"prompt_tokens": prompt, "completion_tokens": completion, "estimated": True}
+        model = metadata.model
+        prompt = sum(
+            count_tokens(_said(m.content, m.tool_calls), model)[0] for m in request.messages
         )
+        completion_tokens, _ = count_tokens(_said(completion.text, completion.tool_calls), model)
+        counts = {"prompt_tokens": prompt, "completion_tokens": completion_tokens}
+        return metadata.model_copy(update={**counts, "estimated": True})
 
     async def _before(self, message: str) -> str:
         for handler in self._handlers:
@@ -304,23 +419,71 @@ class LLMAgent:
                 message = replaced
         return message
 
-    async def _after(self, message: str, reply: str, metadata: LLMResponseMetadata) -> str:
+    async def _after(self, turn: _Turn, reply: str, metadata: LLMResponseMetadata) -> str:
         for handler in self._handlers:
             replaced = await handler.after_chat_with_metadata(reply, metadata)
             if replaced is not None:
                 reply = replaced
-        self._history += [ChatMessage("user", message), ChatMessage("assistant", reply)]
+        self._history += [*turn.messages, ChatMessage("assistant", reply)]
         return reply
 
-    async def _failed(self, message: str, error: BaseException, *, reraise: bool = False) -> str:
+    async def _run_tools(
+        self,
+        turn: _Turn,
+        text: str,
+        calls: Sequence[ToolCall],
+        metadata: LLMResponseMetadata,
+    ) -> None:
+        """Run one round of tool calls, in order, each result added to the turn."""
+        if turn.tool_rounds >= self._max_tool_rounds:
+            raise ToolRoundsExceededError(turn.tool_rounds)
+        turn.tool_rounds += 1
+        contents = [call.to_content() for call in calls]
+        for handler in self._handlers:
+            await handler.after_chat_with_tool_calls(text, contents, metadata)
+        turn.messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
+        for call, content in zip(calls, contents, strict=True):
+            result = await self._run_tool(call)
+            for handler in self._handlers:
+                await handler.on_tool_result(content, result)
+            turn.messages.append(ChatMessage("tool", result.content, tool_call_id=call.id))
+
+    async def _run_tool(self, call: ToolCall) -> ToolResultContent:
+        """One call's result: a handler's stand-in, else the executor's; an error as its text."""
+        stand_in: str | None = None
+        for handler in self._handlers:
+            said = await handler.on_tool_call(call.name, call.arguments)
+            stand_in = stand_in if said is None else said
+        if stand_in is not None:
+            return ToolResultContent(tool_call_id=call.id, content=stand_in)
+        if self._executor is None:
+            error = f"Error: no tool executor can run {call.name!r}"
+            return ToolResultContent(tool_call_id=call.id, content=error, is_error=True)
+        try:
+            content = await self._executor.execute(call.name, call.arguments)
+        except Exception as exc:  # the model is told, as agent SDKs do; the chat goes on
+            logger.warning("tool %r failed", call.name, exc_info=True)
+            error = f"Error: {type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return ToolResultContent(tool_call_id=call.id, content=error, is_error=True)
+        return ToolResultContent(tool_call_id=call.id, content=content)
+
+    async def _failed(
+        self,
+        turn: _Turn,
+        error: BaseException,
+        metadata: LLMResponseMetadata | None = None,
+        *,
+        reraise: bool = False,
+    ) -> str:
         """Tell every handler; a handler's reply stands in for the model's, else re-raise."""
+        metadata = metadata or partial_metadata(error)
         replacement: str | None = None
         for handler in self._handlers:
-            said = await handler.on_error(error)
+            said = await handler.on_error_with_metadata(error, metadata)
             replacement = replacement if said is None else said
         if reraise or replacement is None or isinstance(error, asyncio.CancelledError):
             raise error
-        self._history += [ChatMessage("user", message), ChatMessage("assistant", replacement)]
+        self._history += [*turn.messages, ChatMessage("assistant", replacement)]
         return replacement
 
     # --- plugins ------------------------------------------------------------------------
@@ -348,3 +511,46 @@ class LLMAgent:
                 await plugin.unload()
         if self._persistence is not None:
             await self._persistence.close()
+
+
+@dataclass(slots=True)
+class _Turn:
+    """One turn in progress: its messages so far (the user's, tool calls, tool results)."""
+
+    messages: list[ChatMessage]
+    tool_rounds: int = 0
+
+
+def _said(text: str, calls: Sequence[ToolCall]) -> str:
+    """What a message says to the tokenizer: its text, and its tool calls' names and arguments."""
+    return " ".join([text, *(f"{call.name} {call.arguments}" for call in calls)])
+
+
+def _conversation(history: Sequence[LLMMessage]) -> list[ChatMessage]:
+    """The stored messages as the model is sent them, tool calls and results included.
+
+    A tool-call message whose results are not all stored (a turn cut short)
+    is left out with what results it has: the APIs refuse a call without its result.
+    """
+    messages: list[ChatMessage] = []
+    pending: dict[str, int] = {}  # a call's id -> the index of the message that asked for it
+    for stored in history:
+        content = stored.content
+        if stored.role is MessageRole.USER:
+            messages.append(ChatMessage("user", content.text or ""))
+        elif stored.role is MessageRole.ASSISTANT:
+            calls = tuple(ToolCall.from_content(call) for call in content.tool_calls or ())
+            messages.append(ChatMessage("assistant", content.text or "", tool_calls=calls))
+            pending.update({call.id: len(messages) - 1 for call in calls})
+        elif stored.role is MessageRole.TOOL and content.tool_result is not None:
+            result = content.tool_result
+            messages.append(ChatMessage("tool", result.content, tool_call_id=result.tool_call_id))
+    answered = {m.tool_call_id for m in messages if m.role == "tool"}
+    broken = {index for call_id, index in pending.items() if call_id not in answered}
+    dropped = {call.id for index in broken for call in messages[index].tool_calls}
+    return [
+        m
+        for index, m in enumerate(messages)
+        if index not in broken
+        and not (m.role == "tool" and (m.tool_call_id in dropped or m.tool_call_id not in pending))
+    ]

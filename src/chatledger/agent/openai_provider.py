@@ -6,7 +6,14 @@ vLLM, Ollama, LiteLLM proxies, ...) and reports what the response says about
 itself: the model that answered, its id, finish reason and token usage,
 including cached prompt tokens and reasoning tokens. Streams ask for the usage
 chunk (``stream_options={"include_usage": True}``) and measure the time to
-first token.
+first token: the first chunk that carries content, a tool call or a refusal.
+
+Tools go out in OpenAI's function-tool form; the tool calls of a reply are
+read from the message, or gathered from a stream's deltas by their index
+(the arguments arrive in pieces). Assistant tool-call messages and ``tool``
+messages go back in OpenAI's wire form. A stream that fails after its first
+chunk attaches what had arrived (the response id, the time to first token)
+to the error before it propagates.
 
 Errors from the SDK are not wrapped: the agent and the persistence plugin
 read their type, HTTP status and code to record the call's status.
@@ -23,7 +30,14 @@ from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
-from chatledger.agent.providers import ChatRequest, Completion, StreamEnd
+from chatledger.agent.providers import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    StreamEnd,
+    attach_partial_metadata,
+)
+from chatledger.agent.tools import ToolCall
 from chatledger.plugin.events import LLMResponseMetadata
 
 if TYPE_CHECKING:
@@ -92,6 +106,11 @@ class OpenAIProvider:
         )
         choice = response.choices[0] if response.choices else None
         text = "" if choice is None or choice.message.content is None else choice.message.content
+        calls: list[ToolCall] = []
+        for call in (None if choice is None else choice.message.tool_calls) or ():
+            function = getattr(call, "function", None)  # custom (non-function) tools have none
+            if function is not None:
+                calls.append(ToolCall(call.id, function.name, function.arguments or "{}"))
         metadata = _metadata(
             response.id,
             response.model or request.model,
@@ -99,7 +118,9 @@ class OpenAIProvider:
             None if choice is None else choice.finish_reason,
             time_to_first_token_ms=None,
         )
-        return Completion(text, metadata, usage_reported=response.usage is not None)
+        return Completion(
+            text, metadata, usage_reported=response.usage is not None, tool_calls=tuple(calls)
+        )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[str | StreamEnd, None]:
         """The reply to ``request`` as text deltas, then a :class:`StreamEnd` with its usage."""
@@ -114,26 +135,42 @@ class OpenAIProvider:
         finish_reason: str | None = None
         usage: CompletionUsage | None = None
         first_token_ms: int | None = None
-        # The stream owns an HTTP response: close it however the consumer stops.
-        async with stream:
-            async for chunk in stream:
-                response_id = chunk.id or response_id
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if not chunk.choices:
-                    continue  # the usage chunk has no choices
-                choice = chunk.choices[0]
-                finish_reason = choice.finish_reason or finish_reason
-                piece = choice.delta.content
-                if piece:
-                    if first_token_ms is None:
+        calls: dict[int, _CallParts] = {}  # by the delta's index: arguments come in pieces
+        try:
+            # The stream owns an HTTP response: close it however the consumer stops.
+            async with stream:
+                async for chunk in stream:
+                    response_id = chunk.id or response_id
+                    model = chunk.model or model
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    if not chunk.choices:
+                        continue  # the usage chunk has no choices
+                    choice = chunk.choices[0]
+                    finish_reason = choice.finish_reason or finish_reason
+                    delta = choice.delta
+                    if first_token_ms is None and (
+                        delta.content or delta.tool_calls or delta.refusal
+                    ):
                         first_token_ms = _elapsed_ms(started)
-                    yield piece
+                    for part in delta.tool_calls or ():
+                        parts = calls.setdefault(part.index, _CallParts())
+                        parts.add(part.id, part.function)
+                    if delta.content:
+                        yield delta.content
+        except GeneratorExit:
+            raise  # the reader stopped: nothing failed
+        except BaseException as exc:
+            # What had arrived stays known: the failed call's record keeps it.
+            if response_id is not None or first_token_ms is not None:
+                partial = _metadata(response_id, model, usage, finish_reason, first_token_ms)
+                attach_partial_metadata(exc, partial)
+            raise
         if first_token_ms is None:  # nothing was said: the "first token" is the end
             first_token_ms = _elapsed_ms(started)
         metadata = _metadata(response_id, model, usage, finish_reason, first_token_ms)
-        yield StreamEnd(metadata, usage_reported=usage is not None)
+        tool_calls = tuple(calls[index].call(index) for index in sorted(calls))
+        yield StreamEnd(metadata, usage_reported=usage is not None, tool_calls=tool_calls)
 
     async def close(self) -> None:
         """Close the SDK client and its connections (unless the caller gave it)."""
@@ -157,16 +194,60 @@ class OpenAIProvider:
     def _arguments(request: ChatRequest) -> dict[str, Any]:
         """The create() arguments ``request`` sets; unset options are left to the API."""
         messages = cast(
-            "list[ChatCompletionMessageParam]",
-            [{"role": m.role, "content": m.content} for m in request.messages],
+            "list[ChatCompletionMessageParam]", [_wire_message(m) for m in request.messages]
         )
         arguments: dict[str, Any] = {"model": request.model, "messages": messages}
+        if request.tools:
+            arguments["tools"] = [tool.to_openai() for tool in request.tools]
         if request.temperature is not None:
             arguments["temperature"] = request.temperature
         if request.max_tokens is not None:
             # max_tokens, not max_completion_tokens: OpenAI-compatible servers know this one.
             arguments["max_tokens"] = request.max_tokens
         return arguments
+
+
+class _CallParts:
+    """One streamed tool call, gathered from its deltas."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def add(self, call_id: str | None, function: Any) -> None:
+        """Take one delta's pieces: the id and name come once, the arguments in pieces."""
+        self.id = call_id or self.id
+        if function is not None:
+            self.name = function.name or self.name
+            if function.arguments:
+                self.arguments.append(function.arguments)
+
+    def call(self, index: int) -> ToolCall:
+        """The whole call (an id made up from its index if the server sent none)."""
+        return ToolCall(self.id or f"call_{index}", self.name, "".join(self.arguments) or "{}")
+
+
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    """A message in OpenAI's wire form, tool calls and tool results included."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {
+            "role": message.role,
+            "content": message.content or None,  # OpenAI's form for "only tool calls"
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": message.role, "content": message.content}
 
 
 def _elapsed_ms(started: float) -> int:

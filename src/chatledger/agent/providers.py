@@ -5,21 +5,34 @@ A provider turns a :class:`ChatRequest` into a reply, either whole
 is known about the response (:meth:`LLMProvider.stream`). Both report an
 :class:`~chatledger.plugin.events.LLMResponseMetadata`; a provider that got
 no usage from its API leaves the token counts at zero and ``usage_reported``
-false, and the agent counts them itself.
+false, and the agent counts them itself. A reply may ask for tools: its
+:class:`~chatledger.agent.tools.ToolCall` list rides on the :class:`Completion`
+or the :class:`StreamEnd`, and the request carries the tools the model may use.
+
+A stream that fails after part of the response arrived says what had
+arrived (its response id, the time to first token) by attaching it to the
+error with :func:`attach_partial_metadata`; the agent reads it back with
+:func:`partial_metadata` and hands it to ``on_error_with_metadata``, so the
+failed call's record keeps it.
 
 :class:`ScriptedProvider` answers from a script: replies, token counts,
 delays and errors, in order. It needs no network and no key, so demos and
-tests run anywhere and always the same way.
+tests run anywhere and always the same way. A scripted reply may ask for
+tools (:class:`ScriptedToolCall`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from chatledger.agent.tools import Tool, ToolCall
+from chatledger.ids import uuid7
 from chatledger.plugin.events import LLMResponseMetadata
 
 __all__ = [
@@ -29,43 +42,71 @@ __all__ = [
     "LLMProvider",
     "ScriptedProvider",
     "ScriptedReply",
+    "ScriptedToolCall",
     "StreamEnd",
+    "attach_partial_metadata",
+    "partial_metadata",
 ]
+
+_PARTIAL = "chatledger_partial_metadata"  # the attribute a failed stream's error carries
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of the conversation sent to the model."""
+    """One message of the conversation sent to the model.
+
+    An assistant message may carry the ``tool_calls`` it asked for (its
+    ``content`` is then often empty); a ``tool`` message carries the
+    ``tool_call_id`` of the call whose result is its ``content``.
+    """
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """What the agent asks a provider for."""
+    """What the agent asks a provider for, with the tools the model may call."""
 
     model: str
     messages: Sequence[ChatMessage]
     temperature: float | None = None
     max_tokens: int | None = None
+    tools: Sequence[Tool] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A whole reply and what is known about it."""
+    """A whole reply and what is known about it; ``tool_calls`` when it asks for tools."""
 
     text: str
     metadata: LLMResponseMetadata
     usage_reported: bool = True
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class StreamEnd:
-    """The last item of a stream: what is known about the response."""
+    """The last item of a stream: what is known about the response, and any tool calls."""
 
     metadata: LLMResponseMetadata
     usage_reported: bool = True
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+def attach_partial_metadata(error: BaseException, metadata: LLMResponseMetadata) -> None:
+    """Say on ``error`` what of the response had arrived before it (a cut stream's id, say)."""
+    # An exception that takes no attributes (a C type with slots) just goes without.
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(error, _PARTIAL, metadata)
+
+
+def partial_metadata(error: BaseException) -> LLMResponseMetadata | None:
+    """What a provider attached to ``error`` of the response that had arrived, if anything."""
+    found = getattr(error, _PARTIAL, None)
+    return found if isinstance(found, LLMResponseMetadata) else None
 
 
 @runtime_checkable
@@ -87,11 +128,27 @@ class LLMProvider(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptedToolCall:
+    """A tool call a scripted reply asks for; ``arguments`` as JSON text or a mapping."""
+
+    name: str
+    arguments: str | Mapping[str, Any] = "{}"
+    id: str | None = None  # a fresh ``call_...`` id when None
+
+    def to_call(self) -> ToolCall:
+        """The call as a provider reports it."""
+        arguments = self.arguments
+        text = arguments if isinstance(arguments, str) else json.dumps(dict(arguments))
+        return ToolCall(id=self.id or f"call_{uuid7().hex}", name=self.name, arguments=text)
+
+
+@dataclass(frozen=True, slots=True)
 class ScriptedReply:
-    """One scripted answer: its text, what usage to report, how long it takes, or an error.
+    """One scripted answer: its text, tool calls, what usage to report, how long, or an error.
 
     With ``prompt_tokens`` None the provider reports no usage (as some APIs
-    do), so the agent counts tokens itself.
+    do), so the agent counts tokens itself. With ``tool_calls`` the reply asks
+    for tools (its text, usually empty, is said first).
     """
 
     text: str = ""
@@ -103,6 +160,7 @@ class ScriptedReply:
     piece_delay: float = 0.0  # seconds between streamed pieces
     error: BaseException | None = None
     model: str | None = None  # the model that "answered"; the request's by default
+    tool_calls: Sequence[ScriptedToolCall] = ()
 
 
 @dataclass(slots=True)
@@ -139,7 +197,7 @@ class ScriptedProvider:
             completion_tokens=(reply.completion_tokens or 0) if reported else 0,
             cached_tokens=reply.cached_tokens,
             reasoning_tokens=reply.reasoning_tokens,
-            finish_reason="stop",
+            finish_reason="tool_calls" if reply.tool_calls else "stop",
             time_to_first_token_ms=first_token_ms,
         )
         return metadata, reported
@@ -152,7 +210,8 @@ class ScriptedProvider:
         if reply.error is not None:
             raise reply.error
         metadata, reported = self._metadata(reply, request, None)
-        return Completion(reply.text, metadata, reported)
+        calls = tuple(call.to_call() for call in reply.tool_calls)
+        return Completion(reply.text, metadata, reported, calls)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[str | StreamEnd, None]:
         """The scripted reply word by word, then its metadata with the time to first token."""
@@ -163,12 +222,15 @@ class ScriptedProvider:
         if reply.error is not None:
             raise reply.error
         first_token_ms: int | None = None
-        words = reply.text.split(" ")
+        words = reply.text.split(" ") if reply.text or not reply.tool_calls else []
         for index, word in enumerate(words):
             if first_token_ms is None:
                 first_token_ms = int((time.perf_counter() - started) * 1000)
             elif reply.piece_delay:
                 await asyncio.sleep(reply.piece_delay)
             yield word if index == len(words) - 1 else word + " "
-        metadata, reported = self._metadata(reply, request, first_token_ms or 0)
-        yield StreamEnd(metadata, reported)
+        if first_token_ms is None:  # only tool calls: they are the first tokens
+            first_token_ms = int((time.perf_counter() - started) * 1000)
+        metadata, reported = self._metadata(reply, request, first_token_ms)
+        calls = tuple(call.to_call() for call in reply.tool_calls)
+        yield StreamEnd(metadata, reported, calls)

@@ -6,6 +6,15 @@ chat it records the user's message, then the assistant's reply and one
 :class:`~chatledger.entities.LLMApiCall` linking the two (or, when the call
 failed, a non-success record with the error's status and code).
 
+A turn that uses tools is recorded as it happens: the assistant's tool-call
+message and the API call that asked for it, then one ``tool`` message per
+result (linked to its call by ``tool_call_id``), then the final reply and the
+API call that produced it, which links the last tool message to the reply.
+Each message's parent is the message before it, and there is one API-call
+record per model round trip. A call that fails (in any round) is recorded
+against the last message, keeping the response id and time to first token
+of whatever had arrived.
+
 It records through a :class:`~chatledger.recording.Recorder`, the package's
 one write path: each hook returns once its records are durable in the
 recorder's spool, and the recorder ships them to the store in batches. A
@@ -19,7 +28,7 @@ Where MoFA's plugin goes wrong, this one does not:
   start time and model) lives in a context variable, so each chat task sees
   its own; MoFA kept it in fields every chat shared.
 - **Parents.** A user message's parent is the session's previous message; a
-  reply's parent is the message it answers.
+  reply's parent is the message it answers (the user's, or a tool result).
 - **The session is created on first use**, with the plugin's tenant.
 """
 
@@ -28,15 +37,23 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self, cast
 
-from chatledger.entities import LLMMessage, MessageRole
+from chatledger.entities import (
+    LLMMessage,
+    MessageContent,
+    MessageRole,
+    ToolCallContent,
+    ToolResultContent,
+    utc_now,
+)
 from chatledger.plugin.events import LLMAgentEventHandler, LLMResponseMetadata
 from chatledger.plugin.kernel import AgentPlugin, PluginMetadata, PluginType
 from chatledger.pricing import PricingRegistry
-from chatledger.recording.recorder import Recorder, SpoolChoice
+from chatledger.recording.recorder import CallFields, Recorder, SpoolChoice
 from chatledger.recording.scope import Scope
 from chatledger.stores.base import ApiCallStore, MessageStore, PersistenceStore, SessionStore
 from chatledger.usage import count_tokens
@@ -51,12 +68,17 @@ _UNKNOWN_MODEL = "unknown"
 
 @dataclass(slots=True)
 class _Turn:
-    """One chat in progress: what its reply and API call will link to."""
+    """One chat in progress: what its next API call and reply will link to.
+
+    ``request`` is the message the next model call answers: the user's at
+    first, then the last tool result; ``started`` is when that call began.
+    """
 
     request: LLMMessage
     started: datetime
     model: str = _UNKNOWN_MODEL
     recorded: bool = False
+    opening: str | None = None  # the user's text, to know a turn before_chat opened
 
 
 class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
@@ -240,7 +262,7 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
     async def before_chat_with_model(self, message: str, model: str) -> str | None:
         """As :meth:`before_chat`, remembering the model the turn asks for."""
         turn = self._turn.get()
-        if turn is not None and not turn.recorded and turn.request.content.text == message:
+        if turn is not None and not turn.recorded and turn.opening == message:
             turn.model = model  # before_chat already opened this turn
         else:
             await self._begin_turn(message, model)
@@ -251,7 +273,10 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         turn = self._turn.get()
         if turn is None or turn.recorded:
             return None
-        prompt, how = count_tokens(turn.request.content.text or "", turn.model)
+        asked = turn.request.content
+        prompt, how = count_tokens(
+            asked.text or (asked.tool_result.content if asked.tool_result else ""), turn.model
+        )
         completion, _ = count_tokens(response, turn.model)
         metadata = LLMResponseMetadata(
             model=turn.model, prompt_tokens=prompt, completion_tokens=completion, estimated=True
@@ -269,21 +294,66 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         await self._finish_turn(turn, response, metadata, counted_by=None)
         return None
 
+    async def after_chat_with_tool_calls(
+        self, response: str, tool_calls: Sequence[ToolCallContent], metadata: LLMResponseMetadata
+    ) -> None:
+        """Record the assistant's tool-call message and the API call that asked for the tools."""
+        turn = self._turn.get()
+        if turn is None or turn.recorded:
+            return
+        content = MessageContent(text=response or None, tool_calls=list(tool_calls))
+        try:
+            reply, _ = await self._recorder.record_reply(
+                turn.request.id, content, self._call_fields(turn, metadata), scope=self._scope
+            )
+        except Exception:  # the chat goes on; later records link to what was recorded
+            logger.exception("chatledger could not record a tool-call message")
+            return
+        turn.request = reply
+
+    async def on_tool_result(self, call: ToolCallContent, result: ToolResultContent) -> None:
+        """Record a tool result (role ``tool``) after the turn's last message."""
+        turn = self._turn.get()
+        if turn is None or turn.recorded:
+            return
+        try:
+            message = await self._recorder.record_message(
+                MessageRole.TOOL,
+                MessageContent.from_tool_result(result),
+                parent_id=turn.request.id,
+                scope=self._scope,
+            )
+        except Exception:
+            logger.exception("chatledger could not record a tool result")
+            return
+        turn.request = message
+        # The next model call starts once its last tool result is in.
+        turn.started = utc_now()
+
     async def on_error(self, error: BaseException) -> str | None:
         """Record a non-success API call whose status follows the error."""
+        return await self.on_error_with_metadata(error, None)
+
+    async def on_error_with_metadata(
+        self, error: BaseException, metadata: LLMResponseMetadata | None
+    ) -> str | None:
+        """Record a non-success API call, keeping what had arrived (response id, first token)."""
         turn = self._turn.get()
         if turn is None or turn.recorded:
             return None
         turn.recorded = True
-        await self._safely(
-            self._recorder.record_call(
-                model=turn.model,
-                started=turn.started,
-                request_message_id=turn.request.id,
-                error=error,
-                scope=self._scope,
-            )
-        )
+        fields: CallFields = {
+            "model": turn.model,
+            "started": turn.started,
+            "finished": utc_now(),
+            "request_message_id": turn.request.id,
+            "error": error,
+        }
+        if metadata is not None:
+            fields["model"] = metadata.model or turn.model
+            fields["response_id"] = metadata.id
+            fields["time_to_first_token_ms"] = metadata.time_to_first_token_ms
+        await self._safely(self._recorder.record_call(scope=self._scope, **fields))
         return None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -309,7 +379,9 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             logger.exception("chatledger could not record a user message")
             self._turn.set(None)
             return
-        self._turn.set(_Turn(request=request, started=request.create_time, model=model))
+        self._turn.set(
+            _Turn(request=request, started=request.create_time, model=model, opening=text)
+        )
 
     async def _finish_turn(
         self,
@@ -320,25 +392,28 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
         counted_by: str | None,
     ) -> None:
         turn.recorded = True
+        fields = self._call_fields(turn, metadata, counted_by=counted_by)
         await self._safely(
-            self._recorder.record_reply(
-                turn.request.id,
-                response,
-                {
-                    "model": metadata.model or turn.model,
-                    "started": turn.started,
-                    "prompt_tokens": metadata.prompt_tokens,
-                    "completion_tokens": metadata.completion_tokens,
-                    "cached_tokens": metadata.cached_tokens,
-                    "reasoning_tokens": metadata.reasoning_tokens,
-                    "time_to_first_token_ms": metadata.time_to_first_token_ms,
-                    "response_id": metadata.id,
-                    "estimated": metadata.estimated,
-                    "counted_by": counted_by,
-                },
-                scope=self._scope,
-            )
+            self._recorder.record_reply(turn.request.id, response, fields, scope=self._scope)
         )
+
+    @staticmethod
+    def _call_fields(
+        turn: _Turn, metadata: LLMResponseMetadata, *, counted_by: str | None = None
+    ) -> CallFields:
+        """The API call of one model round trip of ``turn``, from what its response said."""
+        return {
+            "model": metadata.model or turn.model,
+            "started": turn.started,
+            "prompt_tokens": metadata.prompt_tokens,
+            "completion_tokens": metadata.completion_tokens,
+            "cached_tokens": metadata.cached_tokens,
+            "reasoning_tokens": metadata.reasoning_tokens,
+            "time_to_first_token_ms": metadata.time_to_first_token_ms,
+            "response_id": metadata.id,
+            "estimated": metadata.estimated,
+            "counted_by": counted_by,
+        }
 
     @staticmethod
     async def _safely(recording: Any) -> None:
