@@ -53,6 +53,7 @@ from chatledger.recording import (
     DEFAULT_SPOOL_LIMIT,
     KEY_NAMESPACE,
     CallFields,
+    CallUsage,
     DeadLetter,
     FileSpool,
     MemorySpool,
@@ -181,6 +182,7 @@ __all__ = [
     # recording from any framework
     "CLOSE_TIMEOUT",
     "CallFields",
+    "CallUsage",
     "DEFAULT_SPOOL_LIMIT",
     "DeadLetter",
     "FileSpool",

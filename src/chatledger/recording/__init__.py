@@ -7,7 +7,13 @@ before the hook returns, then shipped to the store in batches.
 
 from __future__ import annotations
 
-from chatledger.recording.recorder import CLOSE_TIMEOUT, CallFields, Recorder, spool_directory_for
+from chatledger.recording.recorder import (
+    CLOSE_TIMEOUT,
+    CallFields,
+    CallUsage,
+    Recorder,
+    spool_directory_for,
+)
 from chatledger.recording.scope import KEY_NAMESPACE, Scope, current_scope, id_for_key, scope
 from chatledger.recording.spool import (
     DEFAULT_SPOOL_LIMIT,
@@ -22,6 +28,7 @@ from chatledger.recording.spool import (
 __all__ = [
     "CLOSE_TIMEOUT",
     "CallFields",
+    "CallUsage",
     "DEFAULT_SPOOL_LIMIT",
     "DeadLetter",
     "FileSpool",

@@ -88,19 +88,15 @@ _INT32_MAX = 2**31 - 1  # the ledger's millisecond columns are 32-bit
 _LOAD_TIMEOUT = 5.0  # seconds a session's first read may take before it is given up
 
 
-class CallFields(TypedDict, total=False):
-    """What is known of one LLM API call, as integrations hand it to the recorder.
+class CallUsage(TypedDict, total=False):
+    """What a provider reported of one call: its usage, response id and timing.
 
-    Only ``model`` and ``started`` are required. Token counts are the provider's
-    own (``prompt_tokens`` includes ``cached_tokens`` and ``cache_write_tokens``,
-    ``completion_tokens`` includes ``reasoning_tokens``); ``estimated`` marks counts made locally,
-    and ``counted_by`` says how. A call with ``error`` (or a non-success
-    ``status``) is recorded as failed.
+    Token counts are the provider's own (``prompt_tokens`` includes
+    ``cached_tokens`` and ``cache_write_tokens``, ``completion_tokens``
+    includes ``reasoning_tokens``); ``estimated`` marks counts made locally,
+    and ``counted_by`` says how.
     """
 
-    model: Required[str | None]
-    started: Required[datetime]
-    finished: datetime | None
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int | None
@@ -108,13 +104,26 @@ class CallFields(TypedDict, total=False):
     reasoning_tokens: int | None
     time_to_first_token_ms: int | None
     response_id: str | None
+    estimated: bool
+    counted_by: str | None
+
+
+class CallFields(CallUsage, total=False):
+    """What is known of one LLM API call, as integrations hand it to the recorder.
+
+    Only ``model`` and ``started`` are required; the rest is :class:`CallUsage`
+    and the call's outcome. A call with ``error`` (or a non-success
+    ``status``) is recorded as failed.
+    """
+
+    model: Required[str | None]
+    started: Required[datetime]
+    finished: datetime | None
     request_message_id: uuid.UUID | None
     response_message_id: uuid.UUID | None
     error: BaseException | None
     status: ApiCallStatus | None
     error_message: str | None
-    estimated: bool
-    counted_by: str | None
     extra_details: dict[str, Any]
 
 
