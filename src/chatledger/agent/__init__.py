@@ -1,4 +1,4 @@
-"""The agent (``LLMAgent``, built by ``LLMAgentBuilder``) and the providers it talks to.
+"""The agent (``LLMAgent``, built by ``LLMAgentBuilder``), the providers it talks to, its tools.
 
 ``OpenAIProvider`` is imported on first use, like the ``openai`` SDK it needs
 (``pip install 'chatledger[openai]'``).
@@ -17,7 +17,16 @@ from chatledger.agent.providers import (
     LLMProvider,
     ScriptedProvider,
     ScriptedReply,
+    ScriptedToolCall,
     StreamEnd,
+)
+from chatledger.agent.tools import (
+    FunctionToolExecutor,
+    Tool,
+    ToolCall,
+    ToolError,
+    ToolExecutor,
+    ToolRoundsExceededError,
 )
 
 if TYPE_CHECKING:
@@ -27,13 +36,20 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "Completion",
+    "FunctionToolExecutor",
     "LLMAgent",
     "LLMAgentBuilder",
     "LLMProvider",
     "OpenAIProvider",
     "ScriptedProvider",
     "ScriptedReply",
+    "ScriptedToolCall",
     "StreamEnd",
+    "Tool",
+    "ToolCall",
+    "ToolError",
+    "ToolExecutor",
+    "ToolRoundsExceededError",
 ]
 
 _LAZY = {"OpenAIProvider": "chatledger.agent.openai_provider"}
