@@ -25,6 +25,8 @@ from chatledger.agent import (
     LLMProvider,
     OpenAIProvider,
     StreamEnd,
+    Tool,
+    ToolCall,
 )
 from chatledger.entities import NIL_UUID, ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
 from chatledger.ids import uuid7
@@ -36,6 +38,7 @@ from chatledger.testing.fake_openai import (
     error_reply,
     json_reply,
     stream_reply,
+    tool_call,
     usage,
 )
 from chatledger.usage import count_tokens, tokens_per_second
@@ -441,4 +444,179 @@ async def test_concurrent_chats_through_one_client_stay_apart(
         assert request.role is MessageRole.USER
         assert response.role is MessageRole.ASSISTANT
         assert response.parent_message_id == request.id
+    await agent.close()
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city now."""
+    return f"19°C and sunny in {city}"
+
+
+async def _tool_agent(
+    provider: OpenAIProvider, store: PersistenceStore
+) -> tuple[LLMAgent, PersistencePlugin]:
+    plugin = PersistencePlugin.from_store("persistence", store, uuid7(), uuid7(), uuid7(), uuid7())
+    agent = await (
+        LLMAgentBuilder()
+        .with_provider(provider)
+        .with_model(ASKED)
+        .with_tool(Tool.from_function(get_weather))
+        .with_persistence_plugin(plugin)
+        .build_async()
+    )
+    return agent, plugin
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["chat", "stream"])
+async def test_a_tool_turn_goes_over_the_wire_in_openais_form(
+    any_store: PersistenceStore, server: FakeOpenAIServer, provider: OpenAIProvider, streamed: bool
+) -> None:
+    """Tools sent as functions; the call and its result sent back; two calls, four messages."""
+    arguments = '{"city": "Lisbon"}'
+    asked = [tool_call("get_weather", arguments, call_id="call_w1")]
+    if streamed:
+        server.add(
+            stream_reply([], model=ANSWERED, response_id="chatcmpl-t1", usage=usage(40, 15),
+                         tool_calls=asked, delay=0.03, chunk_delay=0.02),
+            stream_reply(["19°C ", "and sunny."], model=ANSWERED, response_id="chatcmpl-t2",
+                         usage=usage(70, 5)),
+        )  # fmt: skip
+    else:
+        server.add(
+            json_reply(None, model=ANSWERED, response_id="chatcmpl-t1", usage=usage(40, 15),
+                       tool_calls=asked),
+            json_reply("19°C and sunny.", model=ANSWERED, response_id="chatcmpl-t2",
+                       usage=usage(70, 5)),
+        )  # fmt: skip
+    agent, plugin = await _tool_agent(provider, any_store)
+    assert await _one_turn(agent, "Weather in Lisbon?", streamed=streamed) == "19°C and sunny."
+
+    first, second = server.requests
+    assert first.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "The weather in a city now.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+    assert second.body["messages"] == [
+        {"role": "user", "content": "Weather in Lisbon?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_w1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_w1", "content": "19°C and sunny in Lisbon"},
+    ]
+
+    await agent.flush()
+    messages = await any_store.get_session_messages(agent.current_session_id)
+    assert [m.role for m in messages] == [
+        MessageRole.USER, MessageRole.ASSISTANT, MessageRole.TOOL, MessageRole.ASSISTANT,
+    ]  # fmt: skip
+    assert [m.parent_message_id for m in messages] == [None, *(m.id for m in messages[:-1])]
+    assert messages[1].content.tool_calls is not None
+    assert messages[1].content.tool_calls[0].arguments == {"city": "Lisbon"}
+    calls = await _calls(any_store, agent.current_session_id)
+    assert [call.api_response_id for call in calls] == ["chatcmpl-t1", "chatcmpl-t2"]
+    assert [(c.request_message_id, c.response_message_id) for c in calls] == [
+        (messages[0].id, messages[1].id), (messages[2].id, messages[3].id),
+    ]  # fmt: skip
+    assert [(c.prompt_tokens, c.completion_tokens) for c in calls] == [(40, 15), (70, 5)]
+    for call in calls:
+        _assert_owned(call, plugin)
+        _assert_speed(call)
+    if streamed:
+        # The first tool-call delta is the first token: not the whole latency.
+        tools_call = calls[0]
+        assert tools_call.time_to_first_token_ms is not None
+        assert tools_call.latency_ms is not None
+        assert 25 <= tools_call.time_to_first_token_ms < tools_call.latency_ms - 20
+        assert tools_call.tokens_per_second is not None
+    await agent.close()
+
+
+async def test_streamed_tool_call_arguments_are_gathered_by_index(
+    server: FakeOpenAIServer, provider: OpenAIProvider
+) -> None:
+    """Two calls streamed in pieces: the StreamEnd holds each whole, in order; no text."""
+    server.add(
+        stream_reply(
+            [],
+            model=ANSWERED,
+            usage=usage(10, 20),
+            tool_calls=[
+                tool_call("get_weather", '{"city": "Lisbon"}', call_id="call_a"),
+                tool_call("get_weather", '{"city": "Porto"}', call_id="call_b"),
+            ],
+        )
+    )
+    tools = [Tool.from_function(get_weather)]
+    request = ChatRequest(model=ASKED, messages=[ChatMessage("user", "both")], tools=tools)
+    items = [item async for item in provider.stream(request)]
+    (end,) = items
+    assert isinstance(end, StreamEnd)
+    assert end.tool_calls == (
+        ToolCall("call_a", "get_weather", '{"city": "Lisbon"}'),
+        ToolCall("call_b", "get_weather", '{"city": "Porto"}'),
+    )
+    assert end.metadata.finish_reason == "tool_calls"
+    completion_request = ChatRequest(model=ASKED, messages=[ChatMessage("user", "x")])
+    server.add(json_reply("plain", model=ANSWERED, usage=usage(1, 1)))
+    completion = await provider.complete(completion_request)
+    assert completion.tool_calls == ()
+    assert "tools" not in server.requests[-1].body  # no tools: none sent
+
+
+async def test_a_stream_cut_midway_keeps_its_response_id_and_first_token(
+    server: FakeOpenAIServer, provider: OpenAIProvider
+) -> None:
+    """The connection drops after two pieces: the failed call keeps its id and first token."""
+    server.add(
+        stream_reply(
+            ["The ", "capital ", "is ", "Paris."],
+            model=ANSWERED,
+            response_id="chatcmpl-cut",
+            delay=0.03,
+            chunk_delay=0.01,
+            cut_after=3,
+        )
+    )
+    store = InMemoryStore()
+    agent, plugin = await _agent(provider, store)
+    pieces: list[str] = []
+
+    async def read() -> None:
+        async for piece in agent.chat_stream("Capital of France?"):
+            pieces.append(piece)
+
+    with pytest.raises(openai.APIError):
+        await read()
+    assert pieces == ["The ", "capital "]
+    (question,) = await store.get_session_messages(agent.current_session_id)
+    (call,) = await _calls(store, agent.current_session_id)
+    _assert_owned(call, plugin)
+    assert call.status is ApiCallStatus.FAILED
+    assert call.request_message_id == question.id
+    assert call.response_message_id == NIL_UUID
+    assert call.api_response_id == "chatcmpl-cut"
+    assert call.model_name == ANSWERED  # the stream had said which model answered
+    assert call.time_to_first_token_ms is not None
+    assert call.time_to_first_token_ms >= 25
+    assert call.latency_ms is not None
+    assert call.latency_ms >= call.time_to_first_token_ms
+    assert call.error_message
     await agent.close()
