@@ -22,7 +22,9 @@ from chatledger.entities import (
     utc_now,
 )
 from chatledger.errors import StoreConnectionError
+from chatledger.pricing import ModelPrice, StaticPricingRegistry
 from chatledger.recording import (
+    CallFields,
     FileSpool,
     MemorySpool,
     Recorder,
@@ -618,3 +620,15 @@ async def test_an_exchange_stores_new_messages_the_reply_and_the_call_once(
     assert failed.request_message_id == ids3[-1]
     assert failed.status is ApiCallStatus.TIMEOUT
     assert await any_store.count_session_messages(id_for_key("exchange")) == 6
+
+
+async def test_a_call_can_name_the_provider_whose_prices_apply(tmp_path: Path) -> None:
+    """LiteLLM knows each call's provider: its price list applies, not the recorder's default."""
+    prices = StaticPricingRegistry(
+        {("anthropic", "claude"): ModelPrice(3, 15), ("openai", "claude"): ModelPrice(1, 1)}
+    )
+    async with Recorder(InMemoryStore(), pricing=prices) as recorder:
+        fields: CallFields = {"model": "claude", "started": utc_now(), "prompt_tokens": 10**6}
+        default = await recorder.record_call(**fields)
+        named = await recorder.record_call(**fields, provider="anthropic")
+    assert (default.total_price, named.total_price) == (1, 3)

@@ -125,6 +125,7 @@ class CallFields(CallUsage, total=False):
     status: ApiCallStatus | None
     error_message: str | None
     extra_details: dict[str, Any]
+    provider: str | None  # whose price list prices the call; the recorder's by default
 
 
 _Acknowledgement = Future[int | None] | asyncio.Future[int | None]
@@ -689,13 +690,15 @@ class Recorder:
             create_time=started,
             update_time=finished,
         )
-        return self._priced(call) if succeeded or prompt_tokens or completion_tokens else call
+        if succeeded or prompt_tokens or completion_tokens:
+            return self._priced(call, fields.get("provider"))
+        return call
 
-    def _priced(self, call: LLMApiCall) -> LLMApiCall:
+    def _priced(self, call: LLMApiCall, provider: str | None = None) -> LLMApiCall:
         if self._pricing is None or call.total_price is not None:
             return call
         try:
-            return call.with_auto_price(self._pricing, self._provider)
+            return call.with_auto_price(self._pricing, provider or self._provider)
         except Exception:  # a pricing table that fails must not lose the call
             logger.warning("chatledger could not price a call to %s", call.model_name,
                            exc_info=True)  # fmt: skip
