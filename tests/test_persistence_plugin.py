@@ -12,9 +12,16 @@ import httpx2
 import openai
 import pytest
 
-from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
+from chatledger.entities import (
+    ApiCallStatus,
+    LLMApiCall,
+    MessageRole,
+    QueryFilter,
+    ToolCallContent,
+    ToolResultContent,
+)
 from chatledger.errors import StoreConnectionError
-from chatledger.ids import uuid7
+from chatledger.ids import NIL_UUID, uuid7
 from chatledger.plugin import LLMResponseMetadata, PluginType
 from chatledger.plugin.persistence import PersistencePlugin
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
@@ -360,3 +367,73 @@ def test_a_second_asyncio_run_gets_a_recorder_on_its_own_loop(tmp_path: Any) -> 
 
     assert asyncio.run(read()) == ["first run, never flushed", "second run"]
     asyncio.run(store.close())
+
+
+async def test_a_tool_turn_through_the_hooks_is_chained_with_a_call_per_round_trip(
+    any_store: PersistenceStore,
+) -> None:
+    """Tool-call message, two tool results and the answer: chained; two calls, each linked."""
+    plugin = _plugin(any_store)
+    await plugin.before_chat_with_model("Weather in Lisbon and Porto?", "gpt-4o")
+    calls = [
+        ToolCallContent(id="call_a", name="get_weather", arguments={"city": "Lisbon"}),
+        ToolCallContent(id="call_b", name="get_weather", arguments={"city": "Porto"}),
+    ]
+    asking = LLMResponseMetadata(
+        id="chatcmpl-1", model="gpt-4o-2024-08-06", prompt_tokens=60, completion_tokens=30,
+        finish_reason="tool_calls", time_to_first_token_ms=40,
+    )  # fmt: skip
+    await plugin.after_chat_with_tool_calls("Checking both.", calls, asking)
+    lisbon = ToolResultContent(tool_call_id="call_a", content="19°C")
+    porto = ToolResultContent(tool_call_id="call_b", content="station down", is_error=True)
+    await plugin.on_tool_result(calls[0], lisbon)
+    await plugin.on_tool_result(calls[1], porto)
+    answering = LLMResponseMetadata(
+        id="chatcmpl-2", model="gpt-4o-2024-08-06", prompt_tokens=110, completion_tokens=12
+    )
+    await plugin.after_chat_with_metadata("Lisbon: 19°C; Porto: unknown.", answering)
+    assert await plugin.flush() == 0
+
+    messages = await any_store.get_session_messages(plugin.session_id)
+    assert [m.role for m in messages] == [
+        MessageRole.USER, MessageRole.ASSISTANT, MessageRole.TOOL, MessageRole.TOOL,
+        MessageRole.ASSISTANT,
+    ]  # fmt: skip
+    assert [m.parent_message_id for m in messages] == [None, *(m.id for m in messages[:-1])]
+    user, asked, first, second, answer = messages
+    assert (asked.content.text, asked.content.tool_calls) == ("Checking both.", calls)
+    assert (first.content.tool_result, second.content.tool_result) == (lisbon, porto)
+    assert answer.content.text == "Lisbon: 19°C; Porto: unknown."
+    recorded = sorted(await _calls(any_store, plugin), key=lambda c: (c.create_time, c.id))
+    assert [(c.request_message_id, c.response_message_id) for c in recorded] == [
+        (user.id, asked.id), (second.id, answer.id),
+    ]  # fmt: skip
+    assert [c.api_response_id for c in recorded] == ["chatcmpl-1", "chatcmpl-2"]
+    assert [(c.prompt_tokens, c.completion_tokens) for c in recorded] == [(60, 30), (110, 12)]
+    assert recorded[0].time_to_first_token_ms == 40
+    assert recorded[1].create_time >= second.create_time  # timed from the last result
+    assert all(c.status is ApiCallStatus.SUCCESS for c in recorded)
+
+
+async def test_a_failure_with_what_had_arrived_keeps_the_response_id_and_first_token(
+    any_store: PersistenceStore,
+) -> None:
+    """on_error_with_metadata: a failed call with the stream's id, model and first token."""
+    plugin = _plugin(any_store)
+    await plugin.before_chat_with_model("Tell me a story", "gpt-4o")
+    arrived = LLMResponseMetadata(
+        id="chatcmpl-cut", model="gpt-4o-2024-08-06", time_to_first_token_ms=35
+    )
+    await asyncio.sleep(0.05)
+    await plugin.on_error_with_metadata(ConnectionResetError("peer closed"), arrived)
+    await plugin.flush()
+    (question,) = await any_store.get_session_messages(plugin.session_id)
+    (call,) = await _calls(any_store, plugin)
+    assert call.status is ApiCallStatus.FAILED
+    assert (call.request_message_id, call.response_message_id) == (question.id, NIL_UUID)
+    assert (call.api_response_id, call.model_name) == ("chatcmpl-cut", "gpt-4o-2024-08-06")
+    assert call.time_to_first_token_ms == 35
+    assert call.latency_ms is not None
+    assert call.latency_ms >= 45
+    assert call.tokens_per_second is None
+    assert call.error_message == "peer closed"
