@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from chatledger.demo import (
     MODELS,
     TOPICS,
     DemoRateLimitError,
+    get_weather,
     main,
     pricing_registry,
 )
@@ -71,6 +73,8 @@ def test_two_runs_stream_record_and_resume(
     assert "  user       I have a free weekend in Lisbon. What should I not miss?" in first
     assert "  assistant  Start early in Alfama" in first
     assert "rate_limited, error rate_limit_exceeded" in first
+    assert "  tool call  get_weather(city='Lisbon', day='Saturday')" in first
+    assert '  tool       {"city": "Lisbon", "day": "Saturday", "high_c": 19' in first
     assert first.count("new session ") == len(TOPICS)
     assert "new session " not in second
     assert second.count("resumed ") == len(TOPICS)
@@ -132,13 +136,53 @@ def test_saved_messages_chain_and_calls_link_them(tmp_path: Path) -> None:
                 assert message.parent_message_id == before.id
             by_id = {message.id: message for message in messages}
             for call in store.query_api_calls(QueryFilter().session(session.id)):
-                assert by_id[call.request_message_id].role is MessageRole.USER
+                # A call answers the user, or (after a tool ran) the tool's result.
+                assert by_id[call.request_message_id].role in (MessageRole.USER, MessageRole.TOOL)
                 if call.status is ApiCallStatus.SUCCESS:
                     assert call.response_message_id is not None
                     assert by_id[call.response_message_id].role is MessageRole.ASSISTANT
                     assert call.model_name in MODELS
                     assert call.time_to_first_token_ms is not None  # streamed
                     assert call.total_price is not None
+
+
+def test_the_tool_turn_records_its_call_its_result_and_two_api_calls(tmp_path: Path) -> None:
+    """The jacket question: user, tool call, tool result, answer; a call per round trip."""
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert main(["--db", url]) == 0
+
+    with sync.connect(url) as store:
+        (packing,) = [s for s in store.get_user_sessions(DEMO_USER) if s.title == TOPICS[1].title]
+        messages = store.get_session_messages(packing.id)
+        roles = [message.role for message in messages]
+        assert roles[:4] == [
+            MessageRole.USER, MessageRole.ASSISTANT, MessageRole.TOOL, MessageRole.ASSISTANT,
+        ]  # fmt: skip
+        question, asked, result, answer = messages[:4]
+        assert question.content.text == "Will I need a jacket in Lisbon this Saturday?"
+        assert asked.content.tool_calls is not None
+        (call,) = asked.content.tool_calls
+        assert (call.name, call.arguments) == ("get_weather", {"city": "Lisbon", "day": "Saturday"})
+        tool_result = result.content.tool_result
+        assert tool_result is not None
+        assert tool_result.tool_call_id == call.id
+        assert tool_result.is_error is False
+        assert json.loads(tool_result.content) == get_weather("Lisbon", "Saturday")
+        assert answer.content.text is not None
+        assert answer.content.text.startswith("Yes, a light one")
+
+        calls = store.query_api_calls(QueryFilter().session(packing.id))
+        links = {(c.request_message_id, c.response_message_id) for c in calls}
+        assert (question.id, asked.id) in links
+        assert (result.id, answer.id) in links
+        assert len(calls) == 3  # two round trips for the tool turn, one refused with 429
+
+
+def test_the_weather_tool_refuses_a_forecast_it_does_not_have() -> None:
+    """The demo's tool is a real function: unknown places raise (the agent tells the model)."""
+    assert get_weather("lisbon", "SUNDAY")["high_c"] == 21
+    with pytest.raises(ValueError, match="no forecast for Atlantis"):
+        get_weather("Atlantis")
 
 
 def test_make_demo_writes_chatledger_db_in_the_working_directory(tmp_path: Path) -> None:

@@ -4,9 +4,11 @@
 :class:`~chatledger.agent.LLMAgent` on a :class:`~chatledger.agent.ScriptedProvider`
 (no network, no key) with a :class:`~chatledger.plugin.PersistencePlugin` on
 ``./chatledger.db``. The agent streams a conversation across three sessions,
-one of its calls is refused with HTTP 429, and the plugin records every
-message and every API call, priced. The transcript is printed as it streams,
-then a usage table by model over everything the database holds.
+one of its calls is refused with HTTP 429, one turn asks a tool (a real
+Python function, ``get_weather``) before it answers, and the plugin records
+every message (the tool call and its result too) and every API call, priced.
+The transcript is printed as it streams, then a usage table by model over
+everything the database holds.
 
 Run it again and it resumes: it finds the three sessions it created before
 (fixed demo tenant, user and agent ids), loads their history and continues
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import json
 import os
 import sys
 import uuid
@@ -39,9 +43,16 @@ from chatledger import (
     connect,
     uuid7,
 )
-from chatledger.agent import LLMAgent, LLMAgentBuilder, ScriptedProvider, ScriptedReply
-from chatledger.entities import utc_now
-from chatledger.plugin import PersistencePlugin
+from chatledger.agent import (
+    LLMAgent,
+    LLMAgentBuilder,
+    ScriptedProvider,
+    ScriptedReply,
+    ScriptedToolCall,
+    Tool,
+)
+from chatledger.entities import ToolCallContent, ToolResultContent, utc_now
+from chatledger.plugin import LLMAgentEventHandler, LLMResponseMetadata, PersistencePlugin
 from chatledger.pricing import PricingRegistry, default_pricing_registry
 
 __all__ = [
@@ -52,6 +63,7 @@ __all__ = [
     "MODELS",
     "TOPICS",
     "DemoRateLimitError",
+    "get_weather",
     "main",
     "run_demo",
 ]
@@ -116,15 +128,41 @@ def _rate_limit_error() -> Exception:
     return DemoRateLimitError(_RATE_LIMIT_MESSAGE)
 
 
+# --- the tool -----------------------------------------------------------------------------
+
+# The demo is offline: its forecasts are a table, but the tool is a real function the agent runs.
+_FORECASTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("lisbon", "saturday"): {"high_c": 19, "low_c": 13, "wind_kmh": 22, "rain_chance": 0.1},
+    ("lisbon", "sunday"): {"high_c": 21, "low_c": 14, "wind_kmh": 12, "rain_chance": 0.0},
+}
+
+
+def get_weather(city: str, day: str = "today") -> dict[str, Any]:
+    """The weather forecast for a city on a day of this week."""
+    forecast = _FORECASTS.get((city.lower(), day.lower()))
+    if forecast is None:
+        raise ValueError(f"no forecast for {city} on {day}")
+    return {"city": city, "day": day, **forecast}
+
+
 # --- the script --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """What the user asks and what the scripted provider answers (or the error it raises)."""
+    """What the user asks and what the scripted provider answers (or the error it raises).
+
+    ``asks``, when set, is a first reply that asks for tools; the agent runs
+    them and ``reply`` is the answer that follows.
+    """
 
     question: str
     reply: ScriptedReply
+    asks: ScriptedReply | None = None
+
+    def replies(self) -> tuple[ScriptedReply, ...]:
+        """What the provider is scripted to say in this turn, in order."""
+        return (self.reply,) if self.asks is None else (self.asks, self.reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +235,23 @@ TOPICS = (
         "packing",
         "Packing for the weather",
         (
+            # The model asks the weather tool first; the agent runs it and asks again.
             Turn(
                 "Will I need a jacket in Lisbon this Saturday?",
                 _mini(
                     "Yes, a light one: around 19°C by day, 13°C at night, with a breeze off "
                     "the river.",
-                    1410,
+                    1478,
                     27,
-                    cached=1280,
+                    cached=1408,
+                ),
+                asks=ScriptedReply(
+                    prompt_tokens=1410,
+                    completion_tokens=19,
+                    cached_tokens=1280,
+                    tool_calls=[
+                        ScriptedToolCall("get_weather", {"city": "Lisbon", "day": "Saturday"})
+                    ],
                 ),
             ),
         ),
@@ -300,6 +347,31 @@ def _say(label: str, text: str) -> None:
     printer.end()
 
 
+class _ToolPrinter(LLMAgentEventHandler):
+    """Prints each tool call the model asks for and the result the tool gave, as they happen."""
+
+    def __init__(self) -> None:
+        """Nothing printed yet."""
+        self.rounds = 0  # model round trips that asked for tools, in the turn being printed
+
+    async def after_chat_with_tool_calls(
+        self, response: str, tool_calls: Sequence[ToolCallContent], metadata: LLMResponseMetadata
+    ) -> None:
+        """Print the calls: ``tool call  get_weather(city='Lisbon', day='Saturday')``."""
+        self.rounds += 1
+        for call in tool_calls:
+            arguments = call.arguments if isinstance(call.arguments, dict) else {}
+            shown = ", ".join(f"{name}={value!r}" for name, value in arguments.items())
+            _say("tool call", f"{call.name}({shown})")
+
+    async def on_tool_result(self, call: ToolCallContent, result: ToolResultContent) -> None:
+        """Print what the tool returned (its JSON spaced out to wrap)."""
+        text = result.content
+        with contextlib.suppress(ValueError):  # not JSON: shown as it is
+            text = json.dumps(json.loads(text), ensure_ascii=False, separators=(", ", ": "))
+        _say("tool error" if result.is_error else "tool", text)
+
+
 def _describe_call(call: LLMApiCall) -> str:
     if call.status is not ApiCallStatus.SUCCESS:
         return f"[{call.model_name}: {call.status.value}, error {call.error_code}]"
@@ -377,21 +449,32 @@ async def _enter(
     return session
 
 
-async def _chat(agent: LLMAgent, store: PersistenceStore, session: ChatSession, turn: Turn) -> None:
-    """Stream one turn, then print the API call the plugin recorded for it."""
+async def _chat(
+    agent: LLMAgent,
+    store: PersistenceStore,
+    session: ChatSession,
+    turn: Turn,
+    tools: _ToolPrinter,
+) -> None:
+    """Stream one turn (tool calls printed as they run), then the API calls recorded for it."""
     _say("user", turn.question)
-    printer = _StreamPrinter("assistant")
+    tools.rounds = 0
+    printer: _StreamPrinter | None = None  # opened at the answer's first piece, after any tools
     try:
         async for piece in agent.chat_stream(turn.question):
+            printer = printer or _StreamPrinter("assistant")
             printer.write(piece)
     except Exception as exc:  # noqa: BLE001  (the demo shows the error and goes on)
+        printer = printer or _StreamPrinter("assistant")
         for word in f"(no reply: {type(exc).__name__}; the agent moves on)".split(" "):
             printer.write(word + " ")
-    printer.end()
+    if printer is not None:
+        printer.end()
     await agent.flush()  # the turn's records, spooled by the plugin, into the store
-    newest = await store.query_api_calls(QueryFilter().session(session.id).paginate(0, 1))
-    if newest:
-        _out(" " * _INDENT + _describe_call(newest[0]))
+    # One API call per model round trip: those that asked for tools, then the answer.
+    newest = QueryFilter().session(session.id).paginate(0, tools.rounds + 1)
+    for call in reversed(await store.query_api_calls(newest)):
+        _out(" " * _INDENT + _describe_call(call))
 
 
 _COLUMNS = ("model", "calls", "ok", "429", "prompt", "cached", "completion", "cost (USD)")
@@ -444,7 +527,9 @@ async def run_demo(url: str) -> int:
         known = await _demo_sessions(store)
         run = 1 + max((int(s.metadata.get(_RUNS_KEY, 0)) for s in known.values()), default=0)
         script = [(topic, turn) for topic in TOPICS for turn in topic.turns(run)]
-        provider = ScriptedProvider([turn.reply for _, turn in script], provider_name=PROVIDER)
+        replies = [reply for _, turn in script for reply in turn.replies()]
+        provider = ScriptedProvider(replies, provider_name=PROVIDER)
+        tools = _ToolPrinter()
         plugin = PersistencePlugin.from_store(
             "persistence", store, DEMO_USER, DEMO_TENANT, DEMO_AGENT, uuid7(),
             pricing=registry, provider=PROVIDER,
@@ -455,7 +540,9 @@ async def run_demo(url: str) -> int:
             .with_provider(provider)
             .with_model(MODELS[0])
             .with_system_prompt("You are a concise travel assistant.")
+            .with_tool(Tool.from_function(get_weather))
             .with_persistence_plugin(plugin)
+            .with_event_handler(tools)
             .build_async()
         )
         _out(f"chatledger demo, run {run}: an offline agent, recorded in")
@@ -467,7 +554,7 @@ async def run_demo(url: str) -> int:
                 _out(_heading(f"Session {number} of {len(TOPICS)}: {topic.title}"))
                 session = await _enter(agent, store, topic, known.get(topic.key), run)
                 for turn in topic.turns(run):
-                    await _chat(agent, store, session, turn)
+                    await _chat(agent, store, session, turn, tools)
         finally:
             await agent.close()  # stores anything still waiting
         await _usage(store, prices)
