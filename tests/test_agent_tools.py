@@ -258,6 +258,9 @@ async def test_a_model_that_keeps_asking_for_tools_is_stopped(any_store: Persist
     assert failed.response_message_id == NIL_UUID
     assert failed.error_message is not None
     assert "after 2 rounds" in failed.error_message
+    # The refused round trip did answer: its id and the tokens it spent stay in the ledger.
+    assert failed.api_response_id is not None
+    assert (failed.prompt_tokens, failed.completion_tokens) == (50, 12)
     with pytest.raises(ValueError, match="at least one round"):
         LLMAgentBuilder().with_max_tool_rounds(0)
 

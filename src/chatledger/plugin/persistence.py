@@ -350,9 +350,8 @@ class PersistencePlugin(AgentPlugin, LLMAgentEventHandler):
             "error": error,
         }
         if metadata is not None:
-            fields["model"] = metadata.model or turn.model
-            fields["response_id"] = metadata.id
-            fields["time_to_first_token_ms"] = metadata.time_to_first_token_ms
+            # What had arrived: the id, the first token, and any usage (tokens spent are spent).
+            fields.update(self._call_fields(turn, metadata))
         await self._safely(self._recorder.record_call(scope=self._scope, **fields))
         return None
 
