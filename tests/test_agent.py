@@ -9,7 +9,7 @@ import httpx2
 import openai
 import pytest
 
-from chatledger.agent import LLMAgentBuilder, ScriptedProvider, ScriptedReply
+from chatledger.agent import LLMAgentBuilder, ScriptedProvider, ScriptedReply, ScriptedToolCall
 from chatledger.entities import ApiCallStatus, MessageRole, QueryFilter
 from chatledger.ids import uuid7
 from chatledger.plugin import LLMAgentEventHandler, LLMResponseMetadata, PersistencePlugin
@@ -152,6 +152,53 @@ async def test_sliding_window_sends_only_the_last_rounds() -> None:
     assert [m.content for m in provider.requests[2].messages] == ["b", "r2", "c"]
     with pytest.raises(ValueError, match="at least one round"):
         LLMAgentBuilder().with_sliding_window(0)
+
+
+async def test_a_sliding_window_keeps_a_round_with_its_tool_calls_whole() -> None:
+    """A round is counted from its user message: its tool call and result go with it."""
+
+    def clock() -> str:
+        """The time now."""
+        return "12:00"
+
+    provider = ScriptedProvider(
+        ["r1", ScriptedReply(tool_calls=[ScriptedToolCall("clock", id="c1")]), "noon", "r3"]
+    )
+    agent = await (
+        LLMAgentBuilder()
+        .with_provider(provider)
+        .with_model("m")
+        .with_tool(clock)
+        .with_sliding_window(1)
+    ).build_async()
+    for text in ("a", "time?", "c"):
+        await agent.chat(text)
+    sent = provider.requests[-1].messages
+    assert [(m.role, m.content) for m in sent] == [
+        ("user", "time?"), ("assistant", ""), ("tool", "12:00"), ("assistant", "noon"),
+        ("user", "c"),
+    ]  # fmt: skip
+
+
+async def test_a_handler_that_only_knows_on_error_still_hears_of_errors() -> None:
+    """on_error_with_metadata's default calls on_error: handlers written before it keep working."""
+    heard: list[BaseException] = []
+
+    class Old(LLMAgentEventHandler):
+        async def on_error(self, error: BaseException) -> str | None:
+            heard.append(error)
+            return None
+
+    boom = RuntimeError("boom")
+    agent = await (
+        LLMAgentBuilder()
+        .with_provider(ScriptedProvider([ScriptedReply(error=boom)]))
+        .with_model("m")
+        .with_event_handler(Old())
+    ).build_async()
+    with pytest.raises(RuntimeError, match="boom"):
+        await agent.chat("hi")
+    assert heard == [boom]
 
 
 async def test_sessions_are_created_switched_listed_and_deleted(
