@@ -1,0 +1,76 @@
+"""Recording an app that calls the OpenAI SDK: one line, ``instrument(client, recorder)``.
+
+The client is the app's own ``OpenAI()`` (it reads ``OPENAI_API_KEY`` and
+``OPENAI_BASE_URL`` as usual); every ``chat.completions.create`` and
+``responses.create`` it makes is then recorded: the conversation, each
+message once, and each call's usage, timing, cost and outcome, failures
+included. The ledger is ``CHATLEDGER_DATABASE_URL``, else ``chatledger.db``
+here.
+
+    python examples/openai_sdk.py
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import openai
+
+import chatledger
+import chatledger.sync
+from chatledger import QueryFilter
+from chatledger.integrations.openai import instrument
+from chatledger.recording import Recorder, id_for_key
+
+
+def main() -> None:
+    """A short chat: a plain call, a streamed one, and one the provider refuses."""
+    url = os.environ.get("CHATLEDGER_DATABASE_URL", "sqlite:///chatledger.db")
+    store = chatledger.sync.connect(url)
+    recorder = Recorder(store)
+    client = instrument(openai.OpenAI(max_retries=0), recorder)  # the one line
+
+    history: list[Any] = [
+        {"role": "system", "content": "Answer in one sentence."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    with chatledger.scope(user_id="user-42", session_id="support-ticket-7"):
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=history)
+        print(f"assistant: {reply.choices[0].message.content}")
+        history.append(reply.choices[0].message)
+
+        history.append({"role": "user", "content": "And the weather there?"})
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=history,
+            stream=True,
+            stream_options={"include_usage": True},  # the provider's own token counts
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        print(f"assistant: {text}")
+        history.append({"role": "assistant", "content": text})
+
+        history.append({"role": "user", "content": "And tomorrow?"})
+        try:
+            client.chat.completions.create(model="gpt-4o-mini", messages=history)
+        except openai.RateLimitError as error:
+            print(f"rate limited: {error.message}")
+
+    client.close()
+    recorder.close_sync()  # ships what is spooled
+
+    session_id = id_for_key("support-ticket-7")
+    calls = sorted(store.query_api_calls(QueryFilter(session_id=session_id)),
+                   key=lambda call: call.create_time)  # fmt: skip
+    for call in calls:
+        print(f"  {call.status.value:<12} {call.model_name:<24} {call.total_tokens:>4} tokens"
+              f"  {call.latency_ms} ms")  # fmt: skip
+    print(f"{len(calls)} calls recorded: {', '.join(call.status.value for call in calls)}")
+    messages = store.get_session_messages(session_id)
+    print(f"{len(messages)} messages stored once each")
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
