@@ -355,7 +355,15 @@ class ChatStreamReader:
 class ResponsesStreamReader:
     """What a Responses API stream said, event by event: its text, its response, timing."""
 
-    __slots__ = ("_pieces", "_started", "first_token_ms", "model", "response", "response_id")
+    __slots__ = (
+        "_pieces",
+        "_started",
+        "error",
+        "first_token_ms",
+        "model",
+        "response",
+        "response_id",
+    )
 
     _OUTPUT_EVENTS = frozenset(
         {
@@ -374,10 +382,14 @@ class ResponsesStreamReader:
         self.model: str | None = None
         self.response_id: str | None = None
         self.response: Any = None  # the final response, once it came
+        self.error: str | None = None  # the message of an ``error`` event, if one came
 
     def add(self, event: Any) -> None:
         """Take one event into account."""
         kind = field(event, "type")
+        if kind == "error":  # the stream's own failure report (it then ends without a response)
+            self.error = str(field(event, "message") or field(event, "code") or "error")
+            return
         response = field(event, "response")
         if response is not None:
             self.response_id = field(response, "id") or self.response_id
