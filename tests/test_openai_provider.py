@@ -28,8 +28,8 @@ from chatledger.agent import (
     Tool,
     ToolCall,
 )
-from chatledger.entities import NIL_UUID, ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
-from chatledger.ids import uuid7
+from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
+from chatledger.ids import NIL_UUID, uuid7
 from chatledger.plugin import PersistencePlugin
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
