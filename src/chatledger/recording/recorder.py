@@ -552,7 +552,7 @@ class Recorder:
         scope: Scope | None = None,
     ) -> list[uuid.UUID]:
         """Blocking twin of :meth:`record_conversation`."""
-        self._run_on_home(self._load_session_once(self.resolve_scope(scope)))
+        self._load_session_once_sync(self.resolve_scope(scope))
         ids, future = self._record_conversation(messages, scope, asynchronous=False)
         self._acknowledged_sync(future)
         return ids
@@ -596,7 +596,7 @@ class Recorder:
         scope: Scope | None = None,
     ) -> tuple[list[uuid.UUID], LLMMessage | None, LLMApiCall]:
         """Blocking twin of :meth:`record_exchange`."""
-        self._run_on_home(self._load_session_once(self.resolve_scope(scope)))
+        self._load_session_once_sync(self.resolve_scope(scope))
         ids, message, api_call, future = self._record_exchange(
             messages, reply, call, scope, asynchronous=False
         )
@@ -872,6 +872,11 @@ class Recorder:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this Recorder is closed; records can no longer be made with it")
+
+    def _load_session_once_sync(self, scope: Scope) -> None:
+        """:meth:`_load_session_once` from a thread; no trip to the home loop once it is known."""
+        if self._ids(scope)[0] not in self._sessions:
+            self._run_on_home(self._load_session_once(scope))
 
     async def _load_session_once(self, scope: Scope) -> None:
         """Learn a session's stored messages the first time it is seen, for de-duplication.

@@ -12,8 +12,8 @@ usage chunk is sent only when the request asked for it
 keep-alive is honoured, since the SDKs reuse their connections.
 
 Examples and benchmarks run against it too: ``python -m
-chatledger.testing.fake_openai`` serves a script of plain replies and prints
-its base URL.
+chatledger.testing.fake_openai [PORT]`` answers every request with
+:func:`standard_reply` and prints its base URL.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
@@ -35,6 +36,7 @@ __all__ = [
     "responses_reply",
     "responses_stream",
     "responses_usage",
+    "standard_reply",
     "stream_reply",
     "tool_call",
     "usage",
@@ -350,6 +352,9 @@ class FakeOpenAIServer:
 
     script: list[Script] = field(default_factory=list)
     requests: list[ReceivedRequest] = field(default_factory=list)
+    # What to answer once the script is spent (None: HTTP 500 saying so); see standard_reply.
+    fallback: Callable[[str, dict[str, Any]], Script] | None = None
+    keep_requests: bool = True  # False for long runs (benchmarks): the requests are not kept
     _server: asyncio.Server | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -429,10 +434,13 @@ class FakeOpenAIServer:
             headers[name.strip().lower()] = value.strip()
         raw = await reader.readexactly(int(headers.get("content-length", "0")))
         body = json.loads(raw) if raw else {}
-        self.requests.append(ReceivedRequest(method, path, headers, body))
+        if self.keep_requests:
+            self.requests.append(ReceivedRequest(method, path, headers, body))
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/responses"):
             error = error_reply(404, f"no route {method} {path}", error_type="not_found", code=None)
             await self._send_json(writer, error.status, error.body or {}, ())
+        elif not self.script and self.fallback is not None:
+            return await self._play(writer, self.fallback(path, body), body)
         elif not self.script:
             error = error_reply(500, "the test scripted no more replies", error_type="x", code=None)
             await self._send_json(writer, error.status, error.body or {}, ())
@@ -518,13 +526,32 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _serve_forever(replies: int) -> None:
-    """Serve ``replies`` plain replies with usage, printing the base URL first."""
-    script = [
-        json_reply(f"Reply {n}.", model="gpt-4o-mini", usage=usage(12, 3)) for n in range(replies)
-    ]
-    async with FakeOpenAIServer(script) as server:
-        print(server.base_url, flush=True)  # the command's output
+def standard_reply(path: str, request: dict[str, Any]) -> Script:
+    """A plain answer to any request, streamed if it asked: ``max_tokens`` words, with usage.
+
+    The reply's model is the one asked for; its usage counts one prompt token
+    per request message and one completion token per word (7 by default).
+    """
+    model = str(request.get("model") or "gpt-4o-mini")
+    words = int(request.get("max_tokens") or request.get("max_output_tokens") or 7)
+    pieces = [f"word{n} " for n in range(words)]
+    prompt = len(request.get("messages") or request.get("input") or ()) or 1
+    if path.endswith("/responses"):
+        spent = responses_usage(prompt, words)
+        if request.get("stream"):
+            return responses_stream(pieces, model=model, usage=spent)
+        return responses_reply("".join(pieces), model=model, usage=spent)
+    if request.get("stream"):
+        return stream_reply(pieces, model=model, usage=usage(prompt, words))
+    return json_reply("".join(pieces), model=model, usage=usage(prompt, words))
+
+
+async def _serve_until_stopped(port: int) -> None:
+    """Answer every request with :func:`standard_reply`, printing the base URL first."""
+    server = FakeOpenAIServer(fallback=standard_reply, keep_requests=False)
+    server._server = await asyncio.start_server(server._serve, "127.0.0.1", port)
+    async with server:
+        print(server.base_url, flush=True)  # the command's output: where to point a client
         await server._closing.wait()
 
 
@@ -532,4 +559,4 @@ if __name__ == "__main__":
     import sys
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
+        asyncio.run(_serve_until_stopped(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
