@@ -28,7 +28,7 @@ def main() -> None:
     """A short chat: a plain call, a streamed one, and one the provider refuses."""
     url = os.environ.get("CHATLEDGER_DATABASE_URL", "sqlite:///chatledger.db")
     store = chatledger.sync.connect(url)
-    recorder = Recorder(store)
+    recorder = Recorder(store, pricing=chatledger.default_pricing_registry())
     client = instrument(openai.OpenAI(max_retries=0), recorder)  # the one line
 
     history: list[Any] = [
@@ -64,8 +64,9 @@ def main() -> None:
     calls = sorted(store.query_api_calls(QueryFilter(session_id=session_id)),
                    key=lambda call: call.create_time)  # fmt: skip
     for call in calls:
+        cost = "-" if call.total_price is None else f"${call.total_price:.8f}"
         print(f"  {call.status.value:<12} {call.model_name:<24} {call.total_tokens:>4} tokens"
-              f"  {call.latency_ms} ms")  # fmt: skip
+              f"  {call.latency_ms:>4} ms  {cost}")  # fmt: skip
     print(f"{len(calls)} calls recorded: {', '.join(call.status.value for call in calls)}")
     messages = store.get_session_messages(session_id)
     print(f"{len(messages)} messages stored once each")

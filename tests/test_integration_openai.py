@@ -776,10 +776,27 @@ async def test_a_blocking_client_from_many_threads_and_from_a_loop(
     assert len(messages) == 2
 
 
-async def test_only_openai_clients_are_instrumented() -> None:
-    """Anything else is refused clearly."""
+async def test_azure_clients_are_instrumented_and_anything_else_refused(
+    recorder: Recorder,
+) -> None:
+    """Azure clients are OpenAI clients; uninstrument() restores the SDK's methods."""
+    azure = openai.AzureOpenAI(
+        azure_endpoint="http://127.0.0.1:9", api_key="k", api_version="2024-10-21"
+    )
+    async_azure = openai.AsyncAzureOpenAI(
+        azure_endpoint="http://127.0.0.1:9", api_key="k", api_version="2024-10-21"
+    )
+    for client in (azure, async_azure):
+        assert integration.instrument(client, recorder) is client
+        assert "create" in vars(client.responses)
+        assert "with_options" in vars(client)
+        integration.uninstrument(client)
+        assert "create" not in vars(client.responses)
+        assert "with_options" not in vars(client)
+    azure.close()
+    await async_azure.close()
     with pytest.raises(TypeError, match="OpenAI or AsyncOpenAI"):
-        integration.instrument(object(), None)  # type: ignore[arg-type]
+        integration.instrument(object(), recorder)
 
 
 def test_without_the_openai_package_the_import_names_the_extra() -> None:
