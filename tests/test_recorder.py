@@ -632,3 +632,24 @@ async def test_a_call_can_name_the_provider_whose_prices_apply(tmp_path: Path) -
         default = await recorder.record_call(**fields)
         named = await recorder.record_call(**fields, provider="anthropic")
     assert (default.total_price, named.total_price) == (1, 3)
+
+
+async def test_a_record_handed_over_without_waiting_is_stored_by_flush_and_close(
+    tmp_path: Path,
+) -> None:
+    """record_exchange_soon from the loop's own thread: nothing blocks, close() still stores it."""
+    store = await SqliteStore.connect(tmp_path / "soon.db")
+    recorder = Recorder(store, spool=tmp_path / "spool")
+    fields: CallFields = {"model": "m", "started": utc_now(), "prompt_tokens": 3}
+    with scope(session_id="soon"):
+        first = recorder.record_exchange_soon([("user", "hi")], "hello", fields)
+    assert await recorder.flush() == 0
+    assert first.done()
+    with scope(session_id="soon"):
+        recorder.record_exchange_soon([("user", "hi"), ("assistant", "hello"), ("user", "bye")],
+                                      "bye!", fields)  # fmt: skip
+    await recorder.close()  # waits for the hand-over before it ships
+    messages = await store.get_session_messages(id_for_key("soon"))
+    assert [m.content.text for m in messages] == ["hi", "hello", "bye", "bye!"]
+    assert await store.count_records("api_calls", QueryFilter()) == 2
+    await store.close()

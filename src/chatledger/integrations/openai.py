@@ -32,12 +32,9 @@ Recording never raises into the caller: a recorder that fails is logged on
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import functools
 import logging
-import queue
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -244,8 +241,8 @@ def _record_blocking(call: _Call, record: Record) -> None:
         _record_sync(call, record)
     else:
         # A blocking client used inside async code: waiting here would stall the loop
-        # (and deadlock on the recorder's own loop), so a background thread records.
-        _background.submit(functools.partial(_record_sync, call, record))
+        # (and deadlock on the recorder's own loop), so the recorder's loop records it.
+        _record_soon(call, record)
 
 
 def _record_sync(call: _Call, record: Record) -> None:
@@ -253,6 +250,16 @@ def _record_sync(call: _Call, record: Record) -> None:
     try:
         call.recorder.record_exchange_sync(messages, reply, fields, scope=call.scope)
     except Exception:
+        logger.warning("chatledger could not record a call to %s", fields.get("model"),
+                       exc_info=True)  # fmt: skip
+
+
+def _record_soon(call: _Call, record: Record) -> None:
+    """Hand a record to the recorder without waiting for it (it logs its own failures)."""
+    messages, reply, fields = record
+    try:
+        call.recorder.record_exchange_soon(messages, reply, fields, scope=call.scope)
+    except Exception:  # a closed recorder
         logger.warning("chatledger could not record a call to %s", fields.get("model"),
                        exc_info=True)  # fmt: skip
 
@@ -273,52 +280,6 @@ def _safely(build: Callable[[], Record]) -> Record | None:
     except Exception:
         logger.warning("chatledger could not read an OpenAI call to record it", exc_info=True)
         return None
-
-
-class _Background:
-    """One daemon thread recording what cannot be recorded where it happened.
-
-    A stream collected unclosed, or a blocking client's call on an event loop's
-    thread: its record is handed here, in order, and made durable shortly after.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, work: Callable[[], object]) -> None:
-        """Run ``work`` on the background thread, after what was submitted before."""
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="chatledger-openai", daemon=True
-                    )
-                    self._thread.start()
-        self._queue.put(work)
-
-    def drain(self, timeout: float | None = None) -> bool:
-        """Wait until what was submitted so far is recorded; False if ``timeout`` passed first."""
-        if self._thread is None:
-            return True
-        done = threading.Event()
-        self._queue.put(done.set)
-        return done.wait(timeout)
-
-    def _run(self) -> None:
-        while True:
-            work = self._queue.get()
-            try:
-                work()
-            except Exception:
-                logger.warning("chatledger could not record a call", exc_info=True)
-
-
-_background = _Background()
-# Registered after the recorder's own exit hook, so it runs first: records handed to the
-# background thread reach the spool before recorders close.
-atexit.register(_background.drain, 5.0)
 
 
 # --- the wrappers ------------------------------------------------------------------------------
@@ -538,7 +499,7 @@ def _ended_unclosed(stream: _RecordedStream[Any] | _RecordedAsyncStream[Any]) ->
             return  # its __init__ never ran
         record = stream._end(None, stopped=True)
         if record is not None:
-            _background.submit(functools.partial(_record_sync, stream._call, record))
+            _record_soon(stream._call, record)
     except Exception:  # a finalizer must not raise; at exit even logging may fail
         with contextlib.suppress(Exception):
             logger.warning("chatledger could not record an abandoned stream", exc_info=True)

@@ -288,6 +288,7 @@ class Recorder:
         self._lock = threading.Lock()  # recording state and the spool's order, from any thread
         self._sessions: OrderedDict[uuid.UUID, _SessionState] = OrderedDict()
         self._default_sessions: dict[uuid.UUID, uuid.UUID] = {}  # agent -> its session
+        self._later: set[Future[None]] = set()  # records handed over without waiting
         self._closed = False
         self._shipper = Shipper(self._store, self._counters.ship, batch_size=batch_size)
         # Bound to the home loop on first use (asyncio primitives bind lazily since 3.10).
@@ -505,8 +506,11 @@ class Recorder:
         return ids, message, api_call
 
     async def flush(self) -> int:
-        """Ship what waits now; return how many records still wait (the store may be down)."""
-        return await self._on_home(self._ship_now())
+        """Ship what waits now; return how many records still wait (the store may be down).
+
+        Records handed over without waiting (:meth:`record_exchange_soon`) are waited for first.
+        """
+        return await self._on_home(self._flush())
 
     async def close(self) -> None:
         """Ship what is spooled (within ``close_timeout``), then stop; safe to call twice."""
@@ -603,9 +607,47 @@ class Recorder:
         self._acknowledged_sync(future)
         return ids, message, api_call
 
+    def record_exchange_soon(
+        self,
+        messages: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        reply: MessageContent | str | None,
+        call: CallFields,
+        *,
+        scope: Scope | None = None,
+    ) -> Future[None]:
+        """Record as :meth:`record_exchange` does, without waiting: for code that must not block.
+
+        For a blocking client called on an event loop's thread (waiting there
+        could stall the loop, or deadlock the recorder's own), or a finalizer.
+        The recorder's loop records it, in the order handed over, durable
+        shortly after; :meth:`close` and interpreter exit wait for it first.
+        A failure is logged, never raised.
+        """
+        self._check_open()
+        resolved = self.resolve_scope(scope)  # the scope in force now, not when it runs
+        future = asyncio.run_coroutine_threadsafe(
+            self._record_exchange_later(messages, reply, call, resolved), self._home
+        )
+        self._later.add(future)
+        future.add_done_callback(self._later.discard)
+        return future
+
+    async def _record_exchange_later(
+        self,
+        messages: Sequence[tuple[MessageRole | str, MessageContent | str]],
+        reply: MessageContent | str | None,
+        call: CallFields,
+        scope: Scope,
+    ) -> None:
+        try:
+            await self.record_exchange(messages, reply, call, scope=scope)
+        except Exception:
+            logger.warning("chatledger could not record a call to %s", call.get("model"),
+                           exc_info=True)  # fmt: skip
+
     def flush_sync(self) -> int:
         """Blocking twin of :meth:`flush`."""
-        return self._run_on_home(self._ship_now())
+        return self._run_on_home(self._flush())
 
     def close_sync(self, timeout: float | None = None) -> None:
         """Blocking twin of :meth:`close`."""
@@ -1002,11 +1044,22 @@ class Recorder:
                 await self._shipper.ship(self._spool)
         return len(self._spool)
 
+    async def _settle_later(self, timeout: float | None = None) -> None:
+        """Wait (on the home loop) for records handed over without waiting to reach the spool."""
+        if self._later:
+            later = [asyncio.wrap_future(future) for future in list(self._later)]
+            await asyncio.wait(later, timeout=timeout)
+
+    async def _flush(self) -> int:
+        await self._settle_later()
+        return await self._ship_now()
+
     async def _finish(self) -> None:
         """Stop recording; ship what waits until the spool is empty or the deadline passes."""
+        deadline = time.monotonic() + self._close_timeout
+        await self._settle_later(max(0.1, deadline - time.monotonic()))
         with self._lock:
             self._closed = True
-        deadline = time.monotonic() + self._close_timeout
         self._wake.set()
         async with self._ship_lock:
             await self._finish_unlocked(deadline)
