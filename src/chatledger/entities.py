@@ -8,6 +8,7 @@ lowercase enums, optional fields MoFA skips are omitted when absent, and
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -187,6 +188,21 @@ class ToolCallContent(_Entity):
     id: str
     name: str
     arguments: Any
+
+    @staticmethod
+    def parse_arguments(arguments: Any) -> Any:
+        """Arguments as the ledger keeps them: parsed when the model wrote JSON (as MoFA does).
+
+        Text that is not JSON is kept as written; no text at all is an empty object.
+        """
+        if not isinstance(arguments, str):
+            return arguments
+        if not arguments.strip():
+            return {}
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
 
 
 class ToolResultContent(_Entity):

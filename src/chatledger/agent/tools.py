@@ -73,10 +73,7 @@ class ToolCall:
 
     def to_content(self) -> ToolCallContent:
         """The call as the ledger stores it: arguments parsed when they are JSON (as MoFA's)."""
-        try:
-            arguments: Any = json.loads(self.arguments) if self.arguments else {}
-        except ValueError:
-            arguments = self.arguments  # kept as the model sent it
+        arguments = ToolCallContent.parse_arguments(self.arguments)
         return ToolCallContent(id=self.id, name=self.name, arguments=arguments)
 
     @classmethod

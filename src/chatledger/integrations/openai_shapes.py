@@ -63,12 +63,7 @@ def field(item: Any, name: str, default: Any = None) -> Any:
 
 def tool_arguments(arguments: Any) -> Any:
     """A tool call's arguments: the parsed JSON when the model wrote JSON, else as given."""
-    if not isinstance(arguments, str):
-        return arguments
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments
+    return ToolCallContent.parse_arguments(arguments)
 
 
 def _text(content: Any) -> tuple[str | None, list[str]]:
