@@ -153,8 +153,15 @@ class ChatledgerTracingProcessor(TracingProcessor):
         self.force_flush()
 
     def force_flush(self) -> None:
-        """Wait (up to 10 s) until every model call seen so far is recorded."""
-        self._worker.drain(_FLUSH_TIMEOUT)
+        """Wait (up to 10 s) until every model call seen so far is recorded.
+
+        On a thread running an event loop it does not wait, as recording may need
+        that very loop: from async code, ``await processor.flush()``.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._worker.drain(_FLUSH_TIMEOUT)
 
     async def flush(self) -> None:
         """Await until every model call seen so far is recorded (durable in the recorder)."""
