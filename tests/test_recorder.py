@@ -653,3 +653,22 @@ async def test_a_record_handed_over_without_waiting_is_stored_by_flush_and_close
     assert [m.content.text for m in messages] == ["hi", "hello", "bye", "bye!"]
     assert await store.count_records("api_calls", QueryFilter()) == 2
     await store.close()
+
+
+async def test_the_same_exchange_twice_stores_its_messages_once(
+    recorder: Recorder, any_store: PersistenceStore
+) -> None:
+    """A span exported twice: the request and the reply are stored once; the call links them."""
+    exchange: list[tuple[str, str]] = [("system", "Be brief."), ("user", "Weather?")]
+    fields: CallFields = {"model": "m", "started": utc_now(), "call_id": uuid.uuid4()}
+    with scope(session_id="twice"):
+        ids, reply, first = await recorder.record_exchange(exchange, "Sunny.", fields)
+        ids2, again, second = await recorder.record_exchange(exchange, "Sunny.", fields)
+    assert reply is not None
+    assert again is None
+    assert ids2 == ids
+    assert (second.request_message_id, second.response_message_id) == (ids[-1], reply.id)
+    assert first.id == second.id == fields["call_id"]
+    await recorder.flush()
+    assert await any_store.count_session_messages(id_for_key("twice")) == 3
+    assert await any_store.count_records("api_calls", QueryFilter()) == 1

@@ -44,14 +44,9 @@ before the callback returns. Recording never raises into the run.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
 import logging
-import queue
 import sys
-import threading
-import weakref
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -87,7 +82,6 @@ __all__ = ["ChatledgerTracingProcessor"]
 
 logger = logging.getLogger("chatledger.integrations.openai_agents")
 
-_FLUSH_TIMEOUT = 10.0  # seconds force_flush() waits for records handed to other loops
 
 
 class ChatledgerTracingProcessor(TracingProcessor):
@@ -104,8 +98,6 @@ class ChatledgerTracingProcessor(TracingProcessor):
         self._parents: dict[str, str | None] = {}  # open span -> its parent
         self._agents: dict[str, str] = {}  # open agent (or turn) span -> the agent's name
         self._groups: dict[str, str] = {}  # open trace -> its group id
-        self._worker = _Worker()
-        _processors.add(self)
 
     @property
     def recorder(self) -> Recorder:
@@ -153,7 +145,7 @@ class ChatledgerTracingProcessor(TracingProcessor):
         self.force_flush()
 
     def force_flush(self) -> None:
-        """Wait (up to 10 s) until every model call seen so far is recorded.
+        """Ship every model call seen so far to the store (the recorder's ``flush``).
 
         On a thread running an event loop it does not wait, as recording may need
         that very loop: from async code, ``await processor.flush()``.
@@ -161,11 +153,17 @@ class ChatledgerTracingProcessor(TracingProcessor):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._worker.drain(_FLUSH_TIMEOUT)
+            try:
+                self._recorder.flush_sync()
+            except Exception:  # the SDK calls this at exit: never raise into it
+                logger.exception("chatledger could not flush the Agents SDK's model calls")
 
     async def flush(self) -> None:
-        """Await until every model call seen so far is recorded (durable in the recorder)."""
-        await asyncio.to_thread(self._worker.drain, _FLUSH_TIMEOUT)
+        """Await until every model call seen so far is recorded and shipped to the store."""
+        try:
+            await self._recorder.flush()
+        except Exception:
+            logger.exception("chatledger could not flush the Agents SDK's model calls")
 
     # --- recording -----------------------------------------------------------------------
 
@@ -175,23 +173,14 @@ class ChatledgerTracingProcessor(TracingProcessor):
         # The worker thread has no scope of its own: the caller's goes with the record.
         scope = self._scope_for(span).over(current_scope())
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # plain code: record here, durable before the span returns
-            self._record(messages, reply, fields, scope)
-            return
-        # On an event loop (the agent's, maybe the recorder's own) blocking is not allowed,
-        # and a task would wait for a loop that Runner.run_sync leaves idle: a thread records.
-        self._worker.submit(lambda: self._record(messages, reply, fields, scope))
-
-    def _record(
-        self, messages: list[Message], reply: MessageContent | None, fields: CallFields,
-        scope: Scope,
-    ) -> None:  # fmt: skip
-        try:
-            if messages or reply is not None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # plain code: record here, durable before the span returns
                 self._recorder.record_exchange_sync(messages, reply, fields, scope=scope)
             else:
-                self._recorder.record_call_sync(scope=scope, **fields)
+                # On an event loop (the agent's, maybe the recorder's own) blocking is not
+                # allowed: the recorder's loop takes the record, durable a moment later.
+                self._recorder.record_exchange_soon(messages, reply, fields, scope=scope)
         except Exception:
             logger.exception("chatledger could not record an Agents SDK model call")
 
@@ -213,57 +202,6 @@ class ChatledgerTracingProcessor(TracingProcessor):
                 return name
             parent = self._parents.get(parent)
         return None
-
-
-class _Worker:
-    """One thread that records what callbacks on an event loop hand it, in order."""
-
-    __slots__ = ("_done", "_queue", "_thread", "_unfinished")
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._unfinished = 0
-        self._done = threading.Condition()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the thread (started on first use)."""
-        with self._done:
-            self._unfinished += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="chatledger-openai-agents", daemon=True
-                )
-                self._thread.start()
-        self._queue.put(job)
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until every job submitted so far ran; False if ``timeout`` passed first."""
-        with self._done:
-            return self._done.wait_for(lambda: self._unfinished == 0, timeout)
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                job()  # never raises: the job logs its own failure
-            finally:
-                with self._done:
-                    self._unfinished -= 1
-                    self._done.notify_all()
-
-
-_processors: weakref.WeakSet[ChatledgerTracingProcessor] = weakref.WeakSet()
-
-
-def _drain_at_exit() -> None:
-    """Records handed to a worker reach the recorder before recorders close at exit."""
-    for processor in list(_processors):
-        processor.force_flush()
-
-
-# Registered after the recorder module's own exit hook (imported above), so it runs first.
-atexit.register(_drain_at_exit)
 
 
 def _read(span: Span[Any], error: Exception | None) -> tuple[list[Message], MessageContent | None,

@@ -56,17 +56,13 @@ calls are durable when it returns.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextvars
 import hashlib
 import json
 import logging
-import queue
 import re
-import threading
 import uuid
-import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,7 +74,7 @@ from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.trace import StatusCode  # noqa: E402
 
-from chatledger.entities import ApiCallStatus, MessageContent, MessageRole  # noqa: E402
+from chatledger.entities import ApiCallStatus, MessageContent  # noqa: E402
 from chatledger.integrations.openai_shapes import (  # noqa: E402
     Message,
     chat_message,
@@ -93,8 +89,6 @@ logger = logging.getLogger("chatledger.integrations.otel")
 
 _LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion"})
 _HTTP_STATUS = re.compile(r"\b(?:Error code|status(?: code)?):? (\d{3})\b", re.IGNORECASE)
-# The recorder field naming a call's own id, once it has one (see the report to the lead).
-_CALL_ID_FIELD = "call_id" if "call_id" in CallFields.__optional_keys__ else ""
 _FIRST_TOKEN_EVENTS = frozenset({"First Token Stream Event"})
 _CHUNK_EVENTS = frozenset({"gen_ai.content.completion.chunk", "llm.content.completion.chunk"})
 
@@ -118,9 +112,7 @@ class ChatledgerSpanExporter(SpanExporter):
     def __init__(self, recorder: Recorder) -> None:
         """Record into ``recorder``."""
         self._recorder = recorder
-        self._worker = _Worker()
         self._shut = False
-        _exporters.add(self)
 
     @property
     def recorder(self) -> Recorder:
@@ -138,12 +130,12 @@ class ChatledgerSpanExporter(SpanExporter):
             try:
                 asyncio.get_running_loop()
             except RuntimeError:  # a thread of its own (BatchSpanProcessor): record here
-                return self._record(calls)
-            self._worker.submit(lambda: self._record(calls))
+                return self._record(calls, wait=True)
+            # An event loop's thread (SimpleSpanProcessor in async code): never block it.
+            return self._record(calls, wait=False)
         except Exception:
             logger.exception("chatledger could not export spans")
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         """Record what was handed over (up to 10 s); later exports are refused."""
@@ -151,7 +143,7 @@ class ChatledgerSpanExporter(SpanExporter):
         self._shut = True
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Wait until what was exported is recorded; False if that did not happen in time.
+        """Ship what was exported to the store (the recorder's ``flush``); False if it failed.
 
         On a thread running an event loop it does not wait (the recorder may need
         that very loop): from async code, ``await asyncio.to_thread(...)`` it.
@@ -159,22 +151,26 @@ class ChatledgerSpanExporter(SpanExporter):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return self._worker.drain(timeout_millis / 1000)
-        return self._worker.drain(0)
+            try:
+                self._recorder.flush_sync()
+            except Exception:
+                logger.exception("chatledger could not flush exported spans")
+                return False
+        return True
 
-    def _record(self, spans: Iterable[ReadableSpan]) -> SpanExportResult:
+    def _record(self, spans: Iterable[ReadableSpan], *, wait: bool) -> SpanExportResult:
         result = SpanExportResult.SUCCESS
         for span in spans:
             try:
                 # An empty context: whom the call belongs to comes from the span only,
                 # whichever thread happens to export it.
-                contextvars.Context().run(self._record_span, span)
+                contextvars.Context().run(self._record_span, span, wait)
             except Exception:
                 logger.exception("chatledger could not record the span %s", span.name)
                 result = SpanExportResult.FAILURE
         return result
 
-    def _record_span(self, span: ReadableSpan) -> None:
+    def _record_span(self, span: ReadableSpan, wait: bool) -> None:
         attributes = span.attributes or {}
         messages, reply = read_messages(attributes)
         fields = read_call(span)
@@ -188,21 +184,12 @@ class ChatledgerSpanExporter(SpanExporter):
         trace_id, span_id = (
             (0, id(span)) if context is None else (context.trace_id, context.span_id)
         )
-        call_id = call_id_for_span(trace_id, span_id, span.start_time)
-        if _CALL_ID_FIELD:  # the recorder takes the span's id: one append, as any exchange
-            fields[_CALL_ID_FIELD] = call_id  # type: ignore[literal-required]
+        # The span's own identity: exported twice, it is still one call.
+        fields["call_id"] = call_id_for_span(trace_id, span_id, span.start_time)
+        if wait:
             self._recorder.record_exchange_sync(messages, reply, fields, scope=scope)
-            return
-        # The messages first (each stored once, however often exported), then the call
-        # under the span's own id, so the call too is stored once.
-        conversation = [*messages, *([(MessageRole.ASSISTANT, reply)] if reply else [])]
-        ids = self._recorder.record_conversation_sync(conversation, scope=scope)
-        if messages:
-            fields["request_message_id"] = ids[len(messages) - 1]
-        if reply is not None:
-            fields["response_message_id"] = ids[-1]
-        call = self._recorder.build_call(scope=scope, **fields)
-        self._recorder.record_api_call_sync(call.model_copy(update={"id": call_id}))
+        else:
+            self._recorder.record_exchange_soon(messages, reply, fields, scope=scope)
 
 
 def is_llm_span(attributes: Mapping[str, Any]) -> bool:
@@ -506,58 +493,3 @@ def _time(nanoseconds: int | None) -> datetime:
     if nanoseconds is None:
         return datetime.now(UTC)
     return datetime.fromtimestamp(nanoseconds / 1e9, UTC)
-
-
-# --- the thread that records what event loops hand over -------------------------------------
-
-
-class _Worker:
-    """One thread that records what exports on an event loop's thread hand it, in order."""
-
-    __slots__ = ("_done", "_queue", "_thread", "_unfinished")
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._unfinished = 0
-        self._done = threading.Condition()
-
-    def submit(self, job: Callable[[], object]) -> None:
-        """Run ``job`` on the thread (started on first use)."""
-        with self._done:
-            self._unfinished += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="chatledger-otel",
-                                                daemon=True)  # fmt: skip
-                self._thread.start()
-        self._queue.put(job)
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until every job submitted so far ran; False if ``timeout`` passed first."""
-        with self._done:
-            return self._done.wait_for(lambda: self._unfinished == 0, timeout)
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                job()
-            except Exception:
-                logger.exception("chatledger could not record exported spans")
-            finally:
-                with self._done:
-                    self._unfinished -= 1
-                    self._done.notify_all()
-
-
-_exporters: weakref.WeakSet[ChatledgerSpanExporter] = weakref.WeakSet()
-
-
-def _drain_at_exit() -> None:
-    """Spans handed to a worker reach the recorder before recorders close at exit."""
-    for exporter in list(_exporters):
-        exporter.force_flush(5_000)
-
-
-# Registered after the recorder module's own exit hook (imported above), so it runs first.
-atexit.register(_drain_at_exit)

@@ -126,6 +126,7 @@ class CallFields(CallUsage, total=False):
     error_message: str | None
     extra_details: dict[str, Any]
     provider: str | None  # whose price list prices the call; the recorder's by default
+    call_id: uuid.UUID | None  # the record's id, when the caller has one (a span's identity)
 
 
 _Acknowledgement = Future[int | None] | asyncio.Future[int | None]
@@ -496,7 +497,8 @@ class Recorder:
         the assistant's answer, None when the call failed. The call links the
         last request message and the reply. Everything is durable together, in
         one append to the spool. Returns the request messages' ids, the reply
-        and the call.
+        (None when there is none, or when this very exchange, reply included,
+        was recorded before) and the call.
         """
         await self._load_session_once(self.resolve_scope(scope))
         ids, message, api_call, future = self._record_exchange(
@@ -694,7 +696,7 @@ class Recorder:
             )
         # One validated construction (success() then a copy would validate twice per call).
         call = LLMApiCall(
-            id=uuid7(),
+            id=fields.get("call_id") or uuid7(),
             chat_session_id=session_id,
             agent_id=agent_id,
             user_id=user_id,
@@ -732,12 +734,13 @@ class Recorder:
             create_time=started,
             update_time=finished,
         )
-        if succeeded or prompt_tokens or completion_tokens:
-            return self._priced(call, fields.get("provider"))
-        return call
+        return self._priced(call, fields.get("provider"))
 
     def _priced(self, call: LLMApiCall, provider: str | None = None) -> LLMApiCall:
+        """The call priced by the registry; a failure that spent nothing stays unpriced."""
         if self._pricing is None or call.total_price is not None:
+            return call
+        if call.status is not ApiCallStatus.SUCCESS and not call.total_tokens:
             return call
         try:
             return call.with_auto_price(self._pricing, provider or self._provider)
@@ -871,12 +874,23 @@ class Recorder:
             self._check_open()
             records: list[tuple[str, str]] = []
             state = self._session(scope, ids, records)
-            stored = _stored_prefix(state.fingerprints, prints)
+            linked: CallFields = {**fields}
+            stored: list[int] = []
+            if answer is not None and prints:
+                # The very exchange again (a span exported twice): its reply is stored too.
+                stored = _stored_prefix(state.fingerprints, [*prints, fingerprint(*answer[0])])
+                if len(stored) == len(prints) + 1:
+                    answer = None
+                    linked["response_message_id"] = state.id_at(stored.pop())
+                else:
+                    stored = []
+            if not stored:
+                stored = _stored_prefix(state.fingerprints, prints)
             new = self._append_messages(state, ids, built[len(stored) :], None, records)
             request_ids = [state.id_at(i) for i in stored] + [m.id for m in new]
             if request_ids:
                 request_id = request_ids[-1]
-            linked: CallFields = {**fields, "request_message_id": request_id}
+            linked["request_message_id"] = request_id
             message = None
             if answer is not None:
                 (message,) = self._append_messages(state, ids, answer, request_id, records)
@@ -1044,7 +1058,7 @@ class Recorder:
                 await self._shipper.ship(self._spool)
         return len(self._spool)
 
-    async def _settle_later(self, timeout: float | None = None) -> None:
+    async def _settle_later(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait (on the home loop) for records handed over without waiting to reach the spool."""
         if self._later:
             later = [asyncio.wrap_future(future) for future in list(self._later)]
