@@ -2,7 +2,7 @@
 
 Every test talks over HTTP to the fake OpenAI server. Synchronous runs go in
 worker threads (the server lives on the test's event loop). Runs ended on an
-event loop are recorded by a task: tests wait with ``handler.wait``.
+event loop are handed to the recorder's loop: ``recorder.flush()`` waits for them.
 """
 
 from __future__ import annotations
@@ -147,7 +147,6 @@ async def stored(
     store: PersistenceStore, recorder: Recorder, handler: ChatledgerCallbackHandler, session: str
 ) -> tuple[list[LLMApiCall], list[LLMMessage]]:
     """The calls and messages of ``session``, once the handler's records shipped."""
-    assert await asyncio.to_thread(handler.wait, 10.0)
     assert await recorder.flush() == 0
     session_id = id_for_key(session)
     calls = await store.query_api_calls(QueryFilter(session_id=session_id))
@@ -261,7 +260,6 @@ async def test_concurrent_async_runs_keep_their_own_scopes(
 
     try:
         await asyncio.gather(*(ask(n) for n in range(4)))
-        assert await asyncio.to_thread(handler.wait, 10.0)
         assert await recorder.flush() == 0
         for n in range(4):
             session_id = id_for_key(f"user-{n}")
@@ -306,7 +304,6 @@ async def test_a_recorder_that_fails_does_not_reach_the_caller(
     caplog.set_level("WARNING", logger="chatledger.integrations.langchain")
     reply = await chat_model(server).ainvoke(PROMPT, config={"callbacks": [handler]})
     assert reply.content == "Paris."
-    assert await asyncio.to_thread(handler.wait, 10.0)
     assert "could not record a LangChain call" in caplog.text
 
 

@@ -214,25 +214,7 @@ class ChatledgerCallbackHandler(BaseCallbackHandler):
         super().__init__()
         self.recorder = recorder
         self._runs: dict[uuid.UUID, _Run] = {}
-        self._lock = threading.Condition()
-        self._recording = 0  # records being made now
-        self._pending: set[asyncio.Task[Any]] = set()
-
-    def wait(self, timeout: float = 10.0) -> bool:
-        """Wait until the records of ended runs are durable; False if ``timeout`` passed first.
-
-        Runs ended on an event loop are recorded by a task of that loop (the
-        handler never blocks a loop); call this before reading the ledger
-        from another thread (from async code: ``await asyncio.to_thread(handler.wait)``).
-        """
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._recording:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._lock.wait(min(left, 0.05))
-        return True
+        self._lock = threading.Lock()
 
     # --- LangChain's events ------------------------------------------------------------------
 
@@ -342,39 +324,14 @@ class ChatledgerCallbackHandler(BaseCallbackHandler):
         return call
 
     def _record(self, run: _Run, reply: MessageContent | None, call: CallFields) -> None:
-        with self._lock:
-            self._recording += 1
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
-        try:
-            if loop is None:
-                self.recorder.record_exchange_sync(run.messages, reply, call, scope=run.scope)
-            else:
-                # On an event loop's thread (async runs call inline): never block it.
-                task = loop.create_task(
-                    self.recorder.record_exchange(run.messages, reply, call, scope=run.scope)
-                )
-                self._pending.add(task)
-                task.add_done_callback(self._settled)
-                return
-        except BaseException:
-            self._done()
-            raise
-        self._done()
-
-    def _settled(self, task: asyncio.Task[Any]) -> None:
-        self._pending.discard(task)
-        self._done()
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("chatledger could not record a LangChain call",
-                           exc_info=task.exception())  # fmt: skip
-
-    def _done(self) -> None:
-        with self._lock:
-            self._recording -= 1
-            self._lock.notify_all()
+            self.recorder.record_exchange_sync(run.messages, reply, call, scope=run.scope)
+        else:
+            # On an event loop's thread (async runs call inline): never block it; the
+            # recorder's loop takes the record, and its flush() and close() wait for it.
+            self.recorder.record_exchange_soon(run.messages, reply, call, scope=run.scope)
 
     def __repr__(self) -> str:
         return f"ChatledgerCallbackHandler({self.recorder!r})"

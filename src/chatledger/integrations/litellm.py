@@ -147,7 +147,6 @@ class ChatledgerLogger(CustomLogger):
         self._scopes: OrderedDict[str, Scope] = OrderedDict()  # started calls -> their scope
         self._recorded: OrderedDict[str, None] = OrderedDict()  # call ids recorded already
         self._recording = 0  # records being made now
-        self._pending: set[asyncio.Task[Any]] = set()
 
     def wait(self, timeout: float = 10.0) -> bool:
         """Wait until every call LiteLLM started was recorded; False if ``timeout`` passed first.
@@ -225,7 +224,7 @@ class ChatledgerLogger(CustomLogger):
                 return
             messages, reply, call, scope = exchange
             try:
-                loop = asyncio.get_running_loop()
+                asyncio.get_running_loop()
             except RuntimeError:
                 try:
                     self.recorder.record_exchange_sync(messages, reply, call, scope=scope)
@@ -233,23 +232,13 @@ class ChatledgerLogger(CustomLogger):
                     self._done()
                 return
             # A synchronous hook on a thread running a loop (maybe the recorder's own):
-            # blocking here could deadlock, so the record goes as a task of that loop.
+            # blocking here could deadlock, so the recorder's loop takes the record.
             try:
-                coroutine = self.recorder.record_exchange(messages, reply, call, scope=scope)
-                task = loop.create_task(coroutine)
-            except BaseException:
+                self.recorder.record_exchange_soon(messages, reply, call, scope=scope)
+            finally:
                 self._done()
-                raise
-            self._pending.add(task)
-            task.add_done_callback(self._settled)
         except Exception:
             logger.warning("chatledger could not record a LiteLLM call", exc_info=True)
-
-    def _settled(self, task: asyncio.Task[Any]) -> None:
-        self._pending.discard(task)
-        self._done()
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("chatledger could not record a LiteLLM call", exc_info=task.exception())
 
     def _done(self) -> None:
         with self._lock:
