@@ -83,7 +83,6 @@ __all__ = ["ChatledgerTracingProcessor"]
 logger = logging.getLogger("chatledger.integrations.openai_agents")
 
 
-
 class ChatledgerTracingProcessor(TracingProcessor):
     """An Agents SDK ``TracingProcessor`` recording every model call of a run through ``recorder``.
 
