@@ -14,7 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks import recorder
+from benchmarks import integrations, recorder
 from benchmarks.cli_export import run_export
 from benchmarks.recorder import Database, PostgresDatabase, SqliteDatabase, run_recorder, spool_root
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
@@ -150,6 +150,21 @@ async def _export(sizes: Sizes, command: str) -> Part:
     )
 
 
+def _integrations(sizes: Sizes, command: str) -> Part:
+    sizing = integrations.QUICK if sizes.name == "quick" else integrations.FULL
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        section = integrations.run_integrations(Path(tmp), sizing, _progress)
+    return Part(
+        key="integrations",
+        title="Integrations (one call through each framework, fake OpenAI server, SQLite)",
+        raw="uninstrumented",
+        peers=(),
+        command=command,
+        sizes=sizing.describe(),
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -161,6 +176,9 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
         parts.append(await _recorder(sizes, command))
     if "export" in only:
         parts.append(await _export(sizes, command))
+    if "integrations" in only:
+        # Synchronous clients, as most apps call them: off this loop, in a thread.
+        parts.append(await asyncio.to_thread(_integrations, sizes, command))
     return parts
 
 
