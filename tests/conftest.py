@@ -11,6 +11,7 @@ import chatledger
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from chatledger.stores.sqlite import SqliteStore
+from chatledger.testing.fake_openai import FakeOpenAIServer
 from scratch_databases import SQL_BACKENDS, empty_tables, mysql_database, postgres_database
 
 
@@ -51,6 +52,40 @@ async def any_store(
         )
         store = await chatledger.connect(url)
         await empty_tables(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeOpenAIServer]:
+    """The local fake OpenAI server, its script empty: each test adds what it needs."""
+    async with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+async def corpus_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[PersistenceStore]:
+    """SQLite and PostgreSQL in turn, empty: where the integrations play the provider corpus."""
+    if request.param == "sqlite":
+        store: PersistenceStore = await SqliteStore.connect(tmp_path / "ledger.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        store = await chatledger.connect(url)
+        await empty_tables(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
+    """An empty SQLite store, for the tests that are not about backends."""
+    store = await SqliteStore.connect(tmp_path / "ledger.db")
     try:
         yield store
     finally:

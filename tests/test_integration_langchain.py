@@ -12,7 +12,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, MessageRo
 from chatledger.integrations.langchain import ChatledgerCallbackHandler
 from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
-from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing.fake_openai import (
     FakeOpenAIServer,
     error_reply,
@@ -44,43 +42,10 @@ from provider_corpus import (
     Truth,
     check_call,
 )
-from scratch_databases import empty_tables
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SYSTEM = "Be brief."
 QUESTION = "What is the capital of France?"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAIServer]:
-    """The fake OpenAI server, empty-scripted."""
-    async with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite or PostgreSQL store."""
-    if request.param == "sqlite":
-        opened: PersistenceStore = await SqliteStore.connect(tmp_path / "langchain.db")
-    else:
-        url = request.getfixturevalue("postgres_url")
-        opened = await chatledger.connect(url)
-        await empty_tables(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def sqlite(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite store, for the tests that are not about backends."""
-    opened = await SqliteStore.connect(tmp_path / "langchain.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def chat_model(server: FakeOpenAIServer, scenario: Scenario | None = None, **options: Any) -> Any:
@@ -159,16 +124,16 @@ async def stored(
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("scenario", CORPUS, ids=lambda s: s.name)
 async def test_every_corpus_scenario_is_stored_exactly(
-    kind: str, scenario: Scenario, server: FakeOpenAIServer, store: PersistenceStore
+    kind: str, scenario: Scenario, server: FakeOpenAIServer, corpus_store: PersistenceStore
 ) -> None:
     """Each scenario's call, field for field, with its request messages and reply once."""
-    recorder = Recorder(store, pricing=PRICES)
+    recorder = Recorder(corpus_store, pricing=PRICES)
     handler = ChatledgerCallbackHandler(recorder)
     server.add(*scenario.script)
     try:
         _, error = await play(kind, chat_model(server, scenario), scenario, "corpus", handler)
         assert (error is None) == (scenario.truth.status is ApiCallStatus.SUCCESS), error
-        calls, messages = await stored(store, recorder, handler, "corpus")
+        calls, messages = await stored(corpus_store, recorder, handler, "corpus")
     finally:
         await recorder.close()
     (call,) = calls
@@ -195,10 +160,10 @@ async def test_every_corpus_scenario_is_stored_exactly(
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_a_tool_round_resent_is_stored_once_each(
-    kind: str, server: FakeOpenAIServer, sqlite: PersistenceStore
+    kind: str, server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """The reply LangChain returned, resent with a tool result: every message once, in order."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     handler = ChatledgerCallbackHandler(recorder)
     weather = tool_call("get_weather", '{"city": "Paris"}', call_id="call_weather")
     server.add(
@@ -223,7 +188,7 @@ async def test_a_tool_round_resent_is_stored_once_each(
             history.append(ToolMessage("18°C, sun", tool_call_id="call_weather"))
             chunks = [c async for c in model.astream(history, config=config)]
             history.append(AIMessage("".join(str(c.content) for c in chunks)))
-        calls, messages = await stored(sqlite, recorder, handler, "trip")
+        calls, messages = await stored(sqlite_store, recorder, handler, "trip")
     finally:
         await recorder.close()
     assert len(calls) == 2
@@ -243,10 +208,10 @@ async def test_a_tool_round_resent_is_stored_once_each(
 
 
 async def test_concurrent_async_runs_keep_their_own_scopes(
-    server: FakeOpenAIServer, sqlite: PersistenceStore
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """Runs gathered on one loop, each in its own scope: each call lands in its own session."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     handler = ChatledgerCallbackHandler(recorder)
     for n in range(4):
         server.add(stream_reply([f"answer {n}"], model=ANSWERED, usage=usage(10, 2),
@@ -263,17 +228,19 @@ async def test_concurrent_async_runs_keep_their_own_scopes(
         assert await recorder.flush() == 0
         for n in range(4):
             session_id = id_for_key(f"user-{n}")
-            (call,) = await sqlite.query_api_calls(QueryFilter(session_id=session_id))
-            messages = await sqlite.get_session_messages(session_id)
+            (call,) = await sqlite_store.query_api_calls(QueryFilter(session_id=session_id))
+            messages = await sqlite_store.get_session_messages(session_id)
             assert messages[0].content.text == f"q{n}"
             assert call.time_to_first_token_ms is not None
     finally:
         await recorder.close()
 
 
-async def test_batch_records_each_input(server: FakeOpenAIServer, sqlite: PersistenceStore) -> None:
+async def test_batch_records_each_input(
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore
+) -> None:
     """``batch`` runs one call per input, in worker threads: every one recorded in scope."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     handler = ChatledgerCallbackHandler(recorder)
     server.add(*(json_reply(f"a{n}", model=ANSWERED, usage=usage(5, 1)) for n in range(3)))
     model = chat_model(server)
@@ -285,7 +252,7 @@ async def test_batch_records_each_input(server: FakeOpenAIServer, sqlite: Persis
 
     try:
         replies = await asyncio.to_thread(run)
-        calls, messages = await stored(sqlite, recorder, handler, "batch")
+        calls, messages = await stored(sqlite_store, recorder, handler, "batch")
     finally:
         await recorder.close()
     assert len(replies) == 3
@@ -294,10 +261,10 @@ async def test_batch_records_each_input(server: FakeOpenAIServer, sqlite: Persis
 
 
 async def test_a_recorder_that_fails_does_not_reach_the_caller(
-    server: FakeOpenAIServer, sqlite: PersistenceStore, caplog: pytest.LogCaptureFixture
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A closed recorder: the run returns what it returns, and the loss is logged."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     await recorder.close()
     handler = ChatledgerCallbackHandler(recorder)
     server.add(json_reply("Paris.", model=ANSWERED, usage=usage(21, 3)))

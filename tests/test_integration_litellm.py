@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +32,6 @@ from chatledger.integrations.litellm import ChatledgerLogger
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
 from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
-from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing.fake_openai import (
     FakeOpenAIServer,
     error_reply,
@@ -50,7 +49,6 @@ from provider_corpus import (
     Truth,
     check_call,
 )
-from scratch_databases import empty_tables
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SYSTEM = "Be brief."
@@ -75,38 +73,6 @@ def no_other_callbacks() -> Iterator[None]:
     litellm.logging_callback_manager._reset_all_callbacks()
     yield
     litellm.logging_callback_manager._reset_all_callbacks()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAIServer]:
-    """The fake OpenAI server, empty-scripted."""
-    async with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite or PostgreSQL store."""
-    if request.param == "sqlite":
-        opened: PersistenceStore = await SqliteStore.connect(tmp_path / "litellm.db")
-    else:
-        url = request.getfixturevalue("postgres_url")
-        opened = await chatledger.connect(url)
-        await empty_tables(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def sqlite(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite store, for the tests that are not about backends."""
-    opened = await SqliteStore.connect(tmp_path / "litellm.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def request_for(server: FakeOpenAIServer, scenario: Scenario) -> dict[str, Any]:
@@ -198,15 +164,15 @@ def truth_for(scenario: Scenario) -> Truth:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("scenario", CHAT, ids=lambda s: s.name)
 async def test_every_chat_scenario_is_stored_exactly(
-    kind: str, scenario: Scenario, server: FakeOpenAIServer, store: PersistenceStore
+    kind: str, scenario: Scenario, server: FakeOpenAIServer, corpus_store: PersistenceStore
 ) -> None:
     """Each Chat Completions scenario, field for field, with its request and reply once."""
-    recorder = Recorder(store, pricing=PRICES)
+    recorder = Recorder(corpus_store, pricing=PRICES)
     logging_to(recorder)
     try:
         _, error = await play(kind, server, scenario, "corpus")
         assert (error is None) == (scenario.truth.status is ApiCallStatus.SUCCESS), error
-        calls, messages = await stored(store, recorder, "corpus")
+        calls, messages = await stored(corpus_store, recorder, "corpus")
     finally:
         await recorder.close()
     (call,) = calls
@@ -232,10 +198,10 @@ async def test_every_chat_scenario_is_stored_exactly(
 
 
 async def test_anthropic_style_cache_writes_are_kept(
-    server: FakeOpenAIServer, sqlite: PersistenceStore
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """``cache_creation_input_tokens`` (gateways report Anthropic's so) is cache_write_tokens."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     logging_to(recorder)
     server.add(
         json_reply(
@@ -249,7 +215,7 @@ async def test_anthropic_style_cache_writes_are_kept(
     try:
         _, error = await play("async", server, scenario, "writes")
         assert error is None
-        (call,), _ = await stored(sqlite, recorder, "writes")
+        (call,), _ = await stored(sqlite_store, recorder, "writes")
     finally:
         await recorder.close()
     assert call.prompt_tokens_details is not None
@@ -259,10 +225,10 @@ async def test_anthropic_style_cache_writes_are_kept(
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_the_scope_of_the_call_is_kept_and_history_is_stored_once(
-    kind: str, server: FakeOpenAIServer, sqlite: PersistenceStore
+    kind: str, server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """Three calls resending a growing history: each message once, in the caller's scope."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     logging_to(recorder)
     history: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
     try:
@@ -296,7 +262,7 @@ async def test_the_scope_of_the_call_is_kept_and_history_is_stored_once(
                     chunks = [chunk async for chunk in stream]
                 text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             history.append({"role": "assistant", "content": text})
-        calls, messages = await stored(sqlite, recorder, "ticket-9")
+        calls, messages = await stored(sqlite_store, recorder, "ticket-9")
     finally:
         await recorder.close()
     assert len(calls) == 3
@@ -327,10 +293,10 @@ def test_litellm_times_are_read_as_local_and_made_utc() -> None:
 
 
 async def test_a_recorder_that_fails_does_not_reach_the_caller(
-    server: FakeOpenAIServer, sqlite: PersistenceStore, caplog: pytest.LogCaptureFixture
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A closed recorder: the call still returns what LiteLLM returns, and the loss is logged."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     await recorder.close()
     logger = logging_to(recorder)
     server.add(json_reply("Paris.", model=ANSWERED, usage=usage(21, 3)))
@@ -342,10 +308,10 @@ async def test_a_recorder_that_fails_does_not_reach_the_caller(
 
 
 async def test_the_time_to_first_token_is_the_first_chunk(
-    server: FakeOpenAIServer, sqlite: PersistenceStore
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """A stream whose first content comes late: its time to first token says so."""
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     logging_to(recorder)
     server.add(
         stream_reply(["a", "b"], model=ANSWERED, usage=usage(5, 2), delay=0.3, chunk_delay=0.1)
@@ -354,7 +320,7 @@ async def test_the_time_to_first_token_is_the_first_chunk(
     try:
         _, error = await play("async", server, scenario, "ttft")
         assert error is None
-        (call,), _ = await stored(sqlite, recorder, "ttft")
+        (call,), _ = await stored(sqlite_store, recorder, "ttft")
     finally:
         await recorder.close()
     assert call.time_to_first_token_ms is not None
@@ -407,7 +373,7 @@ async def test_the_example_runs_against_the_fake_server(
 
 
 async def test_a_call_both_hooks_report_is_recorded_once(
-    server: FakeOpenAIServer, sqlite: PersistenceStore
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """LiteLLM may fire the sync and the async hook for one call: one record."""
     seen: list[tuple[Any, ...]] = []
@@ -419,7 +385,7 @@ async def test_a_call_both_hooks_report_is_recorded_once(
             seen.append((kwargs, response_obj, start_time, end_time))
             await super().async_log_success_event(kwargs, response_obj, start_time, end_time)
 
-    recorder = Recorder(sqlite, pricing=PRICES)
+    recorder = Recorder(sqlite_store, pricing=PRICES)
     logger = Remembering(recorder)
     litellm.callbacks = [logger]
     server.add(json_reply("Paris.", model=ANSWERED, usage=usage(21, 3)))
@@ -431,26 +397,26 @@ async def test_a_call_both_hooks_report_is_recorded_once(
         await asyncio.to_thread(logger.log_success_event, *args)  # the twin, late
         await logger.async_log_success_event(*args)
         assert await recorder.flush() == 0
-        calls = await sqlite.query_api_calls(QueryFilter(session_id=id_for_key("twice")))
+        calls = await sqlite_store.query_api_calls(QueryFilter(session_id=id_for_key("twice")))
     finally:
         await recorder.close()
     assert len(calls) == 1
 
 
 async def test_the_provider_litellm_routed_to_prices_the_call(
-    server: FakeOpenAIServer, sqlite: PersistenceStore
+    server: FakeOpenAIServer, sqlite_store: PersistenceStore
 ) -> None:
     """LiteLLM's custom_llm_provider, not the recorder's default, chooses the price list."""
     prices = StaticPricingRegistry(
         {("openai", ANSWERED): ModelPrice("0.15", "0.60")}, name="openai prices"
     )
-    recorder = Recorder(sqlite, pricing=prices, provider="anthropic")
+    recorder = Recorder(sqlite_store, pricing=prices, provider="anthropic")
     logging_to(recorder)
     server.add(json_reply("Paris.", model=ANSWERED, usage=usage(1_000_000, 0)))
     try:
         _, error = await play("async", server, Scenario("p", "chat", (), CHAT[0].truth), "priced")
         assert error is None
-        (call,), _ = await stored(sqlite, recorder, "priced")
+        (call,), _ = await stored(sqlite_store, recorder, "priced")
     finally:
         await recorder.close()
     assert call.total_price == Decimal("0.15")

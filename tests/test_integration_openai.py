@@ -27,7 +27,6 @@ from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, MessageRo
 from chatledger.integrations import openai as integration
 from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
-from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing.fake_openai import (
     FakeOpenAIServer,
     error_reply,
@@ -40,7 +39,6 @@ from chatledger.testing.fake_openai import (
     usage,
 )
 from provider_corpus import ANSWERED, CORPUS, MODEL, PRICES, WEATHER_TOOL, Scenario, check_call
-from scratch_databases import empty_tables
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -61,41 +59,9 @@ _ERRORS: dict[str, type[openai.APIError]] = {
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeOpenAIServer]:
-    """The fake OpenAI server, empty-scripted."""
-    async with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite or PostgreSQL store."""
-    if request.param == "sqlite":
-        opened: PersistenceStore = await SqliteStore.connect(tmp_path / "openai.db")
-    else:
-        url = request.getfixturevalue("postgres_url")
-        opened = await chatledger.connect(url)
-        await empty_tables(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def sqlite(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite store, for the tests that are not about backends."""
-    opened = await SqliteStore.connect(tmp_path / "openai.db")
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def recorder(sqlite: PersistenceStore) -> AsyncIterator[Recorder]:
+async def recorder(sqlite_store: PersistenceStore) -> AsyncIterator[Recorder]:
     """A recorder on SQLite, pricing at the corpus's prices."""
-    made = Recorder(sqlite, pricing=PRICES)
+    made = Recorder(sqlite_store, pricing=PRICES)
     yield made
     await made.close()
 
@@ -211,10 +177,10 @@ async def stored(
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("scenario", CORPUS, ids=lambda s: s.name)
 async def test_every_corpus_scenario_is_stored_exactly(
-    kind: str, scenario: Scenario, server: FakeOpenAIServer, store: PersistenceStore
+    kind: str, scenario: Scenario, server: FakeOpenAIServer, corpus_store: PersistenceStore
 ) -> None:
     """Each scenario's call, field for field, with its request messages and reply once."""
-    recorder = Recorder(store, pricing=PRICES)
+    recorder = Recorder(corpus_store, pricing=PRICES)
     try:
         result, error = await play(kind, server, recorder, scenario, "corpus")
         if scenario.name in _ERRORS:
@@ -222,7 +188,7 @@ async def test_every_corpus_scenario_is_stored_exactly(
         else:
             assert error is None
             assert result
-        calls, messages = await stored(store, recorder, "corpus")
+        calls, messages = await stored(corpus_store, recorder, "corpus")
     finally:
         await recorder.close()
     (call,) = calls

@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ from chatledger.testing.fake_openai import (
     usage,
 )
 from provider_corpus import CHAT, MODEL, PRICES, RESPONSES, Scenario, Truth, check_call
-from scratch_databases import empty_tables
 
 ANSWERED = "gpt-4o-mini-2024-07-18"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -62,28 +61,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def get_weather(city: str) -> str:
     """The weather in a city."""
     return f"Sunny in {city}."
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite store."""
-    async with await chatledger.connect(f"sqlite:///{tmp_path / 'ledger.db'}") as store:
-        yield store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def corpus_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[PersistenceStore]:
-    """SQLite and PostgreSQL in turn, empty."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    async with await chatledger.connect(url) as store:  # creates the tables
-        if request.param == "postgresql":
-            await empty_tables(url)
-        yield store
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 from pydantic.warnings import PydanticDeprecatedSince20
 
-import chatledger
 from chatledger import QueryFilter
 from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole
 from chatledger.integrations.otel import ChatledgerSpanExporter, call_id_for_span
@@ -37,34 +36,10 @@ from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
 from chatledger.testing.fake_openai import FakeOpenAIServer, json_reply, usage
 from provider_corpus import CHAT, PRICES, RESPONSES, WEATHER_TOOL, Scenario, Truth, check_call
-from scratch_databases import empty_tables
 
 ANSWERED = "gpt-4o-mini-2024-07-18"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SENT = [("system", "Answer briefly."), ("user", "Weather in Paris?")]
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
-    """An empty SQLite store."""
-    async with await chatledger.connect(f"sqlite:///{tmp_path / 'ledger.db'}") as store:
-        yield store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def corpus_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[PersistenceStore]:
-    """SQLite and PostgreSQL in turn, empty."""
-    url = (
-        f"sqlite:///{tmp_path / 'ledger.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    async with await chatledger.connect(url) as store:  # creates the tables
-        if request.param == "postgresql":
-            await empty_tables(url)
-        yield store
 
 
 class Relay(SpanExporter):
