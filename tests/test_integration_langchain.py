@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,6 @@ from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
 from chatledger.testing.fake_openai import (
     FakeOpenAIServer,
-    error_reply,
     json_reply,
     stream_reply,
     tool_call,
@@ -275,38 +271,3 @@ async def test_a_recorder_that_fails_does_not_reach_the_caller(
 
 
 # --- importing without LangChain, and the example -----------------------------------------------
-
-
-def test_importing_without_langchain_names_the_extra() -> None:
-    """Without langchain-core installed, the import error says which pip install brings it."""
-    code = (
-        "import sys; sys.modules['langchain_core'] = None\n"
-        "try:\n    import chatledger.integrations.langchain\n"
-        "except ImportError as e:\n    print(e)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
-    assert "pip install 'chatledger[langchain]'" in done.stdout
-
-
-async def test_the_example_runs_against_the_fake_server(
-    server: FakeOpenAIServer, tmp_path: Path
-) -> None:
-    """examples/langchain_callback.py as a user runs it: environment variables, a sqlite file."""
-    server.add(
-        json_reply("Paris.", model=ANSWERED, usage=usage(20, 2)),
-        stream_reply(["It is ", "18°C."], model=ANSWERED, usage=usage(30, 4)),
-        error_reply(429, "Slow down", error_type="requests", code="rate_limit_exceeded"),
-    )
-    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
-    env.pop("CHATLEDGER_DATABASE_URL", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLES / "langchain_callback.py"), cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode == 0, err.decode()
-    lines = out.decode().splitlines()
-    assert "3 calls recorded: success, success, rate_limited" in lines, lines
-    assert "6 messages stored once each" in lines, lines
-    assert (tmp_path / "chatledger.db").exists()

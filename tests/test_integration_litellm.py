@@ -15,8 +15,6 @@ os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
 import asyncio
 import dataclasses
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,7 +32,6 @@ from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
 from chatledger.testing.fake_openai import (
     FakeOpenAIServer,
-    error_reply,
     json_reply,
     stream_reply,
     usage,
@@ -330,46 +327,6 @@ async def test_the_time_to_first_token_is_the_first_chunk(
 
 
 # --- importing without LiteLLM, and the example -------------------------------------------------
-
-
-def test_importing_without_litellm_names_the_extra() -> None:
-    """Without LiteLLM installed, the import error says which pip install brings it."""
-    code = (
-        "import sys; sys.modules['litellm'] = None\n"
-        "try:\n    import chatledger.integrations.litellm\n"
-        "except ImportError as e:\n    print(e)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "pip install 'chatledger[litellm]'" in done.stdout
-
-
-async def test_the_example_runs_against_the_fake_server(
-    server: FakeOpenAIServer, tmp_path: Path
-) -> None:
-    """examples/litellm_logger.py as a user runs it: environment variables, a sqlite file here."""
-    server.add(
-        json_reply("Paris.", model=ANSWERED, usage=usage(20, 2)),
-        stream_reply(["It is ", "18°C."], model=ANSWERED, usage=usage(30, 4)),
-        error_reply(429, "Slow down", error_type="requests", code="rate_limit_exceeded"),
-    )
-    env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
-    env.pop("CHATLEDGER_DATABASE_URL", None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLES / "litellm_logger.py"),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode == 0, err.decode()
-    lines = out.decode().splitlines()
-    assert "3 calls recorded: success, success, rate_limited" in lines, lines
-    assert "6 messages stored once each" in lines, lines
-    assert (tmp_path / "chatledger.db").exists()
 
 
 async def test_a_call_both_hooks_report_is_recorded_once(

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -380,38 +377,3 @@ async def test_recording_never_breaks_the_run(
         await processor.flush()
     assert result.final_output == "Hi."
     assert "could not record an Agents SDK model call" in caplog.text
-
-
-def test_importing_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No openai-agents: ImportError naming pip install 'chatledger[openai-agents]'."""
-    import importlib
-
-    monkeypatch.setitem(sys.modules, "agents", None)
-    monkeypatch.delitem(sys.modules, "chatledger.integrations.openai_agents")
-    with pytest.raises(ImportError, match=r"pip install 'chatledger\[openai-agents\]'"):
-        importlib.import_module("chatledger.integrations.openai_agents")
-
-
-async def test_the_example_runs(tmp_path: Path) -> None:
-    """examples/openai_agents_tracing.py against the fake server, as a user runs it."""
-    weather = tool_call("get_weather", '{"city": "Paris"}')
-    async with FakeOpenAIServer() as server:
-        server.add(
-            responses_reply(None, model=ANSWERED, response_id="resp_1",
-                            usage=responses_usage(80, 17), tool_calls=[weather]),
-            responses_reply("Sunny in Paris.", model=ANSWERED, response_id="resp_2",
-                            usage=responses_usage(110, 6, cached=64)),
-        )  # fmt: skip
-        env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "k"}
-        env.pop("CHATLEDGER_DATABASE_URL", None)
-        import asyncio
-
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, str(EXAMPLES / "openai_agents_tracing.py")],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "2 calls by agent 'Weather bot'" in done.stdout, done.stdout
-    # The fake server does not echo the instructions, as OpenAI does: no system message.
-    assert "4 messages: user, assistant, tool, assistant" in done.stdout, done.stdout
