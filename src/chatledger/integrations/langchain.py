@@ -35,7 +35,12 @@ from chatledger.entities import (
     utc_now,
 )
 from chatledger.integrations import extras
-from chatledger.integrations.openai_shapes import Message, estimated_usage, tool_arguments
+from chatledger.integrations.openai_shapes import (
+    Message,
+    content_text,
+    estimated_usage,
+    tool_arguments,
+)
 from chatledger.recording.recorder import CallFields, CallUsage, Recorder
 from chatledger.recording.scope import Scope, current_scope, scope
 
@@ -68,30 +73,6 @@ _ROLES = {
     "FunctionMessageChunk": MessageRole.TOOL,
 }
 
-# Content blocks that are the provider's own state, not what was said.
-_NOT_SAID = frozenset({"reasoning", "thinking", "redacted_thinking"})
-
-
-def _text(content: Any) -> tuple[str | None, list[str]]:
-    """A message's text (None when empty) and the kinds of its other parts (images, audio...)."""
-    if content is None or isinstance(content, str):
-        return content or None, []
-    texts: list[str] = []
-    others: list[str] = []
-    for part in content:
-        if isinstance(part, str):
-            texts.append(part)
-            continue
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        text = part.get("text") if isinstance(part, Mapping) else None
-        if isinstance(text, str) and kind in (None, "text", "input_text", "output_text"):
-            texts.append(text)
-        elif kind == "refusal" and isinstance(part, Mapping):
-            texts.append(part.get("refusal") or "")
-        elif kind not in _NOT_SAID and kind not in ("tool_use", "function_call", "tool_call"):
-            others.append(str(kind))  # tool calls are read from message.tool_calls instead
-    return ("\n".join(texts) or None), others
-
 
 def _tool_calls(message: BaseMessage) -> list[ToolCallContent]:
     """An AI message's tool calls; the ones LangChain could not parse keep their text."""
@@ -112,7 +93,7 @@ def _to_record(message: BaseMessage) -> Message:
     """
     kind = str(getattr(message, "role", None) or message.type)
     role = _ROLES.get(kind, MessageRole.USER)
-    text, attachments = _text(message.content)
+    text, attachments = content_text(message.content)
     if role is MessageRole.TOOL:
         call_id = getattr(message, "tool_call_id", None) or message.name or ""
         is_error = getattr(message, "status", None) == "error"

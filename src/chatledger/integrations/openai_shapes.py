@@ -33,6 +33,7 @@ __all__ = [
     "chat_messages",
     "chat_reply",
     "chat_usage",
+    "content_text",
     "estimated_usage",
     "field",
     "responses_input",
@@ -66,20 +67,34 @@ def tool_arguments(arguments: Any) -> Any:
     return ToolCallContent.parse_arguments(arguments)
 
 
-def _text(content: Any) -> tuple[str | None, list[str]]:
-    """The text of a message's content and the kinds of its other parts (images, audio...)."""
+# Parts that are not what was said: the provider's own reasoning state, and tool calls
+# (read from the message's tool calls instead).
+_NOT_SAID = frozenset(
+    {"reasoning", "thinking", "redacted_thinking", "tool_use", "function_call", "tool_call"}
+)
+
+
+def content_text(content: Any) -> tuple[str | None, list[str]]:
+    """A message content's text (None when empty) and the kinds of its other parts (images...).
+
+    Content is a string or a list of parts (OpenAI's, Anthropic's or LangChain's
+    blocks, as dicts or SDK objects, or plain strings).
+    """
     if content is None or isinstance(content, str):
         return content or None, []
     texts: list[str] = []
     others: list[str] = []
     for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
         kind = field(part, "type")
         text = field(part, "text")
         if isinstance(text, str) and kind in (None, "text", "input_text", "output_text"):
             texts.append(text)
         elif kind == "refusal":
             texts.append(field(part, "refusal") or "")
-        else:
+        elif kind not in _NOT_SAID:
             others.append(str(kind))
     return ("\n".join(texts) or None), others
 
@@ -113,7 +128,7 @@ def _chat_tool_calls(calls: Any) -> list[ToolCallContent]:
 def chat_message(message: Any) -> Message:
     """One Chat Completions message (request or response) as the recorder takes it."""
     role = _ROLES.get(str(field(message, "role") or "user"), MessageRole.USER)
-    text, attachments = _text(field(message, "content"))
+    text, attachments = content_text(field(message, "content"))
     if role is MessageRole.TOOL:
         call_id = field(message, "tool_call_id") or field(message, "name") or ""
         result = ToolResultContent(tool_call_id=call_id, content=text or "")
@@ -200,7 +215,7 @@ def _responses_items(items: Iterable[Any]) -> list[Message]:
     for item in items:
         kind = field(item, "type") or "message"
         if kind == "message" and field(item, "role") == "assistant":
-            text, _ = _text(field(item, "content"))
+            text, _ = content_text(field(item, "content"))
             if text is not None:
                 texts.append(text)
         elif kind == "function_call":
@@ -211,12 +226,12 @@ def _responses_items(items: Iterable[Any]) -> list[Message]:
         elif kind == "message":
             close_turn()
             role = _ROLES.get(str(field(item, "role") or "user"), MessageRole.USER)
-            text, attachments = _text(field(item, "content"))
+            text, attachments = content_text(field(item, "content"))
             messages.append((role, _content(text, (), attachments)))
         elif kind == "function_call_output":
             close_turn()
             output = field(item, "output")
-            text = output if isinstance(output, str) else _text(output)[0]
+            text = output if isinstance(output, str) else content_text(output)[0]
             result = ToolResultContent(tool_call_id=field(item, "call_id") or "",
                                        content=text or "")  # fmt: skip
             messages.append((MessageRole.TOOL, MessageContent(tool_result=result)))
