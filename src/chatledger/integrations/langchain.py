@@ -1,4 +1,4 @@
-"""LangChain: a callback handler recording every chat-model call, sync or async, streamed or not.
+"""LangChain: a callback handler recording every chat-model call, and a chat message history.
 
     from chatledger.integrations.langchain import ChatledgerCallbackHandler
 
@@ -11,9 +11,11 @@ response id where LangChain keeps it, and each run's error. A call whose
 provider reported no usage (a stream without ``stream_usage``) is counted
 locally and marked estimated.
 
-The module has two parts: LangChain's messages read into chatledger's
-(``_to_record``, shared by what records conversations here), then the
-callback handler.
+The module has three parts: LangChain's messages read into chatledger's
+(``_to_record``, shared by what records conversations here), the callback
+handler, then :class:`ChatledgerChatMessageHistory`, a
+``BaseChatMessageHistory`` keeping a LangChain session's messages as
+chatledger messages (see its docstring).
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from chatledger.entities import (
+    LLMMessage,
     MessageContent,
     MessageRole,
     ToolCallContent,
     ToolResultContent,
     utc_now,
 )
+from chatledger.errors import SerializationError
 from chatledger.integrations import extras
+from chatledger.integrations.memory import ConversationMemory
 from chatledger.integrations.openai_shapes import (
     Message,
     content_text,
@@ -44,13 +49,26 @@ from chatledger.integrations.openai_shapes import (
 from chatledger.recording.recorder import CallFields, CallUsage, Recorder
 from chatledger.recording.scope import Scope, current_scope, scope
 
+if TYPE_CHECKING:
+    from chatledger.stores.base import PersistenceStore
+    from chatledger.sync import SyncStore
+
 extras.require("langchain_core", "langchain", "chatledger.integrations.langchain")
 
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
-from langchain_core.messages import BaseMessage  # noqa: E402
+from langchain_core.chat_history import BaseChatMessageHistory  # noqa: E402
+from langchain_core.messages import (  # noqa: E402
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
 from langchain_core.outputs import ChatGenerationChunk, GenerationChunk, LLMResult  # noqa: E402
 
-__all__ = ["ChatledgerCallbackHandler"]
+__all__ = ["ChatledgerCallbackHandler", "ChatledgerChatMessageHistory"]
 
 logger = logging.getLogger("chatledger.integrations.langchain")
 
@@ -326,3 +344,142 @@ def _scope_of(metadata: Mapping[str, Any]) -> Scope:
         return current_scope()
     with scope(**named):
         return current_scope()
+
+
+# --- the chat message history ------------------------------------------------------------------
+
+_KEPT = "langchain_message"
+"""The content key holding LangChain's own form of a message (``message_to_dict``)."""
+
+
+def _stored(message: BaseMessage) -> tuple[MessageRole, MessageContent]:
+    """A LangChain message as stored: chatledger's columns, and LangChain's dict to rebuild it."""
+    if not isinstance(message, BaseMessage):
+        raise TypeError(f"a chat history holds LangChain messages, not {type(message).__name__}")
+    role, content = _to_record(message)
+    kept = {**content.extra, _KEPT: message_to_dict(message)}
+    return role, MessageContent(
+        text=content.text, tool_calls=content.tool_calls, tool_result=content.tool_result, **kept
+    )
+
+
+def _restored(message: LLMMessage) -> BaseMessage:
+    """The LangChain message a stored one was; one written by other means, from its columns."""
+    kept = message.content.extra.get(_KEPT)
+    if kept is None:
+        return _from_columns(message)
+    try:
+        return messages_from_dict([kept])[0]
+    except Exception as exc:  # a row edited by hand, or by a LangChain that knows more types
+        raise SerializationError(
+            f"message {message.id} does not hold a LangChain message LangChain can read: {exc}"
+        ) from exc
+
+
+def _from_columns(message: LLMMessage) -> BaseMessage:
+    """A message chatledger recorded itself (a Recorder's, the agent's), in LangChain's terms."""
+    content, id_ = message.content, str(message.id)
+    text = content.text or ""
+    if message.role is MessageRole.SYSTEM:
+        return SystemMessage(content=text, id=id_)
+    if message.role is MessageRole.TOOL:
+        result = content.tool_result
+        return ToolMessage(
+            content=result.content if result else text,
+            tool_call_id=result.tool_call_id if result else "",
+            status="error" if result and result.is_error else "success",
+            id=id_,
+        )
+    if message.role is MessageRole.ASSISTANT:
+        calls, invalid = [], []
+        for call in content.tool_calls or ():
+            if isinstance(call.arguments, dict):
+                calls.append({"name": call.name, "args": call.arguments, "id": call.id})
+            else:  # arguments the model wrote as something other than an object
+                invalid.append({"name": call.name, "args": tool_arguments(call.arguments),
+                                "id": call.id, "error": None})  # fmt: skip
+        return AIMessage(content=text, tool_calls=calls, invalid_tool_calls=invalid, id=id_)
+    return HumanMessage(content=text, id=id_)
+
+
+class ChatledgerChatMessageHistory(BaseChatMessageHistory):
+    """A LangChain session's messages, kept in chatledger: one row per message, in order.
+
+        history = ChatledgerChatMessageHistory("user-42", store, user_id="u-42")
+        RunnableWithMessageHistory(chain, lambda session_id: ChatledgerChatMessageHistory(
+            session_id, store))
+
+    ``session_id`` is any string (a UUID string is the chatledger session's id
+    as is; another string maps to a stable id, and the session keeps it in
+    ``metadata["key"]``); ``store`` is an async store (``chatledger.connect``)
+    or a blocking one (``chatledger.sync.connect``). Each message keeps
+    LangChain's own form (``message_to_dict``) in its content under
+    ``"langchain_message"``, so every type, chunks included, comes back equal,
+    ids and ``additional_kwargs`` too; chatledger's role, text, tool calls and
+    tool result are filled from it for the CLI, stats and dashboard. Messages
+    chatledger recorded by other means read back from those columns.
+
+    Writes are in the database when the method returns (``add_messages`` in one
+    transaction), and reads see them at once. Sync methods work from any thread
+    (also one running an event loop), async ones from any loop. Database
+    failures raise :class:`chatledger.errors.PersistenceError`.
+    """
+
+    def __init__(
+        self,
+        session_id: str | uuid.UUID,
+        store: PersistenceStore | SyncStore,
+        *,
+        tenant_id: str | uuid.UUID | None = None,
+        user_id: str | uuid.UUID | None = None,
+        agent_id: str | uuid.UUID | None = None,
+    ) -> None:
+        """Keep the messages of session ``session_id`` in ``store``, for these ids."""
+        super().__init__()
+        self.session_id = str(session_id)
+        self.memory = ConversationMemory(
+            self.session_id,
+            store,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            agent_id=agent_id,
+            source=_KEPT,
+        )
+
+    @property
+    def chatledger_session_id(self) -> uuid.UUID:
+        """The chatledger session holding the messages."""
+        return self.memory.session_id
+
+    # LangChain declares ``messages`` an attribute; here reading it is a query.
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """Every message of the session, oldest first."""
+        return [_restored(m) for m in self.memory.read_sync()]
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append ``messages`` in order, in one transaction."""
+        items = [_stored(m) for m in messages]
+        if items:
+            self.memory.append_sync(items)
+
+    def clear(self) -> None:
+        """Delete every message of the session."""
+        self.memory.clear_sync()
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """Every message of the session, oldest first."""
+        return [_restored(m) for m in await self.memory.read()]
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append ``messages`` in order, in one transaction."""
+        items = [_stored(m) for m in messages]
+        if items:
+            await self.memory.append(items)
+
+    async def aclear(self) -> None:
+        """Delete every message of the session."""
+        await self.memory.clear()
+
+    def __repr__(self) -> str:
+        return f"ChatledgerChatMessageHistory(session_id={self.session_id!r})"
