@@ -1,4 +1,15 @@
-"""The OpenAI Agents SDK recorded: each model call of a run, from the SDK's own trace spans.
+"""The OpenAI Agents SDK in chatledger: its model calls recorded, its sessions kept.
+
+Two parts, independent of each other:
+
+- :class:`ChatledgerTracingProcessor` records each model call of a run, from
+  the SDK's own trace spans (below).
+- :class:`ChatledgerSession` is an Agents SDK ``Session`` (conversation
+  memory) whose items live in chatledger, one message per item: see its
+  section at the end of this module.
+
+Recording model calls
+---------------------
 
 One line after building the recorder::
 
@@ -44,9 +55,12 @@ before the callback returns. Recording never raises into the run.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
+import math
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -54,6 +68,13 @@ from chatledger.integrations.extras import require
 
 require("agents", "openai-agents", "chatledger.integrations.openai_agents")
 
+import pydantic_core  # noqa: E402
+from agents.items import TResponseInputItem  # noqa: E402
+from agents.memory.session_settings import (  # noqa: E402
+    SessionSettings,
+    coerce_session_settings,
+    resolve_session_limit,
+)
 from agents.tracing import (  # noqa: E402  (after the extra is known to be installed)
     AgentSpanData,
     GenerationSpanData,
@@ -63,8 +84,16 @@ from agents.tracing import (  # noqa: E402  (after the extra is known to be inst
     TracingProcessor,
 )
 from agents.tracing.span_data import TurnSpanData  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
-from chatledger.entities import ApiCallStatus, MessageContent  # noqa: E402
+from chatledger.entities import (  # noqa: E402
+    ApiCallStatus,
+    LLMMessage,
+    MessageContent,
+    MessageRole,
+)
+from chatledger.errors import SerializationError  # noqa: E402
+from chatledger.integrations.memory import ConversationMemory  # noqa: E402
 from chatledger.integrations.openai_shapes import (  # noqa: E402
     Message,
     chat_message,
@@ -72,13 +101,17 @@ from chatledger.integrations.openai_shapes import (  # noqa: E402
     estimated_usage,
     field,
     responses_input,
+    responses_item,
     responses_output,
     responses_usage,
 )
 from chatledger.recording import CallFields, CallUsage, Recorder, Scope, current_scope  # noqa: E402
 from chatledger.recording import scope as scope_of  # noqa: E402
+from chatledger.stores import PersistenceStore  # noqa: E402
+from chatledger.stores.encoding import ensure_storable_text  # noqa: E402
+from chatledger.sync import SyncStore  # noqa: E402
 
-__all__ = ["ChatledgerTracingProcessor"]
+__all__ = ["ChatledgerSession", "ChatledgerTracingProcessor"]
 
 logger = logging.getLogger("chatledger.integrations.openai_agents")
 
@@ -322,3 +355,187 @@ def _time(value: str | None) -> datetime:
         return datetime.now(UTC)
     moment = datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# =========================================================================================
+# The session: an Agents SDK conversation's items kept in chatledger
+# =========================================================================================
+#
+# ``Runner.run(agent, input, session=ChatledgerSession("user-42", store))`` reads the
+# conversation before each turn and appends what the turn added. Each item is one
+# chatledger message (see chatledger.integrations.memory for order, durability and
+# threads): the SDK's item itself is kept in the content's ``openai_agents_item`` key and
+# given back exactly, while role, text, tool calls and tool results are filled from it for
+# chatledger's own readers (API, CLI, statistics, dashboard).
+
+ITEM_KEY = "openai_agents_item"
+"""The message content key holding the SDK's item as the SDK gave it."""
+ESCAPED_ITEM_KEY = "openai_agents_item_json"
+"""Where an item no database stores as JSON (a NUL character in its text) is kept as JSON text."""
+
+
+class ChatledgerSession:
+    """An Agents SDK ``Session`` whose items are chatledger messages, one per item, in order.
+
+    ``session_id`` is the SDK's session key (any string; a UUID string is the
+    chatledger session id itself); ``store`` an async or blocking chatledger
+    store; ``tenant_id``, ``user_id`` and ``agent_id`` (UUIDs or keys) own the
+    chatledger session, made on the first write. ``session_settings`` as the
+    SDK's own sessions take them (``SessionSettings(limit=...)``).
+
+    ``get_items(limit)`` follows ``SQLiteSession``: None (and no settings
+    limit) gives every item, a positive limit the newest that many, oldest
+    first, 0 none, and a negative limit every item. Messages of the session
+    that came from elsewhere (chatledger's agent, a recorder) read as the
+    SDK's easy input messages, function calls and their outputs.
+    """
+
+    session_settings: SessionSettings | None = None
+
+    def __init__(
+        self,
+        session_id: str,
+        store: PersistenceStore | SyncStore,
+        *,
+        tenant_id: uuid.UUID | str | None = None,
+        user_id: uuid.UUID | str | None = None,
+        agent_id: uuid.UUID | str | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
+        """A session named ``session_id`` kept in ``store``."""
+        self.session_id = session_id
+        self.session_settings = (
+            coerce_session_settings(session_settings)
+            if session_settings is not None
+            else SessionSettings()
+        )
+        self._memory = ConversationMemory(
+            session_id, store, tenant_id=tenant_id, user_id=user_id, agent_id=agent_id,
+            source=ITEM_KEY,
+        )  # fmt: skip
+        self._copy = self._memory.store.backend_name == "memory"  # it hands out what it holds
+
+    @property
+    def memory(self) -> ConversationMemory:
+        """The chatledger memory underneath (``memory.session_id`` is the chatledger session)."""
+        return self._memory
+
+    def __repr__(self) -> str:
+        return f"ChatledgerSession({self.session_id!r}, {self._memory.store!r})"
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The conversation's items, oldest first; with ``limit``, the newest ``limit`` of them."""
+        resolved = resolve_session_limit(limit, self.session_settings)
+        if resolved == 0:
+            return []
+        if resolved is None or resolved < 0:  # SQLiteSession: a negative LIMIT is no limit
+            return self._items(await self._memory.read())
+        items = self._items(await self._memory.read(resolved))
+        return items[-resolved:]
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append ``items`` in order, in one transaction: stored when this returns."""
+        if items:
+            await self._memory.append([_message_of(item) for item in items])
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove the newest item and return it; None when the session is empty."""
+        message = await self._memory.pop()
+        if message is None:
+            return None
+        items = self._items([message])
+        return items[-1] if items else None
+
+    async def clear_session(self) -> None:
+        """Remove every item of the session."""
+        await self._memory.clear()
+
+    def _items(self, messages: list[LLMMessage]) -> list[TResponseInputItem]:
+        items: list[TResponseInputItem] = []
+        for message in messages:
+            items += _items_of(message)
+        return copy.deepcopy(items) if self._copy else items
+
+
+def _message_of(item: Any) -> tuple[MessageRole, MessageContent]:
+    """An SDK item as a chatledger message: its columns read from it, the item kept whole."""
+    if isinstance(item, BaseModel):  # an SDK model: its wire form, the fields it was given
+        data = item.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    else:  # a dict (as the SDK hands them), copied as plain JSON values
+        data = pydantic_core.to_jsonable_python(item, by_alias=True)
+    role, content = responses_item(data)
+    fields: dict[str, Any] = {
+        "text": content.text,
+        "tool_calls": content.tool_calls,
+        "tool_result": content.tool_result,
+        **content.extra,
+    }
+    if _storable(data):
+        fields[ITEM_KEY] = data
+    else:
+        # Kept as JSON text (its NULs and lone surrogates escaped, so the item still comes
+        # back exactly); the columns lose what no database stores.
+        fields = {key: _scrub(value) for key, value in fields.items() if value is not None}
+        fields = _scrub(MessageContent(**fields).model_dump(mode="json"))
+        fields[ESCAPED_ITEM_KEY] = json.dumps(data)
+    return role, MessageContent(**fields)
+
+
+def _storable(data: Any) -> bool:
+    """Whether every backend stores ``data`` as JSON exactly (one cheap screen first)."""
+    try:
+        text = pydantic_core.to_json(data, inf_nan_mode="constants")
+    except pydantic_core.PydanticSerializationError:  # a lone surrogate
+        return False
+    if b"\\u0000" in text or b"NaN" in text or b"Infinity" in text:
+        try:
+            ensure_storable_text(data, "item")
+        except SerializationError:
+            return False
+    return True
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with what no database stores replaced: NUL and lone surrogates, NaN."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "\ufffd")
+        return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    return value
+
+
+def _items_of(message: LLMMessage) -> list[TResponseInputItem]:
+    """The SDK items a message stands for: the one kept, else read from its columns."""
+    extra = message.content.model_extra or {}
+    if ITEM_KEY in extra:
+        return [cast(TResponseInputItem, extra[ITEM_KEY])]
+    if ESCAPED_ITEM_KEY in extra:
+        return [cast(TResponseInputItem, json.loads(extra[ESCAPED_ITEM_KEY]))]
+    # A message chatledger's agent or a recorder wrote: as the SDK's input items.
+    content = message.content
+    items: list[dict[str, Any]] = []
+    if content.tool_result is not None:
+        result = content.tool_result
+        items.append({"type": "function_call_output", "call_id": result.tool_call_id,
+                      "output": result.content})  # fmt: skip
+    if content.text is not None:
+        role = "developer" if message.role is MessageRole.SYSTEM else message.role.value
+        if role == "tool":
+            role = "user"
+        items.append({"role": role, "content": content.text})
+    for call in content.tool_calls or ():
+        arguments = call.arguments
+        items.append(
+            {
+                "type": "function_call",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+            }
+        )
+    return cast(list[TResponseInputItem], items)

@@ -37,6 +37,7 @@ __all__ = [
     "estimated_usage",
     "field",
     "responses_input",
+    "responses_item",
     "responses_output",
     "responses_usage",
     "tool_arguments",
@@ -238,6 +239,116 @@ def _responses_items(items: Iterable[Any]) -> list[Message]:
         # Reasoning items and hosted tools' items are the provider's own state, not turns.
     close_turn()
     return messages
+
+
+# Hosted tools' call items (run by the provider, their results inside the item): the
+# tool's name as a tool call names it, and the item fields that are its arguments.
+_HOSTED_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "web_search_call": ("web_search", ("action",)),
+    "file_search_call": ("file_search", ("queries",)),
+    "computer_call": ("computer", ("action", "actions")),
+    "code_interpreter_call": ("code_interpreter", ("code", "container_id")),
+    "image_generation_call": ("image_generation", ("revised_prompt", "size", "quality")),
+    "local_shell_call": ("local_shell", ("action",)),
+    "shell_call": ("shell", ("action",)),
+    "apply_patch_call": ("apply_patch", ("operation",)),
+    "tool_search_call": ("tool_search", ("arguments",)),
+    "program": ("program", ("code",)),
+}
+# Items answering a call: the field naming the call.
+_CALL_OUTPUTS: dict[str, str] = {
+    "function_call_output": "call_id",
+    "custom_tool_call_output": "call_id",
+    "computer_call_output": "call_id",
+    "local_shell_call_output": "id",  # its id is the call's (the API has no call_id there)
+    "shell_call_output": "call_id",
+    "apply_patch_call_output": "call_id",
+    "tool_search_output": "call_id",
+    "program_output": "call_id",
+    "mcp_approval_response": "approval_request_id",
+}
+
+
+def _output_text(output: Any) -> str:
+    """A tool output as text: as given when text, its text parts, else compact JSON."""
+    if output is None:
+        return ""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list) and all(
+        isinstance(part, str) or field(part, "type") for part in output
+    ):  # content parts (text, images, files), not records (a shell's runs)
+        text, kinds = content_text(output)
+        if text is not None or kinds:
+            return text or " ".join(f"[{kind}]" for kind in kinds)
+    try:
+        return json.dumps(output, ensure_ascii=False, separators=(",", ":"), default=str)
+    except ValueError:  # a value JSON cannot spell (NaN): its repr
+        return repr(output)
+
+
+def responses_item(item: Any) -> Message:
+    """One Responses API item alone, as one message (an Agents SDK session item, say).
+
+    Unlike a request's items (:func:`responses_input`), nothing is merged: a
+    function call is an assistant message of its own and its output a tool
+    message. A message item keeps its role and text; a call of a function, a
+    custom tool, an MCP server or a hosted tool (web or file search, computer,
+    code interpreter, image generation, shell, patch) is an assistant tool call
+    (a hosted call's id is the item's); an output answering a call is a tool
+    result. Reasoning and the provider's other state items are assistant
+    messages with no text.
+    """
+    kind = field(item, "type") or "message"
+    if kind == "message":
+        role = _ROLES.get(str(field(item, "role") or "user"), MessageRole.USER)
+        text, attachments = content_text(field(item, "content"))
+        return role, _content(text, (), attachments)
+    if kind in ("function_call", "custom_tool_call"):
+        raw = field(item, "arguments") if kind == "function_call" else field(item, "input")
+        call = ToolCallContent(
+            id=field(item, "call_id") or field(item, "id") or "",
+            name=field(item, "name") or "",
+            arguments=tool_arguments(raw) if kind == "function_call" else (raw or ""),
+        )
+        return MessageRole.ASSISTANT, _content(None, [call])
+    if kind in ("mcp_call", "mcp_approval_request"):
+        call = ToolCallContent(
+            id=field(item, "id") or "",
+            name=field(item, "name") or "",
+            arguments=tool_arguments(field(item, "arguments")),
+        )
+        return MessageRole.ASSISTANT, _content(
+            None, [call], server_label=field(item, "server_label")
+        )
+    if kind in _HOSTED_CALLS:
+        name, argument_fields = _HOSTED_CALLS[kind]
+        arguments = {k: field(item, k) for k in argument_fields if field(item, k) is not None}
+        if kind == "tool_search_call":
+            arguments = tool_arguments(arguments.get("arguments")) or {}
+        call = ToolCallContent(
+            id=field(item, "call_id") or field(item, "id") or "", name=name, arguments=arguments
+        )
+        return MessageRole.ASSISTANT, _content(None, [call])
+    if kind in _CALL_OUTPUTS:
+        if kind == "mcp_approval_response":
+            approved = bool(field(item, "approve"))
+            reason = field(item, "reason")
+            text = ("approved" if approved else "rejected") + (f": {reason}" if reason else "")
+            is_error = not approved
+        else:
+            output = field(item, "output")
+            for other in ("result", "tools"):  # program_output, tool_search_output
+                output = field(item, other) if output is None else output
+            text = _output_text(output)
+            is_error = field(item, "status") in ("failed", "incomplete")
+        result = ToolResultContent(
+            tool_call_id=field(item, _CALL_OUTPUTS[kind]) or "", content=text, is_error=is_error
+        )
+        return MessageRole.TOOL, MessageContent(tool_result=result)
+    # Reasoning, compaction, MCP tool lists, item references...: the provider's state.
+    role = _ROLES.get(str(field(item, "role") or "assistant"), MessageRole.ASSISTANT)
+    return role, MessageContent()
 
 
 def responses_input(input_: Any, instructions: str | None = None) -> list[Message]:
