@@ -231,20 +231,22 @@ class ConversationMemory:
     async def _append(self, items: Sequence[Item]) -> list[LLMMessage]:
         lock = self._lock()  # held strongly until done, so the registry keeps it meanwhile
         async with lock:
-            tail = await self._store.get_recent_messages(self.session_id, 1)
-            if not tail:
-                await self._ensure_session()
-            messages = self._build(items, tail[0] if tail else None)
-            try:
-                await self._store.save_messages(messages)
-            except ConstraintError:
-                # The session was deleted under us (store.delete_session): make it again.
-                if await self._store.get_session(self.session_id) is not None:
-                    raise
-                self._session_known = False
-                await self._ensure_session()
-                await self._store.save_messages(messages)
-            return messages
+            for attempt in range(2):
+                tail = await self._store.get_recent_messages(self.session_id, 1)
+                if not tail:
+                    await self._ensure_session()
+                messages = self._build(items, tail[0] if tail else None)
+                try:
+                    await self._store.save_messages(messages)
+                except ConstraintError:
+                    if attempt:
+                        raise
+                    # What we read went away meanwhile (the session deleted, the newest
+                    # message popped by another process): read again, once.
+                    self._session_known = False
+                else:
+                    return messages
+            raise AssertionError("unreachable")  # the second attempt returned or raised
 
     def _build(self, items: Sequence[Item], tail: LLMMessage | None) -> list[LLMMessage]:
         ids = [uuid7() for _ in items]

@@ -450,6 +450,9 @@ class ChatledgerSession:
         """Remove every item of the session."""
         await self._memory.clear()
 
+    def close(self) -> None:
+        """Nothing to release (as ``SQLiteSession.close``): the store is the caller's to close."""
+
     def _items(self, messages: list[LLMMessage]) -> list[TResponseInputItem]:
         items: list[TResponseInputItem] = []
         for message in messages:
