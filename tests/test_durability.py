@@ -96,8 +96,13 @@ def _wait_for_turns(child: subprocess.Popen[bytes], log: Path, turns: int) -> No
 
 
 def _reap(child: subprocess.Popen[bytes], timeout: float | None = None) -> int:
-    """Wait for the child's end; return its status."""
-    child.wait(timeout=timeout)
+    """Wait for the child's end; return its status. A child that outlives ``timeout`` is killed."""
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()  # never left running (and reaped) for a later test to trip over
+        child.wait()
+        raise AssertionError(f"the child did not end in {timeout} s: {_errors(child)}") from None
     if child.returncode not in (-signal.SIGKILL, 128 + signal.SIGTERM):
         raise AssertionError(f"the child ended with {child.returncode}: {_errors(child)}")
     return child.returncode
