@@ -13,6 +13,7 @@ INTEGRATIONS = [
     ("chatledger.integrations.langchain", "langchain_core", "langchain"),
     ("chatledger.integrations.openai_agents", "agents", "openai-agents"),
     ("chatledger.integrations.otel", "opentelemetry", "otel"),
+    ("chatledger.integrations.llama_index", "llama_index", "llama-index"),
 ]
 
 
