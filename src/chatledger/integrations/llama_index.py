@@ -260,10 +260,10 @@ class ChatledgerChatStore(BaseChatStore):
         memory = self._memory(key)
         await self._ensure(memory)
         store = memory.store
-        async with memory._lock():  # no append of this process lands between the two writes
+        async with memory.session_lock():  # no append of this process lands between the two writes
             await store.delete_session_messages(memory.session_id)
             if items:
-                await store.save_messages(memory._build(items, None))
+                await store.save_messages(memory.build_messages(items, None))
 
     async def _read(self, key: str) -> list[LLMMessage]:
         return await self._memory(key).read()
@@ -278,7 +278,7 @@ class ChatledgerChatStore(BaseChatStore):
     async def _insert(self, memory: ConversationMemory, item: Item, idx: int) -> bool:
         """``item`` put before position ``idx`` as ``list.insert`` does; False: at the end."""
         store = memory.store
-        async with memory._lock():  # appends and pops of this session wait meanwhile
+        async with memory.session_lock():  # appends and pops of this session wait meanwhile
             messages = await store.get_session_messages(memory.session_id)
             count = len(messages)
             position = min(max(count + idx, 0) if idx < 0 else idx, count)
@@ -292,7 +292,7 @@ class ChatledgerChatStore(BaseChatStore):
                     stamp = before.create_time - _TICK
                 else:
                     stamp = after.create_time + (before.create_time - after.create_time) / 2
-                message = memory._build([item], after)[0].model_copy(
+                message = memory.build_messages([item], after)[0].model_copy(
                     update={"create_time": stamp, "update_time": stamp}
                 )
                 await store.save_messages([message])
@@ -301,7 +301,9 @@ class ChatledgerChatStore(BaseChatStore):
             # the newest message, then its old rows go. Copies first: a failure in between
             # leaves the tail twice, never loses it.
             tail = messages[position:]
-            copies = memory._build([item, *[(m.role, m.content) for m in tail]], messages[-1])
+            copies = memory.build_messages(
+                [item, *[(m.role, m.content) for m in tail]], messages[-1]
+            )
             copies[0] = copies[0].model_copy(update={"parent_message_id": after.id})
             await store.save_messages(copies)
             for old in tail:
@@ -313,7 +315,7 @@ class ChatledgerChatStore(BaseChatStore):
         store = memory.store
         if await store.get_session(memory.session_id) is None:
             return None
-        async with memory._lock():
+        async with memory.session_lock():
             messages = await store.get_session_messages(memory.session_id)
             self._known.discard(memory.session_id)
             await store.delete_session(memory.session_id)
@@ -322,7 +324,7 @@ class ChatledgerChatStore(BaseChatStore):
     async def _delete_at(self, key: str, idx: int) -> LLMMessage | None:
         memory = self._memory(key)
         store = memory.store
-        async with memory._lock():
+        async with memory.session_lock():
             messages = await store.get_session_messages(memory.session_id)
             if not -len(messages) <= idx < len(messages):
                 return None
@@ -358,45 +360,45 @@ class ChatledgerChatStore(BaseChatStore):
 
     # --- from any thread or loop to the home loop ----------------------------------------
 
-    def _blocking(self, work: Coroutine[Any, Any, _T]) -> _T:
-        return self._home._blocking(work)
+    def run_sync(self, work: Coroutine[Any, Any, _T]) -> _T:
+        return self._home.run_sync(work)
 
     async def _awaited(self, work: Coroutine[Any, Any, _T]) -> _T:
         # A cancelled caller still waits for the write's outcome (see ConversationMemory).
-        return await self._home._mutate(work)
+        return await self._home.run(work)
 
     # --- BaseChatStore -------------------------------------------------------------------
 
     def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Replace the messages of ``key`` with ``messages``."""
-        self._blocking(self._set(key, [_stored(m) for m in messages]))
+        self.run_sync(self._set(key, [_stored(m) for m in messages]))
 
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The messages of ``key``, oldest first; ``[]`` for an unknown key."""
-        return [_restored(m) for m in self._blocking(self._read(key))]
+        return [_restored(m) for m in self.run_sync(self._read(key))]
 
     def add_message(self, key: str, message: ChatMessage, idx: int | None = None) -> None:
         """Append ``message`` to ``key``, or insert it before position ``idx`` (``list.insert``)."""
-        self._blocking(self._add(key, _stored(message), _index(idx)))
+        self.run_sync(self._add(key, _stored(message), _index(idx)))
 
     def delete_messages(self, key: str) -> list[ChatMessage] | None:
         """Delete ``key`` and its messages; return them (None when the key is unknown)."""
-        removed = self._blocking(self._delete_all(key))
+        removed = self.run_sync(self._delete_all(key))
         return None if removed is None else [_restored(m) for m in removed]
 
     def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Delete the message at position ``idx`` (negative counts from the end); None if none."""
-        removed = self._blocking(self._delete_at(key, _position(idx)))
+        removed = self.run_sync(self._delete_at(key, _position(idx)))
         return None if removed is None else _restored(removed)
 
     def delete_last_message(self, key: str) -> ChatMessage | None:
         """Delete the newest message of ``key`` and return it; None when there is none."""
-        removed = self._blocking(self._pop(key))
+        removed = self.run_sync(self._pop(key))
         return None if removed is None else _restored(removed)
 
     def get_keys(self) -> list[str]:
         """The keys of the chats stored here (within this store's ids), oldest first."""
-        return self._blocking(self._keys())
+        return self.run_sync(self._keys())
 
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
         """Replace the messages of ``key`` with ``messages``."""

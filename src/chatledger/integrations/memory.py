@@ -180,7 +180,7 @@ class ConversationMemory:
         built = [(MessageRole(role), content) for role, content in items]
         if not built:
             return []
-        return await self._mutate(self._append(built))
+        return await self.run(self._append(built))
 
     async def read(self, limit: int | None = None) -> list[LLMMessage]:
         """The session's messages, oldest first; with ``limit``, the newest ``limit`` of them."""
@@ -190,11 +190,11 @@ class ConversationMemory:
 
     async def pop(self) -> LLMMessage | None:
         """Remove the newest message and return it (None when the session is empty)."""
-        return await self._mutate(self._pop())
+        return await self.run(self._pop())
 
     async def clear(self) -> None:
         """Delete every message of the session (the session row stays)."""
-        await self._mutate(self._clear())
+        await self.run(self._clear())
 
     # --- the blocking twins --------------------------------------------------------------
 
@@ -203,25 +203,30 @@ class ConversationMemory:
         built = [(MessageRole(role), content) for role, content in items]
         if not built:
             return []
-        return self._blocking(self._append(built))
+        return self.run_sync(self._append(built))
 
     def read_sync(self, limit: int | None = None) -> list[LLMMessage]:
         """Blocking twin of :meth:`read`."""
         if limit is not None and limit <= 0:
             return []
-        return self._blocking(self._read(limit))
+        return self.run_sync(self._read(limit))
 
     def pop_sync(self) -> LLMMessage | None:
         """Blocking twin of :meth:`pop`."""
-        return self._blocking(self._pop())
+        return self.run_sync(self._pop())
 
     def clear_sync(self) -> None:
         """Blocking twin of :meth:`clear`."""
-        self._blocking(self._clear())
+        self.run_sync(self._clear())
 
     # --- the work, on the home loop ------------------------------------------------------
 
-    def _lock(self) -> asyncio.Lock:
+    def session_lock(self) -> asyncio.Lock:
+        """The lock this process's appends and pops of the session take (on the home loop).
+
+        An adapter that writes in several steps (an insert that rewrites the
+        rows after it) holds it so that no append of this process lands between.
+        """
         key = (id(self._store), self.session_id)
         lock = _session_locks.get(key)
         if lock is None:
@@ -229,13 +234,13 @@ class ConversationMemory:
         return lock
 
     async def _append(self, items: Sequence[Item]) -> list[LLMMessage]:
-        lock = self._lock()  # held strongly until done, so the registry keeps it meanwhile
+        lock = self.session_lock()  # held strongly until done, so the registry keeps it meanwhile
         async with lock:
             for attempt in range(2):
                 tail = await self._store.get_recent_messages(self.session_id, 1)
                 if not tail:
                     await self._ensure_session()
-                messages = self._build(items, tail[0] if tail else None)
+                messages = self.build_messages(items, tail[0] if tail else None)
                 try:
                     await self._store.save_messages(messages)
                 except ConstraintError:
@@ -248,7 +253,8 @@ class ConversationMemory:
                     return messages
             raise AssertionError("unreachable")  # the second attempt returned or raised
 
-    def _build(self, items: Sequence[Item], tail: LLMMessage | None) -> list[LLMMessage]:
+    def build_messages(self, items: Sequence[Item], tail: LLMMessage | None) -> list[LLMMessage]:
+        """The messages ``append`` would save for ``items`` after ``tail``: ordered and chained."""
         ids = [uuid7() for _ in items]
         stamp = _stamp(tail, ids[0])
         parent = None if tail is None else tail.id
@@ -296,7 +302,7 @@ class ConversationMemory:
         return await self._store.get_recent_messages(self.session_id, limit)
 
     async def _pop(self) -> LLMMessage | None:
-        async with self._lock():
+        async with self.session_lock():
             while True:
                 tail = await self._store.get_recent_messages(self.session_id, 1)
                 if not tail:
@@ -306,7 +312,7 @@ class ConversationMemory:
                 # another process removed it between our read and delete: take the next
 
     async def _clear(self) -> None:
-        async with self._lock():
+        async with self.session_lock():
             await self._store.delete_session_messages(self.session_id)
 
     # --- getting to the home loop --------------------------------------------------------
@@ -320,8 +326,8 @@ class ConversationMemory:
             return await coroutine
         return await asyncio.wrap_future(self._submit(coroutine))
 
-    async def _mutate(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        """As :meth:`_on_home`, but a cancelled caller still waits for the write's outcome.
+    async def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run a write on the home loop; a cancelled caller still waits for its outcome.
 
         A write half-seen by its caller would leave the framework unsure what
         is stored; like the Agents SDK's own stores, the cancellation is
@@ -347,7 +353,7 @@ class ConversationMemory:
             raise cancelled
         return task.result()
 
-    def _blocking(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+    def run_sync(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coroutine`` on the home loop and wait for it, from another thread."""
         home = self._home = self._home or _homes.get(self._store)
         if home is None:
