@@ -14,8 +14,10 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # before litellm is importe
 os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+import inspect
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +72,21 @@ def no_other_callbacks() -> Iterator[None]:
     litellm.logging_callback_manager._reset_all_callbacks()
     yield
     litellm.logging_callback_manager._reset_all_callbacks()
+
+
+@pytest.fixture(autouse=True)
+async def no_cached_clients() -> AsyncIterator[None]:
+    """LiteLLM keeps a client per server: each test's server is new, so its clients are closed."""
+    yield
+    cache = litellm.in_memory_llm_clients_cache
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):  # a client of a loop that has ended
+                closing = close()
+                if inspect.isawaitable(closing):
+                    await closing
+    cache.flush_cache()
 
 
 def request_for(server: FakeOpenAIServer, scenario: Scenario) -> dict[str, Any]:
