@@ -14,7 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks import integrations, recorder
+from benchmarks import adapters, integrations, recorder
 from benchmarks.cli_export import run_export
 from benchmarks.recorder import Database, PostgresDatabase, SqliteDatabase, run_recorder, spool_root
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
@@ -165,6 +165,21 @@ def _integrations(sizes: Sizes, command: str) -> Part:
     )
 
 
+async def _adapters(sizes: Sizes, command: str) -> Part:
+    sizing = adapters.QUICK if sizes.name == "quick" else adapters.FULL
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        section = await adapters.run_adapters(Path(tmp), sizing, _progress)
+    return Part(
+        key="adapters",
+        title="Adapters (framework memory on chatledger vs the framework's own SQL store)",
+        raw="built-in store",
+        peers=(),
+        command=command,
+        sizes=sizing.describe(),
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -179,6 +194,8 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     if "integrations" in only:
         # Synchronous clients, as most apps call them: off this loop, in a thread.
         parts.append(await asyncio.to_thread(_integrations, sizes, command))
+    if "adapters" in only:
+        parts.append(await _adapters(sizes, command))
     return parts
 
 
