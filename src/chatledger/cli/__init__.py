@@ -1,8 +1,8 @@
 """The ``chatledger`` command: inspect, analyse and export what agents did.
 
 ``chatledger sessions``, ``show``, ``stats``, ``calls``, ``export``, ``prune``,
-``db upgrade`` / ``db status``, ``spool status`` / ``retry`` / ``drop`` and
-``demo``, on the database ``--db URL``
+``db upgrade`` / ``db status``, ``spool status`` / ``retry`` / ``drop``,
+``import agents-sqlite`` / ``langchain-sql`` and ``demo``, on the database ``--db URL``
 names (else ``$CHATLEDGER_DATABASE_URL``, else ``sqlite:///./chatledger.db``).
 A mistake the user can fix — a bad URL, a server that does not answer, a
 missing driver, a bad option — ends the command with one line on standard
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from chatledger.cli.arguments import build_parser
 from chatledger.cli.commands import COMMANDS, CommandError, Terminal
+from chatledger.cli.importing import IMPORT_COMMANDS
 from chatledger.cli.spool import SPOOL_COMMANDS
 from chatledger.errors import PersistenceError
 
@@ -29,12 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``chatledger`` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    action = getattr(args, f"{args.command}_command", None)  # db and spool have actions
+    action = getattr(args, f"{args.command}_command", None)  # db, spool, import have actions
     name = args.command if action is None else f"{args.command} {action}"
     logging.basicConfig(level=logging.WARNING, format="chatledger: %(message)s")
     terminal = Terminal()
     try:
-        return asyncio.run({**COMMANDS, **SPOOL_COMMANDS}[name](args, terminal))
+        return asyncio.run({**COMMANDS, **SPOOL_COMMANDS, **IMPORT_COMMANDS}[name](args, terminal))
     except (CommandError, PersistenceError, ValueError, ImportError, OSError) as exc:
         if isinstance(exc, BrokenPipeError):
             return _reader_went_away()

@@ -42,6 +42,7 @@ EXPORT_KINDS: dict[str, RecordKind] = {
 """What ``export`` accepts, by its command-line spelling."""
 
 _BUCKETS = ("hour", "day", "week", "month")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -107,6 +108,14 @@ def _count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _identifier(text: str) -> str:
+    if not _IDENTIFIER.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a table or column name (letters, digits, _; schema.name allowed)"
+        )
+    return text
 
 
 def _group_keys(text: str) -> list[str]:
@@ -387,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(prune)
 
     _spool_commands(command)
+    _import_commands(command)
     return parser
 
 
@@ -473,3 +483,88 @@ def _spool_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 "--dry-run", action="store_true", help="count what would go; drop nothing"
             )
             parser.add_argument("--yes", action="store_true", help="drop without asking")
+
+
+def _import_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``import agents-sqlite`` and ``import langchain-sql``."""
+    importing = command(
+        "import",
+        "copy a framework's stored conversations (Agents SDK, LangChain) into chatledger",
+        "chatledger import agents-sqlite conversations.db",
+        "chatledger import langchain-sql postgresql://app@db/app --table message_store",
+    )
+    sources = importing.add_subparsers(dest="import_command", metavar="SOURCE", required=True)
+    agents = sources.add_parser(
+        "agents-sqlite",
+        help="the OpenAI Agents SDK's SQLiteSession file, or a SQLAlchemySession database",
+        description="Copy every session of the OpenAI Agents SDK's SQLiteSession file (or, "
+        "given a URL, of a SQLAlchemySession database) into chatledger, through "
+        "chatledger's ChatledgerSession under the same session ids: every item comes back "
+        "exactly. A session chatledger already holds is skipped unless --append is given.",
+        epilog=_examples(
+            "chatledger import agents-sqlite conversations.db",
+            "chatledger import agents-sqlite conversations.db --dry-run",
+            "chatledger import agents-sqlite postgresql://app@db/app --db postgresql://app@db/ledger",
+        ),
+        formatter_class=_Formatter,
+    )
+    agents.add_argument(
+        "source", metavar="PATH_OR_URL", help="an SQLite file, sqlite:///PATH, or a server URL"
+    )
+    agents.add_argument(
+        "--sessions-table",
+        type=_identifier,
+        default="agent_sessions",
+        metavar="NAME",
+        help="the sessions table (default agent_sessions)",
+    )
+    agents.add_argument(
+        "--messages-table",
+        type=_identifier,
+        default="agent_messages",
+        metavar="NAME",
+        help="the items table (default agent_messages)",
+    )
+    langchain = sources.add_parser(
+        "langchain-sql",
+        help="LangChain's SQLChatMessageHistory table",
+        description="Copy every session of LangChain's SQLChatMessageHistory table (an SQLite "
+        "file or a database URL) into chatledger, through chatledger's "
+        "ChatledgerChatMessageHistory under the same session ids: every message comes back "
+        "exactly. A session chatledger already holds is skipped unless --append is given.",
+        epilog=_examples(
+            "chatledger import langchain-sql chat_history.db",
+            "chatledger import langchain-sql postgresql://app@db/app --table message_store",
+        ),
+        formatter_class=_Formatter,
+    )
+    langchain.add_argument(
+        "source", metavar="PATH_OR_URL", help="an SQLite file, sqlite:///PATH, or a server URL"
+    )
+    langchain.add_argument(
+        "--table",
+        type=_identifier,
+        default="message_store",
+        metavar="NAME",
+        help="the history table (default message_store)",
+    )
+    langchain.add_argument(
+        "--session-column",
+        type=_identifier,
+        default="session_id",
+        metavar="NAME",
+        help="the column holding the session id (default session_id)",
+    )
+    for parser in (agents, langchain):
+        parser.add_argument(
+            "--append",
+            action="store_true",
+            help="also import sessions chatledger already holds, after their messages",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="read and count; write nothing")
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        owners = parser.add_argument_group("owners of the imported sessions (UUIDs or keys)")
+        owners.add_argument("--tenant", metavar="ID", help="the tenant")
+        owners.add_argument("--user", metavar="ID", help="the user")
+        owners.add_argument("--agent", metavar="ID", help="the agent")
+        _common(parser)
