@@ -77,10 +77,12 @@ class Layout:
     data_column: str
     sessions_table: str | None = None
     sessions_option: str | None = None
+    time_column: str | None = None
+    """Ordering items before the id when read by URL (SQLAlchemySession's ``created_at``)."""
 
     def order(self, by_time: bool) -> tuple[str, ...]:
-        """The columns that order a session's items (``created_at`` first for SQLAlchemySession)."""
-        return ("created_at", "id") if by_time else ("id",)
+        """The columns that order a session's items."""
+        return (self.time_column, "id") if by_time and self.time_column else ("id",)
 
     def columns(self, by_time: bool) -> tuple[str, ...]:
         """The columns the messages table must have."""
@@ -482,6 +484,7 @@ def _agents(args: argparse.Namespace) -> Framework:
         data_column="message_data",
         sessions_table=args.sessions_table,
         sessions_option="--sessions-table",
+        time_column="created_at",
     )
     return Framework(layout, _agents_item, _agents_writer)
 
