@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from chatledger.entities import ApiCallStatus, LLMApiCall
+from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, MessageRole, QueryFilter
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
+from chatledger.recording import Recorder, id_for_key
+from chatledger.stores.base import PersistenceStore
 from chatledger.testing.fake_openai import (
     Script,
     error_reply,
@@ -31,6 +33,8 @@ from chatledger.testing.fake_openai import (
 )
 
 __all__ = [
+    "QUESTION",
+    "SYSTEM",
     "CHAT",
     "CORPUS",
     "MODEL",
@@ -39,12 +43,18 @@ __all__ = [
     "Scenario",
     "Truth",
     "check_call",
+    "check_conversation",
+    "stored",
 ]
 
 MODEL = "gpt-4o-mini"
 """The model asked for; the server answers as :data:`ANSWERED`, a dated snapshot (as OpenAI)."""
 
 ANSWERED = "gpt-4o-mini-2024-07-18"
+
+SYSTEM = "Be brief."
+QUESTION = "What is the capital of France?"
+"""The conversation every scenario's request carries: a system prompt and one question."""
 
 PRICES = StaticPricingRegistry(
     {("openai", ANSWERED): ModelPrice("0.15", "0.60", cached_input_per_million="0.075")},
@@ -406,3 +416,34 @@ def check_call(call: LLMApiCall, truth: Truth) -> None:
     else:
         assert call.total_price is None
         assert call.error_message
+
+
+async def stored(
+    store: PersistenceStore, recorder: Recorder, session: str
+) -> tuple[list[LLMApiCall], list[LLMMessage]]:
+    """The calls and messages of ``session``, once everything recorded has shipped."""
+    assert await recorder.flush() == 0  # records handed over without waiting too
+    session_id = id_for_key(session)
+    calls = await store.query_api_calls(QueryFilter(session_id=session_id))
+    return calls, await store.get_session_messages(session_id)
+
+
+def check_conversation(call: LLMApiCall, messages: list[LLMMessage], truth: Truth) -> None:
+    """Assert the request's messages are stored once, the reply as ``truth`` says, all linked."""
+    roles = [m.role for m in messages]
+    assert [m.content.text for m in messages][:2] == [SYSTEM, QUESTION]
+    if call.status is not ApiCallStatus.SUCCESS:
+        assert roles == [MessageRole.SYSTEM, MessageRole.USER]
+        assert call.request_message_id == messages[1].id
+        return
+    assert roles == [MessageRole.SYSTEM, MessageRole.USER, MessageRole.ASSISTANT]
+    reply = messages[2]
+    assert reply.content.text == truth.reply_text
+    names = tuple(c.name for c in reply.content.tool_calls or ())
+    assert names == truth.tool_calls
+    if names:
+        assert reply.content.tool_calls is not None
+        assert reply.content.tool_calls[0].arguments == {"city": "Paris"}
+        assert reply.content.tool_calls[0].id == "call_weather"
+    assert (call.request_message_id, call.response_message_id) == (messages[1].id, reply.id)
+    assert reply.parent_message_id == messages[1].id

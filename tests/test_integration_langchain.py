@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_openai import ChatOpenAI
 
 import chatledger
-from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, MessageRole, QueryFilter
+from chatledger.entities import ApiCallStatus, MessageRole, QueryFilter
 from chatledger.integrations.langchain import ChatledgerCallbackHandler
 from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
@@ -33,15 +33,17 @@ from provider_corpus import (
     CORPUS,
     MODEL,
     PRICES,
+    QUESTION,
+    SYSTEM,
     WEATHER_TOOL,
     Scenario,
     Truth,
     check_call,
+    check_conversation,
+    stored,
 )
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SYSTEM = "Be brief."
-QUESTION = "What is the capital of France?"
 
 
 def chat_model(server: FakeOpenAIServer, scenario: Scenario | None = None, **options: Any) -> Any:
@@ -104,16 +106,6 @@ async def play(
     return result, None
 
 
-async def stored(
-    store: PersistenceStore, recorder: Recorder, handler: ChatledgerCallbackHandler, session: str
-) -> tuple[list[LLMApiCall], list[LLMMessage]]:
-    """The calls and messages of ``session``, once the handler's records shipped."""
-    assert await recorder.flush() == 0
-    session_id = id_for_key(session)
-    calls = await store.query_api_calls(QueryFilter(session_id=session_id))
-    return calls, await store.get_session_messages(session_id)
-
-
 # --- the corpus ----------------------------------------------------------------------------------
 
 
@@ -129,26 +121,12 @@ async def test_every_corpus_scenario_is_stored_exactly(
     try:
         _, error = await play(kind, chat_model(server, scenario), scenario, "corpus", handler)
         assert (error is None) == (scenario.truth.status is ApiCallStatus.SUCCESS), error
-        calls, messages = await stored(corpus_store, recorder, handler, "corpus")
+        calls, messages = await stored(corpus_store, recorder, "corpus")
     finally:
         await recorder.close()
     (call,) = calls
     check_call(call, truth_for(scenario))
-    roles = [m.role for m in messages]
-    assert [m.content.text for m in messages][:2] == [SYSTEM, QUESTION]
-    if call.status is not ApiCallStatus.SUCCESS:
-        assert roles == [MessageRole.SYSTEM, MessageRole.USER]
-        return
-    assert roles == [MessageRole.SYSTEM, MessageRole.USER, MessageRole.ASSISTANT]
-    reply = messages[2]
-    assert reply.content.text == scenario.truth.reply_text
-    names = tuple(c.name for c in reply.content.tool_calls or ())
-    assert names == scenario.truth.tool_calls
-    if names:
-        assert reply.content.tool_calls is not None
-        assert reply.content.tool_calls[0].arguments == {"city": "Paris"}
-        assert reply.content.tool_calls[0].id == "call_weather"
-    assert (call.request_message_id, call.response_message_id) == (messages[1].id, reply.id)
+    check_conversation(call, messages, truth_for(scenario))
 
 
 # --- conversations, scopes, batches --------------------------------------------------------------
@@ -184,7 +162,7 @@ async def test_a_tool_round_resent_is_stored_once_each(
             history.append(ToolMessage("18°C, sun", tool_call_id="call_weather"))
             chunks = [c async for c in model.astream(history, config=config)]
             history.append(AIMessage("".join(str(c.content) for c in chunks)))
-        calls, messages = await stored(sqlite_store, recorder, handler, "trip")
+        calls, messages = await stored(sqlite_store, recorder, "trip")
     finally:
         await recorder.close()
     assert len(calls) == 2
@@ -248,7 +226,7 @@ async def test_batch_records_each_input(
 
     try:
         replies = await asyncio.to_thread(run)
-        calls, messages = await stored(sqlite_store, recorder, handler, "batch")
+        calls, messages = await stored(sqlite_store, recorder, "batch")
     finally:
         await recorder.close()
     assert len(replies) == 3

@@ -27,7 +27,7 @@ import litellm
 import pytest
 
 import chatledger
-from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, MessageRole, QueryFilter
+from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, QueryFilter
 from chatledger.integrations.litellm import ChatledgerLogger
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
 from chatledger.recording import Recorder, id_for_key
@@ -43,15 +43,17 @@ from provider_corpus import (
     CHAT,
     MODEL,
     PRICES,
+    QUESTION,
+    SYSTEM,
     WEATHER_TOOL,
     Scenario,
     Truth,
     check_call,
+    check_conversation,
 )
+from provider_corpus import stored as shipped
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SYSTEM = "Be brief."
-QUESTION = "What is the capital of France?"
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on the errors the corpus makes
 
@@ -154,10 +156,7 @@ async def stored(
     (logger,) = litellm.callbacks
     # LiteLLM calls its loggers in the background, after the call returned.
     assert await asyncio.to_thread(logger.wait, 10.0)
-    assert await recorder.flush() == 0
-    session_id = id_for_key(session)
-    calls = await store.query_api_calls(QueryFilter(session_id=session_id))
-    return calls, await store.get_session_messages(session_id)
+    return await shipped(store, recorder, session)
 
 
 # --- the corpus ----------------------------------------------------------------------------------
@@ -191,21 +190,7 @@ async def test_every_chat_scenario_is_stored_exactly(
         await recorder.close()
     (call,) = calls
     check_call(call, truth_for(scenario))
-    roles = [m.role for m in messages]
-    assert [m.content.text for m in messages][:2] == [SYSTEM, QUESTION]
-    if call.status is not ApiCallStatus.SUCCESS:
-        assert roles == [MessageRole.SYSTEM, MessageRole.USER]
-        return
-    assert roles == [MessageRole.SYSTEM, MessageRole.USER, MessageRole.ASSISTANT]
-    reply = messages[2]
-    assert reply.content.text == scenario.truth.reply_text
-    names = tuple(c.name for c in reply.content.tool_calls or ())
-    assert names == scenario.truth.tool_calls
-    if names:
-        assert reply.content.tool_calls is not None
-        assert reply.content.tool_calls[0].arguments == {"city": "Paris"}
-        assert reply.content.tool_calls[0].id == "call_weather"
-    assert (call.request_message_id, call.response_message_id) == (messages[1].id, reply.id)
+    check_conversation(call, messages, truth_for(scenario))
 
 
 # --- details -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 from pydantic import BaseModel
 
 import chatledger
-from chatledger.entities import ApiCallStatus, LLMApiCall, LLMMessage, MessageRole, QueryFilter
+from chatledger.entities import ApiCallStatus, MessageRole, QueryFilter
 from chatledger.integrations import openai as integration
 from chatledger.recording import Recorder, id_for_key
 from chatledger.stores.base import PersistenceStore
@@ -34,12 +34,22 @@ from chatledger.testing.fake_openai import (
     tool_call,
     usage,
 )
-from provider_corpus import ANSWERED, CORPUS, MODEL, PRICES, WEATHER_TOOL, Scenario, check_call
+from provider_corpus import (
+    ANSWERED,
+    CORPUS,
+    MODEL,
+    PRICES,
+    QUESTION,
+    SYSTEM,
+    WEATHER_TOOL,
+    Scenario,
+    check_call,
+    check_conversation,
+    stored,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-SYSTEM = "Be brief."
-QUESTION = "What is the capital of France?"
 
 _RESPONSES_TOOL = {"type": "function", **WEATHER_TOOL["function"]}  # the Responses API's form
 
@@ -157,16 +167,6 @@ async def play(
             return await play_async(client, scenario)
 
 
-async def stored(
-    store: PersistenceStore, recorder: Recorder, session: str
-) -> tuple[list[LLMApiCall], list[LLMMessage]]:
-    """The calls and messages of ``session``, once everything recorded has shipped."""
-    assert await recorder.flush() == 0  # records handed over without waiting too
-    session_id = id_for_key(session)
-    calls = await store.query_api_calls(QueryFilter(session_id=session_id))
-    return calls, await store.get_session_messages(session_id)
-
-
 # --- the corpus ----------------------------------------------------------------------------------
 
 
@@ -192,24 +192,7 @@ async def test_every_corpus_scenario_is_stored_exactly(
     request = server.requests[-1].body
     if scenario.api == "chat" and scenario.stream and not scenario.include_usage:
         assert "stream_options" not in request  # the caller's request is not altered
-    roles = [m.role for m in messages]
-    texts = [m.content.text for m in messages]
-    assert texts[:2] == [SYSTEM, QUESTION]
-    if call.status is not ApiCallStatus.SUCCESS:
-        assert roles == [MessageRole.SYSTEM, MessageRole.USER]
-        assert call.request_message_id == messages[1].id
-        return
-    assert roles == [MessageRole.SYSTEM, MessageRole.USER, MessageRole.ASSISTANT]
-    reply = messages[2]
-    assert reply.content.text == scenario.truth.reply_text
-    names = tuple(c.name for c in reply.content.tool_calls or ())
-    assert names == scenario.truth.tool_calls
-    if names:
-        assert reply.content.tool_calls is not None
-        assert reply.content.tool_calls[0].arguments == {"city": "Paris"}
-        assert reply.content.tool_calls[0].id == "call_weather"
-    assert (call.request_message_id, call.response_message_id) == (messages[1].id, reply.id)
-    assert reply.parent_message_id == messages[1].id
+    check_conversation(call, messages, scenario.truth)
 
 
 # --- what the caller receives --------------------------------------------------------------------
