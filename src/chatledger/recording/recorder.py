@@ -497,8 +497,8 @@ class Recorder:
         the assistant's answer, None when the call failed. The call links the
         last request message and the reply. Everything is durable together, in
         one append to the spool. Returns the request messages' ids, the reply
-        (None when there is none, or when this very exchange, reply included,
-        was recorded before) and the call.
+        (None when there is none, or when this very call, known by its
+        ``call_id``, was recorded before) and the call.
         """
         await self._load_session_once(self.resolve_scope(scope))
         ids, message, api_call, future = self._record_exchange(
@@ -876,8 +876,9 @@ class Recorder:
             state = self._session(scope, ids, records)
             linked: CallFields = {**fields}
             stored: list[int] = []
-            if answer is not None and prints:
-                # The very exchange again (a span exported twice): its reply is stored too.
+            if answer is not None and prints and fields.get("call_id") is not None:
+                # The very call again (a span exported twice): its reply is stored too. Only
+                # a call that carries its own id can be the same call; any other reply is new.
                 stored = _stored_prefix(state.fingerprints, [*prints, fingerprint(*answer[0])])
                 if len(stored) == len(prints) + 1:
                     answer = None
