@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -255,6 +256,85 @@ async def test_concurrent_pops_remove_each_item_once(any_store: PersistenceStore
     got = [m.content.text or "" for m in popped if m is not None]
     assert sorted(got, key=int) == [str(n) for n in range(12)]
     assert popped.count(None) == 3
+
+
+async def test_appends_after_its_own_read_nothing(
+    any_store: PersistenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = memory_for(any_store)
+    reads: list[uuid.UUID] = []
+    recent = any_store.get_recent_messages
+
+    async def counted(session_id: uuid.UUID, limit: int) -> list:  # type: ignore[type-arg]
+        reads.append(session_id)
+        return await recent(session_id, limit)
+
+    monkeypatch.setattr(any_store, "get_recent_messages", counted)
+    await memory.append(items("a"))
+    await memory.append(items("b", "c"))
+    await memory_for(any_store).append(items("d"))  # another memory of the session shares it
+    assert reads == [memory.session_id]  # the first append's only
+    read = await memory.read()
+    assert texts(read) == ["a", "b", "c", "d"]
+    assert_chained(read)
+    await memory.pop()  # anything but an append forgets the tail
+    await memory.append(items("e"))
+    assert len(reads) == 3  # the pop's and the append's
+    assert texts(await memory.read()) == ["a", "b", "c", "e"]
+    assert_chained(await memory.read())
+
+
+async def test_a_tail_removed_behind_its_back_is_read_again(any_store: PersistenceStore) -> None:
+    memory = memory_for(any_store)
+    await memory.append(items("a", "b"))
+    newest = (await any_store.get_recent_messages(memory.session_id, 1))[0]
+    assert await any_store.delete_message(newest.id)  # not through the memory
+    await memory.append(items("c"))
+    read = await memory.read()
+    assert texts(read) == ["a", "c"]
+    assert_chained(read)
+
+
+async def test_writers_on_many_loops_take_turns(any_store: PersistenceStore) -> None:
+    memory = memory_for(any_store)
+    calls = [[f"loop{n}-{c}-{i}" for i in range(3)] for n in range(4) for c in range(4)]
+
+    async def writer(mine: list[list[str]]) -> None:
+        for call in mine:
+            await memory.append(items(*call))
+
+    def on_own_loop(mine: list[list[str]]) -> None:
+        asyncio.run(writer(mine))
+
+    await asyncio.gather(
+        writer(calls[:4]),
+        *(asyncio.to_thread(on_own_loop, calls[n * 4 : n * 4 + 4]) for n in (1, 2, 3)),
+    )
+    assert_calls_whole(await memory.read(), calls)
+
+
+async def test_a_cancelled_wait_passes_the_turn_on(any_store: PersistenceStore) -> None:
+    memory = memory_for(any_store)
+    entered = threading.Event()
+
+    async def hold() -> None:
+        async with memory.session_lock():
+            entered.set()
+
+    def other_loop() -> None:
+        asyncio.run(hold())
+
+    async with memory.session_lock():
+        cancelled = asyncio.ensure_future(hold())
+        waiting = asyncio.ensure_future(memory.append(items("after")))
+        elsewhere = asyncio.ensure_future(asyncio.to_thread(other_loop))
+        await asyncio.sleep(0.05)  # all three queue behind this turn
+        cancelled.cancel()
+        assert not entered.is_set()
+    await asyncio.wait_for(asyncio.gather(waiting, elsewhere), 10)
+    assert cancelled.cancelled()
+    assert entered.is_set()
+    assert texts(await memory.read()) == ["after"]
 
 
 # --- blocking twins, other loops, blocking stores ----------------------------------------

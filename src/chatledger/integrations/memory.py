@@ -25,15 +25,26 @@ What the adapters rely on:
   are serialized, so each call's items stay together and each message's
   parent is the one before it. Writers in *other* processes still never
   interleave within a call, but two of them may name the same parent.
+- **One transaction an append.** After its own append, the process
+  remembers the session's newest message (its id and stamp), so the next
+  append writes without reading first. Anything else that changes the
+  session through a memory (a pop, a clear, an adapter's rewrite under
+  :meth:`ConversationMemory.session_lock`) forgets it. A remembered message
+  removed behind the memory's back (another process, the store's own API)
+  fails the append's parent link; the append then reads the session and
+  tries once more.
 - **Any store, any thread, any loop.** ``store`` is an async store
   (``chatledger.connect``) or a blocking one (``chatledger.sync.connect``).
-  Every operation runs on the store's home loop: a blocking store's own
-  loop thread; for SQLite and in-memory stores (usable from any loop) a
-  background loop thread shared by every memory; for PostgreSQL and MySQL
-  async stores, whose connections belong to the loop that opened them, the
-  loop running when the memory was made (else the first one that uses it).
-  The async methods work from any loop; the ``*_sync`` twins from any thread,
-  including one that runs an event loop, except the home loop's own thread.
+  An async SQLite store works on whichever loop awaits it (its connections
+  live on threads of its own), so the async methods run on the caller's
+  loop. Everything else runs on the store's home loop: a blocking store's
+  own loop thread; for the in-memory store (and the blocking twins of an
+  async SQLite one) a background loop thread shared by every memory; for
+  PostgreSQL and MySQL async stores, whose connections belong to the loop
+  that opened them, the loop running when the memory was made (else the
+  first one that uses it). The async methods work from any loop; the
+  ``*_sync`` twins from any thread, including one that runs an event loop,
+  except the home loop's own thread.
 """
 
 from __future__ import annotations
@@ -44,9 +55,11 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from chatledger.entities import ChatSession, LLMMessage, MessageContent, MessageRole, utc_now
 from chatledger.errors import ConstraintError, StoreConnectionError
@@ -65,16 +78,85 @@ Item = tuple[MessageRole, MessageContent]
 """One framework item as chatledger keeps it: a role and the content."""
 
 # Stores whose methods may be awaited on any loop: their work runs on threads of their
-# own (SQLite) or in plain Python (memory). They share one background loop here.
+# own (SQLite) or in plain Python (memory). The blocking twins of both, and every call to
+# the memory store (plain Python, so one thread at a time), run on one background loop.
 _LOOP_FREE_BACKENDS = frozenset({"sqlite", "memory"})
+_CALLERS_LOOP_BACKENDS = frozenset({"sqlite"})
 _shared_loop: _LoopThread | None = None
 _shared_loop_guard = threading.Lock()
 
-# One lock per (store, session), on the store's home loop: appends and pops of one
-# session in this process take turns. Weak values: a session nobody is writing holds none.
-_session_locks: weakref.WeakValueDictionary[tuple[int, uuid.UUID], asyncio.Lock] = (
+
+class Tail(NamedTuple):
+    """A session's newest message as the next append needs it: its id and stamp."""
+
+    id: uuid.UUID
+    create_time: datetime
+
+
+class _SessionLock:
+    """One session's turn-taking in this process, awaited from any loop on any thread.
+
+    An ``asyncio.Lock`` belongs to one loop; SQLite appends run on their
+    callers' loops, so the lock is handed over between loops with
+    ``call_soon_threadsafe``. It also keeps the session's tail once an append
+    has written it (None: read it from the store).
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self.tail: Tail | None = None
+
+    async def acquire(self) -> None:
+        """Wait for the session's turn."""
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with self._guard:
+                try:
+                    self._waiters.remove((loop, waiter))
+                    handed = False
+                except ValueError:  # release() chose us already: pass the turn on
+                    handed = True
+            if handed:
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """End this turn: the next waiter, on whichever loop, takes it."""
+        while True:
+            with self._guard:
+                if not self._waiters:
+                    self._held = False
+                    return
+                loop, waiter = self._waiters.popleft()
+            try:
+                loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # that waiter's loop has closed: the next one
+                continue
+            return
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+# One lock per (store, session): appends and pops of one session in this process take
+# turns. Weak values: every memory holds its session's lock, so it (and the tail it
+# keeps) lives while some memory of the session does.
+_session_locks: weakref.WeakValueDictionary[tuple[int, uuid.UUID], _SessionLock] = (
     weakref.WeakValueDictionary()
 )
+_session_locks_guard = threading.Lock()
 
 # The loop a server store's connections belong to, once some memory has learned it: a
 # memory made on a thread without a loop finds it here.
@@ -94,7 +176,7 @@ def _shared_home() -> asyncio.AbstractEventLoop:
         return _shared_loop.loop
 
 
-def _stamp(after: LLMMessage | None, first_id: uuid.UUID) -> datetime:
+def _stamp(after: LLMMessage | Tail | None, first_id: uuid.UUID) -> datetime:
     """Now, never before the last stamp of this process nor before ``after`` (the tail).
 
     Equal stamps are fine (ids break the tie), except against a tail written
@@ -151,19 +233,28 @@ class ConversationMemory:
         self.agent_id = _key_id(agent_id)
         self.source = source
         self._home: asyncio.AbstractEventLoop | None
+        self._on_callers_loop = False  # async methods run on whichever loop awaits them
         if isinstance(store, SyncStore):
             self._store: PersistenceStore = store.store
             self._home = store.loop
         else:
             self._store = store
-            if getattr(store, "backend_name", None) in _LOOP_FREE_BACKENDS:
+            backend = getattr(store, "backend_name", None)
+            if backend in _LOOP_FREE_BACKENDS:
                 self._home = _shared_home()
+                self._on_callers_loop = backend in _CALLERS_LOOP_BACKENDS
             else:
                 try:
                     self._home = _homes.setdefault(store, asyncio.get_running_loop())
                 except RuntimeError:  # bound by the first async call: its loop opened the store
                     self._home = _homes.get(store)
         self._session_known = False  # the session row exists (we made it or saw it)
+        key = (id(self._store), self.session_id)
+        with _session_locks_guard:
+            lock = _session_locks.get(key)
+            if lock is None:
+                lock = _session_locks[key] = _SessionLock()
+        self._lock = lock
 
     @property
     def store(self) -> PersistenceStore:
@@ -221,39 +312,53 @@ class ConversationMemory:
 
     # --- the work, on the home loop ------------------------------------------------------
 
-    def session_lock(self) -> asyncio.Lock:
-        """The lock this process's appends and pops of the session take (on the home loop).
+    @asynccontextmanager
+    async def session_lock(self) -> AsyncIterator[None]:
+        """Hold the turn this process's appends and pops of the session take.
 
         An adapter that writes in several steps (an insert that rewrites the
-        rows after it) holds it so that no append of this process lands between.
+        rows after it) holds it so that no append of this process lands
+        between. Whatever it wrote, the next append reads the session's tail.
         """
-        key = (id(self._store), self.session_id)
-        lock = _session_locks.get(key)
-        if lock is None:
-            lock = _session_locks[key] = asyncio.Lock()
-        return lock
+        await self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.tail = None
+            self._lock.release()
 
     async def _append(self, items: Sequence[Item]) -> list[LLMMessage]:
-        lock = self.session_lock()  # held strongly until done, so the registry keeps it meanwhile
-        async with lock:
+        lock = self._lock
+        await lock.acquire()
+        try:
             for attempt in range(2):
-                tail = await self._store.get_recent_messages(self.session_id, 1)
-                if not tail:
-                    await self._ensure_session()
-                messages = self.build_messages(items, tail[0] if tail else None)
+                tail = lock.tail
+                if tail is None:
+                    recent = await self._store.get_recent_messages(self.session_id, 1)
+                    if recent:
+                        tail = Tail(recent[0].id, recent[0].create_time)
+                    else:
+                        await self._ensure_session()
+                messages = self.build_messages(items, tail)
+                lock.tail = None  # until this write is known to have landed
                 try:
                     await self._store.save_messages(messages)
                 except ConstraintError:
                     if attempt:
                         raise
-                    # What we read went away meanwhile (the session deleted, the newest
-                    # message popped by another process): read again, once.
+                    # The tail went away meanwhile (the session deleted, the newest message
+                    # popped by another process or behind this memory's back): read, once more.
                     self._session_known = False
                 else:
+                    lock.tail = Tail(messages[-1].id, messages[-1].create_time)
                     return messages
             raise AssertionError("unreachable")  # the second attempt returned or raised
+        finally:
+            lock.release()
 
-    def build_messages(self, items: Sequence[Item], tail: LLMMessage | None) -> list[LLMMessage]:
+    def build_messages(
+        self, items: Sequence[Item], tail: LLMMessage | Tail | None
+    ) -> list[LLMMessage]:
         """The messages ``append`` would save for ``items`` after ``tail``: ordered and chained."""
         ids = [uuid7() for _ in items]
         stamp = _stamp(tail, ids[0])
@@ -322,7 +427,7 @@ class ConversationMemory:
         running = asyncio.get_running_loop()
         if self._home is None:
             self._home = _homes.setdefault(self._store, running)
-        if running is self._home:
+        if running is self._home or self._on_callers_loop:
             return await coroutine
         return await asyncio.wrap_future(self._submit(coroutine))
 
@@ -336,7 +441,7 @@ class ConversationMemory:
         running = asyncio.get_running_loop()
         if self._home is None:
             self._home = _homes.setdefault(self._store, running)
-        if running is self._home:
+        if running is self._home or self._on_callers_loop:
             outcome: Awaitable[_T] = asyncio.ensure_future(coroutine)
         else:
             outcome = asyncio.wrap_future(self._submit(coroutine))
