@@ -350,11 +350,13 @@ async def _write_rate(side: Side, keys: Sequence[str], work: Sequence[Sequence[l
 async def _writes(
     backend: str,
     sides: Callable[[], Any],
+    floor: Callable[[Sequence[Turn]], Awaitable[Rate]],
     sizes: AdapterSizes,
     progress: Progress,
 ) -> tuple[list[Result], list[Target]]:
     results: list[Result] = []
     targets: list[Target] = []
+    single_peers: dict[str, float] = {}  # each built-in store's 1-session rate
     async with sides() as (ours, peers):
         for framework in _FRAMEWORKS:
             for callers, turns in (
@@ -374,12 +376,71 @@ async def _writes(
                 sessions = "1 session" if callers == 1 else f"{callers} concurrent sessions"
                 label = f"{backend} {_FRAMEWORKS[framework]} {_WRITE_CALLS[framework]}, {sessions}"
                 ours_rate, peer_rate = (rate.per_second for rate in rates)
+                if callers == 1:
+                    single_peers.setdefault(peers[framework].name, peer_rate)
                 results.append(Result(label, "items/s", Cell(ours_rate), Cell(peer_rate)))
                 targets.append(Target(
                     f"{backend} {_FRAMEWORKS[framework]} writes, {sessions}, vs "
                     f"{peers[framework].name}", ours_rate / peer_rate, _WRITE_TARGET, True,
                 ))  # fmt: skip
+    progress(f"adapters {backend}: the raw driver's durable commits")
+    rng = random.Random(SEED)
+    results += _floor_results(backend, await floor(_turns(rng, sizes.single_turns)), single_peers)
     return results, targets
+
+
+# --- the floor: the raw driver's durable commit -------------------------------------------------
+
+_FLOOR_TABLE = (
+    "CREATE TABLE floor_items (id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, "
+    "body TEXT NOT NULL)"
+)
+
+
+async def _sqlite_floor(folder: Path, turns: Sequence[Turn]) -> Rate:
+    """One durable commit of a turn's 2 rows by sqlite3 itself, on the loop's own thread."""
+    import sqlite3
+
+    conn = sqlite3.connect(folder / "floor.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(_FLOOR_TABLE)
+        conn.execute("CREATE INDEX floor_items_session ON floor_items (session_id, id)")
+        start = perf_counter()
+        for user, reply in turns:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO floor_items (session_id, body) VALUES (?, ?)",
+                             [("s", user), ("s", reply)])  # fmt: skip
+            conn.execute("COMMIT")
+        return Rate(2 * len(turns), perf_counter() - start)
+    finally:
+        conn.close()
+
+
+async def _postgres_floor(url: str, turns: Sequence[Turn]) -> Rate:
+    """One transaction of a turn's 2 rows by asyncpg itself (one pipelined executemany)."""
+    conn = await raw_postgres.connect(url)
+    try:
+        await conn.execute(_FLOOR_TABLE.replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY"))
+        await conn.execute("CREATE INDEX floor_items_session ON floor_items (session_id, id)")
+        start = perf_counter()
+        for user, reply in turns:
+            async with conn.transaction():
+                await conn.executemany("INSERT INTO floor_items (session_id, body) "
+                                       "VALUES ($1, $2)", [("s", user), ("s", reply)])  # fmt: skip
+        return Rate(2 * len(turns), perf_counter() - start)
+    finally:
+        await conn.close()
+
+
+def _floor_results(backend: str, floor: Rate, peers: dict[str, float]) -> list[Result]:
+    """The raw driver's 1-session rate beside each built-in store's: the most any store can gain."""
+    label = "{} ceiling: raw driver, 1 durable transaction a turn, vs {}, 1 session"
+    return [
+        Result(label.format(backend, name), "items/s", Cell(floor.per_second), Cell(rate))
+        for name, rate in peers.items()
+    ]
 
 
 # --- reads ---------------------------------------------------------------------------------------
@@ -626,7 +687,11 @@ async def _postgres(
     async with server.scratch_database() as url:
         await (await _open_pg(url)).close()
         writes = await _writes(
-            "PostgreSQL", lambda: _postgres_sides(url, sizes.limit, _POOL), sizes, progress
+            "PostgreSQL",
+            lambda: _postgres_sides(url, sizes.limit, _POOL),
+            lambda turns: _postgres_floor(url, turns),
+            sizes,
+            progress,
         )
     async with server.scratch_database() as url:
         reads = await _postgres_reads(url, history, progress)
@@ -649,7 +714,11 @@ async def run_adapters(folder: Path, sizes: AdapterSizes, progress: Progress) ->
     writes_folder = folder / "writes"
     writes_folder.mkdir()
     found = await _writes(
-        "SQLite", lambda: _sqlite_sides(writes_folder, sizes.limit), sizes, progress
+        "SQLite",
+        lambda: _sqlite_sides(writes_folder, sizes.limit),
+        lambda turns: _sqlite_floor(writes_folder, turns),
+        sizes,
+        progress,
     )
     results += found[0]
     targets += found[1]
@@ -680,6 +749,10 @@ _NOTES = [
     "Writes: a turn is a user message and its reply (2 items); async APIs on both sides "
     "(add_items, aadd_messages, async_add_message), every call durable when it returns. "
     "Each side writes to its own fresh database.",
+    "Ceiling rows: the raw driver (sqlite3 in WAL mode with synchronous=FULL on the loop's "
+    "thread; asyncpg, one connection) committing each turn's 2 rows in one transaction into "
+    "a table of (id, session, text), beside each built-in store's 1-session rate: their "
+    "ratio is the most any store that commits each call durably can reach against it.",
     "Reads: async APIs (get_items, aget_messages); each side's database holds the same "
     "messages loaded in bulk, interleaved as live chats write them; the adapter's rows hold "
     "exactly what the adapter writes (the framework's object beside chatledger's columns). "
