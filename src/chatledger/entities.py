@@ -35,6 +35,8 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "ApiCallStatus",
+    "CallPage",
+    "CallSort",
     "ChatSession",
     "LLMApiCall",
     "LLMMessage",
@@ -43,6 +45,8 @@ __all__ = [
     "PriceDetails",
     "Provider",
     "QueryFilter",
+    "SessionPage",
+    "SessionQuery",
     "TokenDetails",
     "ToolCallContent",
     "ToolResultContent",
@@ -91,6 +95,14 @@ Money = Annotated[
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
 """An amount a money column holds: finite, not negative, below 10**14."""
+CostBound = Annotated[
+    Decimal,
+    Field(ge=0, le=_MONEY_LIMIT, allow_inf_nan=False),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+"""A bound on a call's price in a filter: finite, from 0 up to what a money column holds."""
+LatencyBound = Annotated[int, Field(ge=0, le=_INT64_MAX)]
+"""A bound on a call's latency in a filter, in milliseconds."""
 MoneyTotal = Annotated[
     Decimal,
     Field(ge=0, allow_inf_nan=False),
@@ -548,6 +560,11 @@ class QueryFilter(_Entity):
     model_name: str | None = None
     offset: int | None = Field(default=None, ge=0, le=_INT64_MAX)
     limit: int | None = Field(default=None, ge=0, le=_INT64_MAX)
+    error_code: str | None = None
+    min_cost: CostBound | None = None
+    max_cost: CostBound | None = None
+    min_latency_ms: LatencyBound | None = None
+    max_latency_ms: LatencyBound | None = None
 
     def tenant(self, tenant_id: uuid.UUID) -> QueryFilter:
         """Only calls of ``tenant_id``."""
@@ -581,9 +598,26 @@ class QueryFilter(_Entity):
         """Skip ``offset`` calls and return at most ``limit``."""
         return self._replace(offset=offset, limit=limit)
 
+    def with_error_code(self, code: str) -> QueryFilter:
+        """Only calls that failed with error code ``code``."""
+        return self._replace(error_code=code)
+
+    def cost_range(
+        self, min_cost: Decimal | float | str | None, max_cost: Decimal | float | str | None
+    ) -> QueryFilter:
+        """Only priced calls with ``min_cost <= total_price <= max_cost``; either may be None."""
+        return self._replace(
+            min_cost=None if min_cost is None else _to_decimal(min_cost),
+            max_cost=None if max_cost is None else _to_decimal(max_cost),
+        )
+
+    def latency_range(self, min_ms: int | None, max_ms: int | None) -> QueryFilter:
+        """Only calls with ``min_ms <= latency_ms <= max_ms``; either bound may be None."""
+        return self._replace(min_latency_ms=min_ms, max_latency_ms=max_ms)
+
 
 class UsageStatistics(_Entity):
-    """Totals, averages and latency percentiles over a set of API calls.
+    """Totals, averages, latency and time-to-first-token percentiles over a set of API calls.
 
     ``failed_count`` is every call that did not succeed. Averages and
     percentiles skip missing values and are None when there are none;
@@ -608,6 +642,9 @@ class UsageStatistics(_Entity):
     p50_latency_ms: float | None = None
     p95_latency_ms: float | None = None
     p99_latency_ms: float | None = None
+    p50_time_to_first_token_ms: float | None = None
+    p95_time_to_first_token_ms: float | None = None
+    p99_time_to_first_token_ms: float | None = None
 
 
 class UsageBucket(_Entity):
@@ -618,6 +655,63 @@ class UsageBucket(_Entity):
     keys: dict[str, Any]
     bucket_start: UtcDatetime | None = None
     stats: UsageStatistics
+
+
+class CallSort(StrEnum):
+    """The order of a page of API calls.
+
+    Ties are broken by create_time, then id, in the same direction; calls
+    without a value for the key (no price, no latency) come after every call
+    with one, in both directions.
+    """
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    COST_DESC = "cost_desc"
+    COST_ASC = "cost_asc"
+    LATENCY_DESC = "latency_desc"
+    LATENCY_ASC = "latency_asc"
+    TOKENS_DESC = "tokens_desc"
+    TOKENS_ASC = "tokens_asc"
+
+
+class CallPage(_Entity):
+    """One page of API calls and the cursor of the next page (None on the last)."""
+
+    calls: list[LLMApiCall]
+    next_cursor: str | None = None
+
+
+class SessionQuery(_Entity):
+    """Which sessions a search covers.
+
+    ``text`` is a case-insensitive substring of the session's title or of
+    any of its messages' text (``%``, ``_`` and a backslash match themselves;
+    an empty text is no condition). The time range is half-open, on the
+    session's ``create_time``: ``start_time <= create_time < end_time``.
+    """
+
+    _stored_times: ClassVar[bool] = False
+
+    tenant_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    text: str | None = None
+    start_time: UtcDatetime | None = None
+    end_time: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _no_empty_text(self) -> Self:
+        if self.text == "":
+            object.__setattr__(self, "text", None)
+        return self
+
+
+class SessionPage(_Entity):
+    """One page of sessions, newest first, and the cursor of the next page (None on the last)."""
+
+    sessions: list[ChatSession]
+    next_cursor: str | None = None
 
 
 class Provider(_Entity):

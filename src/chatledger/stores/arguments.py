@@ -24,7 +24,15 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
-from chatledger.entities import Agent, ChatSession, LLMApiCall, LLMMessage, Provider, QueryFilter
+from chatledger.entities import (
+    Agent,
+    ChatSession,
+    LLMApiCall,
+    LLMMessage,
+    Provider,
+    QueryFilter,
+    SessionQuery,
+)
 
 __all__ = ["check_arguments"]
 
@@ -41,6 +49,10 @@ _ENTITIES: dict[str, tuple[type[Any], str]] = {
     "agent": (Agent, "an Agent"),
     "query": (QueryFilter, "a QueryFilter"),
 }
+# A parameter whose type differs in one method: search_sessions' query is a SessionQuery.
+_METHOD_ENTITIES: dict[tuple[str, str], tuple[type[Any], str]] = {
+    ("search_sessions", "query"): (SessionQuery, "a SessionQuery"),
+}
 _BATCHES: dict[str, tuple[type[Any], str]] = {
     "messages": _ENTITIES["message"],
     "calls": _ENTITIES["call"],
@@ -49,6 +61,7 @@ _BATCHES: dict[str, tuple[type[Any], str]] = {
 _INTEGERS = frozenset({"offset", "limit", "chunk_size"})
 _TEXTS = frozenset({"name", "code", "kind"})
 _TIMES = frozenset({"before"})
+_OPTIONAL_TEXTS = frozenset({"cursor"})
 
 
 def _shown(value: Any) -> str:
@@ -107,13 +120,20 @@ def _text(method: str, parameter: str, value: Any) -> None:
         raise _refuse(method, parameter, "a str", value)
 
 
+def _optional_text(method: str, parameter: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise _refuse(method, parameter, "a str or None", value)
+
+
 def _time(method: str, parameter: str, value: Any) -> None:
     if not isinstance(value, datetime):
         raise _refuse(method, parameter, "a timezone-aware datetime", value)
 
 
-def _check_for(parameter: str) -> _Check | None:
-    """How to check an argument of parameter ``parameter``, or None to leave it alone."""
+def _check_for(method: str, parameter: str) -> _Check | None:
+    """How to check an argument of ``method``'s ``parameter``, or None to leave it alone."""
+    if (method, parameter) in _METHOD_ENTITIES:
+        return _entity(*_METHOD_ENTITIES[method, parameter])
     if parameter in _ENTITIES:
         return _entity(*_ENTITIES[parameter])
     if parameter in _BATCHES:
@@ -126,6 +146,8 @@ def _check_for(parameter: str) -> _Check | None:
         return _text
     if parameter in _TIMES:
         return _time
+    if parameter in _OPTIONAL_TEXTS:
+        return _optional_text
     return None
 
 
@@ -134,7 +156,7 @@ def _checked(method: Callable[..., Any]) -> Callable[..., Any] | None:
     checks: list[tuple[int, str, _Check]] = []
     parameters = list(inspect.signature(method).parameters.values())[1:]  # after self
     for index, parameter in enumerate(parameters):
-        check = _check_for(parameter.name)
+        check = _check_for(method.__name__, parameter.name)
         if check is None:
             continue
         positional = parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)

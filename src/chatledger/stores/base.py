@@ -11,11 +11,15 @@ from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, runtime_chec
 from chatledger.entities import (
     Agent,
     AgentConfig,
+    CallPage,
+    CallSort,
     ChatSession,
     LLMApiCall,
     LLMMessage,
     Provider,
     QueryFilter,
+    SessionPage,
+    SessionQuery,
     UsageBucket,
     UsageStatistics,
 )
@@ -23,6 +27,7 @@ from chatledger.errors import StoreConnectionError
 from chatledger.stores.arguments import check_arguments
 
 __all__ = [
+    "DEFAULT_PAGE_SIZE",
     "DEFAULT_QUERY_LIMIT",
     "DEFAULT_CHUNK_SIZE",
     "GROUP_BY_KEYS",
@@ -49,6 +54,9 @@ _R = TypeVar("_R", ChatSession, LLMMessage, LLMApiCall)
 DEFAULT_QUERY_LIMIT = 100
 """How many records ``query_api_calls`` and ``list_sessions`` return by default."""
 
+DEFAULT_PAGE_SIZE = 50
+"""How many records ``page_api_calls`` and ``search_sessions`` return by default."""
+
 DEFAULT_CHUNK_SIZE = 2000
 """How many records ``export_records`` hands over at a time unless told otherwise."""
 
@@ -56,6 +64,17 @@ GroupKey = Literal["model", "agent", "user", "tenant", "session", "status"]
 Bucket = Literal["hour", "day", "week", "month"]
 GROUP_BY_KEYS: tuple[GroupKey, ...] = ("model", "agent", "user", "tenant", "session", "status")
 _BUCKETS: tuple[Bucket, ...] = ("hour", "day", "week", "month")
+
+# What only API calls have: a filter naming one of these selects no session or message.
+_CALL_ONLY_FIELDS = (
+    "status",
+    "model_name",
+    "error_code",
+    "min_cost",
+    "max_cost",
+    "min_latency_ms",
+    "max_latency_ms",
+)
 
 RecordKind = Literal["sessions", "messages", "api_calls"]
 """What ``count_records`` and ``export_records`` read: sessions, messages or API calls."""
@@ -86,17 +105,18 @@ def check_breakdown_args(group_by: Sequence[str], bucket: str | None) -> tuple[G
 def check_record_query(kind: str, query: QueryFilter) -> RecordKind:
     """Validate a record kind and the filter asked of it; return the kind.
 
-    Sessions and messages have no status and no model: a filter naming
-    either is a mistake to report, not a condition to drop silently.
+    Sessions and messages have no status, model, error code, cost or
+    latency: a filter naming one is a mistake to report, not a condition to
+    drop silently.
     """
     if kind not in RECORD_KINDS:
         raise ValueError(f"unknown record kind {kind!r}; choose from {list(RECORD_KINDS)}")
     if kind != "api_calls":
-        named = [name for name in ("status", "model_name") if getattr(query, name) is not None]
+        named = [name for name in _CALL_ONLY_FIELDS if getattr(query, name) is not None]
         if named:
             raise ValueError(
-                f"{kind} have no status or model; the filter's {' and '.join(named)} "
-                "applies to api_calls only"
+                f"{kind} have no status or model (nor error code, cost or latency); the filter's "
+                f"{' and '.join(named)} applies to api_calls only"
             )
     return kind
 
@@ -192,6 +212,24 @@ class ApiCallStore(Protocol):
         """Statistics per group of ``group_by`` keys and per UTC time bucket."""
         ...
 
+    async def page_api_calls(
+        self,
+        query: QueryFilter,
+        *,
+        sort: CallSort | str = CallSort.NEWEST,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> CallPage:
+        """One page of the calls matching ``query`` in ``sort`` order, after ``cursor``.
+
+        Keyset pagination: ``next_cursor`` (None on the last page) reads the
+        next page. Ties are broken by create_time then id, in the sort's
+        direction; calls without the sort's value come after all the others.
+        The filter's offset and limit are ignored. A cursor of another sort,
+        or a damaged one, an unknown sort or ``limit < 1`` raise ValueError.
+        """
+        ...
+
     async def delete_api_call(self, call_id: uuid.UUID) -> bool:
         """Delete one API-call record; True when it existed."""
         ...
@@ -238,6 +276,22 @@ class SessionStore(Protocol):
         """Delete sessions with ``update_time < before`` and their messages; return how many.
 
         API-call records stay: they are the ledger. One transaction.
+        """
+        ...
+
+    async def search_sessions(
+        self,
+        query: SessionQuery,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> SessionPage:
+        """One page of the sessions ``query`` selects, newest first (create_time, then id).
+
+        ``query.text`` matches, case-insensitively and literally, part of the
+        title or of any of the session's messages' text. ``next_cursor``
+        (None on the last page) reads the next page; a damaged cursor, or one
+        made by ``page_api_calls``, or ``limit < 1`` raise ValueError.
         """
         ...
 
@@ -377,7 +431,8 @@ class PersistenceStore(
         of it is the entity's ``model_dump_json()``. Records are not validated
         into entities on the way. Chunks are read one query each, so a record
         saved during the export may appear in it and one deleted may not.
-        An unknown kind, a status or model filter on sessions or messages, or
+        An unknown kind, a filter on what only API calls have (status, model,
+        error code, cost, latency) for sessions or messages, or
         ``chunk_size < 1`` raises ValueError on the first iteration.
         """
         ...

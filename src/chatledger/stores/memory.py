@@ -26,17 +26,22 @@ from pydantic import BaseModel
 from chatledger.entities import (
     Agent,
     AgentConfig,
+    CallPage,
+    CallSort,
     ChatSession,
     LLMApiCall,
     LLMMessage,
     Provider,
     QueryFilter,
+    SessionPage,
+    SessionQuery,
     UsageBucket,
     UsageStatistics,
 )
 from chatledger.errors import ConstraintError, NotFoundError
 from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_PAGE_SIZE,
     DEFAULT_QUERY_LIMIT,
     Bucket,
     GroupKey,
@@ -49,6 +54,16 @@ from chatledger.stores.base import (
     first_of_each_id,
 )
 from chatledger.stores.encoding import ensure_storable_text, storable_json
+from chatledger.stores.paging import (
+    after_cursor,
+    call_cursor,
+    check_page_limit,
+    check_sort,
+    decode_call_cursor,
+    decode_session_cursor,
+    ordered_calls,
+    session_cursor,
+)
 from chatledger.stores.statistics import compute_breakdown, compute_statistics
 
 __all__ = ["InMemoryStore"]
@@ -80,7 +95,22 @@ def matches_filter(call: LLMApiCall, query: QueryFilter) -> bool:
         and (query.model_name is None or call.model_name == query.model_name)
         and (query.start_time is None or call.create_time >= query.start_time)
         and (query.end_time is None or call.create_time < query.end_time)
+        and (query.error_code is None or call.error_code == query.error_code)
+        and _within(call.total_price, query.min_cost, query.max_cost)
+        and _within(call.latency_ms, query.min_latency_ms, query.max_latency_ms)
     )
+
+
+def _within(value: Any, low: Any, high: Any) -> bool:
+    """True when ``low <= value <= high`` for the bounds given; a missing value meets none."""
+    if low is None and high is None:
+        return True
+    return value is not None and (low is None or value >= low) and (high is None or value <= high)
+
+
+def _contains(haystack: str | None, needle: str) -> bool:
+    """``needle`` (already lowercased) is part of ``haystack``, case aside."""
+    return haystack is not None and needle in haystack.lower()
 
 
 def _owned_by(record: ChatSession | LLMMessage, query: QueryFilter) -> bool:
@@ -362,6 +392,26 @@ class InMemoryStore(StoreLifecycle):
         self._check_open()
         return compute_breakdown(self._matching_calls(query), keys, bucket)
 
+    async def page_api_calls(
+        self,
+        query: QueryFilter,
+        *,
+        sort: CallSort | str = CallSort.NEWEST,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> CallPage:
+        """One page of the calls matching ``query`` in ``sort`` order, after ``cursor``."""
+        order = check_sort(sort)
+        after = None if cursor is None else decode_call_cursor(order, cursor)
+        check_page_limit(limit)
+        self._check_open()
+        found = ordered_calls(self._matching_calls(query), order)
+        if after is not None:
+            found = [call for call in found if after_cursor(call, order, after)]
+        page = found[:limit]
+        more = len(found) > limit
+        return CallPage(calls=page, next_cursor=call_cursor(order, page[-1]) if more else None)
+
     async def delete_api_call(self, call_id: uuid.UUID) -> bool:
         """Delete one API-call record; True when it existed."""
         self._check_open()
@@ -442,6 +492,44 @@ class InMemoryStore(StoreLifecycle):
         found = [s for s in self._sessions.values() if session_matches(s, query)]
         found.sort(key=lambda s: (s.update_time, s.id), reverse=True)
         return found[offset : offset + limit]
+
+    async def search_sessions(
+        self,
+        query: SessionQuery,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> SessionPage:
+        """One page of the sessions ``query`` selects, newest first (create_time, then id)."""
+        after = None if cursor is None else decode_session_cursor(cursor)
+        check_page_limit(limit)
+        self._check_open()
+        found = [s for s in self._sessions.values() if self._session_found(s, query)]
+        found.sort(key=lambda s: (s.create_time, s.id), reverse=True)
+        if after is not None:
+            mark = (after.create_time, after.id)
+            found = [s for s in found if (s.create_time, s.id) < mark]
+        page = found[:limit]
+        more = len(found) > limit
+        return SessionPage(sessions=page, next_cursor=session_cursor(page[-1]) if more else None)
+
+    def _session_found(self, session: ChatSession, query: SessionQuery) -> bool:
+        """True when ``session`` meets every condition of a session search."""
+        if not (
+            (query.tenant_id is None or session.tenant_id == query.tenant_id)
+            and (query.user_id is None or session.user_id == query.user_id)
+            and (query.agent_id is None or session.agent_id == query.agent_id)
+            and (query.start_time is None or session.create_time >= query.start_time)
+            and (query.end_time is None or session.create_time < query.end_time)
+        ):
+            return False
+        if query.text is None:
+            return True
+        needle = query.text.lower()
+        return _contains(session.title, needle) or any(
+            _contains(message.content.text, needle)
+            for message in self._session_messages.get(session.id, ())
+        )
 
     async def cleanup_old_sessions(self, before: datetime) -> int:
         """Delete sessions with ``update_time < before`` and their messages; return how many."""

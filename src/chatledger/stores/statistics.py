@@ -109,7 +109,7 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def compute_statistics(calls: Iterable[LLMApiCall]) -> UsageStatistics:
-    """Totals, averages and latency percentiles over ``calls``."""
+    """Totals, averages, latency and time-to-first-token percentiles over ``calls``."""
     status_counts = dict.fromkeys(ApiCallStatus, 0)
     total_calls = total_tokens = total_prompt = total_completion = 0
     total_cached = total_reasoning = 0
@@ -136,6 +136,7 @@ def compute_statistics(calls: Iterable[LLMApiCall]) -> UsageStatistics:
         if call.time_to_first_token_ms is not None:
             first_tokens.append(call.time_to_first_token_ms)
     latencies.sort()
+    first_tokens.sort()
     success_count = status_counts[ApiCallStatus.SUCCESS]
     return UsageStatistics(
         total_calls=total_calls,
@@ -154,6 +155,9 @@ def compute_statistics(calls: Iterable[LLMApiCall]) -> UsageStatistics:
         p50_latency_ms=percentile(latencies, 0.50),
         p95_latency_ms=percentile(latencies, 0.95),
         p99_latency_ms=percentile(latencies, 0.99),
+        p50_time_to_first_token_ms=percentile(first_tokens, 0.50),
+        p95_time_to_first_token_ms=percentile(first_tokens, 0.95),
+        p99_time_to_first_token_ms=percentile(first_tokens, 0.99),
     )
 
 

@@ -42,6 +42,8 @@ from chatledger.entities import (
     Agent,
     AgentConfig,
     ApiCallStatus,
+    CallPage,
+    CallSort,
     ChatSession,
     LLMApiCall,
     LLMMessage,
@@ -50,6 +52,8 @@ from chatledger.entities import (
     PriceDetails,
     Provider,
     QueryFilter,
+    SessionPage,
+    SessionQuery,
     TokenDetails,
     ToolCallContent,
     ToolResultContent,
@@ -282,12 +286,22 @@ def _assert_statistics(actual: UsageStatistics, calls: Sequence[LLMApiCall]) -> 
             assert got is None
         else:
             assert got == pytest.approx(want, rel=1e-9)
-    percentiles = _expected_percentiles(sorted(latencies))
-    got_percentiles = (actual.p50_latency_ms, actual.p95_latency_ms, actual.p99_latency_ms)
-    if percentiles is None:
-        assert got_percentiles == (None, None, None)
-    else:
-        assert got_percentiles == pytest.approx(percentiles, rel=1e-9)
+    for values, got_percentiles in (
+        (latencies, (actual.p50_latency_ms, actual.p95_latency_ms, actual.p99_latency_ms)),
+        (
+            firsts,
+            (
+                actual.p50_time_to_first_token_ms,
+                actual.p95_time_to_first_token_ms,
+                actual.p99_time_to_first_token_ms,
+            ),
+        ),
+    ):
+        percentiles = _expected_percentiles(sorted(values))
+        if percentiles is None:
+            assert got_percentiles == (None, None, None)
+        else:
+            assert got_percentiles == pytest.approx(percentiles, rel=1e-9)
 
 
 class _Population:
@@ -300,6 +314,7 @@ class _Population:
         self.sessions = [uuid7() for _ in range(5)]
         self.agents = [uuid7() for _ in range(3)]
         self.models = ["gpt-4o", "gpt-4o-mini", "claude-sonnet", "深度求索-chat"]
+        self.error_codes = ["rate_limit_exceeded", "context_length_exceeded", "server_error"]
         self.start = datetime(2024, 1, 1, tzinfo=UTC)
         self.calls = [self._call(rng) for _ in range(count)]
 
@@ -319,7 +334,11 @@ class _Population:
             else None
         )
         price = Decimal(rng.randint(0, 10**7)) / Decimal(10**8) if rng.random() < 0.7 else None
+        failed = status is not ApiCallStatus.SUCCESS
+        error_code = rng.choice(self.error_codes) if failed and rng.random() < 0.9 else None
         return make_api_call(
+            error_code=error_code,
+            error_message=None if error_code is None else f"failed with {error_code}",
             chat_session_id=rng.choice(self.sessions),
             agent_id=rng.choice(self.agents),
             user_id=rng.choice(self.users),
@@ -487,6 +506,7 @@ class StoreConformance:
             lambda: store.query_api_calls(QueryFilter()),
             lambda: store.get_statistics(QueryFilter()),
             lambda: store.get_usage_breakdown(QueryFilter(), ["model"], "day"),
+            lambda: store.page_api_calls(QueryFilter()),
             lambda: store.delete_api_call(some_id),
             lambda: store.cleanup_old_records(BASE_TIME),
             lambda: store.create_session(session),
@@ -496,6 +516,7 @@ class StoreConformance:
             lambda: store.delete_session(some_id),
             lambda: store.list_sessions(QueryFilter()),
             lambda: store.cleanup_old_sessions(BASE_TIME),
+            lambda: store.search_sessions(SessionQuery()),
             lambda: store.count_records("api_calls", QueryFilter()),
             lambda: _drain(store.export_records("messages", QueryFilter())),
             lambda: store.save_provider(provider),
@@ -553,6 +574,12 @@ class StoreConformance:
             ("query", lambda: store.query_api_calls(_any(None))),
             ("query", lambda: store.get_statistics(_any({"tenant_id": some_id}))),
             ("query", lambda: store.get_usage_breakdown(_any(None), ["model"])),
+            ("query", lambda: store.page_api_calls(_any(SessionQuery()))),
+            ("limit", lambda: store.page_api_calls(QueryFilter(), limit=_any("50"))),
+            ("cursor", lambda: store.page_api_calls(QueryFilter(), cursor=_any(7))),
+            ("query", lambda: store.search_sessions(_any(QueryFilter()))),
+            ("cursor", lambda: store.search_sessions(SessionQuery(), cursor=_any(b"x"))),
+            ("limit", lambda: store.search_sessions(SessionQuery(), limit=_any(None))),
             ("call_id", lambda: store.delete_api_call(_any("x"))),
             ("before", lambda: store.cleanup_old_records(_any("2024-01-01"))),
             ("session", lambda: store.create_session(_any(None))),
@@ -2358,7 +2385,13 @@ class StoreConformance:
             await _drain(store.export_records(unknown, QueryFilter()))
         kinds: list[RecordKind] = ["sessions", "messages"]
         for kind in kinds:
-            for query in (QueryFilter().with_status("failed"), QueryFilter().model("gpt-4o")):
+            for query in (
+                QueryFilter().with_status("failed"),
+                QueryFilter().model("gpt-4o"),
+                QueryFilter().with_error_code("server_error"),
+                QueryFilter().cost_range(Decimal(0), None),
+                QueryFilter().latency_range(None, 10),
+            ):
                 with pytest.raises(ValueError, match="status or model"):
                     await store.count_records(kind, query)
                 with pytest.raises(ValueError, match="status or model"):
@@ -2559,6 +2592,391 @@ class StoreConformance:
         assert await store.count_records("api_calls", QueryFilter()) == 5
         assert len(await _exported(store, "api_calls")) == 5
 
+    # -- pages of API calls ----------------------------------------------------------------
+
+    @staticmethod
+    def _sortable_calls() -> list[LLMApiCall]:
+        """Calls with many ties: few times, few prices and latencies, some without either."""
+        rng = random.Random(42)  # noqa: S311  (reproducible test data, not security)
+        times = [BASE_TIME + timedelta(minutes=m) for m in range(6)]
+        prices = [None, Decimal("0"), Decimal("0.0015"), Decimal("0.25"), Decimal("3.5")]
+        latencies = [None, 0, 120, 950, 4000]
+        calls = []
+        for _ in range(90):
+            prompt = rng.choice([0, 10, 400])
+            calls.append(
+                make_api_call(
+                    create_time=rng.choice(times),
+                    total_price=rng.choice(prices),
+                    latency_ms=rng.choice(latencies),
+                    prompt_tokens=prompt,
+                    completion_tokens=rng.choice([0, 5]),
+                    model_name=rng.choice(["gpt-4o", "gpt-4o-mini"]),
+                )
+            )
+        return calls
+
+    @staticmethod
+    def _expected_order(calls: Sequence[LLMApiCall], sort: CallSort) -> list[UUID]:
+        """The ids of ``calls`` in ``sort`` order, worked out here from the contract."""
+        values: dict[CallSort, Callable[[LLMApiCall], Any]] = {
+            CallSort.NEWEST: lambda c: c.create_time,
+            CallSort.OLDEST: lambda c: c.create_time,
+            CallSort.COST_DESC: lambda c: c.total_price,
+            CallSort.COST_ASC: lambda c: c.total_price,
+            CallSort.LATENCY_DESC: lambda c: c.latency_ms,
+            CallSort.LATENCY_ASC: lambda c: c.latency_ms,
+            CallSort.TOKENS_DESC: lambda c: c.total_tokens,
+            CallSort.TOKENS_ASC: lambda c: c.total_tokens,
+        }
+        value = values[sort]
+        descending = sort in (
+            CallSort.NEWEST,
+            CallSort.COST_DESC,
+            CallSort.LATENCY_DESC,
+            CallSort.TOKENS_DESC,
+        )
+        with_value = sorted(
+            (c for c in calls if value(c) is not None),
+            key=lambda c: (value(c), c.create_time, c.id),
+            reverse=descending,
+        )
+        without = sorted(
+            (c for c in calls if value(c) is None),
+            key=lambda c: (c.create_time, c.id),
+            reverse=descending,
+        )
+        return [c.id for c in with_value + without]
+
+    @staticmethod
+    async def _walk_calls(
+        store: PersistenceStore, query: QueryFilter, sort: CallSort | str, limit: int
+    ) -> list[CallPage]:
+        """Every page of a query, cursor after cursor, until one says there is none."""
+        pages = [await store.page_api_calls(query, sort=sort, limit=limit)]
+        while pages[-1].next_cursor is not None:
+            cursor = pages[-1].next_cursor
+            pages.append(await store.page_api_calls(query, sort=sort, cursor=cursor, limit=limit))
+            assert len(pages) < 1000, "the pages never end"
+        return pages
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("sort", list(CallSort))
+    async def test_page_api_calls_walks_every_call_once_in_order(
+        self, store: PersistenceStore, sort: CallSort
+    ) -> None:
+        """Page after page gives every call once, in the sort's order, ties by time then id."""
+        calls = self._sortable_calls()
+        await store.save_api_calls(calls)
+        pages = await self._walk_calls(store, QueryFilter(), sort, limit=7)
+        assert [len(page.calls) for page in pages] == [7] * 12 + [6]
+        got = [c.id for page in pages for c in page.calls]
+        assert got == self._expected_order(calls, sort)
+        by_id = {c.id: c for c in calls}
+        assert all(c == by_id[c.id] for page in pages for c in page.calls)
+
+    @pytest.mark.asyncio
+    async def test_page_api_calls_honours_the_filter(self, store: PersistenceStore) -> None:
+        """A page holds only the calls the filter matches; its offset and limit are ignored."""
+        calls = self._sortable_calls()
+        await store.save_api_calls(calls)
+        query = QueryFilter().model("gpt-4o").cost_range(Decimal("0.0015"), None).paginate(3, 2)
+        mine = [
+            c
+            for c in calls
+            if c.model_name == "gpt-4o"
+            and c.total_price is not None
+            and c.total_price >= Decimal("0.0015")
+        ]
+        assert mine
+        for sort in (CallSort.NEWEST, CallSort.COST_ASC, CallSort.LATENCY_DESC):
+            pages = await self._walk_calls(store, query, sort.value, limit=4)
+            got = [c.id for page in pages for c in page.calls]
+            assert got == self._expected_order(mine, sort)
+
+    @pytest.mark.asyncio
+    async def test_page_api_calls_last_page_has_no_cursor(self, store: PersistenceStore) -> None:
+        """No calls: an empty page; exactly a page of calls: no cursor to a next, empty page."""
+        empty = await store.page_api_calls(QueryFilter())
+        assert empty == CallPage(calls=[], next_cursor=None)
+        calls = [make_api_call(create_time=BASE_TIME + timedelta(seconds=i)) for i in range(10)]
+        await store.save_api_calls(calls)
+        whole = await store.page_api_calls(QueryFilter(), limit=10)
+        assert [c.id for c in whole.calls] == [c.id for c in reversed(calls)]
+        assert whole.next_cursor is None
+        first = await store.page_api_calls(QueryFilter(), sort="oldest", limit=5)
+        assert first.next_cursor is not None
+        rest = await store.page_api_calls(
+            QueryFilter(), sort="oldest", cursor=first.next_cursor, limit=5
+        )
+        assert [c.id for c in rest.calls] == [c.id for c in calls[5:]]
+        assert rest.next_cursor is None
+        default = await store.page_api_calls(QueryFilter())
+        assert len(default.calls) == 10
+
+    @pytest.mark.asyncio
+    async def test_page_api_calls_cursor_is_url_safe_text(self, store: PersistenceStore) -> None:
+        """A cursor is plain URL-safe text and keeps working after a call is deleted."""
+        calls = self._sortable_calls()
+        await store.save_api_calls(calls)
+        for sort in CallSort:
+            page = await store.page_api_calls(QueryFilter(), sort=sort, limit=30)
+            cursor = page.next_cursor
+            assert cursor is not None
+            assert re.fullmatch(r"[A-Za-z0-9_=-]+", cursor), cursor
+            # the row the cursor names may go away; the next page still starts after it
+            assert await store.delete_api_call(page.calls[-1].id) is True
+            following = await store.page_api_calls(
+                QueryFilter(), sort=sort, cursor=cursor, limit=30
+            )
+            left = [c for c in calls if c.id != page.calls[-1].id]
+            seen = {c.id for c in page.calls}
+            expected = [i for i in self._expected_order(left, sort) if i not in seen]
+            assert [c.id for c in following.calls] == expected[:30]
+            await store.save_api_call(page.calls[-1])
+
+    @pytest.mark.asyncio
+    async def test_page_api_calls_refuses_bad_cursors_and_arguments(
+        self, store: PersistenceStore
+    ) -> None:
+        """A damaged or foreign cursor, an unknown sort, a limit below 1: ValueError."""
+        await store.save_api_calls(self._sortable_calls())
+        await self._session(store)
+        await self._session(store)
+        newest = (await store.page_api_calls(QueryFilter(), limit=2)).next_cursor
+        by_cost = (await store.page_api_calls(QueryFilter(), sort="cost_desc", limit=2)).next_cursor
+        sessions = (await store.search_sessions(SessionQuery(), limit=1)).next_cursor
+        assert newest is not None
+        assert by_cost is not None
+        assert sessions is not None
+        bad = [
+            "",
+            "not a cursor",
+            "%%%",
+            newest[:-3],
+            newest + "AAAA",
+            "W10",  # []
+            "WyJuZXdlc3QiLG51bGwsIngiLCJ5Il0",  # ["newest",null,"x","y"]
+            "x" * 5000,
+            sessions,
+        ]
+        for cursor in bad:
+            with pytest.raises(ValueError, match="cursor"):
+                await store.page_api_calls(QueryFilter(), cursor=cursor)
+        with pytest.raises(ValueError, match="cursor"):
+            await store.page_api_calls(QueryFilter(), sort="oldest", cursor=newest)
+        with pytest.raises(ValueError, match="cursor"):
+            await store.page_api_calls(QueryFilter(), sort="cost_asc", cursor=by_cost)
+        with pytest.raises(ValueError, match="cursor"):
+            await store.page_api_calls(QueryFilter(), sort="latency_desc", cursor=by_cost)
+        with pytest.raises(ValueError, match="sort"):
+            await store.page_api_calls(QueryFilter(), sort="cheapest")
+        for limit in (0, -1):
+            with pytest.raises(ValueError, match="limit"):
+                await store.page_api_calls(QueryFilter(), limit=limit)
+
+    # -- searching sessions ----------------------------------------------------------------
+
+    async def _searchable_sessions(self, store: PersistenceStore) -> dict[str, ChatSession]:
+        """Sessions with titles and messages worth searching, by a short name."""
+        tenant, user, agent = uuid7(), uuid7(), uuid7()
+        made: dict[str, ChatSession] = {}
+        specs: list[tuple[str, str | None, list[str]]] = [
+            ("title", "Quarterly REPORT draft", []),
+            ("message", None, ["nothing here", "Please summarise the Report, thanks"]),
+            ("percent", "50% off", ["the 100_000 limit"]),
+            ("digits", "500 off", ["the 100x000 limit"]),
+            ("backslash", None, ["path C:\\temp\\new"]),
+            ("bang", "hi! there", ['she said "hello"']),
+            ("tools", None, []),
+            ("empty", None, []),
+        ]
+        for offset, (name, title, texts) in enumerate(specs):
+            session = make_session(
+                tenant_id=tenant,
+                user_id=user,
+                agent_id=agent,
+                title=title,
+                create_time=BASE_TIME + timedelta(minutes=offset),
+            )
+            await store.create_session(session)
+            for index, text in enumerate(texts):
+                await store.save_message(
+                    make_message(
+                        session, text, create_time=BASE_TIME + timedelta(hours=1, seconds=index)
+                    )
+                )
+            made[name] = session
+        tool_call = ToolCallContent(id="call_1", name="report", arguments={"q": "report"})
+        await store.save_messages(
+            [
+                make_message(
+                    made["tools"],
+                    content=MessageContent.from_tool_calls([tool_call]),
+                    role=MessageRole.ASSISTANT,
+                ),
+                make_message(
+                    made["tools"],
+                    content=MessageContent.from_tool_result(
+                        ToolResultContent(tool_call_id="call_1", content="report body")
+                    ),
+                    role=MessageRole.TOOL,
+                ),
+            ]
+        )
+        return made
+
+    @staticmethod
+    async def _found(store: PersistenceStore, query: SessionQuery, limit: int = 50) -> list[UUID]:
+        """The ids of every session a search finds, page after page."""
+        found: list[UUID] = []
+        cursor: str | None = None
+        while True:
+            page = await store.search_sessions(query, cursor=cursor, limit=limit)
+            found.extend(s.id for s in page.sessions)
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+    @pytest.mark.asyncio
+    async def test_search_sessions_by_text_in_title_or_messages(
+        self, store: PersistenceStore
+    ) -> None:
+        """Text matches part of a title or of a message's text, whatever the ASCII case."""
+        made = await self._searchable_sessions(store)
+
+        async def found(text: str) -> set[str]:
+            ids = await self._found(store, SessionQuery(text=text))
+            return {name for name, session in made.items() if session.id in ids}
+
+        assert await found("report") == {"title", "message"}
+        assert await found("rEpOrT dRaFt") == {"title"}
+        assert await found("SUMMARISE the report") == {"message"}
+        assert await found("nowhere to be found") == set()
+        assert await found('"hello"') == {"bang"}  # the text, not its JSON form
+        assert await found("report body") == set()  # a tool result is not message text
+        assert await found("") == set(made)  # no text: no condition
+
+    @pytest.mark.asyncio
+    async def test_search_sessions_matches_wildcards_literally(
+        self, store: PersistenceStore
+    ) -> None:
+        """%, _, a backslash and ! in the text are matched as themselves."""
+        made = await self._searchable_sessions(store)
+
+        async def found(text: str) -> set[str]:
+            ids = await self._found(store, SessionQuery(text=text))
+            return {name for name, session in made.items() if session.id in ids}
+
+        assert await found("50%") == {"percent"}
+        assert await found("%") == {"percent"}
+        assert await found("0_0") == {"percent"}
+        assert await found("_") == {"percent"}
+        assert await found("C:\\temp") == {"backslash"}
+        assert await found("\\") == {"backslash"}
+        assert await found("hi!") == {"bang"}
+        assert await found("!") == {"bang"}
+        assert await found("!!") == set()
+
+    @pytest.mark.asyncio
+    async def test_search_sessions_newest_first_in_pages(self, store: PersistenceStore) -> None:
+        """Sessions come newest first by create_time, ties by id, page after page."""
+        times = [BASE_TIME + timedelta(minutes=m) for m in (0, 1, 1, 1, 2, 5, 5)]
+        sessions = [await self._session(store, create_time=t) for t in times * 2]
+        expected = [s.id for s in sorted(sessions, key=lambda s: (s.create_time, s.id))][::-1]
+        for limit in (1, 3, 14, 50):
+            assert await self._found(store, SessionQuery(), limit=limit) == expected
+        page = await store.search_sessions(SessionQuery(), limit=14)
+        assert page.next_cursor is None
+        assert isinstance(page, SessionPage)
+        assert page.sessions == [await store.get_session(i) for i in expected]
+
+    @pytest.mark.asyncio
+    async def test_search_sessions_with_each_filter_field(self, store: PersistenceStore) -> None:
+        """Tenant, user, agent and a half-open range on create_time select sessions."""
+        sessions = await self._sessions_over_time(store)
+        first = sessions[0]
+        start, end = BASE_TIME + timedelta(days=5), BASE_TIME + timedelta(days=15)
+        at_start = await self._session(store, create_time=start, tenant_id=first.tenant_id)
+        at_end = await self._session(store, create_time=end, tenant_id=first.tenant_id)
+        sessions += [at_start, at_end]
+        cases: list[tuple[SessionQuery, Callable[[ChatSession], bool]]] = [
+            (SessionQuery(), lambda s: True),
+            (SessionQuery(tenant_id=first.tenant_id), lambda s: s.tenant_id == first.tenant_id),
+            (SessionQuery(user_id=first.user_id), lambda s: s.user_id == first.user_id),
+            (SessionQuery(agent_id=first.agent_id), lambda s: s.agent_id == first.agent_id),
+            (
+                SessionQuery(start_time=start, end_time=end),
+                lambda s: start <= s.create_time < end,
+            ),
+            (
+                SessionQuery(tenant_id=first.tenant_id, start_time=start),
+                lambda s: s.tenant_id == first.tenant_id and s.create_time >= start,
+            ),
+        ]
+        for query, keep in cases:
+            expected = sorted((s for s in sessions if keep(s)), key=lambda s: (s.create_time, s.id))
+            assert expected
+            assert await self._found(store, query, limit=4) == [s.id for s in reversed(expected)]
+        ranged = await self._found(store, SessionQuery(start_time=start, end_time=end))
+        assert at_start.id in ranged
+        assert at_end.id not in ranged
+
+    @pytest.mark.asyncio
+    async def test_search_sessions_text_with_filters(self, store: PersistenceStore) -> None:
+        """Text and the other conditions hold together; another tenant's matches stay out."""
+        made = await self._searchable_sessions(store)
+        other = await self._session(store, title="report of another tenant")
+        await store.save_message(make_message(other, "the report"))
+        ids = await self._found(store, SessionQuery(text="report"))
+        assert set(ids) == {made["title"].id, made["message"].id, other.id}
+        query = SessionQuery(text="report", tenant_id=made["title"].tenant_id)
+        ids = await self._found(store, query, limit=1)
+        assert ids == [made["message"].id, made["title"].id]
+
+    @pytest.mark.asyncio
+    async def test_search_sessions_refuses_bad_cursors(self, store: PersistenceStore) -> None:
+        """A damaged cursor, a page_api_calls cursor or limit < 1: ValueError."""
+        for _ in range(3):
+            await self._session(store)
+        await store.save_api_calls([make_api_call(), make_api_call()])
+        calls = (await store.page_api_calls(QueryFilter(), limit=1)).next_cursor
+        mine = (await store.search_sessions(SessionQuery(), limit=1)).next_cursor
+        assert calls is not None
+        assert mine is not None
+        for cursor in ("", "garbage", mine[:-2], calls):
+            with pytest.raises(ValueError, match="cursor"):
+                await store.search_sessions(SessionQuery(), cursor=cursor)
+        for limit in (0, -5):
+            with pytest.raises(ValueError, match="limit"):
+                await store.search_sessions(SessionQuery(), limit=limit)
+
+    # -- time to first token -----------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_time_to_first_token_percentiles(self, store: PersistenceStore) -> None:
+        """TTFT p50/p95/p99 interpolate as latency's do, skip calls without one, per group too."""
+        await store.save_api_calls(
+            [
+                make_api_call(time_to_first_token_ms=ms, model_name=model)
+                for ms, model in ((100, "a"), (None, "a"), (200, "a"), (400, "b"), (300, "b"))
+            ]
+        )
+        stats = await store.get_statistics(QueryFilter())
+        assert stats.p50_time_to_first_token_ms == pytest.approx(250.0)
+        assert stats.p95_time_to_first_token_ms == pytest.approx(385.0)
+        assert stats.p99_time_to_first_token_ms == pytest.approx(397.0)
+        rows = await store.get_usage_breakdown(QueryFilter(), ["model"])
+        assert [r.keys["model"] for r in rows] == ["a", "b"]
+        assert rows[0].stats.p50_time_to_first_token_ms == pytest.approx(150.0)
+        assert rows[0].stats.p95_time_to_first_token_ms == pytest.approx(195.0)
+        assert rows[1].stats.p50_time_to_first_token_ms == pytest.approx(350.0)
+        assert rows[1].stats.p95_time_to_first_token_ms == pytest.approx(395.0)
+        empty = await store.get_statistics(QueryFilter().model("c"))
+        assert empty.p50_time_to_first_token_ms is None
+        filtered = await store.get_statistics(QueryFilter().model("b"))
+        assert filtered.p99_time_to_first_token_ms == pytest.approx(399.0)
+
     # -- shared filters ------------------------------------------------------------------
 
     @staticmethod
@@ -2571,6 +2989,12 @@ class StoreConformance:
         start = population.start + timedelta(days=20)
         end = population.start + timedelta(days=50)
         status = ApiCallStatus.TIMEOUT
+        code = population.error_codes[1]
+        # bounds equal to stored values, so inclusive bounds are tested at their edges
+        prices = sorted({c.total_price for c in population.calls if c.total_price is not None})
+        low_cost, high_cost = prices[len(prices) // 4], prices[len(prices) // 2]
+        latencies = sorted({c.latency_ms for c in population.calls if c.latency_ms is not None})
+        low_ms, high_ms = latencies[len(latencies) // 3], latencies[2 * len(latencies) // 3]
         return [
             (QueryFilter().tenant(tenant), lambda c: c.tenant_id == tenant),
             (QueryFilter().user(user), lambda c: c.user_id == user),
@@ -2583,6 +3007,40 @@ class StoreConformance:
                 QueryFilter().tenant(tenant).model(model).time_range(start, None),
                 lambda c: (
                     c.tenant_id == tenant and c.model_name == model and c.create_time >= start
+                ),
+            ),
+            (QueryFilter().with_error_code(code), lambda c: c.error_code == code),
+            (
+                QueryFilter().cost_range(low_cost, high_cost),
+                lambda c: c.total_price is not None and low_cost <= c.total_price <= high_cost,
+            ),
+            (
+                QueryFilter().cost_range(None, high_cost),
+                lambda c: c.total_price is not None and c.total_price <= high_cost,
+            ),
+            (
+                QueryFilter().cost_range(low_cost, None),
+                lambda c: c.total_price is not None and c.total_price >= low_cost,
+            ),
+            (
+                QueryFilter().latency_range(low_ms, high_ms),
+                lambda c: c.latency_ms is not None and low_ms <= c.latency_ms <= high_ms,
+            ),
+            (
+                QueryFilter().latency_range(None, high_ms),
+                lambda c: c.latency_ms is not None and c.latency_ms <= high_ms,
+            ),
+            (
+                QueryFilter().latency_range(low_ms, None),
+                lambda c: c.latency_ms is not None and c.latency_ms >= low_ms,
+            ),
+            (
+                QueryFilter().tenant(tenant).with_error_code(code).latency_range(low_ms, None),
+                lambda c: (
+                    c.tenant_id == tenant
+                    and c.error_code == code
+                    and c.latency_ms is not None
+                    and c.latency_ms >= low_ms
                 ),
             ),
         ]
