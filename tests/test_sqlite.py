@@ -330,7 +330,7 @@ async def test_percentiles_use_the_latency_index_only_when_unfiltered(tmp_path: 
     with sqlite3.connect(path) as conn:
 
         def plan(where: str, params: tuple[object, ...]) -> str:
-            percentiles = usage_statements(dialect, where, (), None)[-1]
+            percentiles = usage_statements(dialect, where, (), None)[1]  # latency_ms
             return str(conn.execute(f"EXPLAIN QUERY PLAN {percentiles}", params).fetchall())
 
         assert "idx_api_call_latency" in plan("", ())

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from chatledger.stores.paging import LIKE_ESCAPE
 from chatledger.stores.schema import Column, ColumnType, Index, Table
 
 __all__ = ["Dialect", "json_dumps", "utc_text", "uuid_text"]
@@ -170,6 +171,23 @@ class Dialect:
     def json_int(self, column: str, key: str) -> str:
         """An integer read from key ``key`` of JSON column ``column``."""
         return f"CAST(json_extract({column}, '$.{key}') AS INTEGER)"
+
+    def json_text(self, column: str, key: str) -> str:
+        """The text at key ``key`` of JSON column ``column`` (NULL when absent)."""
+        return f"json_extract({column}, '$.{key}')"
+
+    def contains(self, expression: str) -> str:
+        """``expression`` matches one LIKE pattern parameter, escaped with ``!``, any case."""
+        return f"{expression} LIKE ? ESCAPE '{LIKE_ESCAPE}'"
+
+    def keyset_after(self, columns: Sequence[str], *, descending: bool) -> str:
+        """Rows after a keyset position in ``columns`` order; one parameter per column.
+
+        A row-value comparison, which PostgreSQL and SQLite turn into one
+        index range over an index on ``columns``.
+        """
+        marks = ", ".join("?" * len(columns))
+        return f"({', '.join(columns)}) {'<' if descending else '>'} ({marks})"
 
     def unindexed(self, column: str) -> str:
         """``column`` as an expression the planner will not serve from an index."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from chatledger.errors import PersistenceError
 from chatledger.stores.dialect import Dialect, uuid_text
+from chatledger.stores.paging import LIKE_ESCAPE
 from chatledger.stores.schema import Column, ColumnType, Index, Table
 from chatledger.stores.server import (
     Failure,
@@ -168,6 +169,19 @@ class MySqlDialect(Dialect):
     def json_int(self, column: str, key: str) -> str:
         """``JSON_VALUE`` gives SQL NULL for a JSON null, which a cast would reject."""
         return f"CAST(JSON_VALUE({column}, '$.{key}') AS SIGNED)"
+
+    def json_text(self, column: str, key: str) -> str:
+        """``JSON_UNQUOTE(JSON_EXTRACT(…))``; MySQL's JSON_VALUE would cut it at 512 characters."""
+        return f"JSON_UNQUOTE(JSON_EXTRACT({column}, '$.{key}'))"
+
+    def contains(self, expression: str) -> str:
+        """Both sides lowered: the columns' binary collation compares case as it is.
+
+        A case-insensitive collation (``utf8mb4_unicode_ci``) would also make
+        ``e`` match ``é``; lowering both keeps accents apart, as the other
+        backends do.
+        """
+        return f"LOWER({expression}) LIKE LOWER(?) ESCAPE '{LIKE_ESCAPE}'"
 
     def unindexed(self, column: str) -> str:
         """An expression no index covers."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from chatledger.errors import PersistenceError
 from chatledger.stores.dialect import Dialect
+from chatledger.stores.paging import LIKE_ESCAPE
 from chatledger.stores.schema import Column, ColumnType, Table
 from chatledger.stores.server import (
     Failure,
@@ -91,6 +92,14 @@ class PostgresDialect(Dialect):
     def json_int(self, column: str, key: str) -> str:
         """``->>`` then a cast; a JSON null gives SQL NULL."""
         return f"(({column})->>'{key}')::BIGINT"
+
+    def json_text(self, column: str, key: str) -> str:
+        """``->>``: the key's value as text."""
+        return f"({column})->>'{key}'"
+
+    def contains(self, expression: str) -> str:
+        """``ILIKE``: case-insensitive in the database's character classification."""
+        return f"{expression} ILIKE ? ESCAPE '{LIKE_ESCAPE}'"
 
     def unindexed(self, column: str) -> str:
         """An expression no index covers."""

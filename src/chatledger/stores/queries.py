@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatledger.entities import ApiCallStatus, QueryFilter
+from chatledger.entities import ApiCallStatus, QueryFilter, SessionQuery
 from chatledger.stores.base import RecordKind
 from chatledger.stores.dialect import Dialect
+from chatledger.stores.paging import Cursor, SortSpec, like_pattern
 from chatledger.stores.schema import (
     AGENT,
     API_CALL,
@@ -29,20 +30,30 @@ from chatledger.stores.schema import (
 __all__ = [
     "API_CALL_COLUMNS",
     "PERCENTILES",
+    "PERCENTILE_COLUMNS",
     "RECORD_SOURCES",
     "USAGE_TOTALS",
     "Queries",
     "RecordSource",
+    "call_page",
     "filter_clause",
     "record_filter",
+    "session_search",
     "usage_statements",
 ]
 
 API_CALL_COLUMNS = API_CALL.column_names + tuple(c.name for c in TOKEN_SUBSET_COLUMNS)
 """The API-call table's columns: MoFA's, then the token subsets added in version 2."""
 
-PERCENTILES = (("p50_latency_ms", 50), ("p95_latency_ms", 95), ("p99_latency_ms", 99))
-"""The latency percentiles of every statistic, by field name and percent."""
+PERCENTILE_COLUMNS = ("latency_ms", "time_to_first_token_ms")
+"""The columns every statistic gives percentiles of, in the order their figures come."""
+_PERCENTS = (50, 95, 99)
+PERCENTILES = tuple(
+    (f"p{percent}_{column}", column, percent)
+    for column in PERCENTILE_COLUMNS
+    for percent in _PERCENTS
+)
+"""The percentiles of every statistic: field name, column and percent, in row order."""
 
 _GROUP_COLUMNS: dict[str, str] = {
     "model": "model_name",
@@ -216,8 +227,7 @@ def _select_columns(source: RecordSource) -> str:
 
 def filter_clause(
     query: QueryFilter,
-    encode_uuid: Callable[[Any], Any],
-    encode_time: Callable[[Any], Any],
+    dialect: Dialect,
     *extra: str,
     session_column: str = "chat_session_id",
     time_column: str = "create_time",
@@ -227,6 +237,8 @@ def filter_clause(
 
     ``extra`` conditions are added last, so their parameters follow these;
     ``name`` spells each filtered column (see ``Dialect.keyset_filter``).
+    Cost and latency bounds are inclusive, and a call without a price or a
+    latency meets none (a comparison with NULL is never true).
     """
     clauses: list[str] = []
     params: list[Any] = []
@@ -238,19 +250,29 @@ def filter_clause(
     ):
         if value is not None:
             clauses.append(f"{name(column)} = ?")
-            params.append(encode_uuid(value))
-    if query.status is not None:
-        clauses.append(f"{name('status')} = ?")
-        params.append(query.status.value)
-    if query.model_name is not None:
-        clauses.append(f"{name('model_name')} = ?")
-        params.append(query.model_name)
+            params.append(dialect.encode_uuid(value))
+    for column, text in (
+        ("status", None if query.status is None else query.status.value),
+        ("model_name", query.model_name),
+        ("error_code", query.error_code),
+    ):
+        if text is not None:
+            clauses.append(f"{name(column)} = ?")
+            params.append(text)
     if query.start_time is not None:  # the range is half-open: start <= t < end
         clauses.append(f"{name(time_column)} >= ?")
-        params.append(encode_time(query.start_time))
+        params.append(dialect.encode_time(query.start_time))
     if query.end_time is not None:
         clauses.append(f"{name(time_column)} < ?")
-        params.append(encode_time(query.end_time))
+        params.append(dialect.encode_time(query.end_time))
+    for operator, cost in ((">=", query.min_cost), ("<=", query.max_cost)):
+        if cost is not None:
+            clauses.append(f"{name('total_price')} {operator} ?")
+            params.append(dialect.encode_money(cost))
+    for operator, latency in ((">=", query.min_latency_ms), ("<=", query.max_latency_ms)):
+        if latency is not None:
+            clauses.append(f"{name('latency_ms')} {operator} ?")
+            params.append(latency)
     clauses.extend(extra)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
@@ -258,26 +280,106 @@ def filter_clause(
 def record_filter(
     kind: RecordKind,
     query: QueryFilter,
-    encode_uuid: Callable[[Any], Any],
-    encode_time: Callable[[Any], Any],
+    dialect: Dialect,
     *extra: str,
     name: Callable[[str], str] = str,
 ) -> tuple[str, list[Any]]:
     """`` WHERE …`` for the records of ``kind`` that ``query`` selects, and its parameters.
 
     The caller has checked the filter (``check_record_query``): only API
-    calls have a status and a model.
+    calls have a status, a model, an error code, a price and a latency.
     """
     source = RECORD_SOURCES[kind]
     return filter_clause(
         query,
-        encode_uuid,
-        encode_time,
+        dialect,
         *extra,
         session_column=source.session_column,
         time_column=source.time_column,
         name=name,
     )
+
+
+def call_page(
+    dialect: Dialect,
+    query: QueryFilter,
+    spec: SortSpec,
+    *,
+    valued: bool,
+    after: Cursor | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """One step of a page of API calls in ``spec``'s order, and its parameters.
+
+    With ``valued``, the calls that have the sort's value, ordered by it,
+    then create_time and id; otherwise the calls without it (or, for a time
+    order, every call), by create_time and id. ``after`` is the last row
+    read, in this step's part of the order, or None to start the part.
+    Each step is one walk of an index on its order columns.
+    """
+    descending, column = spec.descending, spec.column
+    if valued and column is not None:
+        keys = [column, "create_time", "id"]
+        extra = [f"{column} IS NOT NULL"] if spec.nullable else []
+    else:
+        keys = ["create_time", "id"]
+        extra = [] if column is None else [f"{column} IS NULL"]
+    bounds: list[Any] = []
+    if after is not None:
+        extra.append(dialect.keyset_after(keys, descending=descending))
+        if len(keys) == 3:
+            money = column == "total_price"
+            bounds.append(dialect.encode_money(after.value) if money else after.value)
+        bounds += [dialect.encode_time(after.create_time), dialect.encode_uuid(after.id)]
+    where, params = filter_clause(query, dialect, *extra)
+    direction = " DESC" if descending else ""
+    order = ", ".join(f"{key}{direction}" for key in keys)
+    sql = f"{_select(API_CALL, API_CALL_COLUMNS)}{where} ORDER BY {order} LIMIT ?"
+    return dialect.sql(sql), [*params, *bounds, limit]
+
+
+def session_search(
+    dialect: Dialect, query: SessionQuery, after: Cursor | None, limit: int
+) -> tuple[str, list[Any]]:
+    """A page of the sessions ``query`` selects, newest first, and its parameters.
+
+    The text matches the title or the text of any of the session's messages
+    (an EXISTS on the session's messages, which the session index serves).
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("tenant_id", query.tenant_id),
+        ("user_id", query.user_id),
+        ("agent_id", query.agent_id),
+    ):
+        if value is not None:
+            clauses.append(f"s.{column} = ?")
+            params.append(dialect.encode_uuid(value))
+    if query.start_time is not None:
+        clauses.append("s.create_time >= ?")
+        params.append(dialect.encode_time(query.start_time))
+    if query.end_time is not None:
+        clauses.append("s.create_time < ?")
+        params.append(dialect.encode_time(query.end_time))
+    if after is not None:
+        clauses.append(dialect.keyset_after(["s.create_time", "s.id"], descending=True))
+        params += [dialect.encode_time(after.create_time), dialect.encode_uuid(after.id)]
+    if query.text is not None:
+        pattern = like_pattern(query.text)
+        text = dialect.json_text("m.content", "text")
+        clauses.append(
+            f"({dialect.contains('s.title')} OR EXISTS (SELECT 1 FROM {MESSAGE.name} m "
+            f"WHERE m.chat_session_id = s.id AND {dialect.contains(text)}))"
+        )
+        params += [pattern, pattern]
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    columns = ", ".join(f"s.{name}" for name in SESSION.column_names)
+    sql = (
+        f"SELECT {columns} FROM {SESSION.name} s{where} "
+        "ORDER BY s.create_time DESC, s.id DESC LIMIT ?"
+    )
+    return dialect.sql(sql), [*params, limit]
 
 
 USAGE_TOTALS = (
@@ -304,15 +406,15 @@ USAGE_TOTALS = (
 def usage_statements(
     dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None
 ) -> list[str]:
-    """The statements of a usage breakdown: its totals, then its latency percentiles.
+    """The statements of a usage breakdown: its totals, then its percentiles.
 
     Each returns the group values first (``keys`` in order, then the bucket
     start). When the dialect has an ordered-set percentile aggregate and a
-    filter narrows the calls, one statement returns the totals and then the
-    percentiles. Otherwise the totals and the percentiles are two statements,
-    which the caller joins on the group values. Percentiles interpolate
-    linearly between the closest ranks, as PostgreSQL's ``percentile_cont``
-    does.
+    filter narrows the calls, one statement returns the totals and then every
+    percentile. Otherwise the totals are one statement and the percentiles
+    of each of ``PERCENTILE_COLUMNS`` one more, which the caller joins on the
+    group values. Percentiles interpolate linearly between the closest
+    ranks, as PostgreSQL's ``percentile_cont`` does.
     """
     groups = [_GROUP_COLUMNS[key] for key in keys]
     if bucket is not None:
@@ -321,25 +423,43 @@ def usage_statements(
     group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
     totals = ", ".join(USAGE_TOTALS)
 
-    aggregates = dialect.percentile_aggregates("latency_ms", [p for _, p in PERCENTILES])
-    if where and aggregates is not None:
-        # Sorting the matching latencies costs less than a histogram of them, and
+    aggregates = [
+        dialect.percentile_aggregates(column, list(_PERCENTS)) for column in PERCENTILE_COLUMNS
+    ]
+    if where and all(figures is not None for figures in aggregates):
+        # Sorting the matching values costs less than a histogram of them, and
         # shares the totals' scan; over a whole table the sort would spill (below).
-        one = f"SELECT {selected}{totals}, {', '.join(aggregates)} FROM {API_CALL.name}{where}"
+        figures = ", ".join(figure for column in aggregates for figure in column or ())
+        one = f"SELECT {selected}{totals}, {figures} FROM {API_CALL.name}{where}"
         return [dialect.sql(one + group_by)]
+    totals_sql = f"SELECT {selected}{totals} FROM {API_CALL.name}{where}{group_by}"
+    return [
+        dialect.sql(totals_sql),
+        *(
+            dialect.sql(_histogram_percentiles(dialect, column, where, groups, selected))
+            for column in PERCENTILE_COLUMNS
+        ),
+    ]
 
-    # Percentiles from a latency histogram: one row per distinct latency (far fewer
-    # than calls), a running count over it, and the values at the two ranks around
-    # each percentile's position. An index on latency_ms makes the histogram a walk.
-    # Unfiltered, the histogram walks the latency index. Filtered, that walk would
-    # fetch every call to test the filter (2 s at a million calls, even when 1% of
-    # them match), so the dialect keeps the planner off that index.
-    value = dialect.unindexed("latency_ms") if where else "latency_ms"
-    latency = f"{where} AND {value} IS NOT NULL" if where else f" WHERE {value} IS NOT NULL"
+
+def _histogram_percentiles(
+    dialect: Dialect, column: str, where: str, groups: Sequence[str], selected: str
+) -> str:
+    """``column``'s percentiles per group, from a histogram of its values.
+
+    One row per distinct value (far fewer than calls), a running count over
+    it, and the values at the two ranks around each percentile's position.
+    An index on the column makes the histogram a walk. Unfiltered, the
+    histogram walks that index. Filtered, that walk would fetch every call to
+    test the filter (2 s at a million calls, even when 1% of them match), so
+    the dialect keeps the planner off that index.
+    """
+    value = dialect.unindexed(column) if where else column
+    present = f"{where} AND {value} IS NOT NULL" if where else f" WHERE {value} IS NOT NULL"
     keys_out = "".join(f"g{i}, " for i in range(len(groups)))
     partition = f"PARTITION BY {keys_out.rstrip(', ')} " if groups else ""
     figures = []
-    for _, percent in PERCENTILES:
+    for percent in _PERCENTS:
         # the 0-based position (n - 1) * p / 100, split into a whole rank and a fraction
         low = dialect.intdiv(f"(n - 1) * {percent}", "100")
         fraction = (
@@ -350,13 +470,11 @@ def usage_statements(
             f"MIN(CASE WHEN upto >= {low} + 1 THEN v END) * (1 - {fraction}) + "
             f"COALESCE(MIN(CASE WHEN upto >= {low} + 2 THEN v END), 0) * {fraction}"
         )
-    percentiles = (
+    return (
         f"SELECT {keys_out}{', '.join(figures)} FROM ("
         f"SELECT {keys_out}v, {dialect.as_integer(f'SUM(c) OVER ({partition}ORDER BY v)')} "
         f"AS upto, {dialect.as_integer(f'SUM(c) OVER ({partition.strip()})')} AS n FROM ("
-        f"SELECT {selected}{value} AS v, COUNT(*) AS c FROM {API_CALL.name}{latency} "
+        f"SELECT {selected}{value} AS v, COUNT(*) AS c FROM {API_CALL.name}{present} "
         f"GROUP BY {', '.join([*groups, value])}) histogram) running"
         f"{' GROUP BY ' + keys_out.rstrip(', ') if groups else ''}"
     )
-    totals_sql = f"SELECT {selected}{totals} FROM {API_CALL.name}{where}{group_by}"
-    return [dialect.sql(totals_sql), dialect.sql(percentiles)]

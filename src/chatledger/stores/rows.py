@@ -361,9 +361,9 @@ class RowCodec:
         tokens, prompt, completion, cost, priced = totals[6:11]
         latency, tps, ttft = (_mean(totals[i], totals[i + 1]) for i in (11, 13, 15))
         cached, reasoning = totals[17:19]
-        figures: dict[str, float | None] = dict.fromkeys((name for name, _ in PERCENTILES), None)
+        figures: dict[str, float | None] = dict.fromkeys((name for name, _, _ in PERCENTILES))
         if percentiles is not None:
-            for (name, _), value in zip(PERCENTILES, percentiles, strict=True):
+            for (name, _, _), value in zip(PERCENTILES, percentiles, strict=True):
                 figures[name] = _float(value)
         return UsageStatistics(
             total_calls=total_calls,

@@ -22,17 +22,22 @@ from typing import Any, Protocol
 from chatledger.entities import (
     Agent,
     AgentConfig,
+    CallPage,
+    CallSort,
     ChatSession,
     LLMApiCall,
     LLMMessage,
     Provider,
     QueryFilter,
+    SessionPage,
+    SessionQuery,
     UsageBucket,
     UsageStatistics,
 )
 from chatledger.errors import ConstraintError, NotFoundError, PersistenceError, QueryError
 from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_PAGE_SIZE,
     DEFAULT_QUERY_LIMIT,
     Bucket,
     GroupKey,
@@ -44,7 +49,25 @@ from chatledger.stores.base import (
     check_record_query,
 )
 from chatledger.stores.dialect import Dialect
-from chatledger.stores.queries import Queries, filter_clause, record_filter, usage_statements
+from chatledger.stores.paging import (
+    CALL_SORTS,
+    call_cursor,
+    check_page_limit,
+    check_sort,
+    decode_call_cursor,
+    decode_session_cursor,
+    session_cursor,
+)
+from chatledger.stores.queries import (
+    PERCENTILE_COLUMNS,
+    PERCENTILES,
+    Queries,
+    call_page,
+    filter_clause,
+    record_filter,
+    session_search,
+    usage_statements,
+)
 from chatledger.stores.rows import Record, RowCodec, encode
 from chatledger.stores.schema import API_CALL, MESSAGE, MIGRATIONS, SCHEMA_VERSION_TABLE, SESSION
 from chatledger.stores.statistics import sort_breakdown
@@ -327,7 +350,7 @@ class SqlStore(StoreLifecycle):
         limit = DEFAULT_QUERY_LIMIT if query.limit is None else query.limit
         if limit <= 0:
             return []
-        where, params = filter_clause(query, self._u, self._rows.time)
+        where, params = filter_clause(query, self._dialect)
         rows = await self._read(self._q.api_calls_page(where), *params, limit, query.offset or 0)
         return self._rows.api_calls(rows)
 
@@ -351,14 +374,15 @@ class SqlStore(StoreLifecycle):
     ) -> list[UsageBucket]:
         """Totals and latency percentiles per group, both computed by the database."""
         self._check_open()
-        where, params = filter_clause(query, self._u, self._rows.time)
+        where, params = filter_clause(query, self._dialect)
         statements = usage_statements(self._dialect, where, keys, bucket)
         results = await self._db.read([Read(sql, params) for sql in statements])
         width = len(keys) + (bucket is not None)
         rows = results[0]
-        if len(results) > 1:  # the percentiles came apart: join them on the group values
-            by_group = {tuple(row[:width]): row[width:] for row in results[1]}
-            rows = [(*row, *by_group.get(tuple(row[:width]), ())) for row in rows]
+        for percentiles in results[1:]:  # the percentiles came apart: join them on the groups
+            by_group = {tuple(row[:width]): row[width:] for row in percentiles}
+            missing = (None,) * (len(PERCENTILES) // len(PERCENTILE_COLUMNS))  # no such values
+            rows = [(*row, *by_group.get(tuple(row[:width]), missing)) for row in rows]
         found = [
             UsageBucket(
                 keys={key: self._rows.group_value(key, row[i]) for i, key in enumerate(keys)},
@@ -368,6 +392,40 @@ class SqlStore(StoreLifecycle):
             for row in rows
         ]
         return sort_breakdown(found, keys)
+
+    async def page_api_calls(
+        self,
+        query: QueryFilter,
+        *,
+        sort: CallSort | str = CallSort.NEWEST,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> CallPage:
+        """One page of the calls matching ``query`` in ``sort`` order, after ``cursor``.
+
+        At most two steps, each one index walk: the calls with the sort's
+        value, then, when the page is not full yet, those without it.
+        """
+        order = check_sort(sort)
+        after = None if cursor is None else decode_call_cursor(order, cursor)
+        check_page_limit(limit)
+        spec = CALL_SORTS[order]
+        wanted = limit + 1  # one more than a page tells whether another page follows
+        rows: list[Sequence[Any]] = []
+        if spec.column is not None and (after is None or after.value is not None):
+            sql, params = call_page(
+                self._dialect, query, spec, valued=True, after=after, limit=wanted
+            )
+            rows = await self._read(sql, *params)
+        if len(rows) < wanted and (spec.column is None or spec.nullable):
+            inside = after if after is not None and after.value is None else None
+            sql, params = call_page(
+                self._dialect, query, spec, valued=False, after=inside, limit=wanted - len(rows)
+            )
+            rows += await self._read(sql, *params)
+        calls = self._rows.api_calls(rows[:limit])
+        following = call_cursor(order, calls[-1]) if len(rows) > limit else None
+        return CallPage(calls=calls, next_cursor=following)
 
     async def delete_api_call(self, call_id: uuid.UUID) -> bool:
         """Delete one API-call record; True when it existed."""
@@ -413,9 +471,24 @@ class SqlStore(StoreLifecycle):
         limit = DEFAULT_QUERY_LIMIT if query.limit is None else query.limit
         if limit <= 0:
             return []
-        where, params = record_filter("sessions", query, self._u, self._rows.time)
+        where, params = record_filter("sessions", query, self._dialect)
         rows = await self._read(self._q.sessions_page(where), *params, limit, query.offset or 0)
         return self._rows.sessions(rows)
+
+    async def search_sessions(
+        self,
+        query: SessionQuery,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> SessionPage:
+        """One page of the sessions ``query`` selects, newest first (create_time, then id)."""
+        after = None if cursor is None else decode_session_cursor(cursor)
+        check_page_limit(limit)
+        sql, params = session_search(self._dialect, query, after, limit + 1)
+        sessions = self._rows.sessions(await self._read(sql, *params))
+        following = session_cursor(sessions[limit - 1]) if len(sessions) > limit else None
+        return SessionPage(sessions=sessions[:limit], next_cursor=following)
 
     async def cleanup_old_sessions(self, before: datetime) -> int:
         """Delete sessions with ``update_time < before`` and their messages; return how many."""
@@ -540,7 +613,7 @@ class SqlStore(StoreLifecycle):
     async def count_records(self, kind: RecordKind, query: QueryFilter) -> int:
         """How many records ``export_records(kind, query)`` yields (offset and limit ignored)."""
         check_record_query(kind, query)
-        where, params = record_filter(kind, query, self._u, self._rows.time)
+        where, params = record_filter(kind, query, self._dialect)
         rows = await self._read(self._q.count_records(kind, where), *params)
         return int(rows[0][0])
 
@@ -563,10 +636,10 @@ class SqlStore(StoreLifecycle):
             return build(rows)
 
         name = self._dialect.keyset_filter
-        where, params = record_filter(kind, query, self._u, self._rows.time, name=name)
+        where, params = record_filter(kind, query, self._dialect, name=name)
         first = self._q.export_chunk(kind, where)
         # the same filter and parameters, then the keyset condition, bound after them
-        after, _ = record_filter(kind, query, self._u, self._rows.time, "id > ?", name=name)
+        after, _ = record_filter(kind, query, self._dialect, "id > ?", name=name)
         following = self._q.export_chunk(kind, after)
         pending: asyncio.Future[list[Record]] | None = asyncio.ensure_future(
             self._read_chunk(first, (*params, chunk_size), convert)
