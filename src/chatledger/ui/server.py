@@ -1,0 +1,197 @@
+"""Serving the dashboard: check where it may bind, open the database, run uvicorn.
+
+The dashboard binds to 127.0.0.1 unless told otherwise, and refuses a host
+other machines can reach unless a token guards it (:func:`check_exposure`).
+It opens the database without migrating it: an old schema is refused with
+the command that upgrades it, as the ``chatledger`` command's reading
+commands do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from chatledger.errors import PersistenceError
+from chatledger.stores import connect
+from chatledger.stores.base import PersistenceStore
+from chatledger.stores.schema import MIGRATIONS
+from chatledger.stores.server import redact
+from chatledger.stores.sql import SqlStore
+from chatledger.stores.sqlite import parse_url
+from chatledger.ui.app import create_app
+from chatledger.ui.security import is_loopback
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "TOKEN_VARIABLE",
+    "UnsafeBindError",
+    "check_exposure",
+    "open_store",
+    "serve",
+    "serve_async",
+    "serve_store",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8765
+TOKEN_VARIABLE: Final = "CHATLEDGER_UI_TOKEN"  # noqa: S105  (a variable's name, not a token)
+"""The environment variable the command reads the token from when --token is not given."""
+
+
+class UnsafeBindError(ValueError):
+    """The dashboard was asked to listen where other machines reach it, with no token."""
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse a non-loopback ``host`` without a token; refuse an empty token."""
+    if token is not None and not token.strip():
+        raise UnsafeBindError("the token is empty; give a long random one, or none on localhost")
+    if token is None and not is_loopback(host):
+        raise UnsafeBindError(
+            f"--host {host} lets other machines reach the dashboard; give it a token too "
+            f"(--token TOKEN or ${TOKEN_VARIABLE}), or keep the default --host {DEFAULT_HOST}"
+        )
+
+
+def _check_file(url: str) -> None:
+    """Refuse an SQLite URL whose file does not exist (opening it would create it)."""
+    if url.startswith("sqlite:"):
+        path, _ = parse_url(url)
+        if path is not None and not Path(path).expanduser().exists():
+            raise PersistenceError(
+                f"no database at {path}; pass --db URL, or run 'chatledger demo' to make one"
+            )
+
+
+async def open_store(url: str) -> PersistenceStore:
+    """Open ``url`` as it is: an SQLite file must exist and the schema must be current."""
+    _check_file(url)
+    store = await connect(url, migrate=False)
+    if isinstance(store, SqlStore):
+        version, latest = await store.schema_version(), MIGRATIONS[-1].version
+        if version < latest:
+            await store.close()
+            found = (
+                "has no chatledger tables" if version == 0 else f"is at schema version {version}"
+            )
+            raise PersistenceError(
+                f"{redact(url)} {found}; this chatledger needs version {latest}: "
+                "run 'chatledger db upgrade'"
+            )
+    return store
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or an error that says the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def address(host: str, port: int) -> str:
+    """The dashboard's address for a browser."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+async def serve_store(
+    store: PersistenceStore,
+    sock: socket.socket,
+    *,
+    allow_delete: bool = False,
+    token: str | None = None,
+    database_url: str | None = None,
+    open_browser: bool = False,
+) -> None:
+    """Serve the dashboard over an open ``store`` on a listening socket until stopped."""
+    import uvicorn  # the ui extra's server, imported when a server is started
+
+    app = create_app(store, allow_delete=allow_delete, token=token, database_url=database_url)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    if open_browser:
+        # The socket listens already: the browser's first request waits for the server.
+        host, port = sock.getsockname()[:2]
+        target = address(host, port) + ("" if token is None else f"?token={token}")
+        await asyncio.to_thread(webbrowser.open, target)
+    await server.serve(sockets=[sock])
+
+
+async def serve_async(
+    url: str,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    allow_delete: bool = False,
+    token: str | None = None,
+    open_browser: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Open the database at ``url`` and serve the dashboard on ``host:port`` until stopped.
+
+    ``on_ready`` is called with the dashboard's address once the port is
+    bound and the database open, before the first request is served.
+    """
+    check_exposure(host, token)
+    sock = _bind(host, port)
+    try:
+        store = await open_store(url)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        bound = address(host, sock.getsockname()[1])
+        logger.info("serving %s at %s", redact(url), bound)
+        if on_ready is not None:
+            on_ready(bound)
+        await serve_store(
+            store,
+            sock,
+            allow_delete=allow_delete,
+            token=token,
+            database_url=url,
+            open_browser=open_browser,
+        )
+    finally:
+        sock.close()
+        await store.close()
+
+
+def serve(
+    url: str,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    allow_delete: bool = False,
+    token: str | None = None,
+    open_browser: bool = False,
+) -> None:
+    """Serve the dashboard over the database at ``url`` until interrupted (Ctrl+C)."""
+    asyncio.run(
+        serve_async(
+            url, host, port, allow_delete=allow_delete, token=token, open_browser=open_browser
+        )
+    )
