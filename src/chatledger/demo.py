@@ -54,6 +54,7 @@ from chatledger.agent import (
 from chatledger.entities import ToolCallContent, ToolResultContent, utc_now
 from chatledger.plugin import LLMAgentEventHandler, LLMResponseMetadata, PersistencePlugin
 from chatledger.pricing import PricingRegistry, default_pricing_registry
+from chatledger.stores.server import redact
 
 __all__ = [
     "DEFAULT_DB",
@@ -561,6 +562,7 @@ async def run_demo(url: str) -> int:
     _out()
     _out("Run it again: the demo resumes these three sessions and the table grows.")
     _out("Then look around: chatledger sessions, show latest, stats --by model.")
+    _out(f"Or open the dashboard (pip install 'chatledger[ui]'): chatledger ui --db {redact(url)}")
     return run
 
 

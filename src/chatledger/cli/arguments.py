@@ -397,7 +397,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     _spool_commands(command)
     _import_commands(command)
+    _ui_command(command)
     return parser
+
+
+def _port(text: str) -> int:
+    port = _count(0)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
+def _ui_command(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``ui``: the local web dashboard (needs the ui extra)."""
+    ui = command(
+        "ui",
+        "serve a local web dashboard: usage over time, calls, sessions with their "
+        "conversations, and a live view (needs pip install 'chatledger[ui]')",
+        "chatledger ui",
+        "chatledger ui --db postgresql://app@db/app --open",
+        "CHATLEDGER_UI_TOKEN=$(openssl rand -hex 16) chatledger ui --host 0.0.0.0",
+    )
+    _common(ui, json=False)
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this machine only); "
+        "any other needs a token",
+    )
+    ui.add_argument("--port", type=_port, default=8765, metavar="N", help="the port (default 8765)")
+    ui.add_argument(
+        "--open", dest="open_browser", action="store_true", help="open it in a web browser"
+    )
+    ui.add_argument(
+        "--allow-delete",
+        action="store_true",
+        help="let the dashboard delete sessions (it is read-only without this)",
+    )
+    ui.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require this token: open the dashboard once at /?token=TOKEN, or send "
+        "'Authorization: Bearer TOKEN' (default: $CHATLEDGER_UI_TOKEN)",
+    )
 
 
 _SPOOL_DIR_HELP = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -518,6 +519,39 @@ async def demo(args: argparse.Namespace, terminal: Terminal) -> int:
     return 0
 
 
+async def ui(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Serve the web dashboard over the database until interrupted; 2 if it may not bind."""
+    from chatledger.ui import UnsafeBindError, serve_async  # needs the ui extra
+    from chatledger.ui.server import TOKEN_VARIABLE, check_exposure
+
+    token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE) or None
+    try:
+        check_exposure(args.host, token)
+    except UnsafeBindError as exc:
+        terminal.err.print(f"chatledger ui: error: {exc}", markup=False, soft_wrap=True)
+        return 2
+    url = database_url(args.db)
+
+    def ready(address: str) -> None:
+        suffix = "?token=YOUR_TOKEN" if token is not None else ""
+        terminal.err.print(
+            f"chatledger ui: {redact(url)} at {address}{suffix} (Ctrl+C to stop)",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    await serve_async(
+        url,
+        args.host,
+        args.port,
+        allow_delete=args.allow_delete,
+        token=token,
+        open_browser=args.open_browser,
+        on_ready=ready,
+    )
+    return 0
+
+
 Command = Callable[[argparse.Namespace, Terminal], Coroutine[Any, Any, int]]
 
 COMMANDS: dict[str, Command] = {
@@ -530,5 +564,6 @@ COMMANDS: dict[str, Command] = {
     "calls": calls,
     "export": export,
     "prune": prune,
+    "ui": ui,
 }
 """Each command's function, by the words that name it."""
