@@ -10,10 +10,13 @@ commands do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
+import threading
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -123,21 +126,46 @@ async def serve_store(
     """Serve the dashboard over an open ``store`` on a listening socket until stopped."""
     import uvicorn  # the ui extra's server, imported when a server is started
 
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopped by our signal handlers instead of its own.
+
+        uvicorn re-raises the signal it caught once it has stopped, which
+        would cancel this coroutine and turn a Ctrl+C into a traceback or an
+        error status; ours only ask the server to stop, so the store is
+        closed and the command ends normally.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     app = create_app(store, allow_delete=allow_delete, token=token, database_url=database_url)
     config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
     )
-    server = uvicorn.Server(config)
-    if open_browser:
-        # The socket listens already: the browser's first request waits for the server.
-        host, port = sock.getsockname()[:2]
-        target = address(host, port) + ("" if token is None else f"?token={token}")
-        await asyncio.to_thread(webbrowser.open, target)
-    await server.serve(sockets=[sock])
+    server = Server(config)
+
+    def stop() -> None:
+        if server.should_exit:  # a second Ctrl+C: do not wait for open connections
+            server.force_exit = True
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    handled = []
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop)
+            handled.append(number)
+    try:
+        if open_browser:
+            # The socket listens already: the browser's first request waits for the server.
+            host, port = sock.getsockname()[:2]
+            target = address(host, port) + ("" if token is None else f"?token={token}")
+            await asyncio.to_thread(webbrowser.open, target)
+        await server.serve(sockets=[sock])
+    finally:
+        for number in handled:
+            loop.remove_signal_handler(number)
 
 
 async def serve_async(
