@@ -34,6 +34,7 @@ from chatledger import (
     LLMApiCall,
     LLMMessage,
     QueryFilter,
+    UsageStatistics,
     connect,
     utc_now,
     uuid7,
@@ -41,6 +42,7 @@ from chatledger import (
 from chatledger.cli import main as cli_main
 from chatledger.cli.export import _FIELDS
 from chatledger.demo import run_demo
+from chatledger.errors import QueryError
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from chatledger.ui import create_app
@@ -853,3 +855,36 @@ def test_the_demo_ends_with_the_command_that_opens_its_data(
     asyncio.run(run_demo(url))
     last = capsys.readouterr().out.rstrip().splitlines()[-1]
     assert last.endswith(f"chatledger ui --db {url}")
+
+
+class _BrokenStore(InMemoryStore):
+    """A store whose statistics fail: as a database would (PersistenceError), or as a bug would."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "says"),
+    [
+        (QueryError("the database is locked; try again"), 503, "the database is locked"),
+        (RuntimeError("a bug with a secret-looking detail"), 500, "Something went wrong"),
+    ],
+)
+async def test_a_failing_store_is_an_error_page_with_the_headers(
+    error: Exception, status: int, says: str
+) -> None:
+    """A store error is a 503 saying what failed; anything else a 500 that shows no detail."""
+    store = _BrokenStore(error)
+    async with _client(store) as client:
+        response = await client.get("/")
+        assert response.status_code == status
+        assert says in response.text
+        assert "secret-looking" not in response.text
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert (await client.get("/calls")).status_code == 200  # the other pages still work
+    await store.close()

@@ -51,13 +51,6 @@ async def _store_error(request: Request, exc: Exception) -> Response:
     return views.error_page(request, 503, "The database failed", str(exc))
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
-    logger.error("the dashboard failed on %s", request.url.path, exc_info=exc)
-    return views.error_page(
-        request, 500, "Something went wrong", "The dashboard failed on this page; see its log."
-    )
-
-
 def create_app(
     store: PersistenceStore,
     *,
@@ -101,7 +94,6 @@ def create_app(
         exception_handlers={
             HTTPException: _http_error,
             PersistenceError: _store_error,
-            Exception: _server_error,
         },
     )
     app.state.dashboard = dashboard

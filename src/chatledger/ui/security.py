@@ -128,7 +128,22 @@ class Guard:
         if refusal is not None:
             await refusal(scope, receive, send_with_headers)
             return
-        await self.app(scope, receive, send_with_headers)
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            if started:  # too late for an error page: the response is under way
+                raise
+            # Answered here, inside the guard, so the error page has the headers too.
+            logger.exception("the dashboard failed on %s", scope.get("path"))
+            failure = _page(500, "Something went wrong", "The dashboard failed; see its log.")
+            await failure(scope, receive, send_with_headers)
 
     def _refusal(self, scope: Scope) -> Response | None:
         """The response that refuses this request, or None to let it through."""

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+from urllib.parse import parse_qs
 
 from jinja2 import Environment
 from starlette.requests import Request
@@ -322,7 +323,11 @@ def _export_source(
             await write_records(chunks(), "api_calls", fmt, sink)
             await queue.put(take())
         finally:
-            await queue.put(None)
+            # The end mark, unless the reader went away (then the export was cancelled
+            # and nobody would take it from a full queue).
+            current = asyncio.current_task()
+            if current is None or not current.cancelling():
+                await queue.put(None)
 
     async def relay() -> AsyncIterator[bytes]:
         task = asyncio.create_task(produce())
@@ -478,6 +483,25 @@ async def session_detail(request: Request) -> Response:
     )
 
 
+_MAX_FORM: Final = 4096  # the delete form holds one token; anything longer is not it
+
+
+async def _form_field(request: Request, name: str) -> str | None:
+    """One field of a small url-encoded form body (no multipart parser needed for it)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != (
+        "application/x-www-form-urlencoded"
+    ):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM:
+            return None
+    values = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    found = values.get(name)
+    return found[0] if found else None
+
+
 async def delete_session(request: Request) -> Response:
     """Delete a session and its messages (the calls stay): only with --allow-delete and CSRF."""
     dashboard = _dashboard(request)
@@ -486,9 +510,8 @@ async def delete_session(request: Request) -> Response:
     session_id = _parse_id(request.path_params["session_id"])
     if session_id is None:
         return error_page(request, 400, "Not a session id", "A session's address ends in its UUID.")
-    form = await request.form()
-    token = form.get("csrf_token")
-    if not csrf_matches(dashboard.csrf_token, token if isinstance(token, str) else None):
+    token = await _form_field(request, "csrf_token")
+    if not csrf_matches(dashboard.csrf_token, token):
         return error_page(
             request,
             403,
