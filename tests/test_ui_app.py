@@ -246,7 +246,11 @@ async def test_the_overview_shows_totals_charts_tables_and_breakdowns(
     assert f"Calls {stats.total_calls:,} {stats.success_count:,} succeeded" in parsed.text
     assert f"{stats.total_cached_tokens:,} cached" in parsed.text
     assert f"{stats.total_reasoning_tokens:,} reasoning" in parsed.text
-    data = [json.loads(script) for script in parsed.scripts if script.strip().startswith("{")]
+    data = [
+        json.loads(attrs["data-series"] or "")
+        for _, attrs in parsed.elements
+        if "data-series" in attrs
+    ]
     assert [chart["title"] for chart in data] == [
         "Calls",
         "Tokens",
@@ -578,7 +582,7 @@ async def test_every_response_carries_the_security_headers(client: httpx.AsyncCl
 async def test_pages_hold_no_inline_script_style_or_handler(
     client: httpx.AsyncClient, demo: Demo
 ) -> None:
-    """What the CSP would block is not there: scripts come from files, JSON is data only."""
+    """What the CSP would block is not there: every script comes from a file."""
     paths = ["/", "/calls", "/sessions", "/live", f"/sessions/{demo.history.script_session}"]
     for path in paths:
         page = Page((await client.get(path)).text)
@@ -587,10 +591,7 @@ async def test_pages_hold_no_inline_script_style_or_handler(
             assert not [name for name in attrs if name.startswith("on")], (path, tag, attrs)
             assert tag != "style", path
             if tag == "script":
-                assert (
-                    attrs.get("src", "").startswith("/static/")
-                    or attrs.get("type") == "application/json"
-                ), attrs  # type: ignore[union-attr]
+                assert (attrs.get("src") or "").startswith("/static/"), attrs
             for name in ("href", "src", "action", "hx-get"):
                 assert not (attrs.get(name) or "").lower().startswith("javascript:"), attrs
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvicorn
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from chatledger import LLMApiCall, QueryFilter, SessionQuery, connect, utc_now, uuid7
 from chatledger.ui import create_app
@@ -244,7 +244,7 @@ def test_every_view_renders_without_an_error_and_is_screenshotted(tab: Tab, site
         tab.open(site.address + path)
         assert heading in tab.page.locator("h1").inner_text(), name
         if name == "overview":
-            tab.page.wait_for_function("document.querySelectorAll('.chart canvas').length === 6")
+            expect(tab.page.locator(".chart canvas")).to_have_count(6)
         tab.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
         assert tab.errors == [], (name, tab.errors)
     written = {path.stem for path in SCREENSHOTS.glob("*.png")}
@@ -263,10 +263,9 @@ def test_filters_change_the_url_and_the_results_without_a_reload(tab: Tab, site:
     assert set(models.all_inner_texts()) == {"o3-mini"}
     tab.page.select_option("#f-status", "failed")
     tab.page.wait_for_url(re.compile(r"model=o3-mini&status=failed"))
-    tab.page.wait_for_function(
-        "[...document.querySelectorAll('table.calls tbody tr td:nth-child(3)')]"
-        ".every(cell => cell.textContent.includes('failed'))"
-    )
+    # Locators and expect wait without evaluating strings, which the pages' CSP forbids.
+    cells = tab.page.locator("table.calls tbody tr td:nth-child(3)")
+    expect(cells.filter(has_not_text="failed")).to_have_count(0)
     statuses = tab.page.locator("table.calls tbody tr td:nth-child(3)").all_inner_texts()
     assert statuses
     assert all("failed" in status for status in statuses)
@@ -274,6 +273,25 @@ def test_filters_change_the_url_and_the_results_without_a_reload(tab: Tab, site:
     tab.page.reload()  # the URL alone brings the same view back: it can be bookmarked
     assert tab.page.input_value("#f-model") == "o3-mini"
     assert tab.page.locator("table.calls tbody tr").count() == len(statuses)
+    assert tab.errors == []
+
+
+def test_the_overview_range_redraws_its_charts_in_place(tab: Tab, site: Site) -> None:
+    """Choosing a preset or typing a start swaps the totals and charts, and the URL says so."""
+    tab.open(site.address + "/")
+    tab.page.evaluate("window.notReloaded = true")
+    tab.page.check("input[name='range'][value='24h']")
+    tab.page.wait_for_url(re.compile(r"/\?range=24h$"))
+    tab.page.wait_for_selector("text=UTC, by hour.")
+    expect(tab.page.locator(".chart canvas")).to_have_count(6)
+    tab.page.fill("#f-since", "30d")
+    tab.page.press("#f-since", "Enter")
+    tab.page.wait_for_url(re.compile(r"range=custom&since=30d"))
+    tab.page.wait_for_selector("text=UTC, by day.")
+    expect(tab.page.locator(".chart canvas")).to_have_count(6)
+    tab.page.click("summary:has-text('Calls as a table')")
+    assert tab.page.locator("table").first.locator("tbody tr").count() >= 30
+    assert tab.page.evaluate("window.notReloaded") is True
     assert tab.errors == []
 
 
@@ -409,7 +427,7 @@ def test_axe_finds_no_serious_accessibility_problem_on_any_view(browser: Any, si
             page.goto(site.address + path)
             page.wait_for_load_state("load")
             if name == "overview":
-                page.wait_for_function("document.querySelectorAll('.chart canvas').length === 6")
+                expect(page.locator(".chart canvas")).to_have_count(6)
             page.add_script_tag(path=str(AXE))
             result = page.evaluate("async () => await axe.run(document)")
             serious = [

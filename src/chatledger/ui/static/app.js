@@ -1,9 +1,10 @@
 /* chatledger ui: the little behaviour the pages need, with no inline script (strict CSP).
  *
- * - Draws each chart from the JSON the page carries beside it (uPlot).
+ * - Draws each chart from the JSON its element carries (uPlot).
  * - Leaves empty fields out of the URL htmx builds from a filter form.
  * - Asks before a form marked data-confirm is sent.
  * - Pauses the live view's polling, and says how many calls arrived.
+ * - Picks the custom range on the overview when a start or end is typed.
  */
 (function () {
   "use strict";
@@ -22,9 +23,7 @@
 
   function drawChart(element) {
     if (element.dataset.drawn || typeof uPlot === "undefined") return;
-    var source = document.getElementById(element.dataset.chart);
-    if (!source) return;
-    var data = JSON.parse(source.textContent);
+    var data = JSON.parse(element.dataset.series);
     var width = Math.max(280, element.clientWidth || 480);
     var series = [{}];
     var columns = [data.x];
@@ -61,7 +60,9 @@
   }
 
   function drawCharts(root) {
-    (root || document).querySelectorAll("[data-chart]").forEach(drawChart);
+    var found = Array.prototype.slice.call((root || document).querySelectorAll("[data-series]"));
+    if (root && root.matches && root.matches("[data-series]")) found.push(root);
+    found.forEach(drawChart);
   }
 
   function setUp() {
@@ -73,6 +74,15 @@
         event.preventDefault();
       }
     }, true);
+
+    // Typing a start or end on the overview means a custom range: choose it.
+    var custom = document.querySelector("input[name='range'][value='custom']");
+    if (custom) {
+      ["f-since", "f-until"].forEach(function (id) {
+        var input = document.getElementById(id);
+        if (input) input.addEventListener("input", function () { custom.checked = true; });
+      });
+    }
 
     if (typeof htmx === "undefined") return;
 
