@@ -202,9 +202,33 @@ def _money(text: str) -> Decimal | None:
 
 
 async def test_every_view_renders_on_the_demo(
-    client: httpx.AsyncClient, store: PersistenceStore, demo: Demo
+    client: httpx.AsyncClient, store: PersistenceStore
 ) -> None:
     """Overview (each range), calls (each order), a call, sessions, each session, live: all 200."""
+    await _every_view_renders(client, store)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+async def test_every_view_renders_on_a_database_server(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The same pages, through the same store API, on PostgreSQL and MariaDB."""
+    url = request.getfixturevalue(f"{'postgres' if backend == 'postgresql' else 'mysql'}_url")
+    await run_quiet_demo(url)  # the module's own scratch database, created for it
+    async with await connect(url) as server_store:
+        await add_history(server_store, utc_now())
+        async with _client(server_store, database_url=url) as client:
+            await _every_view_renders(client, server_store)
+            jacket = _ids((await client.get("/sessions?q=JACKET")).text, "sessions")
+            assert len(jacket) == 1
+            exported = await client.get("/calls/export?model=o3-mini")
+            assert len(exported.text.splitlines()) == await server_store.count_records(
+                "api_calls", QueryFilter(model_name="o3-mini")
+            )
+
+
+async def _every_view_renders(client: httpx.AsyncClient, store: PersistenceStore) -> None:
     total = (await store.get_statistics(QueryFilter())).total_calls
     for path in ("/", "/?range=24h", "/?range=30d", "/?range=all", "/?range=custom&since=3d"):
         response = await client.get(path)
@@ -779,6 +803,18 @@ def test_a_public_host_without_a_token_refuses_to_start(
     assert "--token" in error
     assert cli_main(["ui", "--db", demo.url, "--host", public, "--token", " "]) == 2
     assert "the token is empty" in capsys.readouterr().err
+
+
+def test_the_command_has_help_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    """``chatledger ui --help`` names every option and shows examples, the token among them."""
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["ui", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--db", "--host", "--port", "--open", "--allow-delete", "--token"):
+        assert option in out
+    assert "examples:" in out
+    assert "CHATLEDGER_UI_TOKEN" in out.split("examples:")[1]
 
 
 def test_a_missing_database_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
