@@ -273,7 +273,15 @@ def test_filters_change_the_url_and_the_results_without_a_reload(tab: Tab, site:
     tab.page.reload()  # the URL alone brings the same view back: it can be bookmarked
     assert tab.page.input_value("#f-model") == "o3-mini"
     assert tab.page.locator("table.calls tbody tr").count() == len(statuses)
-    assert tab.errors == []
+    tab.page.fill("#f-since", "yesterday")  # a bad date: the form says what is wrong
+    tab.page.press("#f-since", "Enter")
+    tab.page.wait_for_url(re.compile(r"since=yesterday"))
+    alert = tab.page.locator("#results [role='alert']")
+    alert.wait_for()
+    assert "not a time" in alert.inner_text()
+    assert tab.errors == [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    ]
 
 
 def test_the_overview_range_redraws_its_charts_in_place(tab: Tab, site: Site) -> None:

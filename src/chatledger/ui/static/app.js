@@ -3,6 +3,7 @@
  * - Draws each chart from the JSON its element carries (uPlot).
  * - Leaves empty fields out of the URL htmx builds from a filter form.
  * - Asks before a form marked data-confirm is sent.
+ * - Applies a filter form (data-auto-submit) as soon as a list or radio choice changes.
  * - Pauses the live view's polling, and says how many calls arrived.
  * - Picks the custom range on the overview when a start or end is typed.
  */
@@ -74,6 +75,15 @@
         event.preventDefault();
       }
     }, true);
+
+    // A filter form applies a choice from a list or a radio button at once; text waits for
+    // Enter or the button (applying on every change would also send a second request).
+    document.addEventListener("change", function (event) {
+      var field = event.target;
+      var form = field.form;
+      if (!form || !form.hasAttribute("data-auto-submit")) return;
+      if (field.tagName === "SELECT" || field.type === "radio") form.requestSubmit();
+    });
 
     // Typing a start or end on the overview means a custom range: choose it.
     var custom = document.querySelector("input[name='range'][value='custom']");
