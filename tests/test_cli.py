@@ -480,7 +480,7 @@ def test_export_refuses_to_replace_a_file_without_force(tmp_path: Path) -> None:
     "command",
     [
         ("demo",), ("db",), ("db", "upgrade"), ("db", "status"), ("sessions",), ("show",),
-        ("stats",), ("calls",), ("export",), ("prune",),
+        ("stats",), ("calls",), ("export",), ("prune",), ("ui",),
     ],
 )  # fmt: skip
 def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:

@@ -25,6 +25,7 @@ NOT_REEXPORTED = {
     "chatledger.demo": "the program behind `chatledger demo`",
     "chatledger.testing": "the conformance suite for backend authors; it needs pytest",
     "chatledger.sync": "blocking twins, reached as `chatledger.sync` (its connect is not ours)",
+    "chatledger.ui": "the dashboard behind `chatledger ui`, behind the ui extra",
     "chatledger.integrations": (
         "one module per framework, each behind its own extra: imported explicitly as "
         "chatledger.integrations.<name>, never re-exported"

@@ -2,7 +2,7 @@
 
 ``chatledger sessions``, ``show``, ``stats``, ``calls``, ``export``, ``prune``,
 ``db upgrade`` / ``db status``, ``spool status`` / ``retry`` / ``drop``,
-``import agents-sqlite`` / ``langchain-sql`` and ``demo``, on the database ``--db URL``
+``import agents-sqlite`` / ``langchain-sql``, ``ui`` and ``demo``, on the database ``--db URL``
 names (else ``$CHATLEDGER_DATABASE_URL``, else ``sqlite:///./chatledger.db``).
 A mistake the user can fix — a bad URL, a server that does not answer, a
 missing driver, a bad option — ends the command with one line on standard
