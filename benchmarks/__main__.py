@@ -14,7 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks import adapters, integrations, recorder
+from benchmarks import adapters, integrations, recorder, ui
 from benchmarks.cli_export import run_export
 from benchmarks.recorder import Database, PostgresDatabase, SqliteDatabase, run_recorder, spool_root
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
@@ -180,6 +180,21 @@ async def _adapters(sizes: Sizes, command: str) -> Part:
     )
 
 
+async def _ui(sizes: Sizes, command: str) -> Part:
+    sizing = ui.QUICK if sizes.name == "quick" else ui.FULL
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        section = await ui.run_ui(Path(tmp), sizing, _progress)
+    return Part(
+        key="ui",
+        title="Dashboard (chatledger ui over HTTP, SQLite and PostgreSQL)",
+        raw="store API",
+        peers=("page p50", "store p50"),
+        command=command,
+        sizes=sizing.describe(),
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -196,6 +211,8 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
         parts.append(await asyncio.to_thread(_integrations, sizes, command))
     if "adapters" in only:
         parts.append(await _adapters(sizes, command))
+    if "ui" in only:
+        parts.append(await _ui(sizes, command))
     return parts
 
 
