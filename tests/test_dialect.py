@@ -7,6 +7,7 @@ from typing import ClassVar
 import pytest
 
 from chatledger.stores.dialect import Dialect
+from chatledger.stores.mysql import MySqlDialect
 from chatledger.stores.postgres import PostgresDialect
 from chatledger.stores.queries import usage_statements
 from chatledger.stores.schema import API_CALL, MESSAGE, V1_TABLES, Table
@@ -43,10 +44,18 @@ def test_ddl_keeps_mofa_names_and_constraints() -> None:
 def test_usage_statements_bind_values_not_text(bucket: str | None) -> None:
     """Breakdown statements carry no filter value in their text: only placeholders."""
     where = " WHERE user_id = ? AND create_time >= ?"
-    for dialect in (SqliteDialect(), PostgresDialect()):  # two statements, then one
-        for statement in usage_statements(dialect, where, ("model", "user"), bucket):
-            assert statement.count("?") + statement.count("$") == 2
-            assert "GROUP BY model_name, user_id" in statement
+    # SQLite: totals, then the values; PostgreSQL: one statement; MySQL: totals, histograms
+    for dialect, count in (
+        (SqliteDialect(), 2),
+        (PostgresDialect(), 1),
+        (MySqlDialect(mariadb=True), 3),
+    ):
+        statements = usage_statements(dialect, where, ("model", "user"), bucket)
+        assert len(statements) == count
+        for statement in statements:
+            assert statement.count("?") + statement.count("$") + statement.count("%s") == 2
+            assert "model_name AS g0, user_id AS g1" in statement
+        assert "GROUP BY model_name, user_id" in statements[0]
 
 
 @pytest.mark.parametrize("table", V1_TABLES, ids=lambda table: table.name)

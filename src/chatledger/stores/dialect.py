@@ -105,10 +105,16 @@ class Dialect:
         return f"CREATE TABLE IF NOT EXISTS {table.name} (\n    {body}\n){self.table_suffix}"
 
     def create_index(self, table: Table, index: Index) -> str:
-        """``CREATE INDEX IF NOT EXISTS`` for ``index``."""
+        """``CREATE INDEX IF NOT EXISTS`` for ``index``, partial when it has a condition."""
+        partial = "" if index.where is None else f" WHERE {index.where}"
         return (
-            f"CREATE INDEX IF NOT EXISTS {index.name} ON {table.name} ({', '.join(index.columns)})"
+            f"CREATE INDEX IF NOT EXISTS {index.name} ON {table.name} "
+            f"({', '.join(index.columns)}){partial}"
         )
+
+    def drop_index(self, table: Table, name: str) -> str:
+        """``DROP INDEX IF EXISTS`` for index ``name`` of ``table``."""
+        return f"DROP INDEX IF EXISTS {name}"
 
     def add_column(self, table: Table, column: Column) -> str:
         """``ALTER TABLE … ADD COLUMN`` for ``column``."""
@@ -205,6 +211,11 @@ class Dialect:
     def keyset_filter(self, column: str) -> str:
         """``column`` as an export chunk's filter names it; the planner's choice by default."""
         return column
+
+    #: whether a filtered or grouped statistic reads the matching calls' latency and
+    #: time-to-first-token values and leaves their percentiles to the caller, where
+    #: the database has no percentile aggregate and sorts slowly (SQLite)
+    percentiles_from_values: ClassVar[bool] = False
 
     #: what follows a SELECT to lock the rows it reads until the transaction ends
     #: (``" FOR UPDATE"``); empty where a writer already has the database to itself

@@ -61,16 +61,19 @@ from chatledger.stores.paging import (
 from chatledger.stores.queries import (
     PERCENTILE_COLUMNS,
     PERCENTILES,
+    PERCENTS,
     Queries,
     call_page,
     filter_clause,
     record_filter,
     session_search,
     usage_statements,
+    values_read,
+    without_value_may_match,
 )
 from chatledger.stores.rows import Record, RowCodec, encode
 from chatledger.stores.schema import API_CALL, MESSAGE, MIGRATIONS, SCHEMA_VERSION_TABLE, SESSION
-from chatledger.stores.statistics import sort_breakdown
+from chatledger.stores.statistics import GroupValues, sort_breakdown
 
 __all__ = ["Database", "Read", "SqlStore", "Write"]
 
@@ -372,17 +375,27 @@ class SqlStore(StoreLifecycle):
     async def _breakdown(
         self, query: QueryFilter, keys: Sequence[GroupKey], bucket: Bucket | None
     ) -> list[UsageBucket]:
-        """Totals and latency percentiles per group, both computed by the database."""
+        """Totals and percentiles per group: by the database, or from the values it reads out."""
         self._check_open()
         where, params = filter_clause(query, self._dialect)
         statements = usage_statements(self._dialect, where, keys, bucket)
-        results = await self._db.read([Read(sql, params) for sql in statements])
         width = len(keys) + (bucket is not None)
+        reads = [Read(sql, params) for sql in statements]
+        values: GroupValues | None = None
+        if values_read(self._dialect, where, keys, bucket):
+            values = GroupValues(width, len(PERCENTILE_COLUMNS))
+            reads[1] = Read(statements[1], params, values.add)
+        results = await self._db.read(reads)
         rows = results[0]
-        for percentiles in results[1:]:  # the percentiles came apart: join them on the groups
-            by_group = {tuple(row[:width]): row[width:] for row in percentiles}
-            missing = (None,) * (len(PERCENTILES) // len(PERCENTILE_COLUMNS))  # no such values
+        if values is not None:  # the values came out: their percentiles are computed here
+            by_group = values.percentiles([percent / 100 for percent in PERCENTS])
+            missing: tuple[Any, ...] = (None,) * len(PERCENTILES)
             rows = [(*row, *by_group.get(tuple(row[:width]), missing)) for row in rows]
+        else:  # the percentiles came apart, if at all: join them on the groups
+            missing = (None,) * len(PERCENTS)  # a group without such values
+            for percentiles in results[1:]:
+                by_column = {tuple(row[:width]): row[width:] for row in percentiles}
+                rows = [(*row, *by_column.get(tuple(row[:width]), missing)) for row in rows]
         found = [
             UsageBucket(
                 keys={key: self._rows.group_value(key, row[i]) for i, key in enumerate(keys)},
@@ -417,7 +430,7 @@ class SqlStore(StoreLifecycle):
                 self._dialect, query, spec, valued=True, after=after, limit=wanted
             )
             rows = await self._read(sql, *params)
-        if len(rows) < wanted and (spec.column is None or spec.nullable):
+        if len(rows) < wanted and without_value_may_match(query, spec):
             inside = after if after is not None and after.value is None else None
             sql, params = call_page(
                 self._dialect, query, spec, valued=False, after=inside, limit=wanted - len(rows)

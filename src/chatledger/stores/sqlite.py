@@ -82,6 +82,11 @@ class SqliteDialect(Dialect):
     encode_bool = staticmethod(int)
     encode_money = staticmethod(float)
 
+    # Two histograms (latency, time to first token) each read the matching calls and
+    # sort them twice: a week's statistics by model and day at a million calls took
+    # 0.8 s; the values read once and sorted in Python, 0.16 s.
+    percentiles_from_values = True
+
     def decode_money(self, value: Any) -> Decimal | None:
         """A REAL read back through its shortest decimal form."""
         return None if value is None else Decimal(repr(value))
@@ -211,6 +216,21 @@ def _described_rows(conn: sqlite3.Connection) -> int:
         "SELECT MAX(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = ?", (_ANALYZED_TABLE,)
     ).fetchone()
     return int(rows or 0)
+
+
+def _unanalyzed_index(conn: sqlite3.Connection) -> bool:
+    """Whether an index of the API-call table has no statistics (the table has some).
+
+    Partial indexes are left out: ANALYZE writes no statistics for one that
+    holds no row yet, and such an index would ask for an ANALYZE at every open.
+    """
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+        "AND name NOT LIKE 'sqlite_autoindex_%' AND sql NOT LIKE '% WHERE %' "
+        "AND name NOT IN (SELECT idx FROM sqlite_stat1 WHERE tbl = ? AND idx IS NOT NULL)",
+        (_ANALYZED_TABLE, _ANALYZED_TABLE),
+    )
+    return found.fetchone() is not None
 
 
 def _reload_statistics(conn: sqlite3.Connection) -> None:
@@ -447,12 +467,19 @@ class SqliteDatabase:
         )
 
     def _analyze_if_stale(self, conn: sqlite3.Connection) -> list[int]:
-        """At open: refresh statistics that describe under half of the table (if it exists)."""
+        """At open: refresh statistics that describe under half of the table (if it exists).
+
+        Statistics that miss one of the table's indexes (a migration added it)
+        are refreshed too: without them the planner guesses that index's
+        selectivity, and the others' figures no longer weigh against it.
+        """
         if not _has_table(conn, _ANALYZED_TABLE):  # opened without migrating: no schema yet
             return []
         self._analyzed_rows = _described_rows(conn)
         (newest,) = conn.execute(f"SELECT MAX(rowid) FROM {_ANALYZED_TABLE}").fetchone()
-        if (newest or 0) >= max(_ANALYZE_MIN_ROWS, 2 * self._analyzed_rows):
+        if (newest or 0) >= max(_ANALYZE_MIN_ROWS, 2 * self._analyzed_rows) or (
+            self._analyzed_rows and _unanalyzed_index(conn)
+        ):
             self._analyze(conn)
         return []
 

@@ -2604,8 +2604,11 @@ class StoreConformance:
         calls = []
         for _ in range(90):
             prompt = rng.choice([0, 10, 400])
+            failed = rng.random() < 0.3
             calls.append(
                 make_api_call(
+                    status=ApiCallStatus.FAILED if failed else ApiCallStatus.SUCCESS,
+                    error_code=rng.choice(["server_error", "bad_request"]) if failed else None,
                     create_time=rng.choice(times),
                     total_price=rng.choice(prices),
                     latency_ms=rng.choice(latencies),
@@ -2693,6 +2696,23 @@ class StoreConformance:
             pages = await self._walk_calls(store, query, sort.value, limit=4)
             got = [c.id for page in pages for c in page.calls]
             assert got == self._expected_order(mine, sort)
+        # filters that pick failed calls, and a latency range, under every sort
+        failed = ApiCallStatus.FAILED
+        latency = QueryFilter().latency_range(120, 950)
+        for query, keep in (
+            (
+                QueryFilter().with_error_code("server_error"),
+                lambda c: c.error_code == "server_error",
+            ),
+            (QueryFilter().with_status(failed), lambda c: c.status is failed),
+            (latency, lambda c: c.latency_ms is not None and 120 <= c.latency_ms <= 950),
+        ):
+            mine = [c for c in calls if keep(c)]
+            assert mine
+            for sort in CallSort:
+                pages = await self._walk_calls(store, query, sort, limit=3)
+                got = [c.id for page in pages for c in page.calls]
+                assert got == self._expected_order(mine, sort), (query, sort)
 
     @pytest.mark.asyncio
     async def test_page_api_calls_last_page_has_no_cursor(self, store: PersistenceStore) -> None:
