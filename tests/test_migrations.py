@@ -1,15 +1,16 @@
-"""Versioned migrations on every SQL backend: a version-1 database, filled, upgrades intact.
+"""Versioned migrations on every SQL backend: a database of each earlier version upgrades intact.
 
-The store is opened with only the first migration known, filled (API calls
-in version 1's columns, as a version-1 chatledger or MoFA wrote them), then
-opened again with every migration: each row must read back unchanged and the
-token subsets that version 2 moved into columns must be backfilled.
+The store is opened with only the migrations up to a version known, filled
+(API calls in that version's columns, as a chatledger of that version or
+MoFA wrote them), then opened again with every migration: each row must read
+back unchanged, the token subsets that version 2 moved into columns must be
+backfilled, and the dashboard's indexes (version 3) must be there and used.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
@@ -18,13 +19,13 @@ import pytest
 
 import chatledger
 import chatledger.stores.sql as sql_layer
-from chatledger.entities import QueryFilter, TokenDetails
+from chatledger.entities import QueryFilter, SessionQuery, TokenDetails
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.queries import API_CALL_COLUMNS
 from chatledger.stores.rows import RowCodec
-from chatledger.stores.schema import API_CALL, MIGRATIONS
-from chatledger.stores.sql import SqlStore, Write, schema_version
+from chatledger.stores.schema import API_CALL, DASHBOARD_INDEXES, MIGRATIONS
+from chatledger.stores.sql import Read, SqlStore, Write, schema_version
 from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing import (
     make_agent,
@@ -39,22 +40,40 @@ Opener = Callable[[], Awaitable[SqlStore]]
 
 
 @pytest.fixture(params=SQL_BACKENDS)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend's store on a database this test has to itself."""
     if request.param == "sqlite":
-        return lambda: SqliteStore.connect(tmp_path / "old.db")
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        return lambda: PostgresStore.connect(url)
-    url = request.getfixturevalue("mysql_url")
-    return lambda: MySqlStore.connect(url)
+        yield lambda: SqliteStore.connect(tmp_path / "old.db")
+    elif request.param == "postgresql":
+        with postgres_database() as url:
+            yield lambda: PostgresStore.connect(url)
+    else:
+        with mysql_database() as url:
+            yield lambda: MySqlStore.connect(url)
 
 
-async def test_a_version_1_database_upgrades_with_every_row_intact(
-    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+async def _index_names(store: SqlStore) -> set[str]:
+    """The names of the secondary indexes in the store's database."""
+    catalog = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index'",
+        "postgresql": "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()",
+        "mysql": "SELECT index_name FROM information_schema.statistics "
+        "WHERE table_schema = DATABASE()",
+    }[store.backend_name]
+    (rows,) = await store._db.read([Read(catalog)])
+    return {str(row[0]).lower() for row in rows}
+
+
+@pytest.mark.parametrize("start", [migration.version for migration in MIGRATIONS[:-1]])
+async def test_an_older_database_upgrades_with_every_row_intact(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch, start: int
 ) -> None:
-    """Open at version 1, fill, upgrade: same rows, and cached/reasoning tokens backfilled."""
-    monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS[:1])
+    """Open at each earlier version, fill, upgrade: rows intact, subsets backfilled, indexes made.
+
+    Version 1 has no token-subset columns: its calls are written in version 1's
+    columns, as a version-1 chatledger or MoFA wrote them.
+    """
+    monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS[:start])
     old = await open_store()
     session = make_session(title="before the upgrade", metadata={"k": [1, 2]})
     messages = [make_message(session, f"turn {i} 🙂") for i in range(20)]
@@ -68,26 +87,28 @@ async def test_a_version_1_database_upgrades_with_every_row_intact(
             prompt_tokens_details=TokenDetails(cached_tokens=i),
             completion_tokens_details=TokenDetails(reasoning_tokens=2 * i) if i % 2 else None,
             total_price=Decimal("0.0001234567") * i,
+            error_code="server_error" if i % 7 == 0 else None,
         )
         for i in range(30)
     ]
     try:
-        assert await schema_version(old._db) == 1
+        assert await schema_version(old._db) == start
         await old.create_session(session)
         await old.save_messages(messages)
         await old.save_provider(provider)
         await old.save_agent(agent)
-        # version 1 has no token-subset columns: write the calls in its columns only
-        codec, v1_columns = RowCodec(old._dialect), API_CALL.column_names
+        codec = RowCodec(old._dialect)
+        columns = API_CALL.column_names if start == 1 else API_CALL_COLUMNS
         insert = (
-            f"INSERT INTO {API_CALL.name} ({', '.join(v1_columns)}) "
-            f"VALUES ({', '.join('?' * len(v1_columns))})"
+            f"INSERT INTO {API_CALL.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
         )
-        assert API_CALL_COLUMNS[: len(v1_columns)] == v1_columns
-        rows = [codec.api_call(call)[: len(v1_columns)] for call in calls]
+        assert API_CALL_COLUMNS[: len(columns)] == columns
+        rows = [codec.api_call(call)[: len(columns)] for call in calls]
         await old._db.write([Write(old._dialect.sql(insert), many=rows)])
         session = await old.get_session(session.id)  # its update_time followed the messages
         assert session is not None
+        assert not {index.name for _, index in DASHBOARD_INDEXES} & await _index_names(old)
     finally:
         await old.close()
 
@@ -105,6 +126,15 @@ async def test_a_version_1_database_upgrades_with_every_row_intact(
         assert stats.total_calls == len(calls)
         assert stats.total_cached_tokens == sum(range(30))
         assert stats.total_reasoning_tokens == sum(2 * i for i in range(30) if i % 2)
+        indexes = await _index_names(new)
+        assert {index.name for _, index in DASHBOARD_INDEXES} <= indexes
+        assert "idx_api_call_latency" not in indexes  # the latency order index replaced it
+        page = await new.page_api_calls(
+            QueryFilter().with_error_code("server_error"), sort="cost_desc"
+        )
+        assert [c.id for c in page.calls] == [c.id for c in reversed(calls) if c.error_code]
+        found = await new.search_sessions(SessionQuery(text="BEFORE the"))
+        assert found.sessions == [session]
     finally:
         await new.close()
 

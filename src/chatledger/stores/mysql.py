@@ -124,11 +124,25 @@ class MySqlDialect(Dialect):
         return value
 
     def create_index(self, table: Table, index: Index) -> str:
-        """``CREATE INDEX`` (``IF NOT EXISTS`` on MariaDB; skipped when present on MySQL)."""
+        """``CREATE INDEX`` (``IF NOT EXISTS`` on MariaDB; skipped when present on MySQL).
+
+        MySQL has no partial indexes: a partial one indexes every row here.
+        """
         if (table.name, index.name) in self.existing:
             return _NOTHING
         guard = "IF NOT EXISTS " if self.mariadb else ""
         return f"CREATE INDEX {guard}{index.name} ON {table.name} ({', '.join(index.columns)})"
+
+    def drop_index(self, table: Table, name: str) -> str:
+        """``DROP INDEX … ON`` (``IF EXISTS`` on MariaDB).
+
+        MySQL 8 has no ``IF EXISTS`` here, and ``existing`` cannot tell: the
+        index may have been made by an earlier migration of this same run.
+        Chatledger drops only indexes its own earlier migrations made, so it is
+        there unless a run was cut short right after dropping it.
+        """
+        guard = "IF EXISTS " if self.mariadb else ""
+        return f"DROP INDEX {guard}{name} ON {table.name}"
 
     def add_column(self, table: Table, column: Column) -> str:
         """``ADD COLUMN`` (``IF NOT EXISTS`` on MariaDB; skipped when present on MySQL)."""
