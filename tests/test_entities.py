@@ -20,6 +20,7 @@ from chatledger.entities import (
     PriceDetails,
     Provider,
     QueryFilter,
+    SessionQuery,
     TokenDetails,
     ToolCallContent,
     ToolResultContent,
@@ -375,6 +376,41 @@ def test_query_filter_refuses_naive_times_and_negative_paging() -> None:
         QueryFilter().paginate(-1, 10)
     with pytest.raises(ValidationError):
         QueryFilter().paginate(0, -1)
+
+
+def test_query_filter_call_only_builders() -> None:
+    """Error code, cost and latency builders set inclusive bounds; floats read as decimals."""
+    query = QueryFilter().with_error_code("rate_limit_exceeded").cost_range(0.1, "2.5")
+    query = query.latency_range(None, 900)
+    assert query.error_code == "rate_limit_exceeded"
+    assert (query.min_cost, query.max_cost) == (Decimal("0.1"), Decimal("2.5"))
+    assert (query.min_latency_ms, query.max_latency_ms) == (None, 900)
+    assert query.cost_range(None, None).min_cost is None
+    assert query.model_dump(mode="json")["min_cost"] == 0.1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"min_cost": Decimal(-1)},
+        {"max_cost": Decimal("NaN")},
+        {"max_cost": Decimal("1e15")},
+        {"min_latency_ms": -1},
+        {"max_latency_ms": 2**63},
+    ],
+)
+def test_query_filter_refuses_bounds_no_call_can_have(changes: dict[str, Any]) -> None:
+    """A negative, infinite or unstorable cost bound, or a negative latency bound, is refused."""
+    with pytest.raises(ValidationError):
+        QueryFilter(**changes)
+
+
+def test_session_query_treats_empty_text_as_none() -> None:
+    """An empty search text is no condition; any other text is kept as written."""
+    assert SessionQuery(text="").text is None
+    assert SessionQuery(text=" 50%_ ").text == " 50%_ "
+    with pytest.raises(ValidationError):
+        SessionQuery(start_time=datetime(2024, 1, 1))  # naive on purpose
 
 
 def test_tokens_beyond_int32_are_refused() -> None:
