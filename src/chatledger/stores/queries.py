@@ -353,10 +353,11 @@ def call_page(
 
 
 def without_value_may_match(query: QueryFilter, spec: SortSpec) -> bool:
-    """Whether calls without ``spec``'s value may match ``query`` (the second step of a page).
+    """Whether a page reads the calls without ``spec``'s value (its second step).
 
-    A time order has one step only; a bound on the sort's own column (a cost
-    range when sorting by cost) matches no call without a value.
+    A time order's one step is that one (no call lacks a create_time); a
+    bound on the sort's own column (a cost range when sorting by cost)
+    matches no call without a value, so that step is skipped.
     """
     if spec.column is None:
         return True
