@@ -562,7 +562,11 @@ async def run_demo(url: str) -> int:
     _out()
     _out("Run it again: the demo resumes these three sessions and the table grows.")
     _out("Then look around: chatledger sessions, show latest, stats --by model.")
-    _out(f"Or open the dashboard (pip install 'chatledger[ui]'): chatledger ui --db {redact(url)}")
+    _out("Or open the dashboard (pip install 'chatledger[ui]'):")
+    command = f"  chatledger ui --db {redact(url)}"
+    if len(command) > WIDTH:  # a long URL on a line of its own, still one shell command
+        command = f"  chatledger ui \\\n    --db {redact(url)}"
+    _out(command)
     return run
 
 
