@@ -373,18 +373,22 @@ class Dashboard:
         days: int = 90,
         end: datetime | None = None,
     ) -> Dashboard:
-        """Sessions enough for about ``calls`` calls and ``messages`` messages (both reached)."""
+        """The fewest sessions that hold at least ``calls`` calls and ``messages`` messages."""
         rng = random.Random(seed)
         population = Population.make(rng, tenants, users, agents_per_tenant)
         end = end or datetime.now(UTC)
         # Sessions start until two hours before the end: none runs past it (the longest
         # lasts about an hour), so no row lies in the future.
         last = end - timedelta(hours=2)
-        probe = cls(seed, population, (last,) * 400, end)
-        sampled = [probe.session(index) for index in range(400)]
-        per_messages = sum(len(s.messages) for s in sampled) / len(sampled)
-        per_calls = sum(len(s.calls) for s in sampled) / len(sampled)
-        count = max(1, round(max(messages / per_messages, calls / per_calls)))
+        # A session's rows depend on its index alone (its start only shifts their times):
+        # count them, session by session, until both totals are reached.
+        probe = cls(seed, population, (), end)
+        count = found_messages = found_calls = 0
+        while found_messages < messages or found_calls < calls:
+            made = probe.build(count, last)
+            found_messages += len(made.messages)
+            found_calls += len(made.calls)
+            count += 1
         span = timedelta(days=days).total_seconds()
         starts = sorted(
             last - timedelta(seconds=rng.uniform(0, span), microseconds=rng.randint(1, 999_999))
@@ -394,10 +398,13 @@ class Dashboard:
 
     def session(self, index: int) -> _Session:
         """Session ``index``: its row, messages and calls (the same every time)."""
+        return self.build(index, self.starts[index])
+
+    def build(self, index: int, start: datetime) -> _Session:
+        """Session ``index`` as if it started at ``start``."""
         rng = random.Random(self.seed * 1_000_003 + index)
         tenant = rng.choices(self.population.tenants, self.population.weights)[0]
         agent, main, guard = rng.choice(tenant.agents)
-        start = self.starts[index]
         topic = rng.choice(_TOPICS)
         order = order_number(index) if index % 3 == 0 else None
         title = None

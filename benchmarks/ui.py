@@ -121,6 +121,7 @@ class Measured:
     store: Latency
     size: int  # bytes of the body, the last request's
     server_timing: Latency | None  # the app's own Server-Timing total, when it sends one
+    peak_mb: float | None = None  # the server's peak RSS once this page's requests were done
 
 
 def p95(latency: Latency) -> float:
@@ -159,9 +160,26 @@ async def _load_sqlite(data: Dashboard, path: Path, progress: Progress) -> dict[
     # Opening the store refreshes the planner's statistics as it would after these writes.
     started = perf_counter()
     store = await SqliteStore.connect(f"sqlite:///{path}")
-    await store.close()
-    progress(f"SQLite: store opened (its ANALYZE) in {perf_counter() - started:.1f} s")
+    try:
+        progress(f"SQLite: store opened (its ANALYZE) in {perf_counter() - started:.1f} s")
+        await _rebuild_rollups(store, "SQLite", progress)
+    finally:
+        await store.close()
     return counts
+
+
+async def _rebuild_rollups(store: Any, title: str, progress: Progress) -> None:
+    """The store's usage rollups recounted from the loaded calls (the loaders bypass them).
+
+    A store that wrote these calls itself would have kept its rollups as it
+    went; a bulk load writes the tables only, so the store recounts them.
+    """
+    rebuild = getattr(store, "rebuild_rollups", None)
+    if rebuild is None:  # a chatledger without rollups
+        return
+    started = perf_counter()
+    counted = await rebuild()
+    progress(f"{title}: rollups rebuilt from {counted:,} calls in {perf_counter() - started:.1f} s")
 
 
 async def _load_postgres(data: Dashboard, url: str, progress: Progress) -> dict[str, int]:
@@ -182,15 +200,19 @@ async def _load_postgres(data: Dashboard, url: str, progress: Progress) -> dict[
             progress(f"PostgreSQL: {counts[name]:,} {name} loaded ({perf_counter() - start:.0f} s)")
     finally:
         await raw.close()
+    store = await PostgresStore.connect(url, min_size=1, max_size=1)
+    try:
+        await _rebuild_rollups(store, "PostgreSQL", progress)
+    finally:
+        await store.close()
     import asyncpg
 
     conn = await asyncpg.connect(url)
     try:
-        # What autovacuum does after a table's bulk inserts: the visibility map that
-        # index-only scans rely on (a COPY'd table has none until then).
+        # What autovacuum does after bulk inserts: the visibility map that index-only
+        # scans rely on (a COPY'd table has none until then), and fresh statistics.
         started = perf_counter()
-        for table in raw_server.TABLES.values():
-            await conn.execute(f"VACUUM (ANALYZE) {table}")
+        await conn.execute("VACUUM (ANALYZE)")
         progress(f"PostgreSQL: VACUUM (ANALYZE) in {perf_counter() - started:.1f} s")
     finally:
         await conn.close()
@@ -589,15 +611,20 @@ async def _measure(
                 measured = []
                 for page in pages:
                     found = await _time_http(client, server.base, page, sizes)
+                    found = replace(found, peak_mb=server.memory_mb("VmHWM"))
                     progress(
                         f"{title}: {page.label}: p50 {found.http.p50:.1f} ms, "
                         f"p95 {p95(found.http):.1f} ms ({len(found.http.samples_ms)} requests, "
-                        f"{found.size / 1024:.0f} KiB)"
+                        f"{found.size / 1024:.0f} KiB; server peak RSS {found.peak_mb or 0:.0f} MB)"
                     )
                     measured.append(found)
+                before_export = server.memory_mb("VmHWM")
                 export = await _time_export(client, server.base, store, sizes)
             peak = server.memory_mb("VmHWM")
-            progress(f"{title}: server RSS {idle or 0:.0f} MB idle, {peak or 0:.0f} MB peak")
+            progress(
+                f"{title}: server RSS {idle or 0:.0f} MB idle, {before_export or 0:.0f} MB peak "
+                f"before the export, {peak or 0:.0f} MB peak after it"
+            )
             await server.stop()
             for index, found in enumerate(measured):
                 latency = await _time_store(store, found.page, sizes)
@@ -649,10 +676,17 @@ async def _measure(
     )
     targets.append(Target(f"{title}: server peak RSS", peak, RSS_TARGET_MB, False, unit="MB"))
     timed = [found for found in measured if found.server_timing is not None]
+    growth = [(idle, "start", 0.0)]  # (peak after, what ran, how much it added)
+    for found in [*measured, replace(measured[-1], page=Page("the export", ()), peak_mb=peak)]:
+        previous = growth[-1][0] or 0.0
+        growth.append((found.peak_mb, found.page.label, (found.peak_mb or 0.0) - previous))
+    _, grew_in, grew_by = max(growth[1:], key=lambda step: step[2])
     notes = [
         f"{title}: the app sends Server-Timing on {len(timed)} pages"
         if timed
         else f"{title}: the app sends no Server-Timing header: times are the client's",
+        f"{title}: server RSS {idle or 0:.0f} MB once it answered; its peak grew most during "
+        f"'{grew_in}' (+{grew_by:.0f} MB)",
         f"{title}: a static file (favicon.svg) takes {kept:.1f} ms (median) on the kept-alive "
         f"connection and {fresh:.1f} ms on a new connection each time"
         + (
@@ -710,9 +744,10 @@ async def run_ui(tmp: Path, sizes: UiSizes, progress: Progress) -> Section:
         "(rate limits, 5xx, timeouts, cancels) and are retried; 3% of replies regenerated "
         "(branches); rows inserted in time order",
         "loading: SQLite by raw executemany with the secondary indexes dropped and rebuilt, "
-        "then the store opened once (its own ANALYZE of the API-call table); PostgreSQL by "
-        "COPY with the indexes dropped and rebuilt, ANALYZE, then VACUUM (ANALYZE) as "
-        "autovacuum would after bulk inserts",
+        "then the store opened once (its own ANALYZE); PostgreSQL by COPY with the indexes "
+        "dropped and rebuilt and ANALYZE; then the store's rebuild_rollups (where it has "
+        "one: the loaders bypass the rollups a store keeps as it writes), and on PostgreSQL "
+        "VACUUM (ANALYZE) of the database, as autovacuum would after bulk inserts",
         "chatledger: the p95 of each page over HTTP, requested with httpx on one keep-alive "
         "connection to `chatledger ui --db URL --port N` started as its own process (uvicorn, "
         f"one worker), loopback; {sizes.warmup} untimed requests first, then "
