@@ -37,6 +37,9 @@ SQL_BACKENDS = (
 
 # Children before parents, so deletes never trip a foreign key.
 TABLES = (
+    "chatledger_usage_hourly",
+    "chatledger_usage_daily",
+    "chatledger_usage_histogram",
     "entity_llm_api_call",
     "entity_llm_message",
     "entity_chat_session",

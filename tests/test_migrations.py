@@ -3,8 +3,9 @@
 The store is opened with only the migrations up to a version known, filled
 (API calls in that version's columns, as a chatledger of that version or
 MoFA wrote them), then opened again with every migration: each row must read
-back unchanged, the token subsets that version 2 moved into columns must be
-backfilled, and the dashboard's indexes (version 3) must be there and used.
+back unchanged, the token subsets that versions 2 and 4 moved into columns
+must be backfilled, the dashboard's indexes (version 3) must be there and
+used, and the usage rollups (version 4) must count every call.
 """
 
 from __future__ import annotations
@@ -23,8 +24,15 @@ from chatledger.entities import QueryFilter, SessionQuery, TokenDetails
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.queries import API_CALL_COLUMNS
+from chatledger.stores.rollups import scan_only
 from chatledger.stores.rows import RowCodec
-from chatledger.stores.schema import API_CALL, DASHBOARD_INDEXES, MIGRATIONS
+from chatledger.stores.schema import (
+    API_CALL,
+    DASHBOARD_INDEXES,
+    MESSAGE_CALL_INDEXES,
+    MIGRATIONS,
+    ROLLUP_HOURLY,
+)
 from chatledger.stores.sql import Read, SqlStore, Write, schema_version
 from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing import (
@@ -37,6 +45,15 @@ from chatledger.testing import (
 from scratch_databases import SQL_BACKENDS, mysql_database, postgres_database
 
 Opener = Callable[[], Awaitable[SqlStore]]
+
+# How many token-subset columns the API-call table has at each version before 4.
+_SUBSETS_AT = {1: 0, 2: 2, 3: 2}  # and 3 from version 4 on
+
+
+async def _rollup_calls(store: SqlStore) -> int:
+    """How many calls the hourly rollup counts."""
+    (rows,) = await store._db.read([Read(f"SELECT SUM(calls) FROM {ROLLUP_HOURLY.name}")])
+    return int(rows[0][0] or 0)
 
 
 @pytest.fixture(params=SQL_BACKENDS)
@@ -71,7 +88,8 @@ async def test_an_older_database_upgrades_with_every_row_intact(
     """Open at each earlier version, fill, upgrade: rows intact, subsets backfilled, indexes made.
 
     Version 1 has no token-subset columns: its calls are written in version 1's
-    columns, as a version-1 chatledger or MoFA wrote them.
+    columns, as a version-1 chatledger or MoFA wrote them. Version 4's rollups
+    are backfilled from them: statistics read from the rollups equal a scan's.
     """
     monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS[:start])
     old = await open_store()
@@ -84,7 +102,7 @@ async def test_an_older_database_upgrades_with_every_row_intact(
             session,
             prompt_tokens=100 + i,
             completion_tokens=100,
-            prompt_tokens_details=TokenDetails(cached_tokens=i),
+            prompt_tokens_details=TokenDetails(cached_tokens=i, cache_write_tokens=i % 3),
             completion_tokens_details=TokenDetails(reasoning_tokens=2 * i) if i % 2 else None,
             total_price=Decimal("0.0001234567") * i,
             error_code="server_error" if i % 7 == 0 else None,
@@ -98,7 +116,8 @@ async def test_an_older_database_upgrades_with_every_row_intact(
         await old.save_provider(provider)
         await old.save_agent(agent)
         codec = RowCodec(old._dialect)
-        columns = API_CALL.column_names if start == 1 else API_CALL_COLUMNS
+        # each version's columns: MoFA's, then the token subsets versions 2 and 4 added
+        columns = API_CALL_COLUMNS[: len(API_CALL.column_names) + _SUBSETS_AT.get(start, 3)]
         insert = (
             f"INSERT INTO {API_CALL.name} ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' * len(columns))})"
@@ -108,7 +127,10 @@ async def test_an_older_database_upgrades_with_every_row_intact(
         await old._db.write([Write(old._dialect.sql(insert), many=rows)])
         session = await old.get_session(session.id)  # its update_time followed the messages
         assert session is not None
-        assert not {index.name for _, index in DASHBOARD_INDEXES} & await _index_names(old)
+        later = {index.name for index in MESSAGE_CALL_INDEXES} if start < 4 else set()
+        if start < 3:
+            later |= {index.name for _, index in DASHBOARD_INDEXES}
+        assert not later & await _index_names(old)
     finally:
         await old.close()
 
@@ -126,8 +148,17 @@ async def test_an_older_database_upgrades_with_every_row_intact(
         assert stats.total_calls == len(calls)
         assert stats.total_cached_tokens == sum(range(30))
         assert stats.total_reasoning_tokens == sum(2 * i for i in range(30) if i % 2)
+        assert stats.total_cache_write_tokens == sum(i % 3 for i in range(30))
+        assert stats.total_cost == sum(c.total_price or 0 for c in calls)
+        # the rollups were backfilled: they answer as the calls do
+        with scan_only():
+            assert await new.get_statistics(QueryFilter()) == stats
+            scanned = await new.get_usage_breakdown(QueryFilter(), ["model", "status"], "day")
+        assert await new.get_usage_breakdown(QueryFilter(), ["model", "status"], "day") == scanned
+        assert await _rollup_calls(new) == len(calls)
         indexes = await _index_names(new)
         assert {index.name for _, index in DASHBOARD_INDEXES} <= indexes
+        assert {index.name for index in MESSAGE_CALL_INDEXES} <= indexes
         assert "idx_api_call_latency" not in indexes  # the latency order index replaced it
         page = await new.page_api_calls(
             QueryFilter().with_error_code("server_error"), sort="cost_desc"

@@ -621,7 +621,11 @@ class UsageStatistics(_Entity):
 
     ``failed_count`` is every call that did not succeed. Averages and
     percentiles skip missing values and are None when there are none;
-    ``total_cost`` is None when no call has a price.
+    ``total_cost`` is None when no call has a price. Cached and cache-write
+    tokens are part of the prompt tokens, reasoning tokens of the completion
+    tokens. Percentiles are exact, or read from the stores' rollup histograms
+    within ``chatledger.stores.statistics.PERCENTILE_RELATIVE_ERROR`` (4.9%)
+    when a statistic over many calls is answered from the rollups.
     """
 
     total_calls: int = 0
@@ -638,6 +642,7 @@ class UsageStatistics(_Entity):
     )
     total_cached_tokens: int = 0
     total_reasoning_tokens: int = 0
+    total_cache_write_tokens: int = 0
     avg_time_to_first_token_ms: float | None = None
     p50_latency_ms: float | None = None
     p95_latency_ms: float | None = None

@@ -59,6 +59,10 @@ _BATCHES: dict[str, tuple[type[Any], str]] = {
     "sessions": _ENTITIES["session"],
 }
 _INTEGERS = frozenset({"offset", "limit", "chunk_size"})
+# Parameters that take a sequence of ids.
+_ID_BATCHES = frozenset({"message_ids", "session_ids"})
+# A parameter that may also be None in one method: a breakdown's limit.
+_OPTIONAL_INTEGERS = frozenset({("get_usage_breakdown", "limit")})
 _TEXTS = frozenset({"name", "code", "kind"})
 _TIMES = frozenset({"before"})
 _OPTIONAL_TEXTS = frozenset({"cursor"})
@@ -115,6 +119,18 @@ def _integer(method: str, parameter: str, value: Any) -> None:
         raise ValueError(f"{method}(): {parameter}={value} is out of range (at most 2**63 - 1)")
 
 
+def _optional_integer(method: str, parameter: str, value: Any) -> None:
+    if value is not None:
+        _integer(method, parameter, value)
+
+
+def _identifiers(method: str, parameter: str, value: Any) -> None:
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise _refuse(method, parameter, "a list or tuple of uuid.UUID", value)
+    for index, item in enumerate(value):
+        _identifier(method, f"{parameter}[{index}]", item)
+
+
 def _text(method: str, parameter: str, value: Any) -> None:
     if not isinstance(value, str):
         raise _refuse(method, parameter, "a str", value)
@@ -134,8 +150,12 @@ def _check_for(method: str, parameter: str) -> _Check | None:
     """How to check an argument of ``method``'s ``parameter``, or None to leave it alone."""
     if (method, parameter) in _METHOD_ENTITIES:
         return _entity(*_METHOD_ENTITIES[method, parameter])
+    if (method, parameter) in _OPTIONAL_INTEGERS:
+        return _optional_integer
     if parameter in _ENTITIES:
         return _entity(*_ENTITIES[parameter])
+    if parameter in _ID_BATCHES:
+        return _identifiers
     if parameter in _BATCHES:
         return _batch(*_BATCHES[parameter])
     if parameter.endswith("_id"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar, runtime_checkable
@@ -43,6 +43,7 @@ __all__ = [
     "SessionStore",
     "StoreLifecycle",
     "check_breakdown_args",
+    "check_breakdown_limit",
     "check_chunk_size",
     "check_cutoff",
     "check_record_query",
@@ -100,6 +101,12 @@ def check_breakdown_args(group_by: Sequence[str], bucket: str | None) -> tuple[G
     if bucket is not None and bucket not in _BUCKETS:
         raise ValueError(f"unknown bucket {bucket!r}; choose from {list(_BUCKETS)} or None")
     return tuple(dict.fromkeys(group_by))  # type: ignore[arg-type]  # checked above
+
+
+def check_breakdown_limit(limit: int | None) -> None:
+    """Refuse a breakdown's ``limit`` below 1 (None keeps every group)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 (or None for every group), not {limit!r}")
 
 
 def check_record_query(kind: str, query: QueryFilter) -> RecordKind:
@@ -178,6 +185,12 @@ class MessageStore(Protocol):
         """How many messages a session has."""
         ...
 
+    async def count_messages_by_session(
+        self, session_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """How many messages each of ``session_ids`` has (0 for one without any), in one query."""
+        ...
+
 
 @runtime_checkable
 class ApiCallStore(Protocol):
@@ -208,8 +221,23 @@ class ApiCallStore(Protocol):
         query: QueryFilter,
         group_by: Sequence[GroupKey] = (),
         bucket: Bucket | None = None,
+        limit: int | None = None,
     ) -> list[UsageBucket]:
-        """Statistics per group of ``group_by`` keys and per UTC time bucket."""
+        """Statistics per group of ``group_by`` keys and per UTC time bucket.
+
+        Rows come by bucket start, then by their keys' string forms. With
+        ``limit``, only the ``limit`` groups (combinations of key values,
+        over every bucket) with the most calls are kept, ties broken by
+        their keys' string forms; ``limit < 1`` raises ValueError.
+        """
+        ...
+
+    async def calls_for_messages(self, message_ids: Sequence[uuid.UUID]) -> list[LLMApiCall]:
+        """The calls whose response or request message is among ``message_ids``.
+
+        Each call once, oldest first (then by id): a conversation shows each
+        call under the reply it produced.
+        """
         ...
 
     async def page_api_calls(
@@ -236,6 +264,15 @@ class ApiCallStore(Protocol):
 
     async def cleanup_old_records(self, before: datetime) -> int:
         """Delete API-call records with ``create_time < before``; return how many."""
+        ...
+
+    async def rebuild_rollups(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Recount the usage rollups from the API calls; return how many calls they count.
+
+        Needed only when calls were written or deleted around chatledger (by
+        SQL of one's own, or by MoFA): every store write keeps the rollups
+        current. ``progress(done, total)`` is called after each step.
+        """
         ...
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from chatledger.stores.paging import LIKE_ESCAPE
 from chatledger.stores.schema import Column, ColumnType, Index, Table
+from chatledger.stores.statistics import call_cost
 
 __all__ = ["Dialect", "json_dumps", "utc_text", "uuid_text"]
 
@@ -94,7 +95,7 @@ class Dialect:
     def create_table(self, table: Table) -> str:
         """``CREATE TABLE IF NOT EXISTS`` for ``table``, keys and checks included."""
         lines = [self.column_ddl(column) for column in table.columns]
-        lines.append("PRIMARY KEY (id)")
+        lines.append(f"PRIMARY KEY ({', '.join(table.primary_key)})")
         lines.extend(f"UNIQUE ({', '.join(columns)})" for columns in table.unique)
         lines.extend(f"CHECK ({check})" for check in table.checks)
         lines.extend(
@@ -136,6 +137,24 @@ class Dialect:
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
         return [(sql, tuple(range(len(names))))]
+
+    def accumulate(self, table: Table, keys: Sequence[str], sums: Sequence[str]) -> str:
+        """What follows an INSERT into ``table`` so that a row whose ``keys`` exist adds to it.
+
+        Each of ``sums`` of the existing row gets the inserted row's value
+        added (a negative one subtracts).
+        """
+        updates = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}" for name in sums)
+        return f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+
+    def rollup_lock(self, tables: Sequence[str]) -> str | None:
+        """A statement that keeps writers out of ``tables`` until the transaction ends, if needed.
+
+        A rollup rebuild of a time range deletes and recounts its rows: a call
+        written meanwhile must be counted by exactly one of the two. SQLite
+        needs none: its writes are serialised already.
+        """
+        return None
 
     def update_then_insert(self, update: str, insert: str) -> str | None:
         """One statement running ``update`` then ``insert`` atomically, or None if there is none.
@@ -198,6 +217,27 @@ class Dialect:
     def unindexed(self, column: str) -> str:
         """``column`` as an expression the planner will not serve from an index."""
         return column
+
+    def uuid_key(self, column: str) -> str:
+        """An id column as the rollups key it: lowercase text where ids are text."""
+        return f"LOWER({column})"
+
+    def uuid_as_text(self, column: str) -> str:
+        """An id column as lowercase canonical text (a daily rollup's dimension value)."""
+        return f"LOWER({column})"
+
+    def cost_parts(self, column: str) -> tuple[str, str]:
+        """A price column as the two parts a rollup sums: money, and 1e-10 units.
+
+        Where the price column is exact, the money part is the price and the
+        units are 0; see :meth:`money_parts` for the same split in Python.
+        """
+        return column, "0"
+
+    @staticmethod
+    def money_parts(price: Decimal) -> tuple[Any, int]:
+        """A price as :meth:`cost_parts` splits it once stored: its stored amount, and 0."""
+        return call_cost(price), 0
 
     def bucket_start(self, column: str, bucket: str) -> str:
         """The start of ``column``'s UTC hour, day, ISO week (Monday) or month."""

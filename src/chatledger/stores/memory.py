@@ -48,6 +48,7 @@ from chatledger.stores.base import (
     RecordKind,
     StoreLifecycle,
     check_breakdown_args,
+    check_breakdown_limit,
     check_chunk_size,
     check_cutoff,
     check_record_query,
@@ -300,6 +301,16 @@ class InMemoryStore(StoreLifecycle):
         self._check_open()
         return self._drop_session_messages(session_id)
 
+    async def count_messages_by_session(
+        self, session_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """How many messages each of ``session_ids`` has (0 for one without any)."""
+        self._check_open()
+        return {
+            session_id: len(self._session_messages.get(session_id, ()))
+            for session_id in session_ids
+        }
+
     async def count_session_messages(self, session_id: uuid.UUID) -> int:
         """How many messages a session has."""
         self._check_open()
@@ -386,11 +397,35 @@ class InMemoryStore(StoreLifecycle):
         query: QueryFilter,
         group_by: Sequence[GroupKey] = (),
         bucket: Bucket | None = None,
+        limit: int | None = None,
     ) -> list[UsageBucket]:
-        """Statistics per group of ``group_by`` keys and per UTC time bucket."""
+        """Statistics per group of ``group_by`` keys and per UTC time bucket.
+
+        The in-memory store has no rollups: it answers every statistic from
+        the calls, through the same computation (exact percentiles).
+        """
         keys = check_breakdown_args(group_by, bucket)
+        check_breakdown_limit(limit)
         self._check_open()
-        return compute_breakdown(self._matching_calls(query), keys, bucket)
+        return compute_breakdown(self._matching_calls(query), keys, bucket, limit)
+
+    async def calls_for_messages(self, message_ids: Sequence[uuid.UUID]) -> list[LLMApiCall]:
+        """The calls whose response or request message is among ``message_ids``, oldest first."""
+        self._check_open()
+        wanted = set(message_ids)
+        found = [
+            call
+            for call in self._api_calls.values()
+            if call.response_message_id in wanted or call.request_message_id in wanted
+        ]
+        return sorted(found, key=_call_order)
+
+    async def rebuild_rollups(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Nothing to rebuild (statistics read the calls); return how many calls there are."""
+        self._check_open()
+        if progress is not None:
+            progress(1, 1)
+        return len(self._api_calls)
 
     async def page_api_calls(
         self,

@@ -84,6 +84,7 @@ class MySqlDialect(Dialect):
         ColumnType.INT: "BIGINT",
         ColumnType.FLOAT: "DOUBLE",
         ColumnType.MONEY: "DECIMAL(24, 10)",
+        ColumnType.MONEY_SUM: "DECIMAL(38, 10)",
         ColumnType.BOOL: "BOOLEAN",
     }
 
@@ -167,6 +168,12 @@ class MySqlDialect(Dialect):
             f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} WHERE id = ?)"
         )
         return [(update, (*range(1, count), 0)), (insert, (*range(count), 0))]
+
+    def accumulate(self, table: Table, keys: Sequence[str], sums: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE``: the primary key is the only unique key of a rollup."""
+        name = table.name
+        updates = ", ".join(f"{name}.{col} = {name}.{col} + VALUES({col})" for col in sums)
+        return f" ON DUPLICATE KEY UPDATE {updates}"
 
     def intdiv(self, dividend: str, divisor: str) -> str:
         """``DIV`` truncates, decimals included."""

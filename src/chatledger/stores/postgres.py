@@ -59,6 +59,7 @@ class PostgresDialect(Dialect):
         ColumnType.INT: "BIGINT",
         ColumnType.FLOAT: "DOUBLE PRECISION",
         ColumnType.MONEY: "NUMERIC(24, 10)",
+        ColumnType.MONEY_SUM: "NUMERIC(38, 10)",
         ColumnType.BOOL: "BOOLEAN",
     }
 
@@ -104,6 +105,18 @@ class PostgresDialect(Dialect):
     def unindexed(self, column: str) -> str:
         """An expression no index covers."""
         return f"({column} + 0)"
+
+    def uuid_key(self, column: str) -> str:
+        """A native UUID: keyed as it is."""
+        return column
+
+    def uuid_as_text(self, column: str) -> str:
+        """A UUID's text form, lowercase and canonical."""
+        return f"{column}::text"
+
+    def rollup_lock(self, tables: Sequence[str]) -> str | None:
+        """A lock writers' inserts (ROW EXCLUSIVE) wait for, and that waits for theirs."""
+        return f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"
 
     def add_column(self, table: Table, column: Column) -> str:
         """``ADD COLUMN IF NOT EXISTS``: a MoFA table may already have it."""
@@ -193,16 +206,23 @@ class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
     async def _execute_joined(
         self, conn: asyncpg.Connection[Any], group: Sequence[Sequence[Write]]
     ) -> list[list[int]]:
-        """Single saves: one pipelined executemany per statement (messages, API calls)."""
-        if any(len(writes) != 1 for writes in group):
-            return await super()._execute_joined(conn, group)
+        """Single saves: one pipelined executemany per statement (messages, calls, rollups).
+
+        A saved call's rollup rows (``many``) join the same statement's rows
+        of the other saves. Counts are not read from joined writes.
+        """
         by_statement: dict[str, list[Sequence[Any]]] = {}
-        for (write,) in group:  # in arrival order, so a parent saved first goes first
-            by_statement.setdefault(write.sql, []).append(write.params)
+        for writes in group:  # in arrival order, so a parent saved first goes first
+            for write in writes:
+                rows = by_statement.setdefault(write.sql, [])
+                if write.many is None:
+                    rows.append(write.params)
+                else:
+                    rows.extend(write.many)
         async with conn.transaction():
             for sql, rows in by_statement.items():
                 await conn.executemany(sql, rows)
-        return [[1] for _ in group]
+        return [[1] * len(writes) for writes in group]
 
     async def _close_pool(self) -> None:
         await self._pool.close()

@@ -16,11 +16,15 @@ from chatledger.entities import ApiCallStatus, QueryFilter, SessionQuery
 from chatledger.stores.base import RecordKind
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.paging import Cursor, SortSpec, like_pattern
+from chatledger.stores.rollups import RollupStatements, from_calls
 from chatledger.stores.schema import (
     AGENT,
     API_CALL,
     MESSAGE,
     PROVIDER,
+    ROLLUP_DAILY,
+    ROLLUP_HISTOGRAM,
+    ROLLUP_HOURLY,
     SCHEMA_VERSION_TABLE,
     SESSION,
     TOKEN_SUBSET_COLUMNS,
@@ -29,19 +33,24 @@ from chatledger.stores.schema import (
 
 __all__ = [
     "API_CALL_COLUMNS",
+    "GROUP_COLUMNS",
     "PERCENTILES",
     "PERCENTILE_COLUMNS",
     "PERCENTS",
     "RECORD_SOURCES",
-    "USAGE_TOTALS",
+    "TOTALS_WIDTH",
     "Queries",
     "RecordSource",
     "call_page",
     "filter_clause",
+    "group_expressions",
+    "percentile_statements",
     "record_filter",
     "session_search",
     "usage_statements",
+    "usage_totals",
     "values_read",
+    "values_statement",
     "without_value_may_match",
 ]
 
@@ -59,7 +68,7 @@ PERCENTILES = tuple(
 )
 """The percentiles of every statistic: field name, column and percent, in row order."""
 
-_GROUP_COLUMNS: dict[str, str] = {
+GROUP_COLUMNS: dict[str, str] = {
     "model": "model_name",
     "agent": "agent_id",
     "user": "user_id",
@@ -144,6 +153,19 @@ class Queries:
         self.bulk_calls = (API_CALL.name, API_CALL_COLUMNS)
         self.get_call = q(f"{call} WHERE id = ?")
         self.delete_call = q(f"DELETE FROM {API_CALL.name} WHERE id = ?")
+        # The rollups: what a write of calls adds, what a delete subtracts (before it runs,
+        # from the same rows), and the rows a prune leaves with no call.
+        self.rollups = RollupStatements.of(dialect)
+        self.subtract_call = from_calls(dialect, "id = ?", sign="-")
+        self.subtract_before = from_calls(dialect, "create_time < ?", sign="-")
+        self.prune_rollups = [
+            q(f"DELETE FROM {table.name} WHERE {time} < ? AND calls = 0")
+            for table, time in (
+                (ROLLUP_HOURLY, "hour_start"),
+                (ROLLUP_DAILY, "day_start"),
+                (ROLLUP_HISTOGRAM, "day_start"),
+            )
+        ]
         self.cleanup_calls = q(f"DELETE FROM {API_CALL.name} WHERE create_time < ?")
 
         self.insert_session = q(_insert(session))
@@ -190,7 +212,7 @@ class Queries:
             _select(session) + "{where} ORDER BY update_time DESC, id DESC LIMIT ? OFFSET ?"
         )
         self._dialect = dialect
-        self._stored_ids: dict[tuple[str, int], str] = {}
+        self._stored_ids: dict[tuple[str, int], str] = {}  # statements by id count
 
     def stored_ids(self, table: str, count: int) -> str:
         """The ids ``table`` holds of ``count`` asked for (one array parameter, if bound so)."""
@@ -200,6 +222,30 @@ class Queries:
             where = "= ANY(?)" if self._dialect.id_arrays else f"IN ({', '.join('?' * count)})"
             sql = self._stored_ids[key] = self._dialect.sql(
                 f"SELECT id FROM {table} WHERE id {where}"
+            )
+        return sql
+
+    def calls_for_messages(self, count: int) -> str:
+        """Calls whose response or request message is one of ``count`` ids (0: an id array)."""
+        key = ("calls_for_messages", count)
+        sql = self._stored_ids.get(key)
+        if sql is None:
+            where = "= ANY(?)" if count == 0 else f"IN ({', '.join('?' * count)})"
+            sql = self._stored_ids[key] = self._dialect.sql(
+                f"{_select(API_CALL, API_CALL_COLUMNS)} WHERE response_message_id {where} "
+                f"OR request_message_id {where}"
+            )
+        return sql
+
+    def messages_per_session(self, count: int) -> str:
+        """Each of ``count`` sessions' (0: an id array's) message count, sessions with any."""
+        key = ("messages_per_session", count)
+        sql = self._stored_ids.get(key)
+        if sql is None:
+            where = "= ANY(?)" if count == 0 else f"IN ({', '.join('?' * count)})"
+            sql = self._stored_ids[key] = self._dialect.sql(
+                f"SELECT chat_session_id, COUNT(*) FROM {MESSAGE.name} "
+                f"WHERE chat_session_id {where} GROUP BY chat_session_id"
             )
         return sql
 
@@ -419,25 +465,40 @@ def session_search(
     return dialect.sql(sql), [*params, limit]
 
 
-USAGE_TOTALS = (
-    "COUNT(*)",
-    *(f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END)" for status in ApiCallStatus),
-    "SUM(total_tokens)",
-    "SUM(prompt_tokens)",
-    "SUM(completion_tokens)",
-    "SUM(total_price)",
-    "COUNT(total_price)",
-    # sums and counts, not AVG: MySQL rounds AVG of integers to four decimals
-    "SUM(latency_ms)",
-    "COUNT(latency_ms)",
-    "SUM(tokens_per_second)",
-    "COUNT(tokens_per_second)",
-    "SUM(time_to_first_token_ms)",
-    "COUNT(time_to_first_token_ms)",
-    "SUM(cached_tokens)",
-    "SUM(reasoning_tokens)",
-)
-"""The totals of a usage statistic, in the order ``RowCodec.statistics`` reads them."""
+def usage_totals(dialect: Dialect) -> tuple[str, ...]:
+    """The sums of a usage statistic over API-call rows, in ``UsageTotals.from_sums`` order.
+
+    The cost comes as the dialect's two parts (``Dialect.cost_parts``), each
+    summed, so that SQLite's sum is exact and equals its rollups'.
+    """
+    money, units = dialect.cost_parts("total_price")
+    return (
+        "COUNT(*)",
+        *(
+            f"SUM(CASE WHEN status = '{status.value}' THEN 1 ELSE 0 END)"
+            for status in ApiCallStatus
+        ),
+        "SUM(total_tokens)",
+        "SUM(prompt_tokens)",
+        "SUM(completion_tokens)",
+        f"SUM({money})",
+        f"SUM({units})",
+        "COUNT(total_price)",
+        # sums and counts, not AVG: MySQL rounds AVG of integers to four decimals
+        "SUM(latency_ms)",
+        "COUNT(latency_ms)",
+        "SUM(tokens_per_second)",
+        "COUNT(tokens_per_second)",
+        "SUM(time_to_first_token_ms)",
+        "COUNT(time_to_first_token_ms)",
+        "SUM(cached_tokens)",
+        "SUM(reasoning_tokens)",
+        "SUM(cache_write_tokens)",
+    )
+
+
+TOTALS_WIDTH = 21
+"""How many sums a usage statistic's row starts with (``usage_totals``)."""
 
 
 def values_read(dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None) -> bool:
@@ -466,12 +527,10 @@ def usage_statements(
     joins on the group values. Percentiles interpolate linearly between the
     closest ranks, as PostgreSQL's ``percentile_cont`` does.
     """
-    groups = [_GROUP_COLUMNS[key] for key in keys]
-    if bucket is not None:
-        groups.append(dialect.bucket_start("create_time", bucket))
+    groups = group_expressions(dialect, keys, bucket)
     selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
     group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
-    totals = ", ".join(USAGE_TOTALS)
+    totals = ", ".join(usage_totals(dialect))
 
     aggregates = [
         dialect.percentile_aggregates(column, list(PERCENTS)) for column in PERCENTILE_COLUMNS
@@ -490,10 +549,7 @@ def usage_statements(
         # The values themselves, for the caller to sort (statistics.percentile):
         # one pass over the matching calls instead of one per histogram, and
         # Python's sort instead of two sorts per histogram in the database.
-        either = " OR ".join(f"{column} IS NOT NULL" for column in PERCENTILE_COLUMNS)
-        present = f"{where} AND ({either})" if where else f" WHERE {either}"
-        values = f"SELECT {selected}{', '.join(PERCENTILE_COLUMNS)} FROM {API_CALL.name}{present}"
-        return [dialect.sql(totals_sql), dialect.sql(values)]
+        return [dialect.sql(totals_sql), values_statement(dialect, where, groups)]
     return [
         dialect.sql(totals_sql),
         *(
@@ -501,6 +557,56 @@ def usage_statements(
             for column in PERCENTILE_COLUMNS
         ),
     ]
+
+
+def group_expressions(dialect: Dialect, keys: Sequence[str], bucket: str | None) -> list[str]:
+    """What API-call rows are grouped by: the ``keys``' columns, then the bucket's start."""
+    groups = [GROUP_COLUMNS[key] for key in keys]
+    if bucket is not None:
+        groups.append(dialect.bucket_start("create_time", bucket))
+    return groups
+
+
+def percentile_statements(
+    dialect: Dialect, where: str, keys: Sequence[str], bucket: str | None
+) -> list[tuple[str, str]]:
+    """The percentiles alone of the API calls ``where`` selects, per group: (kind, statement).
+
+    Each statement returns the group values first. Its kind says what
+    follows them: ``"figures"`` every percentile (an ordered-set aggregate),
+    ``"values"`` each call's ``PERCENTILE_COLUMNS`` values (for the caller to
+    sort), or ``"column0"``, ``"column1"``: one column's percentiles, from a
+    histogram in the database. The rollups take exact percentiles from here.
+    """
+    groups = group_expressions(dialect, keys, bucket)
+    selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
+    group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
+    aggregates = [
+        dialect.percentile_aggregates(column, list(PERCENTS)) for column in PERCENTILE_COLUMNS
+    ]
+    if all(figures is not None for figures in aggregates):
+        figures = ", ".join(figure for column in aggregates for figure in column or ())
+        sql = f"SELECT {selected}{figures} FROM {API_CALL.name}{where}{group_by}"
+        return [("figures", dialect.sql(sql))]
+    if dialect.percentiles_from_values:
+        return [("values", values_statement(dialect, where, groups))]
+    return [
+        (
+            f"column{position}",
+            dialect.sql(_histogram_percentiles(dialect, column, where, groups, selected)),
+        )
+        for position, column in enumerate(PERCENTILE_COLUMNS)
+    ]
+
+
+def values_statement(dialect: Dialect, where: str, groups: Sequence[str]) -> str:
+    """Each selected call's group values, then its ``PERCENTILE_COLUMNS`` values."""
+    selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
+    either = " OR ".join(f"{column} IS NOT NULL" for column in PERCENTILE_COLUMNS)
+    present = f"{where} AND ({either})" if where else f" WHERE {either}"
+    return dialect.sql(
+        f"SELECT {selected}{', '.join(PERCENTILE_COLUMNS)} FROM {API_CALL.name}{present}"
+    )
 
 
 def _histogram_percentiles(

@@ -31,9 +31,9 @@ from chatledger.entities import (
 from chatledger.errors import SerializationError
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.encoding import ensure_storable_text, storable_json
-from chatledger.stores.queries import API_CALL_COLUMNS, PERCENTILES, USAGE_TOTALS
+from chatledger.stores.queries import API_CALL_COLUMNS, TOTALS_WIDTH
 from chatledger.stores.schema import AGENT, PROVIDER, SESSION
-from chatledger.stores.statistics import quantize_cost
+from chatledger.stores.statistics import UsageTotals, build_statistics
 
 __all__ = ["RowCodec"]
 
@@ -45,7 +45,6 @@ _DETAIL_FIELDS = ("prompt_tokens_details", "completion_tokens_details", "price_d
 _SESSION_COLUMNS = SESSION.column_names
 _PROVIDER_COLUMNS = PROVIDER.column_names
 _AGENT_COLUMNS = AGENT.column_names
-_TOTAL_COUNT = len(USAGE_TOTALS)
 _UUID_GROUPS = frozenset({"agent", "user", "tenant", "session"})
 _ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
 # The named fields of the open models; any other key is an extra, kept after them.
@@ -135,14 +134,6 @@ def _unexportable(model: str, row: Row, exc: Exception) -> SerializationError:
     return SerializationError(
         f"row {row[0]!r} of {model} cannot be exported: {type(exc).__name__}: {exc}"
     )
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _mean(total: Any, count: Any) -> float | None:
-    return float(total) / int(count) if count else None
 
 
 class RowCodec:
@@ -258,6 +249,7 @@ class RowCodec:
             t(call.update_time),
             None if prompt is None else prompt.cached_tokens,
             None if completion is None else completion.reasoning_tokens,
+            None if prompt is None else prompt.cache_write_tokens,
         )
 
     def api_calls(self, rows: Sequence[Row]) -> list[LLMApiCall]:
@@ -266,7 +258,8 @@ class RowCodec:
         found = []
         for row in rows:
             data = dict(zip(API_CALL_COLUMNS, row, strict=True))
-            del data["cached_tokens"], data["reasoning_tokens"]  # the details hold them
+            # the details hold them
+            del data["cached_tokens"], data["reasoning_tokens"], data["cache_write_tokens"]
             for name in _DETAIL_FIELDS:
                 data[name] = dialect.decode_json(data[name])
             data["total_price"] = dialect.decode_money(data["total_price"])
@@ -351,36 +344,12 @@ class RowCodec:
         return records
 
     def statistics(self, row: Row) -> UsageStatistics:
-        """Statistics from a row of totals followed by the percentiles (absent: none)."""
-        totals, percentiles = row[:_TOTAL_COUNT], row[_TOTAL_COUNT:] or None
-        total_calls = int(totals[0])
-        status_counts = {
-            status: int(count or 0)
-            for status, count in zip(ApiCallStatus, totals[1:6], strict=True)
-        }
-        tokens, prompt, completion, cost, priced = totals[6:11]
-        latency, tps, ttft = (_mean(totals[i], totals[i + 1]) for i in (11, 13, 15))
-        cached, reasoning = totals[17:19]
-        figures: dict[str, float | None] = dict.fromkeys((name for name, _, _ in PERCENTILES))
-        if percentiles is not None:
-            for (name, _, _), value in zip(PERCENTILES, percentiles, strict=True):
-                figures[name] = _float(value)
-        return UsageStatistics(
-            total_calls=total_calls,
-            success_count=status_counts[ApiCallStatus.SUCCESS],
-            failed_count=total_calls - status_counts[ApiCallStatus.SUCCESS],
-            total_tokens=int(tokens or 0),
-            total_prompt_tokens=int(prompt or 0),
-            total_completion_tokens=int(completion or 0),
-            total_cost=quantize_cost(self.dialect.decode_money(cost)) if priced else None,
-            avg_latency_ms=latency,
-            avg_tokens_per_second=tps,
-            status_counts=status_counts,
-            total_cached_tokens=int(cached or 0),
-            total_reasoning_tokens=int(reasoning or 0),
-            avg_time_to_first_token_ms=ttft,
-            **figures,
-        )
+        """Statistics from a row of sums (``queries.usage_totals``) and the percentiles, if any."""
+        return build_statistics(self.totals(row[:TOTALS_WIDTH]), row[TOTALS_WIDTH:] or None)
+
+    def totals(self, sums: Row) -> UsageTotals:
+        """The totals of a row of sums in ``queries.usage_totals`` order."""
+        return UsageTotals.from_sums(sums, self.dialect.decode_money)
 
     @staticmethod
     def group_value(key: str, value: Any) -> Any:

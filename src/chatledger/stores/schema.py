@@ -23,6 +23,12 @@ __all__ = [
     "PROVIDER",
     "AGENT",
     "DASHBOARD_INDEXES",
+    "HISTOGRAM_BUCKET",
+    "ROLLUP_DAILY",
+    "ROLLUP_HISTOGRAM",
+    "ROLLUP_HOURLY",
+    "ROLLUP_SUM_COLUMNS",
+    "ROLLUP_TABLES",
     "SESSION",
     "SCHEMA_VERSION_TABLE",
     "Column",
@@ -47,6 +53,7 @@ class ColumnType(Enum):
     INT = "int"
     FLOAT = "float"
     MONEY = "money"
+    MONEY_SUM = "money_sum"  # a sum of money: exact (an integer of whole amounts on SQLite)
     BOOL = "bool"
 
 
@@ -85,7 +92,7 @@ class Index:
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A table with ``id`` as its primary key."""
+    """A table, with ``id`` as its primary key unless it names another."""
 
     name: str
     columns: tuple[Column, ...]
@@ -93,6 +100,7 @@ class Table:
     unique: tuple[tuple[str, ...], ...] = ()
     checks: tuple[str, ...] = ()
     indexes: tuple[Index, ...] = ()
+    primary_key: tuple[str, ...] = ("id",)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -104,7 +112,7 @@ def _c(name: str, kind: ColumnType, *, nullable: bool = False, **kwargs: object)
     return Column(name, kind, nullable, **kwargs)  # type: ignore[arg-type]
 
 
-U, T, S, J, TM, INT, F, M, B = (
+U, T, S, J, TM, INT, F, M, B, MS = (
     ColumnType.UUID,
     ColumnType.TEXT,
     ColumnType.SHORT_TEXT,
@@ -114,6 +122,7 @@ U, T, S, J, TM, INT, F, M, B = (
     ColumnType.FLOAT,
     ColumnType.MONEY,
     ColumnType.BOOL,
+    ColumnType.MONEY_SUM,
 )
 
 SESSION = Table(
@@ -262,9 +271,11 @@ V1_TABLES = (SESSION, MESSAGE, API_CALL, PROVIDER, AGENT)
 
 # Added in version 2: token subsets as columns, so statistics sum them without
 # parsing JSON per row. Version-1 rows are backfilled from their JSON details.
+# Version 4 adds cache-write tokens the same way, for the rollups to sum.
 TOKEN_SUBSET_COLUMNS = (
     Column("cached_tokens", ColumnType.INT, nullable=True),
     Column("reasoning_tokens", ColumnType.INT, nullable=True),
+    Column("cache_write_tokens", ColumnType.INT, nullable=True),
 )
 
 
@@ -286,7 +297,7 @@ def _initial_tables(dialect: Dialect) -> list[str]:
 
 
 def _token_subset_columns(dialect: Dialect) -> list[str]:
-    statements = [dialect.add_column(API_CALL, column) for column in TOKEN_SUBSET_COLUMNS]
+    statements = [dialect.add_column(API_CALL, column) for column in TOKEN_SUBSET_COLUMNS[:2]]
     for column, details in (
         ("cached_tokens", "prompt_tokens_details"),
         ("reasoning_tokens", "completion_tokens_details"),
@@ -333,6 +344,120 @@ def _dashboard_indexes(dialect: Dialect) -> list[str]:
     ]
 
 
+# Added in version 4: the usage rollups (see ``stores/rollups.py``), kept up to date in
+# the transaction of every write of API calls; statistics read them instead of the calls
+# whenever a filter allows.
+ROLLUP_SUM_COLUMNS = (
+    _c("calls", INT, default="0"),
+    _c("prompt_tokens", INT, default="0"),
+    _c("completion_tokens", INT, default="0"),
+    _c("total_tokens", INT, default="0"),
+    _c("cached_tokens", INT, default="0"),
+    _c("cache_write_tokens", INT, default="0"),
+    _c("reasoning_tokens", INT, default="0"),
+    _c("priced_calls", INT, default="0"),
+    # the exact cost: a money sum, plus 1e-10 units (SQLite's REAL prices split in two)
+    _c("cost", MS, default="0"),
+    _c("cost_units", INT, default="0"),
+    _c("latency_sum", INT, default="0"),
+    _c("latency_count", INT, default="0"),
+    _c("ttft_sum", INT, default="0"),
+    _c("ttft_count", INT, default="0"),
+    _c("tps_sum", F, default="0"),
+    _c("tps_count", INT, default="0"),
+)
+"""What each rollup row sums over its calls, in the order rollup writes bind them."""
+
+ROLLUP_HOURLY = Table(
+    "chatledger_usage_hourly",
+    (
+        _c("hour_start", TM),
+        _c("tenant_id", U),
+        _c("user_id", U),
+        _c("agent_id", U),
+        _c("model_name", S, length=100),
+        _c("status", S, length=20),
+        *ROLLUP_SUM_COLUMNS,
+    ),
+    primary_key=("hour_start", "tenant_id", "user_id", "agent_id", "model_name", "status"),
+)
+"""Usage per UTC hour, tenant, user, agent, model and status."""
+
+ROLLUP_DAILY = Table(
+    "chatledger_usage_daily",
+    (
+        _c("dimension", S, length=10),
+        _c("dimension_value", S, length=100),
+        _c("status", S, length=20),
+        _c("day_start", TM),
+        *ROLLUP_SUM_COLUMNS,
+    ),
+    primary_key=("dimension", "dimension_value", "status", "day_start"),
+)
+"""Usage per UTC day and status, overall (dimension '') and per tenant, user, agent, model."""
+
+ROLLUP_HISTOGRAM = Table(
+    "chatledger_usage_histogram",
+    (
+        _c("dimension", S, length=10),
+        _c("dimension_value", S, length=100),
+        _c("status", S, length=20),
+        _c("day_start", TM),
+        _c("metric", INT),
+        _c("bucket", INT),
+        _c("calls", INT, default="0"),
+    ),
+    primary_key=("dimension", "dimension_value", "status", "day_start", "metric", "bucket"),
+)
+"""Latency and time-to-first-token histograms per UTC day and status, overall and per
+tenant and model: calls per (metric, bucket)."""
+
+HISTOGRAM_BUCKET = Table(
+    "chatledger_histogram_bucket",
+    (_c("low", INT), _c("bucket", INT)),
+    primary_key=("low",),
+)
+"""Where each histogram bucket starts, so SQL finds a value's bucket as Python does."""
+
+ROLLUP_TABLES = (ROLLUP_HOURLY, ROLLUP_DAILY, ROLLUP_HISTOGRAM)
+
+# What calls_for_messages reads by: the calls that asked or answered a message.
+MESSAGE_CALL_INDEXES = (
+    Index("idx_api_call_response", ("response_message_id",)),
+    Index("idx_api_call_request", ("request_message_id",)),
+)
+
+
+def _rollup_tables(dialect: Dialect) -> list[str]:
+    subset = TOKEN_SUBSET_COLUMNS[2]
+    return [
+        dialect.add_column(API_CALL, subset),
+        *(dialect.create_index(API_CALL, index) for index in MESSAGE_CALL_INDEXES),
+        *(dialect.create_table(table) for table in (*ROLLUP_TABLES, HISTOGRAM_BUCKET)),
+    ]
+
+
+# Apart from the tables (version 4): MySQL commits each DDL statement, and the rest of its
+# transaction would then commit statement by statement, where the backfill must commit
+# with the record of its version or not at all (two processes migrating at once would
+# otherwise both add every call).
+def _rollup_backfill(dialect: Dialect) -> list[str]:
+    # imported here: the rollup statements are built from these tables
+    from chatledger.stores.rollups import bucket_rows, rebuild_statements
+
+    subset = TOKEN_SUBSET_COLUMNS[2]
+    return [
+        f"UPDATE {API_CALL.name} SET {subset.name} = "
+        f"{dialect.json_int('prompt_tokens_details', subset.name)} "
+        "WHERE prompt_tokens_details IS NOT NULL",
+        # Emptied first: a process migrating at the same time waits for this one's end,
+        # then counts again what this one counted, and then finds the version recorded.
+        *(f"DELETE FROM {table.name}" for table in (*ROLLUP_TABLES, HISTOGRAM_BUCKET)),
+        f"INSERT INTO {HISTOGRAM_BUCKET.name} (low, bucket) VALUES {bucket_rows()}",
+        *rebuild_statements(dialect, None),
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "MoFA's five tables and their indexes", _initial_tables),
     Migration(
@@ -346,4 +471,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "sessions by age",
         _dashboard_indexes,
     ),
+    Migration(
+        4,
+        "usage rollup tables (hourly, daily, histograms); cache-write tokens as a column; "
+        "calls by request and response message",
+        _rollup_tables,
+    ),
+    Migration(5, "usage rollups backfilled from the API calls", _rollup_backfill),
 )

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from chatledger.entities import (
@@ -44,6 +44,7 @@ from chatledger.stores.base import (
     RecordKind,
     StoreLifecycle,
     check_breakdown_args,
+    check_breakdown_limit,
     check_chunk_size,
     check_cutoff,
     check_record_query,
@@ -59,21 +60,48 @@ from chatledger.stores.paging import (
     session_cursor,
 )
 from chatledger.stores.queries import (
-    PERCENTILE_COLUMNS,
+    GROUP_COLUMNS,
     PERCENTILES,
     PERCENTS,
     Queries,
     call_page,
     filter_clause,
+    group_expressions,
+    percentile_statements,
     record_filter,
     session_search,
     usage_statements,
     values_read,
+    values_statement,
     without_value_may_match,
 )
+from chatledger.stores.rollups import (
+    RollupPlan,
+    daily_read,
+    exact_values_limit,
+    histogram_read,
+    hourly_read,
+    plan_rollups,
+    rebuild_statements,
+    rollup_writes,
+)
 from chatledger.stores.rows import Record, RowCodec, encode
-from chatledger.stores.schema import API_CALL, MESSAGE, MIGRATIONS, SCHEMA_VERSION_TABLE, SESSION
-from chatledger.stores.statistics import GroupValues, sort_breakdown
+from chatledger.stores.schema import (
+    API_CALL,
+    MESSAGE,
+    MIGRATIONS,
+    ROLLUP_TABLES,
+    SCHEMA_VERSION_TABLE,
+    SESSION,
+)
+from chatledger.stores.statistics import (
+    GroupDistributions,
+    GroupId,
+    UsageTotals,
+    build_statistics,
+    sort_breakdown,
+    top_groups,
+)
 
 __all__ = ["Database", "Read", "SqlStore", "Write"]
 
@@ -89,6 +117,11 @@ _ID_SIZES = (16, 64, 256, _ID_CHUNK)
 # How many times an ingest writes: fresh, then without what is stored, then once more
 # should another writer have stored some of the rest meanwhile.
 _INGEST_ATTEMPTS = 3
+# A rollup rebuild recounts this many days of calls per transaction.
+_REBUILD_DAYS = 7
+_EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)  # before any storable time
+# Values restricting a breakdown's percentiles to its top groups: at most this many.
+_TOP_VALUES = 500
 
 # One kind of record in an ingest: each first record of an id with its encoded row.
 _Batch = dict[uuid.UUID, tuple[Any, tuple[Any, ...]]]
@@ -333,15 +366,28 @@ class SqlStore(StoreLifecycle):
     # --- API calls ---------------------------------------------------------------------
 
     async def save_api_call(self, call: LLMApiCall) -> None:
-        """Store one API-call record."""
+        """Store one API-call record, and count it into the rollups."""
         row = encode(self._rows.api_call, call)
-        await self._write(Write(self._q.insert_call, row, joinable=True))
+        await self._write(
+            Write(self._q.insert_call, row, joinable=True),
+            *self._rollup_writes([call], joinable=True),
+        )
 
     async def save_api_calls(self, calls: Sequence[LLMApiCall]) -> None:
         """Store all of ``calls`` in one transaction, or none of them."""
         if calls:
             rows = [encode(self._rows.api_call, call) for call in calls]
-            await self._write(Write(self._q.insert_call, many=rows, bulk=self._q.bulk_calls))
+            await self._write(
+                Write(self._q.insert_call, many=rows, bulk=self._q.bulk_calls),
+                *self._rollup_writes(calls),
+            )
+
+    def _rollup_writes(self, calls: Sequence[LLMApiCall], *, joinable: bool = False) -> list[Write]:
+        """What storing ``calls`` adds to the rollups, in the same transaction."""
+        return [
+            Write(sql, many=rows, joinable=joinable)
+            for sql, rows in rollup_writes(self._dialect, self._q.rollups, calls)
+        ]
 
     async def get_api_call(self, call_id: uuid.UUID) -> LLMApiCall | None:
         """The API call with ``call_id``, or None."""
@@ -359,7 +405,7 @@ class SqlStore(StoreLifecycle):
 
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
         """Statistics over every call matching ``query``; offset and limit do not apply."""
-        (overall,) = await self._breakdown(query, (), None)
+        (overall,) = await self._breakdown(query, (), None, None)
         return overall.stats
 
     async def get_usage_breakdown(
@@ -367,28 +413,48 @@ class SqlStore(StoreLifecycle):
         query: QueryFilter,
         group_by: Sequence[GroupKey] = (),
         bucket: Bucket | None = None,
+        limit: int | None = None,
     ) -> list[UsageBucket]:
         """Statistics per group of ``group_by`` keys and per UTC time bucket."""
         keys = check_breakdown_args(group_by, bucket)
-        return await self._breakdown(query, keys, bucket)
+        check_breakdown_limit(limit)
+        return await self._breakdown(query, keys, bucket, limit)
 
     async def _breakdown(
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        bucket: Bucket | None,
+        limit: int | None,
+    ) -> list[UsageBucket]:
+        """A breakdown from the rollups when they can answer it, else from the calls."""
+        self._check_open()
+        plan = plan_rollups(query, keys, bucket)
+        if plan is not None:
+            return await self._rollup_breakdown(query, keys, bucket, limit, plan)
+        found = await self._scan_breakdown(query, keys, bucket)
+        kept = top_groups(
+            {(row.bucket_start, tuple(row.keys.values())): row.stats.total_calls for row in found},
+            limit,
+        )
+        return found if kept is None else [r for r in found if tuple(r.keys.values()) in kept]
+
+    async def _scan_breakdown(
         self, query: QueryFilter, keys: Sequence[GroupKey], bucket: Bucket | None
     ) -> list[UsageBucket]:
         """Totals and percentiles per group: by the database, or from the values it reads out."""
-        self._check_open()
         where, params = filter_clause(query, self._dialect)
         statements = usage_statements(self._dialect, where, keys, bucket)
         width = len(keys) + (bucket is not None)
         reads = [Read(sql, params) for sql in statements]
-        values: GroupValues | None = None
+        values: GroupDistributions | None = None
         if values_read(self._dialect, where, keys, bucket):
-            values = GroupValues(width, len(PERCENTILE_COLUMNS))
-            reads[1] = Read(statements[1], params, values.add)
+            values = GroupDistributions(width)
+            reads[1] = Read(statements[1], params, values.add_values)
         results = await self._db.read(reads)
         rows = results[0]
         if values is not None:  # the values came out: their percentiles are computed here
-            by_group = values.percentiles([percent / 100 for percent in PERCENTS])
+            by_group = values.figures()
             missing: tuple[Any, ...] = (None,) * len(PERCENTILES)
             rows = [(*row, *by_group.get(tuple(row[:width]), missing)) for row in rows]
         else:  # the percentiles came apart, if at all: join them on the groups
@@ -405,6 +471,125 @@ class SqlStore(StoreLifecycle):
             for row in rows
         ]
         return sort_breakdown(found, keys)
+
+    def _group_id(
+        self, keys: Sequence[GroupKey], bucket: Bucket | None, values: Sequence[Any]
+    ) -> GroupId:
+        """A group's identity from the group values a row holds (keys, then bucket start)."""
+        start = None if bucket is None else self._dialect.decode_time(values[len(keys)])
+        return start, tuple(self._rows.group_value(key, values[i]) for i, key in enumerate(keys))
+
+    async def _rollup_breakdown(
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        bucket: Bucket | None,
+        limit: int | None,
+        plan: RollupPlan,
+    ) -> list[UsageBucket]:
+        """A breakdown from the rollups: sums from the daily and hourly tables, then percentiles."""
+        dialect = self._dialect
+        reads = [Read(*hourly_read(dialect, query, keys, bucket, hours)) for hours in plan.hours]
+        if plan.days is not None:
+            reads.append(Read(*daily_read(dialect, query, keys, bucket, plan)))
+        width = len(keys) + (bucket is not None)
+        totals: dict[GroupId, UsageTotals] = {}
+        for rows in await self._db.read(reads):
+            for row in rows:
+                group = self._group_id(keys, bucket, row[:width])
+                sums = self._rows.totals(row[width:])
+                if group in totals:
+                    totals[group].add(sums)
+                else:
+                    totals[group] = sums
+        totals = {group: sums for group, sums in totals.items() if sums.calls}
+        if not keys and bucket is None and not totals:
+            totals[None, ()] = UsageTotals()
+        kept = top_groups({group: sums.calls for group, sums in totals.items()}, limit)
+        if kept is not None:
+            totals = {group: sums for group, sums in totals.items() if group[1] in kept}
+        figures = await self._rollup_percentiles(query, keys, bucket, plan, totals, kept)
+        found = [
+            UsageBucket(
+                keys=dict(zip(keys, values, strict=True)),
+                bucket_start=start,
+                stats=build_statistics(sums, figures.get((start, values))),
+            )
+            for (start, values), sums in totals.items()
+        ]
+        return sort_breakdown(found, keys)
+
+    async def _rollup_percentiles(
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        bucket: Bucket | None,
+        plan: RollupPlan,
+        totals: dict[GroupId, UsageTotals],
+        kept: set[tuple[Any, ...]] | None,
+    ) -> dict[Any, list[float | None]]:
+        """Each group's percentile figures: from its calls (exact), or from the histograms.
+
+        The histograms serve when they hold the plan's dimension and more
+        than ``exact_values_limit()`` values are concerned; the hours around
+        the whole days are then counted in from their calls.
+        """
+        dialect = self._dialect
+        wanted = sum(sums.latency_count + sums.ttft_count for sums in totals.values())
+        if not wanted:
+            return {}
+        width = len(keys) + (bucket is not None)
+        groups = GroupDistributions(width, key=lambda values: self._group_id(keys, bucket, values))
+        extra, extra_params = self._top_condition(keys, kept)
+        if plan.histogram and plan.days is not None and wanted > exact_values_limit():
+            sql, params = histogram_read(dialect, query, keys, bucket, plan)
+            reads = [Read(sql, params, groups.add_counts)]
+            for start, end in plan.hours:
+                around = query.model_copy(update={"start_time": start, "end_time": end})
+                where, bounds = filter_clause(around, dialect, *extra)
+                statement = values_statement(
+                    dialect, where, group_expressions(dialect, keys, bucket)
+                )
+                reads.append(Read(statement, [*bounds, *extra_params], groups.add_values))
+            await self._db.read(reads)
+            return groups.figures()
+        where, params = filter_clause(query, dialect, *extra)
+        params = [*params, *extra_params]
+        statements = percentile_statements(dialect, where, keys, bucket)
+        reads = [
+            Read(sql, params, groups.add_values if kind == "values" else None)
+            for kind, sql in statements
+        ]
+        results = await self._db.read(reads)
+        figures = groups.figures()
+        per_metric = len(PERCENTS)
+        for (kind, _), rows in zip(statements, results, strict=True):
+            if kind == "values":
+                continue
+            for row in rows:
+                group = self._group_id(keys, bucket, row[:width])
+                if kind == "figures":
+                    figures[group] = list(row[width:])
+                else:  # one column's figures: the other's stay None until its own rows
+                    shown = figures.setdefault(group, [None] * len(PERCENTILES))
+                    offset = int(kind.removeprefix("column")) * per_metric
+                    shown[offset : offset + per_metric] = list(row[width:])
+        return figures
+
+    def _top_condition(
+        self, keys: Sequence[GroupKey], kept: set[tuple[Any, ...]] | None
+    ) -> tuple[list[str], list[Any]]:
+        """A condition keeping the calls of a breakdown's top groups, when one key names them."""
+        if kept is None or len(keys) != 1 or not kept or len(kept) > _TOP_VALUES:
+            return [], []
+        (key,) = keys
+        column = GROUP_COLUMNS[key]
+        values = [value for (value,) in kept]
+        if key in ("agent", "user", "tenant"):
+            values = [self._u(value) for value in values]
+        elif key == "status":
+            values = [value.value for value in values]
+        return [f"{column} IN ({', '.join('?' * len(values))})"], values
 
     async def page_api_calls(
         self,
@@ -441,14 +626,107 @@ class SqlStore(StoreLifecycle):
         return CallPage(calls=calls, next_cursor=following)
 
     async def delete_api_call(self, call_id: uuid.UUID) -> bool:
-        """Delete one API-call record; True when it existed."""
-        return await self._delete(self._q.delete_call, key=call_id)
+        """Delete one API-call record, subtracted from the rollups; True when it existed."""
+        return await self._delete(*self._q.subtract_call, self._q.delete_call, key=call_id)
 
     async def cleanup_old_records(self, before: datetime) -> int:
-        """Delete API-call records with ``create_time < before``; return how many."""
+        """Delete API-call records with ``create_time < before``; return how many.
+
+        The rollups lose what the calls counted, in the same transaction, and
+        their rows left with no call are deleted.
+        """
         cutoff = self._rows.time(check_cutoff(before))
-        (count,) = await self._write(Write(self._q.cleanup_calls, (cutoff,)))
-        return count
+        counts = await self._write(
+            *(Write(sql, (cutoff,)) for sql in self._q.subtract_before),
+            Write(self._q.cleanup_calls, (cutoff,)),
+            *(Write(sql, (cutoff,)) for sql in self._q.prune_rollups),
+        )
+        return counts[len(self._q.subtract_before)]
+
+    async def calls_for_messages(self, message_ids: Sequence[uuid.UUID]) -> list[LLMApiCall]:
+        """The calls that asked or answered any of ``message_ids``, oldest first (then by id)."""
+        ids = [self._u(message_id) for message_id in dict.fromkeys(message_ids)]
+        if not ids:
+            return []
+        self._check_open()
+        if self._dialect.id_arrays:
+            reads = [Read(self._q.calls_for_messages(0), (ids, ids))]
+        else:
+            reads = [
+                Read(self._q.calls_for_messages(len(chunk)), (*chunk, *chunk))
+                for chunk in self._padded_chunks(ids)
+            ]
+        found = {
+            call.id: call
+            for rows in await self._db.read(reads)
+            for call in self._rows.api_calls(rows)
+        }
+        return sorted(found.values(), key=lambda call: (call.create_time, call.id))
+
+    async def count_messages_by_session(
+        self, session_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """How many messages each of ``session_ids`` has (0 for a session without any)."""
+        counts = dict.fromkeys(session_ids, 0)
+        ids = [self._u(session_id) for session_id in counts]
+        if not ids:
+            return counts
+        self._check_open()
+        if self._dialect.id_arrays:
+            reads = [Read(self._q.messages_per_session(0), (ids,))]
+        else:
+            reads = [
+                Read(self._q.messages_per_session(len(chunk)), chunk)
+                for chunk in self._padded_chunks(ids)
+            ]
+        as_text = self._dialect.record_uuid
+        for rows in await self._db.read(reads):
+            for session, count in rows:
+                counts[uuid.UUID(as_text(session))] = int(count)
+        return counts
+
+    @staticmethod
+    def _padded_chunks(ids: Sequence[Any]) -> list[list[Any]]:
+        """``ids`` in chunks of one of ``_ID_SIZES``, the last padded with its last id."""
+        chunks = []
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = list(ids[start : start + _ID_CHUNK])
+            size = next(size for size in _ID_SIZES if size >= len(chunk))
+            chunk.extend([chunk[-1]] * (size - len(chunk)))
+            chunks.append(chunk)
+        return chunks
+
+    async def rebuild_rollups(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Recount the usage rollups from the API calls; return how many calls they count.
+
+        A week of calls per transaction, oldest first; ``progress(done, total)``
+        after each. Writes may go on meanwhile: each week's recount and the
+        writes into it happen one after the other.
+        """
+        self._check_open()
+        (rows,) = await self._db.read(
+            [Read(f"SELECT MIN(create_time), MAX(create_time), COUNT(*) FROM {API_CALL.name}")]
+        )
+        first, last, count = rows[0]
+        bounds: list[datetime] = [_EARLIEST]
+        if count:
+            day = self._dialect.decode_time(first).astimezone(UTC)
+            day = day.replace(hour=0, minute=0, second=0, microsecond=0)
+            newest = self._dialect.decode_time(last).astimezone(UTC)
+            while (day := day + timedelta(days=_REBUILD_DAYS)) <= newest:
+                bounds.append(day)
+        lock = self._dialect.rollup_lock([table.name for table in ROLLUP_TABLES])
+        for done, start in enumerate(bounds, start=1):
+            end = bounds[done] if done < len(bounds) else None
+            params = [self._rows.time(start)] + ([] if end is None else [self._rows.time(end)])
+            statements = rebuild_statements(self._dialect, bounded=end is not None)
+            await self._write(
+                *([] if lock is None else [Write(lock)]),
+                *(Write(sql, params) for sql in statements),
+            )
+            if progress is not None:
+                progress(done, len(bounds))
+        return int(count or 0)
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -619,6 +897,7 @@ class SqlStore(StoreLifecycle):
         if calls:
             rows = [row for _, row in calls]
             writes.append(Write(self._q.insert_call, many=rows, bulk=self._q.bulk_calls))
+            writes.extend(self._rollup_writes([call for call, _ in calls]))
         return writes
 
     # --- counting and exporting --------------------------------------------------------

@@ -34,7 +34,7 @@ from chatledger.errors import (
     StoreConnectionError,
 )
 from chatledger.stores.dialect import Dialect, uuid_text
-from chatledger.stores.schema import ColumnType
+from chatledger.stores.schema import ColumnType, Table
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sql import migrate as migrate_schema
 
@@ -57,6 +57,7 @@ _CONVERT_BATCH = 200
 # that could have doubled it, so its cost per row written stays constant.
 _ANALYZED_TABLE = "entity_llm_api_call"
 _ANALYZE_MIN_ROWS = 50_000
+_CALL_INSERT = f"INSERT INTO {_ANALYZED_TABLE} "
 
 
 class SqliteDialect(Dialect):
@@ -72,6 +73,7 @@ class SqliteDialect(Dialect):
         ColumnType.INT: "INTEGER",
         ColumnType.FLOAT: "REAL",
         ColumnType.MONEY: "REAL",
+        ColumnType.MONEY_SUM: "INTEGER",
         ColumnType.BOOL: "INTEGER",
     }
 
@@ -90,6 +92,28 @@ class SqliteDialect(Dialect):
     def decode_money(self, value: Any) -> Decimal | None:
         """A REAL read back through its shortest decimal form."""
         return None if value is None else Decimal(repr(value))
+
+    def create_table(self, table: Table) -> str:
+        """As every dialect's; a table keyed by its columns is clustered on them (no rowid)."""
+        ddl = super().create_table(table)
+        return ddl if table.primary_key == ("id",) else ddl + " WITHOUT ROWID"
+
+    def cost_parts(self, column: str) -> tuple[str, str]:
+        """A REAL price as whole amounts and 1e-10 units, each an integer: sums stay exact.
+
+        Summing the REALs would round at every addition; the two integer sums
+        are exact (up to 9.2e18 whole units). :meth:`money_parts` splits a
+        price the same way, operation for operation, before it is stored.
+        """
+        whole = f"CAST({column} AS INTEGER)"
+        return whole, f"CAST(({column} - {whole}) * 10000000000 + 0.5 AS INTEGER)"
+
+    @staticmethod
+    def money_parts(price: Decimal) -> tuple[Any, int]:
+        """A price as :meth:`cost_parts` reads the REAL it is stored as."""
+        stored = float(price)
+        whole = int(stored)
+        return whole, int((stored - whole) * 1e10 + 0.5)
 
     def unindexed(self, column: str) -> str:
         """SQLite's idiom: a unary plus hides the column from index selection."""
@@ -180,6 +204,7 @@ class _Job:
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     is_write: bool
+    counted: tuple[int, ...] = ()  # which writes' row counts are API calls stored
     outcome: Any = field(default=None)
     error: BaseException | None = field(default=None)
 
@@ -446,7 +471,7 @@ class SqliteDatabase:
         """Refresh the planner's statistics once the writes could have doubled the table."""
         for job in jobs:
             if job.error is None and isinstance(job.outcome, list):
-                self._rows_since_analyze += sum(max(count, 0) for count in job.outcome)
+                self._rows_since_analyze += sum(max(job.outcome[i], 0) for i in job.counted)
         if self._rows_since_analyze >= max(_ANALYZE_MIN_ROWS, self._analyzed_rows):
             self._analyze(conn)
 
@@ -501,17 +526,25 @@ class SqliteDatabase:
             _hand_back(job)
         conn.close()
 
-    def _submit(self, run: Callable[[sqlite3.Connection], Any], *, is_write: bool) -> Any:
+    def _submit(
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        *,
+        is_write: bool,
+        counted: tuple[int, ...] = (),
+    ) -> Any:
         future = asyncio.get_running_loop().create_future()
         reader = not is_write and not self._in_memory
-        (self._read_jobs if reader else self._jobs).put(_Job(run, future, is_write))
+        (self._read_jobs if reader else self._jobs).put(_Job(run, future, is_write, counted))
         return future
 
     # --- the Database protocol ---------------------------------------------------------
 
     async def write(self, writes: Sequence[Write]) -> list[int]:
         """Run ``writes`` in one transaction (possibly shared with concurrent callers)."""
-        result: list[int] = await self._submit(_run_writes(writes), is_write=True)
+        # Only rows of the API-call table count toward its next ANALYZE (not rollup rows).
+        counted = tuple(i for i, write in enumerate(writes) if write.sql.startswith(_CALL_INSERT))
+        result: list[int] = await self._submit(_run_writes(writes), is_write=True, counted=counted)
         return result
 
     async def read(self, reads: Sequence[Read]) -> list[list[Any]]:

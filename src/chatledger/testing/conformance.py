@@ -22,6 +22,7 @@ tests, never by chatledger's own helpers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -75,6 +76,8 @@ from chatledger.stores.base import (
     PersistenceStore,
     RecordKind,
 )
+from chatledger.stores.rollups import exact_values_up_to, scan_only
+from chatledger.stores.statistics import PERCENTILE_RELATIVE_ERROR
 
 __all__ = [
     "BASE_TIME",
@@ -263,6 +266,10 @@ def _assert_statistics(actual: UsageStatistics, calls: Sequence[LLMApiCall]) -> 
         (c.completion_tokens_details.reasoning_tokens or 0) if c.completion_tokens_details else 0
         for c in calls
     )
+    assert actual.total_cache_write_tokens == sum(
+        (c.prompt_tokens_details.cache_write_tokens or 0) if c.prompt_tokens_details else 0
+        for c in calls
+    )
     prices = [c.total_price for c in calls if c.total_price is not None]
     if prices:
         expected_cost = sum(prices, Decimal(0)).quantize(_COST_QUANTUM)
@@ -326,7 +333,12 @@ class _Population:
             seconds=rng.randint(0, 90 * 86400), microseconds=rng.randint(0, 999_999)
         )
         prompt_details = (
-            TokenDetails(cached_tokens=rng.randint(0, prompt)) if rng.random() < 0.5 else None
+            TokenDetails(
+                cached_tokens=rng.randint(0, prompt // 2),
+                cache_write_tokens=rng.randint(0, prompt // 2) if rng.random() < 0.5 else None,
+            )
+            if rng.random() < 0.5
+            else None
         )
         completion_details = (
             TokenDetails(reasoning_tokens=rng.randint(0, completion))
@@ -2996,6 +3008,253 @@ class StoreConformance:
         assert empty.p50_time_to_first_token_ms is None
         filtered = await store.get_statistics(QueryFilter().model("b"))
         assert filtered.p99_time_to_first_token_ms == pytest.approx(399.0)
+
+    # -- rollups ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _rollup_queries(
+        population: _Population, rng: random.Random
+    ) -> list[tuple[QueryFilter, list[GroupKey], Bucket | None]]:
+        """Random statistics the rollups answer: rollup keys, bounds on the hour (or none)."""
+        hours = 90 * 24
+        asked: list[tuple[QueryFilter, list[GroupKey], Bucket | None]] = []
+        for _ in range(40):
+            query = QueryFilter()
+            if rng.random() < 0.3:
+                query = query.tenant(rng.choice(population.tenants))
+            if rng.random() < 0.2:
+                query = query.user(rng.choice(population.users))
+            if rng.random() < 0.2:
+                query = query.agent(rng.choice(population.agents))
+            if rng.random() < 0.3:
+                query = query.model(rng.choice(population.models))
+            if rng.random() < 0.2:
+                query = query.with_status(rng.choice(list(ApiCallStatus)))
+            if rng.random() < 0.7:
+                start = population.start + timedelta(hours=rng.randint(-5, hours))
+                end = start + timedelta(hours=rng.randint(1, hours))
+                query = query.time_range(
+                    start if rng.random() < 0.8 else None, end if rng.random() < 0.8 else None
+                )
+            keys: list[GroupKey] = rng.sample(
+                ["model", "agent", "user", "tenant", "status"], rng.choice([0, 0, 1, 1, 1, 2])
+            )
+            bucket: Bucket | None = rng.choice([None, None, "hour", "day", "week", "month"])
+            asked.append((query, keys, bucket))
+        return asked
+
+    @staticmethod
+    def _assert_same_answer(rolled: list[Any], scanned: list[Any]) -> None:
+        """Rollup rows equal scan rows: groups, counts, tokens and cost exactly; percentiles
+        within the histograms' documented error."""
+        assert [(r.keys, r.bucket_start) for r in rolled] == [
+            (r.keys, r.bucket_start) for r in scanned
+        ]
+        exact = (
+            "total_calls", "success_count", "failed_count", "status_counts", "total_tokens",
+            "total_prompt_tokens", "total_completion_tokens", "total_cost",
+            "total_cached_tokens", "total_reasoning_tokens", "total_cache_write_tokens",
+        )  # fmt: skip
+        for row, want in zip(rolled, scanned, strict=True):
+            got, expected = row.stats, want.stats
+            for name in exact:
+                assert getattr(got, name) == getattr(expected, name), name
+            for name in ("avg_latency_ms", "avg_tokens_per_second", "avg_time_to_first_token_ms"):
+                value, reference = getattr(got, name), getattr(expected, name)
+                assert (value is None) == (reference is None), name
+                if reference is not None:
+                    assert value == pytest.approx(reference, rel=1e-9), name
+            for metric in ("latency_ms", "time_to_first_token_ms"):
+                for percent in (50, 95, 99):
+                    name = f"p{percent}_{metric}"
+                    value, reference = getattr(got, name), getattr(expected, name)
+                    assert (value is None) == (reference is None), name
+                    if reference is not None:
+                        error = PERCENTILE_RELATIVE_ERROR * reference + 1e-9
+                        assert abs(value - reference) <= error, (name, value, reference)
+
+    @pytest.mark.asyncio
+    async def test_rollup_answers_equal_a_scan_of_the_calls(self, store: PersistenceStore) -> None:
+        """Random filters over random calls: the rollups' answer is the calls' answer.
+
+        Counts, tokens and cost identically; percentiles exactly when few
+        values are concerned, and within the histograms' documented error when
+        they are read from the histograms.
+        """
+        population = _Population(seed=1414, count=1500)
+        await store.save_api_calls(population.calls[:900])
+        for call in population.calls[900:1000]:
+            await store.save_api_call(call)
+        await store.ingest_records(calls=population.calls[1000:])
+        rng = random.Random(1414)  # noqa: S311  (reproducible test data)
+        for query, keys, bucket in self._rollup_queries(population, rng):
+            rolled = await store.get_usage_breakdown(query, keys, bucket)
+            with scan_only():
+                scanned = await store.get_usage_breakdown(query, keys, bucket)
+            self._assert_same_answer(rolled, scanned)
+            with exact_values_up_to(0):  # histograms wherever they serve
+                histograms = await store.get_usage_breakdown(query, keys, bucket)
+            self._assert_same_answer(histograms, scanned)
+        everything = await store.get_statistics(QueryFilter())
+        _assert_statistics(everything, population.calls)
+
+    @pytest.mark.asyncio
+    async def test_rollups_subtract_deleted_and_pruned_calls(self, store: PersistenceStore) -> None:
+        """delete_api_call and cleanup_old_records take their calls out of the rollups too."""
+        population = _Population(seed=77, count=400)
+        await store.save_api_calls(population.calls)
+        gone = population.calls[:30]
+        for call in gone:
+            assert await store.delete_api_call(call.id)
+        assert not await store.delete_api_call(gone[0].id)  # twice: subtracted once
+        cutoff = population.start + timedelta(days=30, minutes=17)
+        pruned = await store.cleanup_old_records(cutoff)
+        left = [c for c in population.calls[30:] if c.create_time >= cutoff]
+        assert pruned == 370 - len(left)
+        _assert_statistics(await store.get_statistics(QueryFilter()), left)
+        for keys, bucket in ((["model"], "day"), (["tenant", "status"], None), ([], "hour")):
+            rolled = await store.get_usage_breakdown(QueryFilter(), keys, bucket)  # type: ignore[arg-type]
+            with scan_only():
+                scanned = await store.get_usage_breakdown(QueryFilter(), keys, bucket)  # type: ignore[arg-type]
+            self._assert_same_answer(rolled, scanned)
+
+    @pytest.mark.asyncio
+    async def test_rollups_count_a_batch_shipped_twice_once(self, store: PersistenceStore) -> None:
+        """ingest_records skips stored calls: the rollups count each call once."""
+        population = _Population(seed=5150, count=200)
+        await store.ingest_records(calls=population.calls[:120])
+        await store.ingest_records(calls=[*population.calls, population.calls[0]])
+        _assert_statistics(await store.get_statistics(QueryFilter()), population.calls)
+        rows = await store.get_usage_breakdown(QueryFilter(), ["user"], "week")
+        with scan_only():
+            self._assert_same_answer(
+                rows, await store.get_usage_breakdown(QueryFilter(), ["user"], "week")
+            )
+
+    @pytest.mark.asyncio
+    async def test_rebuild_rollups_recounts_every_call(self, store: PersistenceStore) -> None:
+        """rebuild_rollups returns the calls counted, reports its steps, and changes no answer."""
+        population = _Population(seed=31, count=300)
+        await store.save_api_calls(population.calls)
+        before = await store.get_usage_breakdown(QueryFilter(), ["model", "status"], "day")
+        steps: list[tuple[int, int]] = []
+        assert await store.rebuild_rollups(lambda done, total: steps.append((done, total))) == 300
+        assert steps
+        assert steps[-1][0] == steps[-1][1]
+        assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
+        after = await store.get_usage_breakdown(QueryFilter(), ["model", "status"], "day")
+        self._assert_same_answer(after, before)
+        assert await store.rebuild_rollups() == 300
+
+    @pytest.mark.asyncio
+    async def test_prices_past_ten_decimals_sum_as_stored(self, store: PersistenceStore) -> None:
+        """A price with more than ten decimals counts as a money column rounds it.
+
+        (Not at a tie: SQLite keeps prices as REAL, whose binary value lies
+        beside a decimal tie.)
+        """
+        prices = [Decimal("0.00000000006"), Decimal("0.12345678904999"), Decimal("1.23456789016")]
+        await store.save_api_calls([make_api_call(total_price=price) for price in prices])
+        expected = Decimal("0.0000000001") + Decimal("0.1234567890") + Decimal("1.2345678902")
+        assert (await store.get_statistics(QueryFilter())).total_cost == expected
+        with scan_only():
+            assert (await store.get_statistics(QueryFilter())).total_cost == expected
+
+    # -- breakdown limit, calls by message, messages per session ----------------------------
+
+    @pytest.mark.asyncio
+    async def test_breakdown_limit_keeps_the_groups_with_most_calls(
+        self, store: PersistenceStore
+    ) -> None:
+        """limit keeps the groups with the most calls (ties by key), in every bucket."""
+        days = [BASE_TIME, BASE_TIME + timedelta(days=1)]
+        counts = {"a": 3, "b": 5, "c": 3, "d": 1, "e": 4}
+        calls = [
+            make_api_call(model_name=model, create_time=days[i % 2])
+            for model, count in counts.items()
+            for i in range(count)
+        ]
+        await store.save_api_calls(calls)
+        for scan in (False, True):
+            with scan_only() if scan else contextlib.nullcontext():
+                rows = await store.get_usage_breakdown(QueryFilter(), ["model"], limit=3)
+                assert [r.keys["model"] for r in rows] == ["a", "b", "e"]  # a beats c on key
+                assert [r.stats.total_calls for r in rows] == [3, 5, 4]
+                daily = await store.get_usage_breakdown(QueryFilter(), ["model"], "day", limit=2)
+                assert {r.keys["model"] for r in daily} == {"b", "e"}
+                assert sum(r.stats.total_calls for r in daily) == 9
+                everything = await store.get_usage_breakdown(QueryFilter(), ["model"], limit=99)
+                assert len(everything) == 5
+                (overall,) = await store.get_usage_breakdown(QueryFilter(), limit=1)
+                assert overall.stats.total_calls == 16
+        for wrong in (0, -1):
+            with pytest.raises(ValueError, match="limit"):
+                await store.get_usage_breakdown(QueryFilter(), ["model"], limit=wrong)
+        with pytest.raises(TypeError, match="limit"):
+            await store.get_usage_breakdown(QueryFilter(), ["model"], limit=_any("3"))
+
+    @pytest.mark.asyncio
+    async def test_calls_for_messages_finds_calls_by_reply_or_request(
+        self, store: PersistenceStore
+    ) -> None:
+        """Calls whose response or request message is asked for, each once, oldest first."""
+        session = await self._session(store)
+        messages = [make_message(session, f"turn {i}") for i in range(4)]
+        await store.save_messages(messages)
+        first = make_api_call(
+            session,
+            request_message_id=messages[0].id,
+            response_message_id=messages[1].id,
+            create_time=BASE_TIME + timedelta(seconds=2),
+        )
+        retry = make_api_call(
+            session,
+            request_message_id=messages[0].id,
+            status=ApiCallStatus.FAILED,
+            response_message_id=NIL_UUID,
+            create_time=BASE_TIME + timedelta(seconds=1),
+        )
+        later = make_api_call(
+            session,
+            request_message_id=messages[2].id,
+            response_message_id=messages[3].id,
+            create_time=BASE_TIME + timedelta(seconds=3),
+        )
+        other = make_api_call(create_time=BASE_TIME)
+        await store.save_api_calls([first, retry, later, other])
+        found = await store.calls_for_messages([messages[1].id, messages[0].id])
+        assert found == [retry, first]
+        assert await store.calls_for_messages([messages[3].id]) == [later]
+        assert await store.calls_for_messages([m.id for m in messages]) == [retry, first, later]
+        assert await store.calls_for_messages([]) == []
+        assert await store.calls_for_messages([uuid7()]) == []
+        many = [uuid7() for _ in range(1500)] + [messages[3].id]
+        assert await store.calls_for_messages(many) == [later]
+        with pytest.raises(TypeError, match="message_ids"):
+            await store.calls_for_messages(_any(messages[0].id))
+        with pytest.raises(TypeError, match=r"message_ids\[0\]"):
+            await store.calls_for_messages(_any([str(messages[0].id)]))
+
+    @pytest.mark.asyncio
+    async def test_count_messages_by_session(self, store: PersistenceStore) -> None:
+        """Each asked session's message count, 0 for one without messages or unknown."""
+        sessions = [await self._session(store) for _ in range(3)]
+        await store.save_messages([make_message(sessions[0], f"m{i}") for i in range(3)])
+        await store.save_messages([make_message(sessions[2], "only")])
+        unknown = uuid7()
+        asked = [sessions[0].id, sessions[1].id, sessions[2].id, unknown]
+        assert await store.count_messages_by_session(asked) == {
+            sessions[0].id: 3,
+            sessions[1].id: 0,
+            sessions[2].id: 1,
+            unknown: 0,
+        }
+        assert await store.count_messages_by_session([]) == {}
+        many = [uuid7() for _ in range(1200)] + [sessions[0].id]
+        counted = await store.count_messages_by_session(many)
+        assert counted[sessions[0].id] == 3
+        assert sum(counted.values()) == 3
+        assert len(counted) == len(many)
 
     # -- shared filters ------------------------------------------------------------------
 

@@ -1,0 +1,618 @@
+"""Usage rollups: what statistics read instead of the API calls whenever a filter allows.
+
+Three tables (``schema.ROLLUP_TABLES``), kept in the transaction of every
+write that adds or deletes API calls:
+
+- ``chatledger_usage_hourly``: per UTC hour, tenant, user, agent, model and
+  status, every sum a statistic needs (``schema.ROLLUP_SUM_COLUMNS``: calls,
+  each token count, priced calls and the exact cost, latency, time-to-first-
+  token and tokens-per-second sums and counts).
+- ``chatledger_usage_daily``: the same sums per UTC day and status, overall
+  (dimension ``''``) and per tenant, user, agent and model (one dimension a
+  row). At a million calls over 90 days the hourly rows are 180,000 (each
+  user's few calls an hour share few rows); a daily row per dimension value
+  makes a month by model a few hundred rows.
+- ``chatledger_usage_histogram``: latency and time-to-first-token histograms
+  per UTC day and status, overall and per tenant and model: calls per
+  (metric, bucket), buckets as ``statistics.BUCKET_LOWS`` (4.9% relative
+  error). Histograms per hour, or per user, would hold about as many rows
+  as there are calls (1.5 million at a million calls, 2.3 s to read on
+  SQLite); these hold 9,000 rows overall for 90 days.
+
+Writes aggregate a batch in Python first (:func:`rollup_writes`), then one
+``INSERT … ON CONFLICT DO UPDATE`` (``ON DUPLICATE KEY UPDATE``) adds it to
+each table. Deletes subtract in SQL (:func:`from_calls` with sign -1) from the
+rows they are about to delete, locked, in the same transaction. The migration
+backfills, and ``rebuild_rollups`` recounts, with the same statements.
+
+Which statistics the rollups answer (:func:`plan_rollups`): a filter on
+tenant, user, agent, model and status only, time bounds on the hour (or
+none), grouped by those keys and by hour, day, week or month. Whole days come
+from the daily table when at most one of tenant, user, agent and model is
+filtered or grouped by, the hours around them (and everything else) from the
+hourly one. Counts, tokens and cost equal a scan's exactly. Percentiles come
+from the calls themselves (exact) when at most :data:`EXACT_VALUES` values
+are concerned or no histogram serves the dimension; otherwise from the
+histograms, with the hours around the whole days counted in from their
+calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chatledger.entities import LLMApiCall, QueryFilter
+from chatledger.stores.dialect import Dialect
+from chatledger.stores.schema import (
+    API_CALL,
+    HISTOGRAM_BUCKET,
+    ROLLUP_DAILY,
+    ROLLUP_HISTOGRAM,
+    ROLLUP_HOURLY,
+    ROLLUP_SUM_COLUMNS,
+    Table,
+)
+from chatledger.stores.statistics import (
+    BUCKET_LOWS,
+    METRICS,
+    histogram_bucket,
+    truncate_to_bucket,
+)
+
+__all__ = [
+    "DAILY_DIMENSIONS",
+    "EXACT_VALUES",
+    "HISTOGRAM_DIMENSIONS",
+    "ROLLUP_TOTALS",
+    "RollupPlan",
+    "RollupStatements",
+    "bucket_rows",
+    "exact_values_up_to",
+    "from_calls",
+    "plan_rollups",
+    "rebuild_statements",
+    "rollup_writes",
+    "scan_only",
+]
+
+DAILY_DIMENSIONS = ("", "tenant", "user", "agent", "model")
+"""The daily table's dimensions: '' for every call, then one per group key."""
+HISTOGRAM_DIMENSIONS = ("", "tenant", "model")
+"""The dimensions the histograms are kept for (per user or agent they would be as big as
+the calls)."""
+EXACT_VALUES = 10_000
+"""Up to how many latency and time-to-first-token values percentiles are read exactly."""
+
+# The group keys the rollups hold, and the API-call column of each.
+_KEY_COLUMNS = {
+    "tenant": "tenant_id",
+    "user": "user_id",
+    "agent": "agent_id",
+    "model": "model_name",
+    "status": "status",
+}
+_DIMENSION_KEYS = ("tenant", "user", "agent", "model")
+_UUID_KEYS = frozenset({"tenant", "user", "agent"})
+_SUMS = tuple(column.name for column in ROLLUP_SUM_COLUMNS)
+_HOURLY_KEYS = ROLLUP_HOURLY.primary_key
+_DAILY_KEYS = ROLLUP_DAILY.primary_key
+_HISTOGRAM_KEYS = ROLLUP_HISTOGRAM.primary_key
+# What the statements that read API calls into rollups take from each call.
+_SOURCE_COLUMNS = (
+    "create_time",
+    "tenant_id",
+    "user_id",
+    "agent_id",
+    "model_name",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_price",
+    "latency_ms",
+    "time_to_first_token_ms",
+    "tokens_per_second",
+)
+
+ROLLUP_TOTALS = (
+    "SUM(calls)",
+    *(
+        f"SUM(CASE WHEN status = '{status}' THEN calls ELSE 0 END)"
+        for status in ("success", "failed", "timeout", "rate_limited", "cancelled")
+    ),
+    "SUM(total_tokens)",
+    "SUM(prompt_tokens)",
+    "SUM(completion_tokens)",
+    "SUM(cost)",
+    "SUM(cost_units)",
+    "SUM(priced_calls)",
+    "SUM(latency_sum)",
+    "SUM(latency_count)",
+    "SUM(tps_sum)",
+    "SUM(tps_count)",
+    "SUM(ttft_sum)",
+    "SUM(ttft_count)",
+    "SUM(cached_tokens)",
+    "SUM(reasoning_tokens)",
+    "SUM(cache_write_tokens)",
+)
+"""A rollup table's sums in ``UsageTotals.from_sums`` order (as ``queries.usage_totals``)."""
+
+_SCAN_ONLY: ContextVar[bool] = ContextVar("chatledger_rollups_scan_only", default=False)
+_EXACT_VALUES: ContextVar[int] = ContextVar("chatledger_rollups_exact", default=EXACT_VALUES)
+
+
+@contextlib.contextmanager
+def scan_only() -> Iterator[None]:
+    """Inside it, statistics are computed from the API calls, never from the rollups.
+
+    For tests and measurements that compare the two answers.
+    """
+    token = _SCAN_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SCAN_ONLY.reset(token)
+
+
+@contextlib.contextmanager
+def exact_values_up_to(count: int) -> Iterator[None]:
+    """Inside it, percentiles are exact up to ``count`` values (0: histograms when they serve)."""
+    token = _EXACT_VALUES.set(count)
+    try:
+        yield
+    finally:
+        _EXACT_VALUES.reset(token)
+
+
+def exact_values_limit() -> int:
+    """Up to how many values percentiles are read exactly, here and now."""
+    return _EXACT_VALUES.get()
+
+
+def bucket_rows() -> str:
+    """The histogram buckets as a multi-row VALUES list: ``(low, bucket), …``."""
+    return ", ".join(f"({low}, {bucket})" for bucket, low in enumerate(BUCKET_LOWS))
+
+
+# --- writes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RollupStatements:
+    """A dialect's statements that add rows of sums to each rollup table."""
+
+    hourly: str
+    daily: str
+    histogram: str
+
+    @classmethod
+    def of(cls, dialect: Dialect) -> RollupStatements:
+        """The upserts of ``dialect``, placeholders rewritten for its driver."""
+
+        def upsert(table: Table, keys: Sequence[str], sums: Sequence[str]) -> str:
+            columns = (*keys, *sums)
+            marks = ", ".join("?" * len(columns))
+            return dialect.sql(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+                + dialect.accumulate(table, keys, sums)
+            )
+
+        return cls(
+            hourly=upsert(ROLLUP_HOURLY, _HOURLY_KEYS, _SUMS),
+            daily=upsert(ROLLUP_DAILY, _DAILY_KEYS, _SUMS),
+            histogram=upsert(ROLLUP_HISTOGRAM, _HISTOGRAM_KEYS, ("calls",)),
+        )
+
+
+def _call_sums(dialect: Dialect, call: LLMApiCall) -> list[Any]:
+    """One call's contribution to each of ``ROLLUP_SUM_COLUMNS``."""
+    prompt, completion = call.prompt_tokens_details, call.completion_tokens_details
+    if call.total_price is None:
+        cost: Any = 0
+        units = priced = 0
+    else:
+        (cost, units), priced = dialect.money_parts(call.total_price), 1
+    latency, first_token, speed = (
+        call.latency_ms,
+        call.time_to_first_token_ms,
+        call.tokens_per_second,
+    )
+    return [
+        1,
+        call.prompt_tokens,
+        call.completion_tokens,
+        call.total_tokens,
+        (prompt.cached_tokens or 0) if prompt is not None else 0,
+        (prompt.cache_write_tokens or 0) if prompt is not None else 0,
+        (completion.reasoning_tokens or 0) if completion is not None else 0,
+        priced,
+        cost,
+        units,
+        latency or 0,
+        0 if latency is None else 1,
+        first_token or 0,
+        0 if first_token is None else 1,
+        speed or 0.0,
+        0 if speed is None else 1,
+    ]
+
+
+def _add(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], sums: list[Any]) -> None:
+    found = into.get(key)
+    if found is None:
+        into[key] = list(sums)
+    else:
+        for position, value in enumerate(sums):
+            found[position] += value
+
+
+def rollup_writes(
+    dialect: Dialect, statements: RollupStatements, calls: Sequence[LLMApiCall]
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """What adding ``calls`` does to each rollup table: (upsert, rows), rows in key order.
+
+    The batch is summed here, so each table gets one row per key of the
+    batch; keys in one order, so that concurrent batches lock rows in the
+    same order (no deadlock between them on MySQL).
+    """
+    u, t = dialect.encode_uuid, dialect.encode_time
+    hourly: dict[tuple[Any, ...], list[Any]] = {}
+    daily: dict[tuple[Any, ...], list[Any]] = {}
+    histogram: dict[tuple[Any, ...], list[Any]] = {}
+    for call in calls:
+        sums = _call_sums(dialect, call)
+        status = call.status.value
+        hour = truncate_to_bucket(call.create_time, "hour")
+        day = t(hour.replace(hour=0))
+        key = (t(hour), u(call.tenant_id), u(call.user_id), u(call.agent_id), call.model_name)
+        _add(hourly, (*key, status), sums)
+        values = {
+            "": "",
+            "tenant": str(call.tenant_id),
+            "user": str(call.user_id),
+            "agent": str(call.agent_id),
+            "model": call.model_name,
+        }
+        for dimension in DAILY_DIMENSIONS:
+            _add(daily, (dimension, values[dimension], status, day), sums)
+        for metric, value in enumerate((call.latency_ms, call.time_to_first_token_ms)):
+            if value is None:
+                continue
+            bucket = histogram_bucket(value)
+            for dimension in HISTOGRAM_DIMENSIONS:
+                _add(histogram, (dimension, values[dimension], status, day, metric, bucket), [1])
+    return [
+        (statement, [(*key, *sums) for key, sums in sorted(rows.items())])
+        for statement, rows in (
+            (statements.hourly, hourly),
+            (statements.daily, daily),
+            (statements.histogram, histogram),
+        )
+        if rows
+    ]
+
+
+# --- SQL that reads API calls into the rollups ------------------------------------------
+
+
+def _sum_expressions(dialect: Dialect, sign: str) -> list[str]:
+    """The sums of ``ROLLUP_SUM_COLUMNS`` over calls ``c``, negated when ``sign`` is ``-``."""
+    money, units = dialect.cost_parts("c.total_price")
+    expressions = [
+        "COUNT(*)",
+        "SUM(c.prompt_tokens)",
+        "SUM(c.completion_tokens)",
+        "SUM(c.total_tokens)",
+        "SUM(COALESCE(c.cached_tokens, 0))",
+        "SUM(COALESCE(c.cache_write_tokens, 0))",
+        "SUM(COALESCE(c.reasoning_tokens, 0))",
+        "COUNT(c.total_price)",
+        f"SUM(COALESCE({money}, 0))",
+        f"SUM(COALESCE({units}, 0))",
+        "SUM(COALESCE(c.latency_ms, 0))",
+        "COUNT(c.latency_ms)",
+        "SUM(COALESCE(c.time_to_first_token_ms, 0))",
+        "COUNT(c.time_to_first_token_ms)",
+        "SUM(COALESCE(c.tokens_per_second, 0))",
+        "COUNT(c.tokens_per_second)",
+    ]
+    return [f"-({expression})" if sign == "-" else expression for expression in expressions]
+
+
+def _dimension_value(dialect: Dialect, dimension: str, alias: str = "c") -> str:
+    """A daily row's dimension value, from calls ``alias``."""
+    if dimension == "":
+        return "''"
+    column = f"{alias}.{_KEY_COLUMNS[dimension]}"
+    return dialect.uuid_as_text(column) if dimension in _UUID_KEYS else column
+
+
+def from_calls(dialect: Dialect, condition: str, *, sign: str = "+") -> list[str]:
+    """Statements adding (``sign="+"``) or subtracting (``"-"``) calls to every rollup table.
+
+    The calls are those ``condition`` selects (its ``?`` parameters bound
+    by each statement alike), read with the dialect's row lock so that a
+    subtraction and the delete after it see the same rows: a concurrent
+    delete of one of them waits, and then finds nothing to subtract.
+    """
+    source = (
+        f"(SELECT {', '.join(_SOURCE_COLUMNS)} FROM {API_CALL.name} "
+        f"WHERE {condition}{dialect.lock_rows if sign == '-' else ''}) c"
+    )
+    sums = ", ".join(_sum_expressions(dialect, sign))
+    hour = dialect.bucket_start("c.create_time", "hour")
+    day = dialect.bucket_start("c.create_time", "day")
+    statements = [
+        f"INSERT INTO {ROLLUP_HOURLY.name} ({', '.join((*_HOURLY_KEYS, *_SUMS))}) "
+        f"SELECT {hour}, {dialect.uuid_key('c.tenant_id')}, {dialect.uuid_key('c.user_id')}, "
+        f"{dialect.uuid_key('c.agent_id')}, c.model_name, c.status, {sums} "
+        f"FROM {source} WHERE 1 = 1 GROUP BY 1, 2, 3, 4, 5, 6"
+        + dialect.accumulate(ROLLUP_HOURLY, _HOURLY_KEYS, _SUMS)
+    ]
+    for dimension in DAILY_DIMENSIONS:
+        grouped = "3, 4" if dimension == "" else "2, 3, 4"
+        statements.append(
+            f"INSERT INTO {ROLLUP_DAILY.name} ({', '.join((*_DAILY_KEYS, *_SUMS))}) "
+            f"SELECT '{dimension}', {_dimension_value(dialect, dimension)}, c.status, {day}, "
+            f"{sums} FROM {source} WHERE 1 = 1 GROUP BY {grouped}"
+            + dialect.accumulate(ROLLUP_DAILY, _DAILY_KEYS, _SUMS)
+        )
+    count = "-(COUNT(*))" if sign == "-" else "COUNT(*)"
+    for dimension in HISTOGRAM_DIMENSIONS:
+        for metric, column in enumerate(METRICS):
+            bucket = (
+                f"(SELECT b.bucket FROM {HISTOGRAM_BUCKET.name} b WHERE b.low <= c.{column} "
+                "ORDER BY b.low DESC LIMIT 1)"
+            )
+            statements.append(
+                f"INSERT INTO {ROLLUP_HISTOGRAM.name} ({', '.join((*_HISTOGRAM_KEYS, 'calls'))}) "
+                f"SELECT '{dimension}', h.dimension_value, h.status, h.day_start, {metric}, "
+                f"h.bucket, {count} FROM (SELECT {_dimension_value(dialect, dimension)} "
+                f"AS dimension_value, c.status AS status, {day} AS day_start, {bucket} AS bucket "
+                f"FROM {source} WHERE c.{column} IS NOT NULL) h WHERE 1 = 1 GROUP BY 2, 3, 4, 6"
+                + dialect.accumulate(ROLLUP_HISTOGRAM, _HISTOGRAM_KEYS, ("calls",))
+            )
+    return [dialect.sql(statement) for statement in statements]
+
+
+def rebuild_statements(dialect: Dialect, bounded: bool | None) -> list[str]:
+    """Statements that recount the rollups of a range of days from its calls.
+
+    ``bounded=None``: every call, into empty tables (the migration's
+    backfill; no parameters). Otherwise the range is ``[start, end)``, each
+    statement binding its bounds: ``start`` and ``end`` with ``bounded=True``;
+    with ``bounded=False``, only ``start`` (an open end). The range's rollup
+    rows are deleted first.
+    """
+    if bounded is None:
+        return from_calls(dialect, "1 = 1")
+    within = "{column} >= ?" + (" AND {column} < ?" if bounded else "")
+    deletes = [
+        dialect.sql(f"DELETE FROM {table.name} WHERE {within.format(column=time)}")
+        for table, time in (
+            (ROLLUP_HOURLY, "hour_start"),
+            (ROLLUP_DAILY, "day_start"),
+            (ROLLUP_HISTOGRAM, "day_start"),
+        )
+    ]
+    return [*deletes, *from_calls(dialect, within.format(column="create_time"))]
+
+
+# --- reads ----------------------------------------------------------------------------
+
+Range = tuple[datetime | None, datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RollupPlan:
+    """Where a statistic's sums come from.
+
+    ``days``, when not None, is the range of whole UTC days the daily table
+    serves for ``dimension`` (``''``: no dimension); ``hours`` are the ranges
+    the hourly table serves. ``histogram``: whether the daily histograms hold
+    ``dimension``, so that percentiles over many calls may be read from them.
+    """
+
+    dimension: str
+    days: Range | None
+    hours: tuple[Range, ...]
+    histogram: bool
+
+
+def _on_the_hour(moment: datetime | None) -> bool:
+    if moment is None:
+        return True
+    moment = moment.astimezone(UTC)
+    return moment.minute == 0 and moment.second == 0 and moment.microsecond == 0
+
+
+def plan_rollups(query: QueryFilter, keys: Sequence[str], bucket: str | None) -> RollupPlan | None:
+    """How the rollups answer a statistic of ``query`` grouped by ``keys`` and ``bucket``.
+
+    None when they cannot: a filter on the session, error code, cost or
+    latency, a time bound off the hour, or a grouping by session (or inside
+    :func:`scan_only`).
+    """
+    if _SCAN_ONLY.get():
+        return None
+    if any(
+        value is not None
+        for value in (
+            query.session_id,
+            query.error_code,
+            query.min_cost,
+            query.max_cost,
+            query.min_latency_ms,
+            query.max_latency_ms,
+        )
+    ):
+        return None
+    if "session" in keys or not (_on_the_hour(query.start_time) and _on_the_hour(query.end_time)):
+        return None
+    start = None if query.start_time is None else query.start_time.astimezone(UTC)
+    end = None if query.end_time is None else query.end_time.astimezone(UTC)
+    filtered = {
+        "tenant": query.tenant_id,
+        "user": query.user_id,
+        "agent": query.agent_id,
+        "model": query.model_name,
+    }
+    dimensions = [key for key in _DIMENSION_KEYS if key in keys or filtered[key] is not None]
+    whole = (start, end)
+    if bucket == "hour" or len(dimensions) > 1:
+        return RollupPlan("", None, (whole,), histogram=False)
+    dimension = dimensions[0] if dimensions else ""
+    first = None if start is None else _next_day(start)
+    last = None if end is None else end.replace(hour=0)
+    if first is not None and last is not None and first >= last:
+        return RollupPlan(dimension, None, (whole,), histogram=False)
+    hours: list[Range] = []
+    if start is not None and first is not None and start < first:
+        hours.append((start, first))
+    if end is not None and last is not None and last < end:
+        hours.append((last, end))
+    return RollupPlan(
+        dimension, (first, last), tuple(hours), histogram=dimension in HISTOGRAM_DIMENSIONS
+    )
+
+
+def _next_day(moment: datetime) -> datetime:
+    """The first midnight at or after ``moment``."""
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == moment else day + timedelta(days=1)
+
+
+def _range_clauses(column: str, bounds: Range, dialect: Dialect) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    start, end = bounds
+    if start is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(dialect.encode_time(start))
+    if end is not None:
+        clauses.append(f"{column} < ?")
+        params.append(dialect.encode_time(end))
+    return clauses, params
+
+
+def _key_filters(query: QueryFilter) -> dict[str, Any]:
+    """The group keys ``query`` filters on, and the value each must have."""
+    return {
+        key: value
+        for key, value in (
+            ("tenant", query.tenant_id),
+            ("user", query.user_id),
+            ("agent", query.agent_id),
+            ("model", query.model_name),
+            ("status", None if query.status is None else query.status.value),
+        )
+        if value is not None
+    }
+
+
+def hourly_read(
+    dialect: Dialect, query: QueryFilter, keys: Sequence[str], bucket: str | None, hours: Range
+) -> tuple[str, list[Any]]:
+    """Sums from the hourly table per group (key columns, then bucket start) over ``hours``."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key, value in _key_filters(query).items():
+        clauses.append(f"{_KEY_COLUMNS[key]} = ?")
+        params.append(dialect.encode_uuid(value) if key in _UUID_KEYS else value)
+    within, bounds = _range_clauses("hour_start", hours, dialect)
+    groups = [_KEY_COLUMNS[key] for key in keys]
+    if bucket is not None:
+        groups.append(dialect.bucket_start("hour_start", bucket))
+    return _grouped(dialect, ROLLUP_HOURLY, ROLLUP_TOTALS, [*clauses, *within], groups), [
+        *params,
+        *bounds,
+    ]
+
+
+def _daily_where(
+    dialect: Dialect, query: QueryFilter, dimension: str, days: Range
+) -> tuple[list[str], list[Any]]:
+    clauses = ["dimension = ?"]
+    params: list[Any] = [dimension]
+    filters = _key_filters(query)
+    if dimension == "":
+        clauses.append("dimension_value = ?")
+        params.append("")
+    elif dimension in filters:
+        clauses.append("dimension_value = ?")
+        value = filters[dimension]
+        params.append(str(value) if dimension in _UUID_KEYS else value)
+    if "status" in filters:
+        clauses.append("status = ?")
+        params.append(filters["status"])
+    within, bounds = _range_clauses("day_start", days, dialect)
+    return [*clauses, *within], [*params, *bounds]
+
+
+def _daily_groups(dialect: Dialect, keys: Sequence[str], bucket: str | None) -> list[str]:
+    groups = ["status" if key == "status" else "dimension_value" for key in keys]
+    if bucket is not None:
+        groups.append(dialect.bucket_start("day_start", bucket))
+    return groups
+
+
+def daily_read(
+    dialect: Dialect,
+    query: QueryFilter,
+    keys: Sequence[str],
+    bucket: str | None,
+    plan: RollupPlan,
+) -> tuple[str, list[Any]]:
+    """Sums from the daily table per group over the plan's whole days."""
+    assert plan.days is not None
+    clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
+    groups = _daily_groups(dialect, keys, bucket)
+    return _grouped(dialect, ROLLUP_DAILY, ROLLUP_TOTALS, clauses, groups), params
+
+
+def histogram_read(
+    dialect: Dialect,
+    query: QueryFilter,
+    keys: Sequence[str],
+    bucket: str | None,
+    plan: RollupPlan,
+) -> tuple[str, list[Any]]:
+    """Calls per (metric, bucket) per group over the plan's whole days."""
+    assert plan.days is not None
+    clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
+    groups = _daily_groups(dialect, keys, bucket)
+    return (
+        _grouped(
+            dialect,
+            ROLLUP_HISTOGRAM,
+            ("metric", "bucket", "SUM(calls)"),
+            clauses,
+            groups,
+            more=("metric", "bucket"),
+        ),
+        params,
+    )
+
+
+def _grouped(
+    dialect: Dialect,
+    table: Table,
+    figures: Sequence[str],
+    clauses: Sequence[str],
+    groups: Sequence[str],
+    more: Sequence[str] = (),
+) -> str:
+    selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    grouped = [*groups, *more]
+    group_by = f" GROUP BY {', '.join(grouped)}" if grouped else ""
+    return dialect.sql(f"SELECT {selected}{', '.join(figures)} FROM {table.name}{where}{group_by}")
