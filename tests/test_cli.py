@@ -15,6 +15,7 @@ import os
 import pty
 import re
 import select
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -372,6 +373,29 @@ def test_db_status_reports_version_and_counts(ledger: Ledger) -> None:
     assert status["current"] is True
     assert status["counts"] == {"sessions": 3, "messages": 8, "api_calls": 5}
     assert "(current)" in ok("db", "status", db=ledger.url)
+
+
+def test_db_rebuild_rollups_recounts_what_was_written_around_chatledger(ledger: Ledger) -> None:
+    """``db rebuild-rollups`` recounts every call, shows its steps, and ends with one line.
+
+    A call deleted by plain SQL (not through chatledger) stays in the rollups'
+    statistics until the rebuild.
+    """
+    before = json.loads(ok("stats", "--json", db=ledger.url))
+    done = run("db", "rebuild-rollups", db=ledger.url)
+    assert done.returncode == 0, done.stderr
+    assert "step 1 of" in done.stderr
+    assert re.fullmatch(r"usage rollups rebuilt from 5 API calls in \d+\.\d s\n", done.stdout)
+    rebuilt = json.loads(ok("db", "rebuild-rollups", "--json", db=ledger.url))
+    assert rebuilt["api_calls"] == 5
+    assert json.loads(ok("stats", "--json", db=ledger.url)) == before
+    if ledger.url.startswith("sqlite"):
+        with sqlite3.connect(ledger.url.removeprefix("sqlite:///")) as conn:
+            conn.execute("DELETE FROM entity_llm_api_call WHERE id = ?", (str(ledger.calls[0].id),))
+        with sync.connect(ledger.url) as store:
+            assert store.get_statistics(QueryFilter()).total_calls == 5  # the rollups: stale
+            assert store.rebuild_rollups() == 4
+            assert store.get_statistics(QueryFilter()).total_calls == 4
 
 
 # --- the schema commands on new databases -------------------------------------------------

@@ -288,6 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     _common(status)
+    rebuild = db_commands.add_parser(
+        "rebuild-rollups",
+        help="recount from the API calls the usage rollups that statistics read",
+        description="Recount the usage rollups (what statistics and the dashboard read "
+        "instead of every API call) from the API calls, a week of calls at a time. Every "
+        "write through chatledger keeps them current: run this after writing or deleting "
+        "API calls by other means (your own SQL, MoFA). Writers may go on meanwhile.",
+        epilog=_examples(
+            "chatledger db rebuild-rollups",
+            "chatledger db rebuild-rollups --db postgresql://app@db/app",
+        ),
+        formatter_class=_Formatter,
+    )
+    _common(rebuild)
 
     sessions = command(
         "sessions",

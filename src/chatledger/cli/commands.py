@@ -234,6 +234,26 @@ async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
     return 0
 
 
+async def db_rebuild_rollups(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Recount the usage rollups from the API calls, showing each step; say what was counted."""
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        terminal.err.print(Text(f"rebuilding the usage rollups: step {done} of {total}"))
+
+    async with _open(args) as store:
+        counted = await store.rebuild_rollups(None if args.json else progress)
+    seconds = time.perf_counter() - started
+    url = redact(database_url(args.db))
+    if args.json:
+        terminal.json({"database": url, "api_calls": counted, "seconds": round(seconds, 3)})
+    else:
+        terminal.show(
+            f"usage rollups rebuilt from {_plural(counted, 'API call')} in {seconds:.1f} s"
+        )
+    return 0
+
+
 # --- reading -----------------------------------------------------------------------------
 
 
@@ -558,6 +578,7 @@ COMMANDS: dict[str, Command] = {
     "demo": demo,
     "db upgrade": db_upgrade,
     "db status": db_status,
+    "db rebuild-rollups": db_rebuild_rollups,
     "sessions": sessions,
     "show": show,
     "stats": stats,
