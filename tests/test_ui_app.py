@@ -21,7 +21,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -46,6 +46,7 @@ from chatledger.errors import QueryError
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from chatledger.ui import create_app
+from chatledger.ui.params import overview_range
 from chatledger.ui.security import CONTENT_SECURITY_POLICY
 from ui_data import (
     HISTORY_SESSIONS,
@@ -927,3 +928,19 @@ async def test_a_failing_store_is_an_error_page_with_the_headers(
         assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert (await client.get("/calls")).status_code == 200  # the other pages still work
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("preset", "span"), [("24h", timedelta(hours=24)), ("7d", timedelta(days=7)), ("all", None)]
+)
+def test_a_preset_range_is_whole_hours_up_to_the_end_of_this_one(
+    preset: str, span: timedelta | None
+) -> None:
+    """Presets end at the next hour boundary, so the store can answer from hourly rollups."""
+    now = datetime(2026, 11, 30, 10, 17, 5, tzinfo=UTC)
+    _, chosen, query = overview_range({"range": preset}, now=now)
+    end = datetime(2026, 11, 30, 11, tzinfo=UTC)
+    assert (chosen.end, query.end_time) == (end, end)
+    assert query.start_time == chosen.start == (None if span is None else end - span)
+    on_the_hour = overview_range({"range": preset}, now=end)[1]
+    assert on_the_hour.end == end  # an hour already whole is not pushed on

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -29,7 +29,6 @@ from chatledger.entities import (
     ApiCallStatus,
     CallPage,
     CallSort,
-    LLMApiCall,
     LLMMessage,
     QueryFilter,
     UsageBucket,
@@ -62,7 +61,6 @@ LIVE_ROWS: Final = 50
 """How many of the newest calls the live view shows."""
 BREAKDOWN_ROWS: Final = 15
 """Groups shown per breakdown table (those with the most calls)."""
-_CALLS_PER_MESSAGE_PAGE: Final = 5 * MESSAGE_PAGE  # a bound on the calls read for one page
 _EXPORT_CHUNK: Final = 500
 _BREAKDOWNS: Final[tuple[tuple[GroupKey, str, str], ...]] = (
     ("model", "Model", "model"),
@@ -140,10 +138,10 @@ def _parse_id(text: str) -> uuid.UUID | None:
 # --- overview ------------------------------------------------------------------------------
 
 
-def _top(rows: list[UsageBucket]) -> tuple[list[UsageBucket], int]:
-    """The groups with the most calls first, the first :data:`BREAKDOWN_ROWS`, and how many more."""
+def _top(rows: list[UsageBucket]) -> tuple[list[UsageBucket], bool]:
+    """The groups with the most calls first, the first :data:`BREAKDOWN_ROWS`, and whether more."""
     ordered = sorted(rows, key=lambda row: row.stats.total_calls, reverse=True)
-    return ordered[:BREAKDOWN_ROWS], max(0, len(ordered) - BREAKDOWN_ROWS)
+    return ordered[:BREAKDOWN_ROWS], len(ordered) > BREAKDOWN_ROWS
 
 
 async def overview(request: Request) -> Response:
@@ -167,8 +165,12 @@ async def overview(request: Request) -> Response:
     stats, timeline = await asyncio.gather(
         store.get_statistics(query), store.get_usage_breakdown(query, (), bucket)
     )
+    # One more than shown: whether there are more, without reading every user's group.
     groups = await asyncio.gather(
-        *(store.get_usage_breakdown(query, (key,)) for key, _, _ in _BREAKDOWNS)
+        *(
+            store.get_usage_breakdown(query, (key,), limit=BREAKDOWN_ROWS + 1)
+            for key, _, _ in _BREAKDOWNS
+        )
     )
     breakdowns = []
     for (key, label, parameter), rows in zip(_BREAKDOWNS, groups, strict=True):
@@ -382,8 +384,8 @@ async def sessions(request: Request) -> Response:
             notice = "That page link is damaged (bad cursor); here is the first page."
             status = 400
             page = await store.search_sessions(query, limit=PAGE_SIZE)
-        counts = await asyncio.gather(*(store.count_session_messages(s.id) for s in page.sessions))
-        found = list(zip(page.sessions, counts, strict=True))
+        counts = await store.count_messages_by_session([s.id for s in page.sessions])
+        found = [(session, counts.get(session.id, 0)) for session in page.sessions]
         next_cursor = page.next_cursor
     else:
         status = 400
@@ -404,27 +406,6 @@ async def sessions(request: Request) -> Response:
     return render(request, template, context, status=status)
 
 
-async def _calls_between(
-    store: PersistenceStore,
-    session_id: uuid.UUID,
-    start: datetime | None,
-    end: datetime | None,
-) -> list[LLMApiCall]:
-    """A session's calls made in ``[start, end)``, oldest first, at most a bounded number."""
-    query = QueryFilter(session_id=session_id, start_time=start, end_time=end)
-    found: list[LLMApiCall] = []
-    cursor = None
-    while len(found) < _CALLS_PER_MESSAGE_PAGE:
-        page = await store.page_api_calls(
-            query, sort=CallSort.OLDEST, cursor=cursor, limit=min(500, _CALLS_PER_MESSAGE_PAGE)
-        )
-        found.extend(page.calls)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    return found
-
-
 async def session_detail(request: Request) -> Response:
     """A session's conversation, a page of messages at a time, each call under its reply."""
     store = _dashboard(request).store
@@ -443,23 +424,17 @@ async def session_detail(request: Request) -> Response:
             request, 404, "No such session", f"No session {session_id} in this database."
         )
     first = (page_number - 1) * MESSAGE_PAGE
-    # One message either side of the page: where a branch starts, and which calls belong here.
+    # And the message before the page: whether its first message starts a branch.
     offset = max(0, first - 1)
     window = await store.get_session_messages_paginated(
-        session_id, offset, MESSAGE_PAGE + (2 if first else 1)
+        session_id, offset, MESSAGE_PAGE + (1 if first else 0)
     )
     before: LLMMessage | None = window[0] if first and window else None
     messages = window[1:] if first else window
-    after = messages[MESSAGE_PAGE] if len(messages) > MESSAGE_PAGE else None
-    messages = messages[:MESSAGE_PAGE]
-    # A call is made after the message it answers and before its reply is stored: the calls
-    # of this page lie between the message before it and the message after it (with slack
-    # for clocks that disagree a little).
-    slack = timedelta(minutes=10)
-    start = None if before is None else before.create_time - slack
-    end = None if after is None else after.create_time + slack
+    # Each call is shown under its reply (or its request, when it failed): the page's calls
+    # are those whose reply or request is on it.
     calls_found, stats = await asyncio.gather(
-        _calls_between(store, session_id, start, end),
+        store.calls_for_messages([message.id for message in messages]),
         store.get_statistics(QueryFilter(session_id=session_id)),
     )
     entries = conversation(messages, calls_found, before=None if before is None else before.id)
