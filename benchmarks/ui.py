@@ -55,9 +55,9 @@ PAGE_TARGET_MS = 150.0
 RSS_TARGET_MB = 200.0
 SCRATCH = replace(POSTGRES, scratch="chatledger_bench_ui")  # apart from the other parts' database
 _BREAKDOWN_KEYS = ("model", "agent", "user", "tenant", "status")  # views.py's _BREAKDOWNS
+_BREAKDOWN_ROWS = 15  # views.BREAKDOWN_ROWS
 _PAGE_SIZE = 50  # views.PAGE_SIZE
 _MESSAGE_PAGE = 200  # views.MESSAGE_PAGE
-_CALLS_PER_MESSAGE_PAGE = 5 * _MESSAGE_PAGE
 _LATER_PAGE = 20  # the calls page reached by following "next" this many times
 _READY_TIMEOUT = 120.0  # seconds for the command to open the database and listen
 
@@ -444,6 +444,10 @@ async def _time_http(client: Any, base: str, page: Page, sizes: UiSizes) -> Meas
 
 
 # --- the same store calls, without HTTP --------------------------------------------------------
+#
+# Each mirrors its view in src/chatledger/ui/views.py (as of 487ee7d): the same parsing of the
+# same query string, the same store calls in the same gathers. check_mirrors() compares the
+# store methods each makes with those the view makes, so a view that changed is reported.
 
 
 async def _overview(store: PersistenceStore, params: dict[str, str]) -> None:
@@ -457,7 +461,12 @@ async def _overview(store: PersistenceStore, params: dict[str, str]) -> None:
         start = first.calls[0].create_time if first.calls else chosen.end - timedelta(days=7)
     bucket = choose_bucket(start, chosen.end)
     await asyncio.gather(store.get_statistics(query), store.get_usage_breakdown(query, (), bucket))
-    await asyncio.gather(*(store.get_usage_breakdown(query, (key,)) for key in _BREAKDOWN_KEYS))
+    await asyncio.gather(
+        *(
+            store.get_usage_breakdown(query, (key,), limit=_BREAKDOWN_ROWS + 1)
+            for key in _BREAKDOWN_KEYS
+        )
+    )
 
 
 async def _calls(store: PersistenceStore, params: dict[str, str]) -> None:
@@ -482,7 +491,7 @@ async def _sessions(store: PersistenceStore, params: dict[str, str]) -> None:
 
     _, query = session_query(params)
     page = await store.search_sessions(query, limit=_PAGE_SIZE)
-    await asyncio.gather(*(store.count_session_messages(s.id) for s in page.sessions))
+    await store.count_messages_by_session([s.id for s in page.sessions])
 
 
 async def _session(store: PersistenceStore, session_id: uuid.UUID) -> None:
@@ -492,23 +501,11 @@ async def _session(store: PersistenceStore, session_id: uuid.UUID) -> None:
     )
     if session is None:
         raise RuntimeError(f"no session {session_id}")
-    window = await store.get_session_messages_paginated(session_id, 0, _MESSAGE_PAGE + 1)
-    after = window[_MESSAGE_PAGE] if len(window) > _MESSAGE_PAGE else None
-    end = None if after is None else after.create_time + timedelta(minutes=10)
-
-    async def calls_between() -> None:
-        query = QueryFilter(session_id=session_id, end_time=end)
-        found, cursor = 0, None
-        while found < _CALLS_PER_MESSAGE_PAGE:
-            page = await store.page_api_calls(
-                query, sort=CallSort.OLDEST, cursor=cursor, limit=min(500, _CALLS_PER_MESSAGE_PAGE)
-            )
-            found += len(page.calls)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-
-    await asyncio.gather(calls_between(), store.get_statistics(QueryFilter(session_id=session_id)))
+    messages = await store.get_session_messages_paginated(session_id, 0, _MESSAGE_PAGE)
+    await asyncio.gather(
+        store.calls_for_messages([message.id for message in messages]),
+        store.get_statistics(QueryFilter(session_id=session_id)),
+    )
 
 
 async def store_calls(store: PersistenceStore, path: str) -> None:
@@ -530,6 +527,57 @@ async def store_calls(store: PersistenceStore, path: str) -> None:
         await store.page_api_calls(QueryFilter(), sort=CallSort.NEWEST, limit=50)
     else:
         raise ValueError(f"no store calls known for {path}")
+
+
+class _Recorder:
+    """A store that notes the name of each method called on it, then calls it."""
+
+    def __init__(self, store: PersistenceStore) -> None:
+        self._store = store
+        self.called: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._store, name)
+        if name.startswith("_") or not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.called.append(name)
+            return found(*args, **kwargs)
+
+        return call
+
+
+async def check_mirrors(store: PersistenceStore, pages: list[Page]) -> list[str]:
+    """The pages whose view calls other store methods than its mirror here (none, normally).
+
+    Each page's first address is served in this process by ``create_app``
+    over a recording store, and its mirror run over another.
+    """
+    from collections import Counter
+
+    import httpx
+
+    from chatledger.ui import create_app
+
+    differ = []
+    for page in pages:
+        path = page.paths[0]
+        view = _Recorder(store)
+        app = create_app(view)  # type: ignore[arg-type]  # a stand-in with the store's methods
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            answer = await client.get(path)
+        if answer.status_code != page.status:
+            raise RuntimeError(f"{path} answered {answer.status_code} in process")
+        mirror = _Recorder(store)
+        await store_calls(mirror, path)  # type: ignore[arg-type]  # as above
+        if Counter(view.called) != Counter(mirror.called):
+            differ.append(
+                f"{page.label} (the view calls {', '.join(view.called)}; the mirror "
+                f"{', '.join(mirror.called)})"
+            )
+    return differ
 
 
 async def _time_store(store: PersistenceStore, page: Page, sizes: UiSizes) -> Latency:
@@ -626,6 +674,9 @@ async def _measure(
                 f"before the export, {peak or 0:.0f} MB peak after it"
             )
             await server.stop()
+            differ = await check_mirrors(store, pages)
+            for line in differ:
+                progress(f"{title}: the store column does not mirror its view: {line}")
             for index, found in enumerate(measured):
                 latency = await _time_store(store, found.page, sizes)
                 measured[index] = replace(found, store=latency)
@@ -697,6 +748,10 @@ async def _measure(
             else ""
         ),
     ]
+    if differ:
+        notes.append(
+            f"{title}: the store column is not the same calls as the view for: " + "; ".join(differ)
+        )
     return results, targets, notes
 
 
