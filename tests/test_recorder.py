@@ -655,6 +655,38 @@ async def test_a_record_handed_over_without_waiting_is_stored_by_flush_and_close
     await store.close()
 
 
+async def test_hand_overs_are_spooled_in_order_while_a_session_is_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool round handed over before the first call's session read returns: each message once."""
+    store = await SqliteStore.connect(tmp_path / "order.db")
+    reads = 0
+    read = store.get_session_messages
+
+    async def slow_first_read(session_id: uuid.UUID) -> list[LLMMessage]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:  # the first hand-over's read answers after the second's
+            await asyncio.sleep(0.3)
+        return await read(session_id)
+
+    monkeypatch.setattr(store, "get_session_messages", slow_first_read)
+    recorder = Recorder(store, spool=tmp_path / "spool")
+    fields: CallFields = {"model": "m", "started": utc_now(), "prompt_tokens": 3}
+    asked = [("system", "Be brief."), ("user", "Weather?")]
+    with scope(session_id="round"):
+        recorder.record_exchange_soon(asked, "Let me look.", fields)
+        recorder.record_exchange_soon(
+            [*asked, ("assistant", "Let me look."), ("user", "Well?")], "Sunny.", fields
+        )
+    await recorder.close()
+    messages = await store.get_session_messages(id_for_key("round"))
+    assert [m.content.text for m in messages] == [
+        "Be brief.", "Weather?", "Let me look.", "Well?", "Sunny."
+    ]  # fmt: skip
+    await store.close()
+
+
 async def test_the_same_exchange_twice_stores_its_messages_once(
     recorder: Recorder, any_store: PersistenceStore
 ) -> None:

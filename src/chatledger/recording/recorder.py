@@ -290,6 +290,10 @@ class Recorder:
         self._sessions: OrderedDict[uuid.UUID, _SessionState] = OrderedDict()
         self._default_sessions: dict[uuid.UUID, uuid.UUID] = {}  # agent -> its session
         self._later: set[Future[None]] = set()  # records handed over without waiting
+        # Taken in turn by what was handed over, on the home loop, until it is spooled: a
+        # session's first read (to skip resent messages) must not let a later hand-over
+        # overtake an earlier one.
+        self._handover_turn: asyncio.Lock | None = None
         self._closed = False
         self._shipper = Shipper(self._store, self._counters.ship, batch_size=batch_size)
         # Bound to the home loop on first use (asyncio primitives bind lazily since 3.10).
@@ -642,7 +646,12 @@ class Recorder:
         scope: Scope,
     ) -> None:
         try:
-            await self.record_exchange(messages, reply, call, scope=scope)
+            if self._handover_turn is None:
+                self._handover_turn = asyncio.Lock()
+            async with self._handover_turn:  # spooled in the order handed over
+                await self._load_session_once(scope)
+                *_, future = self._record_exchange(messages, reply, call, scope, asynchronous=True)
+            await self._acknowledged(future)  # outside the turn: the spool groups the fsyncs
         except Exception:
             logger.warning("chatledger could not record a call to %s", call.get("model"),
                            exc_info=True)  # fmt: skip
