@@ -13,7 +13,7 @@ write that adds or deletes API calls:
   user's few calls an hour share few rows); a daily row per dimension value
   makes a month by model a few hundred rows.
 - ``chatledger_usage_histogram``: latency and time-to-first-token histograms
-  per UTC day and status, overall and per tenant and model: calls per
+  per UTC day and status, overall and per tenant, agent and model: calls per
   (metric, bucket), buckets as ``statistics.BUCKET_LOWS`` (4.9% relative
   error). Histograms per hour, or per user, would hold about as many rows
   as there are calls (1.5 million at a million calls, 2.3 s to read on
@@ -82,9 +82,9 @@ __all__ = [
 
 DAILY_DIMENSIONS = ("", "tenant", "user", "agent", "model")
 """The daily table's dimensions: '' for every call, then one per group key."""
-HISTOGRAM_DIMENSIONS = ("", "tenant", "model")
-"""The dimensions the histograms are kept for (per user or agent they would be as big as
-the calls)."""
+HISTOGRAM_DIMENSIONS = ("", "tenant", "agent", "model")
+"""The dimensions the histograms are kept for (per user they would be as big as the calls;
+a breakdown's top users read their calls' values instead)."""
 EXACT_VALUES = 10_000
 """Up to how many latency and time-to-first-token values percentiles are read exactly."""
 
@@ -100,8 +100,9 @@ _DIMENSION_KEYS = ("tenant", "user", "agent", "model")
 _UUID_KEYS = frozenset({"tenant", "user", "agent"})
 _SUMS = tuple(column.name for column in ROLLUP_SUM_COLUMNS)
 _HOURLY_KEYS = ROLLUP_HOURLY.primary_key
-_DAILY_KEYS = ROLLUP_DAILY.primary_key
-_HISTOGRAM_KEYS = ROLLUP_HISTOGRAM.primary_key
+# The key columns in the order rollup rows bind them (the primary keys order them otherwise).
+_DAILY_KEYS = ("dimension", "dimension_value", "status", "day_start")
+_HISTOGRAM_KEYS = (*_DAILY_KEYS, "metric", "bucket")
 # What the statements that read API calls into rollups take from each call.
 _SOURCE_COLUMNS = (
     "create_time",
@@ -203,7 +204,7 @@ class RollupStatements:
             marks = ", ".join("?" * len(columns))
             return dialect.sql(
                 f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-                + dialect.accumulate(table, keys, sums)
+                + dialect.accumulate(table, table.primary_key, sums)
             )
 
         return cls(
@@ -364,7 +365,7 @@ def from_calls(dialect: Dialect, condition: str, *, sign: str = "+") -> list[str
             f"INSERT INTO {ROLLUP_DAILY.name} ({', '.join((*_DAILY_KEYS, *_SUMS))}) "
             f"SELECT '{dimension}', {_dimension_value(dialect, dimension)}, c.status, {day}, "
             f"{sums} FROM {source} WHERE 1 = 1 GROUP BY {grouped}"
-            + dialect.accumulate(ROLLUP_DAILY, _DAILY_KEYS, _SUMS)
+            + dialect.accumulate(ROLLUP_DAILY, ROLLUP_DAILY.primary_key, _SUMS)
         )
     count = "-(COUNT(*))" if sign == "-" else "COUNT(*)"
     for dimension in HISTOGRAM_DIMENSIONS:
@@ -379,7 +380,7 @@ def from_calls(dialect: Dialect, condition: str, *, sign: str = "+") -> list[str
                 f"h.bucket, {count} FROM (SELECT {_dimension_value(dialect, dimension)} "
                 f"AS dimension_value, c.status AS status, {day} AS day_start, {bucket} AS bucket "
                 f"FROM {source} WHERE c.{column} IS NOT NULL) h WHERE 1 = 1 GROUP BY 2, 3, 4, 6"
-                + dialect.accumulate(ROLLUP_HISTOGRAM, _HISTOGRAM_KEYS, ("calls",))
+                + dialect.accumulate(ROLLUP_HISTOGRAM, ROLLUP_HISTOGRAM.primary_key, ("calls",))
             )
     return [dialect.sql(statement) for statement in statements]
 
@@ -585,10 +586,18 @@ def histogram_read(
     keys: Sequence[str],
     bucket: str | None,
     plan: RollupPlan,
+    values: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
-    """Calls per (metric, bucket) per group over the plan's whole days."""
+    """Calls per (metric, bucket) per group over the plan's whole days.
+
+    ``values``: only these of the one grouped key (a breakdown's top groups).
+    """
     assert plan.days is not None
     clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
+    if values:
+        column = "status" if keys[0] == "status" else "dimension_value"
+        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params = [*params, *values]
     groups = _daily_groups(dialect, keys, bucket)
     return (
         _grouped(

@@ -392,7 +392,10 @@ ROLLUP_DAILY = Table(
         _c("day_start", TM),
         *ROLLUP_SUM_COLUMNS,
     ),
-    primary_key=("dimension", "dimension_value", "status", "day_start"),
+    # by day first: a breakdown reads a range of days of one dimension; a filter on one
+    # value (a tenant's statistics) reads by the index
+    primary_key=("dimension", "day_start", "dimension_value", "status"),
+    indexes=(Index("idx_usage_daily_value", ("dimension", "dimension_value", "day_start")),),
 )
 """Usage per UTC day and status, overall (dimension '') and per tenant, user, agent, model."""
 
@@ -407,10 +410,11 @@ ROLLUP_HISTOGRAM = Table(
         _c("bucket", INT),
         _c("calls", INT, default="0"),
     ),
-    primary_key=("dimension", "dimension_value", "status", "day_start", "metric", "bucket"),
+    primary_key=("dimension", "day_start", "dimension_value", "status", "metric", "bucket"),
+    indexes=(Index("idx_usage_histogram_value", ("dimension", "dimension_value", "day_start")),),
 )
 """Latency and time-to-first-token histograms per UTC day and status, overall and per
-tenant and model: calls per (metric, bucket)."""
+tenant, agent and model: calls per (metric, bucket)."""
 
 HISTOGRAM_BUCKET = Table(
     "chatledger_histogram_bucket",
@@ -434,6 +438,7 @@ def _rollup_tables(dialect: Dialect) -> list[str]:
         dialect.add_column(API_CALL, subset),
         *(dialect.create_index(API_CALL, index) for index in MESSAGE_CALL_INDEXES),
         *(dialect.create_table(table) for table in (*ROLLUP_TABLES, HISTOGRAM_BUCKET)),
+        *(dialect.create_index(table, index) for table in ROLLUP_TABLES for index in table.indexes),
     ]
 
 

@@ -493,21 +493,27 @@ class SqlStore(StoreLifecycle):
         if plan.days is not None:
             reads.append(Read(*daily_read(dialect, query, keys, bucket, plan)))
         width = len(keys) + (bucket is not None)
-        totals: dict[GroupId, UsageTotals] = {}
+        # Rows are grouped by their group values' text first (ids come as text from one
+        # table, as UUIDs from another), and only the groups kept are decoded.
+        raw: dict[tuple[str | None, tuple[str, ...]], list[Sequence[Any]]] = {}
         for rows in await self._db.read(reads):
             for row in rows:
-                group = self._group_id(keys, bucket, row[:width])
-                sums = self._rows.totals(row[width:])
-                if group in totals:
-                    totals[group].add(sums)
-                else:
-                    totals[group] = sums
-        totals = {group: sums for group, sums in totals.items() if sums.calls}
+                texts = tuple(str(value) for value in row[:width])
+                start = texts[-1] if bucket is not None else None
+                raw.setdefault((start, texts[: len(keys)]), []).append(row)
+        calls = {group: sum(int(row[width] or 0) for row in rows) for group, rows in raw.items()}
+        kept_texts = top_groups({group: count for group, count in calls.items() if count}, limit)
+        totals: dict[GroupId, UsageTotals] = {}
+        for group, rows in raw.items():
+            if not calls[group] or (kept_texts is not None and group[1] not in kept_texts):
+                continue
+            sums = self._rows.totals(rows[0][width:])
+            for row in rows[1:]:
+                sums.add(self._rows.totals(row[width:]))
+            totals[self._group_id(keys, bucket, rows[0][:width])] = sums
         if not keys and bucket is None and not totals:
             totals[None, ()] = UsageTotals()
-        kept = top_groups({group: sums.calls for group, sums in totals.items()}, limit)
-        if kept is not None:
-            totals = {group: sums for group, sums in totals.items() if group[1] in kept}
+        kept = None if kept_texts is None else {values for _, values in totals}
         figures = await self._rollup_percentiles(query, keys, bucket, plan, totals, kept)
         found = [
             UsageBucket(
@@ -542,7 +548,9 @@ class SqlStore(StoreLifecycle):
         groups = GroupDistributions(width, key=lambda values: self._group_id(keys, bucket, values))
         extra, extra_params = self._top_condition(keys, kept)
         if plan.histogram and plan.days is not None and wanted > exact_values_limit():
-            sql, params = histogram_read(dialect, query, keys, bucket, plan)
+            sql, params = histogram_read(
+                dialect, query, keys, bucket, plan, self._top_values(keys, kept)
+            )
             reads = [Read(sql, params, groups.add_counts)]
             for start, end in plan.hours:
                 around = query.model_copy(update={"start_time": start, "end_time": end})
@@ -575,6 +583,13 @@ class SqlStore(StoreLifecycle):
                     offset = int(kind.removeprefix("column")) * per_metric
                     shown[offset : offset + per_metric] = list(row[width:])
         return figures
+
+    @staticmethod
+    def _top_values(keys: Sequence[GroupKey], kept: set[tuple[Any, ...]] | None) -> list[str]:
+        """The kept groups' values as a daily rollup holds them, when one key names the groups."""
+        if kept is None or len(keys) != 1 or not kept or len(kept) > _TOP_VALUES:
+            return []
+        return sorted(str(value) for (value,) in kept)
 
     def _top_condition(
         self, keys: Sequence[GroupKey], kept: set[tuple[Any, ...]] | None

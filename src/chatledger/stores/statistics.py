@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -210,7 +210,7 @@ GroupId = tuple[datetime | None, tuple[Any, ...]]
 
 
 def top_groups(
-    calls_per_group: dict[GroupId, int], limit: int | None
+    calls_per_group: Mapping[tuple[Any, tuple[Any, ...]], int], limit: int | None
 ) -> set[tuple[Any, ...]] | None:
     """The key values of the ``limit`` groups with the most calls (ties by key), or None for all.
 
