@@ -85,6 +85,7 @@ class MySqlDialect(Dialect):
         ColumnType.FLOAT: "DOUBLE",
         ColumnType.MONEY: "DECIMAL(24, 10)",
         ColumnType.MONEY_SUM: "DECIMAL(38, 10)",
+        ColumnType.COUNT: "INT",
         ColumnType.BOOL: "BOOLEAN",
     }
 

@@ -60,6 +60,7 @@ class PostgresDialect(Dialect):
         ColumnType.FLOAT: "DOUBLE PRECISION",
         ColumnType.MONEY: "NUMERIC(24, 10)",
         ColumnType.MONEY_SUM: "NUMERIC(38, 10)",
+        ColumnType.COUNT: "INTEGER",
         ColumnType.BOOL: "BOOLEAN",
     }
 

@@ -13,11 +13,11 @@ write that adds or deletes API calls:
   user's few calls an hour share few rows); a daily row per dimension value
   makes a month by model a few hundred rows.
 - ``chatledger_usage_histogram``: latency and time-to-first-token histograms
-  per UTC day and status, overall and per tenant, agent and model: calls per
-  (metric, bucket), buckets as ``statistics.BUCKET_LOWS`` (4.9% relative
-  error). Histograms per hour, or per user, would hold about as many rows
-  as there are calls (1.5 million at a million calls, 2.3 s to read on
-  SQLite); these hold 9,000 rows overall for 90 days.
+  per UTC day and status, overall and per tenant, agent and model: a row per
+  metric with a count column per bucket of ``statistics.BUCKET_LOWS`` (4.9%
+  relative error), which SUM() merges. Histograms per hour, or per user,
+  would hold about as many rows as there are calls (1.5 million rows of one
+  bucket each at a million calls, 2.3 s to read on SQLite).
 
 Writes aggregate a batch in Python first (:func:`rollup_writes`), then one
 ``INSERT … ON CONFLICT DO UPDATE`` (``ON DUPLICATE KEY UPDATE``) adds it to
@@ -51,6 +51,7 @@ from chatledger.stores.dialect import Dialect
 from chatledger.stores.schema import (
     API_CALL,
     HISTOGRAM_BUCKET,
+    HISTOGRAM_COUNTS,
     ROLLUP_DAILY,
     ROLLUP_HISTOGRAM,
     ROLLUP_HOURLY,
@@ -102,7 +103,8 @@ _SUMS = tuple(column.name for column in ROLLUP_SUM_COLUMNS)
 _HOURLY_KEYS = ROLLUP_HOURLY.primary_key
 # The key columns in the order rollup rows bind them (the primary keys order them otherwise).
 _DAILY_KEYS = ("dimension", "dimension_value", "status", "day_start")
-_HISTOGRAM_KEYS = (*_DAILY_KEYS, "metric", "bucket")
+_HISTOGRAM_KEYS = (*_DAILY_KEYS, "metric")
+_HISTOGRAM_SUMS = ("calls", *HISTOGRAM_COUNTS)
 # What the statements that read API calls into rollups take from each call.
 _SOURCE_COLUMNS = (
     "create_time",
@@ -210,7 +212,7 @@ class RollupStatements:
         return cls(
             hourly=upsert(ROLLUP_HOURLY, _HOURLY_KEYS, _SUMS),
             daily=upsert(ROLLUP_DAILY, _DAILY_KEYS, _SUMS),
-            histogram=upsert(ROLLUP_HISTOGRAM, _HISTOGRAM_KEYS, ("calls",)),
+            histogram=upsert(ROLLUP_HISTOGRAM, _HISTOGRAM_KEYS, _HISTOGRAM_SUMS),
         )
 
 
@@ -288,9 +290,14 @@ def rollup_writes(
         for metric, value in enumerate((call.latency_ms, call.time_to_first_token_ms)):
             if value is None:
                 continue
-            bucket = histogram_bucket(value)
+            position = 1 + histogram_bucket(value)  # after the row's calls
             for dimension in HISTOGRAM_DIMENSIONS:
-                _add(histogram, (dimension, values[dimension], status, day, metric, bucket), [1])
+                cell = (dimension, values[dimension], status, day, metric)
+                counts = histogram.get(cell)
+                if counts is None:
+                    counts = histogram[cell] = [0] * len(_HISTOGRAM_SUMS)
+                counts[0] += 1
+                counts[position] += 1
     return [
         (statement, [(*key, *sums) for key, sums in sorted(rows.items())])
         for statement, rows in (
@@ -367,20 +374,32 @@ def from_calls(dialect: Dialect, condition: str, *, sign: str = "+") -> list[str
             f"{sums} FROM {source} WHERE 1 = 1 GROUP BY {grouped}"
             + dialect.accumulate(ROLLUP_DAILY, ROLLUP_DAILY.primary_key, _SUMS)
         )
-    count = "-(COUNT(*))" if sign == "-" else "COUNT(*)"
+    negate = "-" if sign == "-" else ""
+    counts = ", ".join(
+        f"{negate}SUM(CASE WHEN m.bucket = {bucket} THEN m.n ELSE 0 END)"
+        for bucket in range(len(HISTOGRAM_COUNTS))
+    )
     for dimension in HISTOGRAM_DIMENSIONS:
         for metric, column in enumerate(METRICS):
             bucket = (
                 f"(SELECT b.bucket FROM {HISTOGRAM_BUCKET.name} b WHERE b.low <= c.{column} "
                 "ORDER BY b.low DESC LIMIT 1)"
             )
+            # each call's bucket, then calls per bucket (few rows), then one row per day
+            per_bucket = (
+                f"SELECT h.dimension_value, h.status, h.day_start, h.bucket, COUNT(*) AS n "
+                f"FROM (SELECT {_dimension_value(dialect, dimension)} AS dimension_value, "
+                f"c.status AS status, {day} AS day_start, {bucket} AS bucket "
+                f"FROM {source} WHERE c.{column} IS NOT NULL) h WHERE 1 = 1 GROUP BY 1, 2, 3, 4"
+            )
             statements.append(
-                f"INSERT INTO {ROLLUP_HISTOGRAM.name} ({', '.join((*_HISTOGRAM_KEYS, 'calls'))}) "
-                f"SELECT '{dimension}', h.dimension_value, h.status, h.day_start, {metric}, "
-                f"h.bucket, {count} FROM (SELECT {_dimension_value(dialect, dimension)} "
-                f"AS dimension_value, c.status AS status, {day} AS day_start, {bucket} AS bucket "
-                f"FROM {source} WHERE c.{column} IS NOT NULL) h WHERE 1 = 1 GROUP BY 2, 3, 4, 6"
-                + dialect.accumulate(ROLLUP_HISTOGRAM, ROLLUP_HISTOGRAM.primary_key, ("calls",))
+                f"INSERT INTO {ROLLUP_HISTOGRAM.name} "
+                f"({', '.join((*_HISTOGRAM_KEYS, *_HISTOGRAM_SUMS))}) "
+                f"SELECT '{dimension}', m.dimension_value, m.status, m.day_start, {metric}, "
+                f"{negate}SUM(m.n), {counts} FROM ({per_bucket}) m WHERE 1 = 1 GROUP BY 2, 3, 4"
+                + dialect.accumulate(
+                    ROLLUP_HISTOGRAM, ROLLUP_HISTOGRAM.primary_key, _HISTOGRAM_SUMS
+                )
             )
     return [dialect.sql(statement) for statement in statements]
 
@@ -599,15 +618,9 @@ def histogram_read(
         clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
         params = [*params, *values]
     groups = _daily_groups(dialect, keys, bucket)
+    counts = ("metric", *(f"SUM({name})" for name in HISTOGRAM_COUNTS))
     return (
-        _grouped(
-            dialect,
-            ROLLUP_HISTOGRAM,
-            ("metric", "bucket", "SUM(calls)"),
-            clauses,
-            groups,
-            more=("metric", "bucket"),
-        ),
+        _grouped(dialect, ROLLUP_HISTOGRAM, counts, clauses, groups, more=("metric",)),
         params,
     )
 

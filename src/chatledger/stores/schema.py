@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from chatledger.stores.statistics import BUCKET_LOWS
+
 if TYPE_CHECKING:
     from chatledger.stores.dialect import Dialect
 
@@ -24,6 +26,7 @@ __all__ = [
     "AGENT",
     "DASHBOARD_INDEXES",
     "HISTOGRAM_BUCKET",
+    "HISTOGRAM_COUNTS",
     "ROLLUP_DAILY",
     "ROLLUP_HISTOGRAM",
     "ROLLUP_HOURLY",
@@ -54,6 +57,7 @@ class ColumnType(Enum):
     FLOAT = "float"
     MONEY = "money"
     MONEY_SUM = "money_sum"  # a sum of money: exact (an integer of whole amounts on SQLite)
+    COUNT = "count"  # a small count, 32 bits (its sums stay integers on PostgreSQL)
     BOOL = "bool"
 
 
@@ -399,6 +403,9 @@ ROLLUP_DAILY = Table(
 )
 """Usage per UTC day and status, overall (dimension '') and per tenant, user, agent, model."""
 
+HISTOGRAM_COUNTS = tuple(f"b{bucket}" for bucket in range(len(BUCKET_LOWS)))
+"""A histogram row's count columns, one per bucket of ``statistics.BUCKET_LOWS``."""
+
 ROLLUP_HISTOGRAM = Table(
     "chatledger_usage_histogram",
     (
@@ -407,14 +414,17 @@ ROLLUP_HISTOGRAM = Table(
         _c("status", S, length=20),
         _c("day_start", TM),
         _c("metric", INT),
-        _c("bucket", INT),
         _c("calls", INT, default="0"),
+        # One column per bucket, not one row: a day of a tenant's latencies is one row
+        # that SUM()s with the others, where a row per bucket made 40 times as many rows
+        # to read (264,000 for 90 days of 40 tenants; 0.9 s to group on SQLite).
+        *(_c(name, ColumnType.COUNT, default="0") for name in HISTOGRAM_COUNTS),
     ),
-    primary_key=("dimension", "day_start", "dimension_value", "status", "metric", "bucket"),
+    primary_key=("dimension", "day_start", "dimension_value", "status", "metric"),
     indexes=(Index("idx_usage_histogram_value", ("dimension", "dimension_value", "day_start")),),
 )
 """Latency and time-to-first-token histograms per UTC day and status, overall and per
-tenant, agent and model: calls per (metric, bucket)."""
+tenant, agent and model: per metric, the calls (``calls``) and their count per bucket."""
 
 HISTOGRAM_BUCKET = Table(
     "chatledger_histogram_bucket",

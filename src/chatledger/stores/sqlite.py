@@ -78,6 +78,7 @@ class SqliteDialect(Dialect):
         ColumnType.FLOAT: "REAL",
         ColumnType.MONEY: "REAL",
         ColumnType.MONEY_SUM: "INTEGER",
+        ColumnType.COUNT: "INTEGER",
         ColumnType.BOOL: "INTEGER",
     }
 

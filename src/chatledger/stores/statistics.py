@@ -443,8 +443,8 @@ class GroupDistributions:
     """Per group, a :class:`Distribution` of each metric, filled from rows batch by batch.
 
     Rows of values hold ``width`` group values, then one value per metric
-    (None when the call has none); rows of histogram counts hold ``width``
-    group values, then the metric's position, the bucket and the count.
+    (None when the call has none); rows of histograms hold ``width`` group
+    values, then the metric's position and a count per bucket.
     """
 
     def __init__(self, width: int, key: Callable[[tuple[Any, ...]], Any] = tuple) -> None:
@@ -478,12 +478,14 @@ class GroupDistributions:
         return []
 
     def add_counts(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
-        """Take rows of histogram counts in (a ``Read.convert``)."""
+        """Take rows of histograms in (a ``Read.convert``): group values, metric, then a
+        count per bucket."""
         width = self._width
         for row in rows:
-            metric, bucket, count = row[width:]
-            if count:
-                self._of(tuple(row[:width]))[int(metric)].add_count(int(bucket), int(count))
+            distribution = self._of(tuple(row[:width]))[int(row[width])]
+            for bucket, count in enumerate(row[width + 1 :]):
+                if count:
+                    distribution.add_count(bucket, int(count))
         return []
 
     def figures(self) -> dict[Any, list[float | None]]:
