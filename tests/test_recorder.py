@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import uuid
@@ -704,3 +705,41 @@ async def test_the_same_exchange_twice_stores_its_messages_once(
     await recorder.flush()
     assert await any_store.count_session_messages(id_for_key("twice")) == 3
     assert await any_store.count_records("api_calls", QueryFilter()) == 1
+
+
+async def test_a_cancellation_lost_on_the_way_still_ends_the_shipper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio.run's cancellation reaches the shipper even if a batch swallowed it.
+
+    Python 3.11's ``wait_for`` (the shipper's batch timeout) drops a cancellation
+    that arrives as the batch completes; the shipper then waited for work
+    forever and ``asyncio.run`` never returned (a SIGTERM drill hung under load).
+    """
+    store = await SqliteStore.connect(tmp_path / "cancel.db")
+    recorder = Recorder(store, spool=tmp_path / "spool")
+    shipping = asyncio.Event()
+
+    async def swallowing(*, unless_down: bool = False) -> int:
+        shipping.set()
+        # what 3.11's wait_for does when the batch completes as it is cancelled
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)
+        return 0
+
+    async def on_home() -> bool:
+        """Cancel the shipper's task while it ships, as asyncio.run does; whether it ended."""
+        (shipper,) = [
+            t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Recorder._run"
+        ]  # type: ignore[union-attr]
+        await shipping.wait()
+        shipper.cancel()
+        done, _ = await asyncio.wait({shipper}, timeout=5)
+        return shipper in done and shipper.cancelled()
+
+    monkeypatch.setattr(recorder, "_ship_now", swallowing)
+    recorder._wake_shipper()
+    ended = asyncio.run_coroutine_threadsafe(on_home(), recorder._home)
+    assert await asyncio.wrap_future(ended)
+    await recorder.close()
+    await store.close()

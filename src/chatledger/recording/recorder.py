@@ -1040,7 +1040,13 @@ class Recorder:
             raise
 
     async def _ship_while_open(self, wake: asyncio.Event) -> None:
+        task = asyncio.current_task()
         while not self._closed:
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (the shipper's batch timeout) loses a cancellation
+                # that arrives as the batch completes; asyncio.run would then wait for this
+                # task forever. A cancellation requested is a cancellation.
+                raise asyncio.CancelledError
             if self._shipper.pause:
                 # The store is down: new records wait for the back-off, not one try each.
                 await asyncio.sleep(self._shipper.pause)
