@@ -625,7 +625,8 @@ class UsageStatistics(_Entity):
     tokens are part of the prompt tokens, reasoning tokens of the completion
     tokens. Percentiles are exact, or read from the stores' rollup histograms
     within ``chatledger.stores.statistics.PERCENTILE_RELATIVE_ERROR`` (4.9%)
-    when a statistic over many calls is answered from the rollups.
+    when a statistic over many calls is answered from the rollups (values from
+    10 minutes on share one bucket there, read as 10 minutes).
     """
 
     total_calls: int = 0

@@ -21,11 +21,13 @@ whether the ranks hold values or bucket estimates.
 
 The histogram's buckets are fixed and logarithmic: bucket 0 holds 0 ms, and
 each bucket after it starts where the one before ends, at most 10% above its
-start (``BUCKET_LOWS``): whole milliseconds 1 to 10 each have their own
-bucket, larger values share one with values at most 10% apart. A bucket's
-estimate is the geometric mean of its smallest and largest value, so a
-percentile read from the histogram is within ``sqrt(1.1) - 1`` (4.9%) of the
-exact one.
+start (``BUCKET_LOWS``), up to 10 minutes: whole milliseconds 1 to 10 each
+have their own bucket, larger values share one with values at most 10% apart.
+A bucket's estimate is the geometric mean of its smallest and largest value,
+so a percentile read from the histogram is within ``sqrt(1.1) - 1`` (4.9%)
+of the exact one, up to 10 minutes. The last bucket holds every value from
+10 minutes on (a call that ran longer is rare, and no bucket is wasted on
+hours): a percentile that falls there reads as 10 minutes.
 
 Also here, shared by every backend: ``truncate_to_bucket`` (the UTC start of
 an hour, day, week or month), ``sort_breakdown`` (rows by bucket start, then
@@ -51,6 +53,7 @@ from chatledger.stores.base import Bucket, GroupKey
 __all__ = [
     "BUCKET_LOWS",
     "COST_QUANTUM",
+    "HISTOGRAM_CEILING_MS",
     "METRICS",
     "PERCENTILE_FRACTIONS",
     "PERCENTILE_RELATIVE_ERROR",
@@ -82,20 +85,21 @@ PERCENTILE_FRACTIONS = (0.50, 0.95, 0.99)
 
 _STATUSES = tuple(ApiCallStatus)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INT32_MAX = 2**31 - 1  # the largest latency an entity holds
+HISTOGRAM_CEILING_MS = 600_000
+"""Ten minutes: the last histogram bucket holds every value from here on."""
 
 
 def _bucket_lows() -> tuple[int, ...]:
     """Where each histogram bucket starts: 0, 1, then at most 10% past the last start."""
     lows = [0, 1]
-    while lows[-1] <= _INT32_MAX:
+    while lows[-1] < HISTOGRAM_CEILING_MS:
         low = lows[-1]
-        lows.append(max(low + 1, -(-low * 11 // 10)))  # ceil(low * 1.1), in integers
-    return tuple(lows[:-1])
+        lows.append(min(max(low + 1, -(-low * 11 // 10)), HISTOGRAM_CEILING_MS))  # ceil(x1.1)
+    return tuple(lows)
 
 
 BUCKET_LOWS = _bucket_lows()
-"""The smallest value of each histogram bucket; the last bucket has no upper end."""
+"""The smallest value of each histogram bucket; the last one (10 min) has no upper end."""
 PERCENTILE_RELATIVE_ERROR = math.sqrt(1.1) - 1
 """How far (relatively) a percentile read from a histogram may be from the exact one."""
 
