@@ -147,6 +147,14 @@ class Dialect:
         updates = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}" for name in sums)
         return f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
 
+    def from_arrays(self, table: Table, columns: Sequence[str]) -> str | None:
+        """A SELECT of rows of ``table``'s ``columns`` from one array parameter per column.
+
+        None where the database has no such thing: the rows then go one by
+        one (a prepared statement each, or a multi-row INSERT on MySQL).
+        """
+        return None
+
     def rollup_lock(self, tables: Sequence[str]) -> str | None:
         """A statement that keeps writers out of ``tables`` until the transaction ends, if needed.
 

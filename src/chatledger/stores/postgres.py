@@ -115,6 +115,17 @@ class PostgresDialect(Dialect):
         """A UUID's text form, lowercase and canonical."""
         return f"{column}::text"
 
+    def from_arrays(self, table: Table, columns: Sequence[str]) -> str | None:
+        """``SELECT * FROM unnest(?::type[], …)``: hundreds of rollup rows in one statement.
+
+        A batch's rollup rows as an executemany ran one upsert per row and
+        took three times the batch's own insert (2,300 against 9,300 calls a
+        second in batches of 100 at a million calls).
+        """
+        types = {column.name: self.column_type(column) for column in table.columns}
+        arrays = ", ".join(f"?::{types[name]}[]" for name in columns)
+        return f"SELECT * FROM unnest({arrays}) WHERE TRUE"
+
     def rollup_lock(self, tables: Sequence[str]) -> str | None:
         """A lock writers' inserts (ROW EXCLUSIVE) wait for, and that waits for theirs."""
         return f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE"
@@ -149,6 +160,20 @@ async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
     ``UNLISTEN *``, ...) to undo session state chatledger never creates; an
     open transaction is still rolled back before this runs.
     """
+
+
+def _summed(rows: Sequence[Sequence[Any]], keys: int) -> list[list[Any]]:
+    """Rollup rows with equal first ``keys`` values added into one, in first-seen order."""
+    summed: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        key = tuple(row[:keys])
+        found = summed.get(key)
+        if found is None:
+            summed[key] = list(row)
+        else:
+            for position in range(keys, len(row)):
+                found[position] += row[position]
+    return list(summed.values())
 
 
 def _status_count(status: str) -> int:
@@ -195,6 +220,9 @@ class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
             return _status_count(await conn.execute(write.sql, *write.params))
         if not write.many:
             return 0
+        if write.arrays is not None and len(write.many) > 1:
+            arrays = [list(column) for column in zip(*write.many, strict=True)]
+            return _status_count(await conn.execute(write.arrays, *arrays))
         if write.bulk is not None and len(write.many) >= _COPY_MIN_ROWS:
             table, columns = write.bulk
             status = await conn.copy_records_to_table(
@@ -213,16 +241,26 @@ class PostgresDatabase(PooledDatabase["asyncpg.Connection[Any]"]):
         of the other saves. Counts are not read from joined writes.
         """
         by_statement: dict[str, list[Sequence[Any]]] = {}
+        kinds: dict[str, Write] = {}
         for writes in group:  # in arrival order, so a parent saved first goes first
             for write in writes:
                 rows = by_statement.setdefault(write.sql, [])
+                kinds.setdefault(write.sql, write)
                 if write.many is None:
                     rows.append(write.params)
                 else:
                     rows.extend(write.many)
         async with conn.transaction():
             for sql, rows in by_statement.items():
-                await conn.executemany(sql, rows)
+                kind = kinds[sql]
+                if kind.arrays is not None and kind.keys and len(rows) > 1:
+                    # one statement may not add to a row twice: equal keys summed first
+                    summed = _summed(rows, kind.keys)
+                    await conn.execute(
+                        kind.arrays, *(list(column) for column in zip(*summed, strict=True))
+                    )
+                else:
+                    await conn.executemany(sql, rows)
         return [[1] * len(writes) for writes in group]
 
     async def _close_pool(self) -> None:
