@@ -77,7 +77,6 @@ class UiSizes:
     min_requests: int  # timed requests per page, at least (even past the budget)
     budget_s: float  # seconds of timed requests per page, after which it stops at min_requests
     warmup: int  # untimed requests per page first
-    store_requests: int  # timed runs of a page's store calls
     exports: int  # timed exports
     picks: int  # distinct calls / sessions a detail page cycles over
 
@@ -88,19 +87,17 @@ class UiSizes:
             f"tenants={self.tenants}, users={self.users:,}, "
             f"agents={self.tenants * self.agents_per_tenant}, "
             f"requests={self.requests} a page ({self.min_requests} at least, "
-            f"{self.budget_s:.0f} s budget), warmup={self.warmup}, "
-            f"store_requests={self.store_requests}"
+            f"{self.budget_s:.0f} s budget), warmup={self.warmup}"
         )
 
 
 FULL = UiSizes(
     "full", calls=1_000_000, messages=1_000_000, tenants=40, users=2_000, agents_per_tenant=3,
-    requests=50, min_requests=10, budget_s=45.0, warmup=5, store_requests=20, exports=2,
-    picks=50,
+    requests=50, min_requests=10, budget_s=60.0, warmup=5, exports=2, picks=50,
 )  # fmt: skip
 QUICK = UiSizes(
     "quick", calls=20_000, messages=20_000, tenants=8, users=100, agents_per_tenant=3,
-    requests=10, min_requests=5, budget_s=10.0, warmup=2, store_requests=5, exports=1, picks=10,
+    requests=10, min_requests=5, budget_s=10.0, warmup=2, exports=1, picks=10,
 )  # fmt: skip
 
 
@@ -337,10 +334,10 @@ def _rare_search(data: Dashboard) -> str:
     return order_number(middle - middle % 3)
 
 
-def _pages(data: Dashboard, later: str | None, feed: str) -> list[Page]:
+def _pages(data: Dashboard, later: str | None, feed: str, picks: int) -> list[Page]:
     population = data.population
     tenant = population.tenants[min(3, len(population.tenants) - 1)].id
-    sessions, calls = _picks(data, 50)
+    sessions, calls = _picks(data, picks)
     pages = [
         Page("overview, default range (7d)", ("/",)),
         Page("overview, 24h", ("/?range=24h",)),
@@ -356,14 +353,17 @@ def _pages(data: Dashboard, later: str | None, feed: str) -> list[Page]:
         Page("calls, model = gpt-4.1", ("/calls?model=gpt-4.1",)),
         Page("calls, status = timeout", ("/calls?status=timeout",)),
         Page("calls, one tenant (4th largest)", (f"/calls?tenant={tenant}",)),
-        Page("call detail (50 calls in turn)", tuple(f"/calls/{c}" for c in calls)),
+        Page(f"call detail ({len(calls)} calls in turn)", tuple(f"/calls/{c}" for c in calls)),
         Page("sessions, first page", ("/sessions",)),
         Page(f"sessions, search '{COMMON_WORD}' (~1 in 30)", (f"/sessions?q={COMMON_WORD}",)),
         Page(
             "sessions, search an order number (1 session, mid-range)",
             (f"/sessions?q={quote(_rare_search(data))}",),
         ),
-        Page("session conversation (50 in turn)", tuple(f"/sessions/{s}" for s in sessions)),
+        Page(
+            f"session conversation ({len(sessions)} in turn)",
+            tuple(f"/sessions/{s}" for s in sessions),
+        ),
         Page("live, the page", ("/live",)),
         Page("live, a poll with nothing new (204)", (feed,), status=204),
     ]
@@ -421,17 +421,17 @@ async def _reuse_delay(client: Any, base: str) -> tuple[float, float]:
     return kept, fresh
 
 
-async def _time_http(client: Any, base: str, page: Page, sizes: UiSizes) -> Measured:
-    """The page's requests over HTTP: warmup, then timed ones (store time left for later)."""
-    samples: list[float] = []
+async def _time_page(
+    client: Any, base: str, store: PersistenceStore, page: Page, sizes: UiSizes
+) -> Measured:
+    """The page over HTTP and its store calls alone, in turn (so both meet the same load)."""
+    http: list[float] = []
+    alone: list[float] = []
     timings: list[float] = []
     size = 0
-    position = 0
 
-    async def one() -> float:
-        nonlocal position, size
-        path = page.paths[position % len(page.paths)]
-        position += 1
+    async def request(path: str) -> float:
+        nonlocal size
         start = perf_counter()
         answer = await client.get(base + path)
         elapsed = (perf_counter() - start) * 1000.0
@@ -443,17 +443,25 @@ async def _time_http(client: Any, base: str, page: Page, sizes: UiSizes) -> Meas
             timings.append(sum(float(d) for d in _DURATION.findall(timing)))
         return elapsed
 
-    for _ in range(sizes.warmup):
-        await one()
+    async def store_only(path: str) -> float:
+        start = perf_counter()
+        await store_calls(store, path)
+        return (perf_counter() - start) * 1000.0
+
+    for index in range(sizes.warmup):
+        path = page.paths[index % len(page.paths)]
+        await request(path)
+        await store_only(path)
     timings.clear()
-    position = 0
     started = perf_counter()
-    while len(samples) < sizes.requests and (
-        len(samples) < sizes.min_requests or perf_counter() - started < sizes.budget_s
+    while len(http) < sizes.requests and (
+        len(http) < sizes.min_requests or perf_counter() - started < sizes.budget_s
     ):
-        samples.append(await one())
+        path = page.paths[len(http) % len(page.paths)]
+        http.append(await request(path))
+        alone.append(await store_only(path))
     server = Latency.of(timings) if timings else None
-    return Measured(page, Latency.of(samples), Latency.of([0.0]), size, server)
+    return Measured(page, Latency.of(http), Latency.of(alone), size, server)
 
 
 # --- the same store calls, without HTTP --------------------------------------------------------
@@ -593,23 +601,6 @@ async def check_mirrors(store: PersistenceStore, pages: list[Page]) -> list[str]
     return differ
 
 
-async def _time_store(store: PersistenceStore, page: Page, sizes: UiSizes) -> Latency:
-    """The page's store calls alone: a few untimed, then timed as the requests are."""
-    for index in range(max(1, sizes.warmup // 2)):
-        await store_calls(store, page.paths[index % len(page.paths)])
-    samples: list[float] = []
-    started = perf_counter()
-    least = min(sizes.min_requests, 5)  # a slow page's store calls: its HTTP runs had more
-    while len(samples) < sizes.store_requests and (
-        len(samples) < least or perf_counter() - started < sizes.budget_s
-    ):
-        path = page.paths[len(samples) % len(page.paths)]
-        start = perf_counter()
-        await store_calls(store, path)
-        samples.append((perf_counter() - start) * 1000.0)
-    return Latency.of(samples)
-
-
 # --- the export ------------------------------------------------------------------------------
 
 _EXPORT = "/calls/export?format=jsonl&model=gpt-4o&since=30d"
@@ -668,15 +659,17 @@ async def _measure(
                     f"{title}: a static file takes {kept:.1f} ms on a reused connection, "
                     f"{fresh:.1f} ms on a new one"
                 )
-                pages = _pages(data, later, await _feed_path(client, server.base))
+                pages = _pages(data, later, await _feed_path(client, server.base), sizes.picks)
                 measured = []
                 for page in pages:
-                    found = await _time_http(client, server.base, page, sizes)
+                    found = await _time_page(client, server.base, store, page, sizes)
                     found = replace(found, peak_mb=server.memory_mb("VmHWM"))
                     progress(
                         f"{title}: {page.label}: p50 {found.http.p50:.1f} ms, "
                         f"p95 {p95(found.http):.1f} ms ({len(found.http.samples_ms)} requests, "
-                        f"{found.size / 1024:.0f} KiB; server peak RSS {found.peak_mb or 0:.0f} MB)"
+                        f"{found.size / 1024:.0f} KiB; server peak RSS {found.peak_mb or 0:.0f} "
+                        f"MB); store calls alone p50 {found.store.p50:.1f} ms, "
+                        f"p95 {p95(found.store):.1f} ms"
                     )
                     measured.append(found)
                 before_export = server.memory_mb("VmHWM")
@@ -690,13 +683,6 @@ async def _measure(
             differ = await check_mirrors(store, pages)
             for line in differ:
                 progress(f"{title}: the store column does not mirror its view: {line}")
-            for index, found in enumerate(measured):
-                latency = await _time_store(store, found.page, sizes)
-                measured[index] = replace(found, store=latency)
-                progress(
-                    f"{title}: {found.page.label}, store calls only: p50 {latency.p50:.1f} ms, "
-                    f"p95 {p95(latency):.1f} ms"
-                )
         finally:
             await store.close()
     finally:
@@ -822,11 +808,13 @@ async def run_ui(tmp: Path, sizes: UiSizes, progress: Progress) -> Section:
         f"one worker), loopback; {sizes.warmup} untimed requests first, then "
         f"{sizes.requests} timed (or as many as {sizes.budget_s:.0f} s allow, "
         f"{sizes.min_requests} at least); wall time to the body's last byte. Pages with "
-        "several addresses cycle over them (50 random calls, 50 random sessions)",
-        "store API (the 'raw' column): the same store calls the page's view makes (the same "
-        "query-string parsing, the same gathers), timed in the benchmark's process on a store "
-        "opened as the command opens it, after the HTTP runs; cl/raw is what HTTP, rendering "
-        "and Python add. The last two columns are the p50s",
+        f"several addresses cycle over them ({sizes.picks} random calls, {sizes.picks} random "
+        "sessions)",
+        "store API (the 'raw' column; there is no peer dashboard to run): the same store calls "
+        "the page's view makes (the same query-string parsing, the same gathers), timed in the "
+        "benchmark's process on a store opened as the command opens it, each run right after "
+        "one of the page's requests (so both meet the same load); cl/raw is what HTTP, "
+        "rendering and Python add. The last two columns are the p50s",
         "[x] export is outside the 150 ms target: rows/s of the whole streamed download "
         f"({sizes.exports} run(s)) beside the store's export_records alone",
         "target: every page's p95 <= 150 ms and the server's peak RSS (VmHWM of its process, "
