@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from benchmarks.workload import Row, uuid7_at
+from benchmarks.workload import Row, failure_columns, uuid7_at
 from chatledger.entities import ApiCallStatus, MessageRole
 from chatledger.ids import NIL_UUID
 
@@ -234,26 +234,8 @@ class _Conversation:
             if status is ApiCallStatus.TIMEOUT
             else self.rng.randint(20, 2_000)
         )
-        row.update(
-            status=status,
-            response_message_id=NIL_UUID,
-            error_message=f"{code}: {text}",
-            error_code=code,
-            prompt_tokens=0,
-            completion_tokens=0,
-            total_tokens=0,
-            prompt_tokens_details=None,
-            completion_tokens_details=None,
-            cached_tokens=None,
-            reasoning_tokens=None,
-            total_price=None,
-            price_details=None,
-            latency_ms=latency,
-            time_to_first_token_ms=None,
-            tokens_per_second=None,
-            api_response_id=None,
-            update_time=self.now + timedelta(milliseconds=latency),
-        )
+        row["status"] = status
+        row.update(failure_columns(code, f"{code}: {text}", latency, self.now))
         self.calls.append(row)
         self.now = row["update_time"]
 

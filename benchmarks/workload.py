@@ -91,6 +91,29 @@ class Clock:
         return self._now
 
 
+def failure_columns(code: str, message: str, latency: int, started: datetime) -> Row:
+    """A call's columns when it failed before any token: no reply, usage, price or TTFT."""
+    return {
+        "response_message_id": uuid.UUID(int=0),
+        "error_message": message,
+        "error_code": code,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "prompt_tokens_details": None,
+        "completion_tokens_details": None,
+        "cached_tokens": None,
+        "reasoning_tokens": None,
+        "total_price": None,
+        "price_details": None,
+        "latency_ms": latency,
+        "time_to_first_token_ms": None,
+        "tokens_per_second": None,
+        "api_response_id": None,
+        "update_time": started + timedelta(milliseconds=latency),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Population:
     """The tenant, agents and users the generated rows belong to."""
@@ -185,25 +208,10 @@ def api_call_rows(
             row.update(_success_fields(rng, create_time))
         else:
             latency = rng.randint(5, 30_000)
-            row.update(
-                response_message_id=uuid.UUID(int=0),
-                error_message=f"{status.value}: upstream answered 5xx",
-                error_code=status.value.upper(),
-                prompt_tokens=0,
-                completion_tokens=0,
-                total_tokens=0,
-                prompt_tokens_details=None,
-                completion_tokens_details=None,
-                cached_tokens=None,
-                reasoning_tokens=None,
-                total_price=None,
-                price_details=None,
-                latency_ms=latency,
-                time_to_first_token_ms=None,
-                tokens_per_second=None,
-                api_response_id=None,
-                update_time=create_time + timedelta(milliseconds=latency),
-            )
+            row.update(failure_columns(
+                status.value.upper(), f"{status.value}: upstream answered 5xx", latency,
+                create_time,
+            ))  # fmt: skip
         row["create_time"] = create_time
         yield row
 
