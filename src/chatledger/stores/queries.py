@@ -212,42 +212,37 @@ class Queries:
             _select(session) + "{where} ORDER BY update_time DESC, id DESC LIMIT ? OFFSET ?"
         )
         self._dialect = dialect
-        self._stored_ids: dict[tuple[str, int], str] = {}  # statements by id count
+        self._id_statements: dict[tuple[str, int], str] = {}  # by template and id count
+
+    def _with_ids(self, template: str, count: int) -> str:
+        """``template`` with ``{ids}`` tested against ``count`` ids (0: an id array), built once."""
+        key = (template, count)
+        sql = self._id_statements.get(key)
+        if sql is None:
+            ids = "= ANY(?)" if count == 0 else f"IN ({', '.join('?' * count)})"
+            sql = self._id_statements[key] = self._dialect.sql(template.format(ids=ids))
+        return sql
 
     def stored_ids(self, table: str, count: int) -> str:
         """The ids ``table`` holds of ``count`` asked for (one array parameter, if bound so)."""
-        key = (table, 0 if self._dialect.id_arrays else count)
-        sql = self._stored_ids.get(key)
-        if sql is None:
-            where = "= ANY(?)" if self._dialect.id_arrays else f"IN ({', '.join('?' * count)})"
-            sql = self._stored_ids[key] = self._dialect.sql(
-                f"SELECT id FROM {table} WHERE id {where}"
-            )
-        return sql
+        count = 0 if self._dialect.id_arrays else count
+        return self._with_ids(f"SELECT id FROM {table} WHERE id {{ids}}", count)
 
     def calls_for_messages(self, count: int) -> str:
         """Calls whose response or request message is one of ``count`` ids (0: an id array)."""
-        key = ("calls_for_messages", count)
-        sql = self._stored_ids.get(key)
-        if sql is None:
-            where = "= ANY(?)" if count == 0 else f"IN ({', '.join('?' * count)})"
-            sql = self._stored_ids[key] = self._dialect.sql(
-                f"{_select(API_CALL, API_CALL_COLUMNS)} WHERE response_message_id {where} "
-                f"OR request_message_id {where}"
-            )
-        return sql
+        return self._with_ids(
+            f"{_select(API_CALL, API_CALL_COLUMNS)} WHERE response_message_id {{ids}} "
+            "OR request_message_id {ids}",
+            count,
+        )
 
     def messages_per_session(self, count: int) -> str:
         """Each of ``count`` sessions' (0: an id array's) message count, sessions with any."""
-        key = ("messages_per_session", count)
-        sql = self._stored_ids.get(key)
-        if sql is None:
-            where = "= ANY(?)" if count == 0 else f"IN ({', '.join('?' * count)})"
-            sql = self._stored_ids[key] = self._dialect.sql(
-                f"SELECT chat_session_id, COUNT(*) FROM {MESSAGE.name} "
-                f"WHERE chat_session_id {where} GROUP BY chat_session_id"
-            )
-        return sql
+        return self._with_ids(
+            f"SELECT chat_session_id, COUNT(*) FROM {MESSAGE.name} "
+            "WHERE chat_session_id {ids} GROUP BY chat_session_id",
+            count,
+        )
 
     def api_calls_page(self, where: str) -> str:
         """API calls matching ``where``, newest first, one page (limit, offset follow)."""
