@@ -931,16 +931,22 @@ async def test_a_failing_store_is_an_error_page_with_the_headers(
 
 
 @pytest.mark.parametrize(
-    ("preset", "span"), [("24h", timedelta(hours=24)), ("7d", timedelta(days=7)), ("all", None)]
+    ("preset", "start"),
+    [
+        ("24h", datetime(2026, 11, 29, 11, tzinfo=UTC)),
+        ("7d", datetime(2026, 11, 23, tzinfo=UTC)),
+        ("30d", datetime(2026, 10, 31, tzinfo=UTC)),
+        ("all", None),
+    ],
 )
 def test_a_preset_range_is_whole_hours_up_to_the_end_of_this_one(
-    preset: str, span: timedelta | None
+    preset: str, start: datetime | None
 ) -> None:
-    """Presets end at the next hour boundary, so the store can answer from hourly rollups."""
+    """Presets end at the next hour boundary and ranges of days start at midnight (rollups)."""
     now = datetime(2026, 11, 30, 10, 17, 5, tzinfo=UTC)
     _, chosen, query = overview_range({"range": preset}, now=now)
     end = datetime(2026, 11, 30, 11, tzinfo=UTC)
     assert (chosen.end, query.end_time) == (end, end)
-    assert query.start_time == chosen.start == (None if span is None else end - span)
+    assert query.start_time == chosen.start == start
     on_the_hour = overview_range({"range": preset}, now=end)[1]
     assert on_the_hour.end == end  # an hour already whole is not pushed on

@@ -45,6 +45,7 @@ rollups until ``rebuild_rollups`` (``chatledger db rebuild-rollups``) runs.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -558,19 +559,37 @@ def _key_filters(query: QueryFilter) -> dict[str, Any]:
 
 
 def hourly_read(
-    dialect: Dialect, query: QueryFilter, keys: Sequence[str], bucket: str | None, hours: Range
+    dialect: Dialect,
+    query: QueryFilter,
+    keys: Sequence[str],
+    bucket: str | None,
+    hours: Range,
+    *,
+    values: Sequence[str] = (),
+    figures: Sequence[str] = ROLLUP_TOTALS,
 ) -> tuple[str, list[Any]]:
-    """Sums from the hourly table per group (key columns, then bucket start) over ``hours``."""
+    """Sums from the hourly table per group (key columns, then bucket start) over ``hours``.
+
+    ``values``: only these of the one grouped key (as text). ``figures``: the
+    sums read (all of them, or the calls alone to rank the groups).
+    """
     clauses: list[str] = []
     params: list[Any] = []
     for key, value in _key_filters(query).items():
         clauses.append(f"{_KEY_COLUMNS[key]} = ?")
         params.append(dialect.encode_uuid(value) if key in _UUID_KEYS else value)
+    if values:
+        (key,) = keys
+        clauses.append(f"{_KEY_COLUMNS[key]} IN ({', '.join('?' * len(values))})")
+        params += [
+            dialect.encode_uuid(uuid.UUID(value)) if key in _UUID_KEYS else value
+            for value in values
+        ]
     within, bounds = _range_clauses("hour_start", hours, dialect)
     groups = [_KEY_COLUMNS[key] for key in keys]
     if bucket is not None:
         groups.append(dialect.bucket_start("hour_start", bucket))
-    return _grouped(dialect, ROLLUP_HOURLY, ROLLUP_TOTALS, [*clauses, *within], groups), [
+    return _grouped(dialect, ROLLUP_HOURLY, figures, [*clauses, *within], groups), [
         *params,
         *bounds,
     ]
@@ -603,18 +622,32 @@ def _daily_groups(dialect: Dialect, keys: Sequence[str], bucket: str | None) -> 
     return groups
 
 
+def _daily_values(
+    keys: Sequence[str], values: Sequence[str], clauses: list[str], params: list[Any]
+) -> None:
+    """Keep only ``values`` of the one grouped key, in a daily table's ``clauses``."""
+    if values:
+        column = "status" if keys[0] == "status" else "dimension_value"
+        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params += values
+
+
 def daily_read(
     dialect: Dialect,
     query: QueryFilter,
     keys: Sequence[str],
     bucket: str | None,
     plan: RollupPlan,
+    *,
+    values: Sequence[str] = (),
+    figures: Sequence[str] = ROLLUP_TOTALS,
 ) -> tuple[str, list[Any]]:
-    """Sums from the daily table per group over the plan's whole days."""
+    """Sums from the daily table per group over the plan's whole days (as :func:`hourly_read`)."""
     assert plan.days is not None
     clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
+    _daily_values(keys, values, clauses, params)
     groups = _daily_groups(dialect, keys, bucket)
-    return _grouped(dialect, ROLLUP_DAILY, ROLLUP_TOTALS, clauses, groups), params
+    return _grouped(dialect, ROLLUP_DAILY, figures, clauses, groups), params
 
 
 def histogram_read(
@@ -631,10 +664,7 @@ def histogram_read(
     """
     assert plan.days is not None
     clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
-    if values:
-        column = "status" if keys[0] == "status" else "dimension_value"
-        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-        params = [*params, *values]
+    _daily_values(keys, values, clauses, params)
     groups = _daily_groups(dialect, keys, bucket)
     counts = ("metric", *(f"SUM({name})" for name in HISTOGRAM_COUNTS))
     return (

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -502,14 +502,26 @@ class SqlStore(StoreLifecycle):
     ) -> list[UsageBucket]:
         """A breakdown from the rollups: sums from the daily and hourly tables, then percentiles."""
         dialect = self._dialect
-        reads = [Read(*hourly_read(dialect, query, keys, bucket, hours)) for hours in plan.hours]
+        values: list[str] = []
+        if limit is not None and len(keys) == 1 and bucket is None and limit <= _TOP_VALUES:
+            values = await self._top_texts(query, keys, plan, limit)
+            if not values:
+                return []
+        reads = [
+            Read(*hourly_read(dialect, query, keys, bucket, hours, values=values))
+            for hours in plan.hours
+        ]
         if plan.days is not None:
-            reads.append(Read(*daily_read(dialect, query, keys, bucket, plan)))
+            reads.append(Read(*daily_read(dialect, query, keys, bucket, plan, values=values)))
         width = len(keys) + (bucket is not None)
         # Rows are grouped by their group values' text first (ids come as text from one
         # table, as UUIDs from another), and only the groups kept are decoded.
         raw: dict[tuple[str | None, tuple[str, ...]], list[Sequence[Any]]] = {}
-        for rows in await self._db.read(reads):
+        results = await self._db.read(reads)
+        tail_calls = [
+            sum(int(row[width] or 0) for row in rows) for rows in results[: len(plan.hours)]
+        ]
+        for rows in results:
             for row in rows:
                 texts = tuple(str(value) for value in row[:width])
                 start = texts[-1] if bucket is not None else None
@@ -527,7 +539,9 @@ class SqlStore(StoreLifecycle):
         if not keys and bucket is None and not totals:
             totals[None, ()] = UsageTotals()
         kept = None if kept_texts is None else {values for _, values in totals}
-        figures = await self._rollup_percentiles(query, keys, bucket, plan, totals, kept)
+        figures = await self._rollup_percentiles(
+            query, keys, bucket, plan, totals, kept, tail_calls
+        )
         found = [
             UsageBucket(
                 keys=dict(zip(keys, values, strict=True)),
@@ -546,12 +560,15 @@ class SqlStore(StoreLifecycle):
         plan: RollupPlan,
         totals: dict[GroupId, UsageTotals],
         kept: set[tuple[Any, ...]] | None,
+        tail_calls: Sequence[int],
     ) -> dict[Any, list[float | None]]:
         """Each group's percentile figures: from its calls (exact), or from the histograms.
 
         The histograms serve when they hold the plan's dimension and more
         than ``exact_values_limit()`` values are concerned; the hours around
-        the whole days are then counted in from their calls.
+        the whole days (``tail_calls``: how many calls each range of
+        ``plan.hours`` holds) are then counted in from their calls, unless
+        they hold their whole day.
         """
         dialect = self._dialect
         wanted = sum(sums.latency_count + sums.ttft_count for sums in totals.values())
@@ -561,6 +578,7 @@ class SqlStore(StoreLifecycle):
         groups = GroupDistributions(width, key=lambda values: self._group_id(keys, bucket, values))
         extra, extra_params = self._top_condition(keys, kept)
         if plan.histogram and plan.days is not None and wanted > exact_values_limit():
+            plan = await self._whole_day_tails(query, plan, tail_calls)
             sql, params = histogram_read(
                 dialect, query, keys, bucket, plan, self._top_values(keys, kept)
             )
@@ -596,6 +614,67 @@ class SqlStore(StoreLifecycle):
                     offset = int(kind.removeprefix("column")) * per_metric
                     shown[offset : offset + per_metric] = list(row[width:])
         return figures
+
+    async def _top_texts(
+        self, query: QueryFilter, keys: Sequence[GroupKey], plan: RollupPlan, limit: int
+    ) -> list[str]:
+        """The ``limit`` groups of one key with the most calls, as the rollups hold their values.
+
+        Ranked from the calls counted per group alone, so that the sums are
+        then read for these groups only: a breakdown by user over months
+        would otherwise read every user's sums for every day.
+        """
+        dialect = self._dialect
+        count = ("SUM(calls)",)
+        reads = [
+            Read(*hourly_read(dialect, query, keys, None, hours, figures=count))
+            for hours in plan.hours
+        ]
+        if plan.days is not None:
+            reads.append(Read(*daily_read(dialect, query, keys, None, plan, figures=count)))
+        calls: dict[tuple[None, tuple[str, ...]], int] = {}
+        for rows in await self._db.read(reads):
+            for value, counted in rows:
+                group = (None, (str(value),))
+                calls[group] = calls.get(group, 0) + int(counted or 0)
+        kept = top_groups({group: counted for group, counted in calls.items() if counted}, limit)
+        return sorted(text for (text,) in kept or ())
+
+    async def _whole_day_tails(
+        self, query: QueryFilter, plan: RollupPlan, tail_calls: Sequence[int]
+    ) -> RollupPlan:
+        """``plan`` with its days widened over each range of hours that holds its whole day.
+
+        A range of hours beside the whole days (today's, up to the end of the
+        current hour) holds every call of its day when it counts as many as
+        the day's rollup: that day's histogram then holds exactly its calls,
+        and none of them need be read. A range without calls is dropped.
+        """
+        assert plan.days is not None
+        tails = [
+            (hours, calls) for hours, calls in zip(plan.hours, tail_calls, strict=True) if calls
+        ]
+        days = [(start.replace(hour=0), calls) for (start, _), calls in tails if start is not None]
+        whole: set[datetime] = set()
+        if days:
+            reads = [
+                Read(*daily_read(self._dialect, query, (), None, day_plan))
+                for day, _ in days
+                for day_plan in [replace(plan, days=(day, day + timedelta(days=1)))]
+            ]
+            for (day, calls), rows in zip(days, await self._db.read(reads), strict=True):
+                if rows and int(rows[0][0] or 0) == calls:
+                    whole.add(day)
+        first, last = plan.days
+        for day in whole:
+            if first is not None and day < first:
+                first = day
+            if last is not None and day >= last:
+                last = day + timedelta(days=1)
+        hours = tuple(
+            hours for hours, _ in tails if hours[0] is None or hours[0].replace(hour=0) not in whole
+        )
+        return replace(plan, days=(first, last), hours=hours)
 
     @staticmethod
     def _top_values(keys: Sequence[GroupKey], kept: set[tuple[Any, ...]] | None) -> list[str]:

@@ -3095,8 +3095,55 @@ class StoreConformance:
             with exact_values_up_to(0):  # histograms wherever they serve
                 histograms = await store.get_usage_breakdown(query, keys, bucket)
             self._assert_same_answer(histograms, scanned)
+            if len(keys) == 1:  # the top groups, ranked before their sums are read
+                limit = rng.randint(1, 4)
+                top = await store.get_usage_breakdown(query, keys, bucket, limit=limit)
+                with scan_only():
+                    top_scanned = await store.get_usage_breakdown(query, keys, bucket, limit=limit)
+                self._assert_same_answer(top, top_scanned)
         everything = await store.get_statistics(QueryFilter())
         _assert_statistics(everything, population.calls)
+
+    @pytest.mark.asyncio
+    async def test_a_days_histogram_serves_the_hours_that_hold_the_whole_day(
+        self, store: PersistenceStore
+    ) -> None:
+        """Hours beside whole days that hold all of their day's calls: the same answer.
+
+        A range ending after the last call of its last day may be answered
+        from that day's histogram; a call later that day (after the range)
+        must not be counted in.
+        """
+        day = BASE_TIME.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
+        rng = random.Random(9)  # noqa: S311  (reproducible test data)
+        calls = [
+            make_api_call(
+                model_name=rng.choice(["m1", "m2"]),
+                create_time=day - timedelta(days=rng.randint(0, 2), minutes=rng.randint(0, 900)),
+                latency_ms=rng.randint(5, 5000),
+            )
+            for _ in range(120)
+        ] + [
+            make_api_call(
+                model_name="m1",
+                create_time=day + timedelta(hours=1, minutes=i),
+                latency_ms=10_000 + 1000 * i,
+            )
+            for i in range(20)
+        ]
+        await store.save_api_calls(calls)
+        query = QueryFilter().time_range(day - timedelta(days=3), day + timedelta(hours=3))
+        for later in (None, day + timedelta(hours=5)):  # then a call after the range's end
+            if later is not None:
+                await store.save_api_call(
+                    make_api_call(model_name="m1", create_time=later, latency_ms=1)
+                )
+            for keys, bucket in (([], None), (["model"], None), ([], "day")):
+                with scan_only():
+                    scanned = await store.get_usage_breakdown(query, keys, bucket)  # type: ignore[arg-type]
+                with exact_values_up_to(0):
+                    rolled = await store.get_usage_breakdown(query, keys, bucket)  # type: ignore[arg-type]
+                self._assert_same_answer(rolled, scanned)
 
     @pytest.mark.asyncio
     async def test_rollups_subtract_deleted_and_pruned_calls(self, store: PersistenceStore) -> None:

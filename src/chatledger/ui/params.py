@@ -275,13 +275,7 @@ def overview_range(
             form.errors["until"] = "must be after the start of the range"
         chosen = OverviewRange("custom", since, until or now)
     else:
-        # Whole hours, up to the end of the current one: the store answers such a range
-        # from its hourly rollups instead of reading every call in it.
-        end = now.replace(minute=0, second=0, microsecond=0)
-        if end < now:
-            end += timedelta(hours=1)
-        span = RANGES[preset]
-        chosen = OverviewRange(preset, None if span is None else end - span, end)
+        chosen = OverviewRange(preset, *_preset_bounds(RANGES[preset], now))
     form.values["range"] = preset
     fields = {
         "tenant_id": form.uuid("tenant"),
@@ -298,6 +292,26 @@ def overview_range(
         form.errors.setdefault("since", _first_error(exc))
         query = QueryFilter(end_time=now)
     return form, chosen, query
+
+
+def _preset_bounds(span: timedelta | None, now: datetime) -> tuple[datetime | None, datetime]:
+    """A preset's range: whole hours up to the end of the current one, whole days if longer.
+
+    The store answers such a range from its rollups instead of reading every
+    call in it: hours from the hourly table and, for a range of days, every
+    day from the daily tables and their histograms (today's too, while no
+    call is dated after the range's end), with no partial day at the start
+    whose percentiles would have to be read from its calls.
+    """
+    end = now.replace(minute=0, second=0, microsecond=0)
+    if end < now:
+        end += timedelta(hours=1)
+    if span is None:
+        return None, end
+    start = end - span
+    if span > timedelta(days=1):
+        start = start.replace(hour=0)
+    return start, end
 
 
 def _first_error(exc: ValidationError) -> str:
