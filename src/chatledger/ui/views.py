@@ -32,6 +32,7 @@ from chatledger.entities import (
     LLMMessage,
     QueryFilter,
     UsageBucket,
+    UsageStatistics,
 )
 from chatledger.stores.base import GroupKey, PersistenceStore
 from chatledger.ui.conversation import conversation, pretty_json
@@ -162,16 +163,19 @@ async def overview(request: Request) -> Response:
         first = await store.page_api_calls(query, sort=CallSort.OLDEST, limit=1)
         start = first.calls[0].create_time if first.calls else chosen.end - timedelta(days=7)
     bucket = choose_bucket(start, chosen.end)
-    stats, timeline = await asyncio.gather(
-        store.get_statistics(query), store.get_usage_breakdown(query, (), bucket)
-    )
-    # One more than shown: whether there are more, without reading every user's group.
-    groups = await asyncio.gather(
+    # All at once, so that the store's readers are kept busy; each breakdown asks for one
+    # more than shown: whether there are more, without reading every user's group.
+    found: list[Any] = await asyncio.gather(
+        store.get_statistics(query),
+        store.get_usage_breakdown(query, (), bucket),
         *(
             store.get_usage_breakdown(query, (key,), limit=BREAKDOWN_ROWS + 1)
             for key, _, _ in _BREAKDOWNS
-        )
+        ),
     )
+    stats: UsageStatistics = found[0]
+    timeline: list[UsageBucket] = found[1]
+    groups: list[list[UsageBucket]] = found[2:]
     breakdowns = []
     for (key, label, parameter), rows in zip(_BREAKDOWNS, groups, strict=True):
         shown, more = _top(rows)
