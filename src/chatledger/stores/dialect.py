@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from chatledger.stores.paging import LIKE_ESCAPE
 from chatledger.stores.schema import Column, ColumnType, Index, Table
 from chatledger.stores.statistics import call_cost
 
-__all__ = ["Dialect", "json_dumps", "utc_text", "uuid_text"]
+__all__ = ["Dialect", "TextProbe", "json_dumps", "utc_text", "uuid_text"]
 
 
 def json_dumps(value: Any) -> str:
@@ -52,6 +53,28 @@ def utc_text(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat()[:-6] + "Z"  # isoformat leaves out zero microseconds, as pydantic
+
+
+@dataclass(frozen=True, slots=True)
+class TextProbe:
+    """How a substring index narrows a session search to the messages that may match.
+
+    ``candidates`` selects (as column ``k``) a row per message the index
+    finds for one parameter, ``value`` of the searched text; it may find
+    more than match, never fewer. ``sessions`` selects the
+    ``chat_session_id`` of those candidates (a CTE named ``probe``) whose
+    text does contain the text, taking the LIKE pattern as its one
+    parameter when ``rechecks``. ``ready`` is an SQL condition that the
+    index exists, tested once per search. Texts shorter than ``shortest``
+    characters have no trigram to look up: they are searched by a scan.
+    """
+
+    candidates: str
+    value: Callable[[str], str]
+    sessions: str
+    rechecks: bool
+    ready: str = "1 = 1"
+    shortest: int = 3
 
 
 class Dialect:
@@ -177,6 +200,19 @@ class Dialect:
         It runs first in each migration's transaction and holds until that
         transaction ends. SQLite needs none: its writes are serialised already.
         """
+        return None
+
+    def text_search_index(self, message: Table, session: Table) -> list[str]:
+        """Migration 6: statements that index ``message``'s text for substring search.
+
+        None by default (MySQL): a search then reads the messages of the
+        sessions it walks, as it always did. ``session`` is there for a
+        dialect that indexes titles too.
+        """
+        return []
+
+    def text_probe(self) -> TextProbe | None:
+        """How the session search uses that index, or None where there is none."""
         return None
 
     def version_table(self, name: str) -> str:
