@@ -262,6 +262,10 @@ class Dialect:
         """``column`` as an expression the planner will not serve from an index."""
         return column
 
+    def group_key(self, column: str) -> str:
+        """``column`` as a text group key whose order the planner need not take from an index."""
+        return column
+
     def uuid_key(self, column: str) -> str:
         """An id column as the rollups key it: lowercase text where ids are text."""
         return f"LOWER({column})"

@@ -616,7 +616,7 @@ def _daily_where(
 
 
 def _daily_groups(dialect: Dialect, keys: Sequence[str], bucket: str | None) -> list[str]:
-    groups = ["status" if key == "status" else "dimension_value" for key in keys]
+    groups = ["status" if key == "status" else dialect.group_key("dimension_value") for key in keys]
     if bucket is not None:
         groups.append(dialect.bucket_start("day_start", bucket))
     return groups
