@@ -475,10 +475,18 @@ class GroupDistributions:
     def add_values(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """Take rows of values in (a ``Read.convert``: returns nothing to keep)."""
         width = self._width
-        for row in rows:
-            for distribution, value in zip(self._of(tuple(row[:width])), row[width:], strict=True):
-                if value is not None:
-                    distribution.add_value(int(value))
+        # Column by column per group: a row at a time costs 0.8 us a row, twice this.
+        members: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
+        if width:
+            for row in rows:
+                members.setdefault(tuple(row[:width]), []).append(row)
+        elif rows:
+            members[()] = list(rows)
+        for values, found in members.items():
+            for column, distribution in enumerate(self._of(values), start=width):
+                distribution.add_values(
+                    [int(value) for row in found if (value := row[column]) is not None]
+                )
         return []
 
     def add_counts(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
