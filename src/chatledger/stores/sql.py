@@ -540,7 +540,7 @@ class SqlStore(StoreLifecycle):
             totals[None, ()] = UsageTotals()
         kept = None if kept_texts is None else {values for _, values in totals}
         figures = await self._rollup_percentiles(
-            query, keys, bucket, plan, totals, kept, tail_calls
+            query, keys, bucket, plan, totals, kept, (values, tail_calls)
         )
         found = [
             UsageBucket(
@@ -560,15 +560,15 @@ class SqlStore(StoreLifecycle):
         plan: RollupPlan,
         totals: dict[GroupId, UsageTotals],
         kept: set[tuple[Any, ...]] | None,
-        tail_calls: Sequence[int],
+        tails: tuple[Sequence[str], Sequence[int]],
     ) -> dict[Any, list[float | None]]:
         """Each group's percentile figures: from its calls (exact), or from the histograms.
 
         The histograms serve when they hold the plan's dimension and more
         than ``exact_values_limit()`` values are concerned; the hours around
-        the whole days (``tail_calls``: how many calls each range of
-        ``plan.hours`` holds) are then counted in from their calls, unless
-        they hold their whole day.
+        the whole days are then counted in from their calls, unless they hold
+        their whole day (``tails``: the values the sums were read for, and
+        how many calls each range of ``plan.hours`` holds of them).
         """
         dialect = self._dialect
         wanted = sum(sums.latency_count + sums.ttft_count for sums in totals.values())
@@ -578,7 +578,7 @@ class SqlStore(StoreLifecycle):
         groups = GroupDistributions(width, key=lambda values: self._group_id(keys, bucket, values))
         extra, extra_params = self._top_condition(keys, kept)
         if plan.histogram and plan.days is not None and wanted > exact_values_limit():
-            plan = await self._whole_day_tails(query, plan, tail_calls)
+            plan = await self._whole_day_tails(query, keys, plan, *tails)
             sql, params = histogram_read(
                 dialect, query, keys, bucket, plan, self._top_values(keys, kept)
             )
@@ -641,14 +641,20 @@ class SqlStore(StoreLifecycle):
         return sorted(text for (text,) in kept or ())
 
     async def _whole_day_tails(
-        self, query: QueryFilter, plan: RollupPlan, tail_calls: Sequence[int]
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        plan: RollupPlan,
+        values: Sequence[str],
+        tail_calls: Sequence[int],
     ) -> RollupPlan:
         """``plan`` with its days widened over each range of hours that holds its whole day.
 
         A range of hours beside the whole days (today's, up to the end of the
         current hour) holds every call of its day when it counts as many as
-        the day's rollup: that day's histogram then holds exactly its calls,
-        and none of them need be read. A range without calls is dropped.
+        the day's rollup (of the same ``values`` of the one key, if given):
+        that day's histogram then holds exactly its calls, and none of them
+        need be read. A range without calls is dropped.
         """
         assert plan.days is not None
         tails = [
@@ -658,12 +664,21 @@ class SqlStore(StoreLifecycle):
         whole: set[datetime] = set()
         if days:
             reads = [
-                Read(*daily_read(self._dialect, query, (), None, day_plan))
+                Read(
+                    *daily_read(
+                        self._dialect,
+                        query,
+                        keys if values else (),
+                        None,
+                        replace(plan, days=(day, day + timedelta(days=1))),
+                        values=values,
+                        figures=("SUM(calls)",),
+                    )
+                )
                 for day, _ in days
-                for day_plan in [replace(plan, days=(day, day + timedelta(days=1)))]
             ]
             for (day, calls), rows in zip(days, await self._db.read(reads), strict=True):
-                if rows and int(rows[0][0] or 0) == calls:
+                if sum(int(row[-1] or 0) for row in rows) == calls:
                     whole.add(day)
         first, last = plan.days
         for day in whole:

@@ -3138,11 +3138,16 @@ class StoreConformance:
                 await store.save_api_call(
                     make_api_call(model_name="m1", create_time=later, latency_ms=1)
                 )
-            for keys, bucket in (([], None), (["model"], None), ([], "day")):
+            for keys, bucket, limit in (
+                ([], None, None),
+                (["model"], None, None),
+                (["model"], None, 1),  # the top group's calls: m1's, all of them that day
+                ([], "day", None),
+            ):
                 with scan_only():
-                    scanned = await store.get_usage_breakdown(query, keys, bucket)  # type: ignore[arg-type]
+                    scanned = await store.get_usage_breakdown(query, keys, bucket, limit)  # type: ignore[arg-type]
                 with exact_values_up_to(0):
-                    rolled = await store.get_usage_breakdown(query, keys, bucket)  # type: ignore[arg-type]
+                    rolled = await store.get_usage_breakdown(query, keys, bucket, limit)  # type: ignore[arg-type]
                 self._assert_same_answer(rolled, scanned)
 
     @pytest.mark.asyncio
