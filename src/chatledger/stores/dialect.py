@@ -211,6 +211,14 @@ class Dialect:
         """
         return []
 
+    def text_search_backlog(self, message: Table) -> list[str]:
+        """Migration 7: statements that index ``message``'s text in the background instead.
+
+        None by default: only a dialect whose index is kept by triggers
+        (SQLite) has writes to take the indexing off.
+        """
+        return []
+
     def text_probe(self) -> TextProbe | None:
         """How the session search uses that index, or None where there is none."""
         return None

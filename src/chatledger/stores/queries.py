@@ -439,7 +439,10 @@ def session_search(
       are gathered once and a walked session is looked up among them: a
       text one session holds takes milliseconds instead of reading every
       message. When it finds more, the text is common: the walk asks each
-      session's messages as below, and the page fills early.
+      session's messages as below, and the page fills early. SQLite's
+      candidates include every message its writer has not indexed yet
+      (``SqliteStore.index_pending_text``): a backlog never hides a match,
+      and one of more than the limit makes the search walk.
     - Otherwise (no index, a shorter text, MySQL, whose FULLTEXT indexes
       words rather than substrings), each walked session's messages are
       asked as a scalar subquery, since PostgreSQL turns an EXISTS into one

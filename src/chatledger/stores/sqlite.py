@@ -67,10 +67,25 @@ _CALL_INSERT = f"INSERT INTO {_ANALYZED_TABLE} "
 # trigram tokenizer, which finds any substring of three characters or more, case folded.
 # Contentless: the text stays in the messages' JSON only (the index is 15% of the
 # database at a million messages, where a copy of the text would add its whole size).
-# Its rowid is the message's rowid; triggers keep it in step with every write, whoever
-# writes (MoFA too).
+# Its rowid is the message's rowid. Since version 7 a write does not index its text (~50 us
+# of a CPU a message, half the batch write rate): triggers, whoever writes (MoFA too), only
+# note the message's rowid as pending, and the writer thread indexes pending messages while
+# it is idle, as PostgreSQL's GIN fastupdate pending list. A message is either in the index
+# or pending, never both: a search asks the index and reads every pending message besides.
 MESSAGE_TEXT_INDEX = "chatledger_message_text"
+MESSAGE_TEXT_PENDING = "chatledger_message_text_pending"
 _TEXT_TRIGGERS = ("insert", "delete", "update")
+# The writer indexes once it has had no job for this long, so a burst of writes (between
+# whose jobs it waits microseconds) never pays for the index, while a steady writer of up to
+# ten saves a second still leaves pauses to index in.
+_INDEX_IDLE = 0.1
+# Messages indexed per transaction while idle (~6 ms of a CPU): what a write arriving
+# meanwhile may wait for. An explicit flush (``index_pending_text``) takes bigger chunks.
+_INDEX_CHUNK = 128
+_FLUSH_CHUNK = 1024
+# How often an idle writer with no backlog of its own looks for one another process's
+# writes left (MoFA writes through the same triggers).
+_INDEX_POLL = 30.0
 
 
 @functools.cache
@@ -98,6 +113,19 @@ def _indexed_text(row: str) -> str:
     accepts) from failing in the trigger, as the table alone would not.
     """
     return f"CASE WHEN json_valid({row}.content) THEN json_extract({row}.content, '$.text') END"
+
+
+# A chunk of the backlog, oldest first: its rowids up to the chunk's last, indexed and
+# taken off the list in one transaction (so a message is in the index or pending, never
+# both nor neither). A pending rowid whose message is gone, or has no text, only leaves.
+_TAKE_PENDING = f"SELECT message_rowid FROM {MESSAGE_TEXT_PENDING} ORDER BY message_rowid LIMIT ?"
+_INDEX_PENDING = (
+    f"INSERT INTO {MESSAGE_TEXT_INDEX}(rowid, text) SELECT rowid, text FROM "
+    f"(SELECT m.rowid AS rowid, {_indexed_text('m')} AS text FROM {MESSAGE_TEXT_PENDING} p "
+    f"JOIN {MESSAGE.name} m ON m.rowid = p.message_rowid WHERE p.message_rowid <= ?) "
+    "WHERE text IS NOT NULL"
+)
+_DROP_PENDING = f"DELETE FROM {MESSAGE_TEXT_PENDING} WHERE message_rowid <= ?"
 
 
 class SqliteDialect(Dialect):
@@ -160,51 +188,67 @@ class SqliteDialect(Dialect):
         return whole, int((stored - whole) * 1e10 + 0.5)
 
     def text_search_index(self, message: Table, session: Table) -> list[str]:
-        """An FTS5 trigram table of message text, its triggers, and its backfill.
+        """Nothing since version 7, which builds the index, kept in the background.
+
+        Version 6 built the FTS5 table with triggers that indexed each write
+        and backfilled it (~20 s a million messages); a database at version
+        5 or older now skips that and has migration 7 queue its messages
+        instead. A database at version 6 is converted by migration 7.
+        """
+        return []
+
+    def text_search_backlog(self, message: Table) -> list[str]:
+        """The FTS5 trigram table, its table of pending messages, their triggers.
 
         Nothing where this SQLite cannot make one: searches then scan, as
         before. Titles are not indexed: a search tests each walked session's
         title, 59,000 in 20 ms, and sessions are rewritten on every message
-        (their update time), which an index would slow.
+        (their update time), which an index would slow. The messages that
+        have text and are not in the index yet (every one, from version 5
+        or older; none, from a version 6 kept by its triggers) are queued:
+        the migration only lists rowids (a few seconds a million), and the
+        writer indexes them while idle; meanwhile a search that finds more
+        than ``SEARCH_PROBE_LIMIT`` candidates walks sessions, as without
+        an index.
         """
         if not trigram_available():
             return []
-        fts, table = MESSAGE_TEXT_INDEX, message.name
-        new, old = _indexed_text("new"), _indexed_text("old")
-        # The text read once per row (a subquery), not again in the condition.
-        add = (
-            f"INSERT INTO {fts}(rowid, text) SELECT new.rowid, text "
-            f"FROM (SELECT {new} AS text) WHERE text IS NOT NULL"
-        )
-        # A contentless table forgets a row by being told its rowid and its exact text.
+        fts, pending, table = MESSAGE_TEXT_INDEX, MESSAGE_TEXT_PENDING, message.name
+        queue = f"INSERT OR IGNORE INTO {pending}(message_rowid) VALUES (new.rowid)"
+        # A contentless table forgets a row by being told its rowid and its exact text:
+        # told of a row it does not hold (a pending one) it would corrupt itself.
         drop = (
             f"INSERT INTO {fts}({fts}, rowid, text) SELECT 'delete', old.rowid, text "
-            f"FROM (SELECT {old} AS text) WHERE text IS NOT NULL"
+            f"FROM (SELECT {_indexed_text('old')} AS text) WHERE text IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {pending} WHERE message_rowid = old.rowid)"
         )
+        unqueue = f"DELETE FROM {pending} WHERE message_rowid = old.rowid"
         triggers = {
-            "insert": f"AFTER INSERT ON {table} BEGIN {add}; END",
-            "delete": f"AFTER DELETE ON {table} BEGIN {drop}; END",
-            "update": f"AFTER UPDATE OF content ON {table} BEGIN {drop}; {add}; END",
+            "insert": f"AFTER INSERT ON {table} BEGIN {queue}; END",
+            "delete": f"AFTER DELETE ON {table} BEGIN {drop}; {unqueue}; END",
+            # an upsert that saves a message again unchanged keeps it indexed
+            "update": f"AFTER UPDATE OF content ON {table} "
+            f"WHEN old.content IS NOT new.content BEGIN {drop}; {queue}; END",
         }
         return [
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5("
             "text, content='', tokenize='trigram')",
-            *(
-                f"CREATE TRIGGER IF NOT EXISTS {fts}_{name} {triggers[name]}"
-                for name in _TEXT_TRIGGERS
-            ),
-            # emptied first, so that running it again cannot index a message twice
-            f"INSERT INTO {fts}({fts}) VALUES ('delete-all')",
-            f"INSERT INTO {fts}(rowid, text) SELECT rowid, text FROM "
-            f"(SELECT rowid, {_indexed_text(table)} AS text FROM {table}) WHERE text IS NOT NULL",
+            f"CREATE TABLE IF NOT EXISTS {pending} (message_rowid INTEGER PRIMARY KEY)",
+            *(f"DROP TRIGGER IF EXISTS {fts}_{name}" for name in _TEXT_TRIGGERS),
+            *(f"CREATE TRIGGER {fts}_{name} {triggers[name]}" for name in _TEXT_TRIGGERS),
+            f"INSERT OR IGNORE INTO {pending}(message_rowid) SELECT rowid FROM {table} "
+            f"WHERE rowid NOT IN (SELECT rowid FROM {fts}) "
+            f"AND {_indexed_text(table)} IS NOT NULL",
         ]
 
     def text_probe(self) -> TextProbe | None:
-        """The trigram table's phrase match, rechecked by LIKE on the message itself.
+        """The trigram table's phrase match and every pending message, rechecked by LIKE.
 
         The recheck keeps SQLite's LIKE semantics (ASCII case folding) where
         the index folds case in all of Unicode: the index may offer a
-        message LIKE refuses, never the reverse.
+        message LIKE refuses, never the reverse. The pending messages make
+        a search complete whatever the backlog; more of them than the probe
+        takes and the search walks sessions, as for a common text.
         """
         return _SQLITE_PROBE if self.text_indexed else None
 
@@ -269,7 +313,10 @@ class SqliteDialect(Dialect):
 
 
 _SQLITE_PROBE = TextProbe(
-    candidates=(f"SELECT rowid AS k FROM {MESSAGE_TEXT_INDEX} WHERE {MESSAGE_TEXT_INDEX} MATCH ?"),
+    candidates=(
+        f"SELECT rowid AS k FROM {MESSAGE_TEXT_INDEX} WHERE {MESSAGE_TEXT_INDEX} MATCH ? "
+        f"UNION ALL SELECT message_rowid FROM {MESSAGE_TEXT_PENDING}"
+    ),
     value=fts_phrase,
     sessions=(
         f"SELECT m.chat_session_id FROM {MESSAGE.name} m WHERE m.rowid IN (SELECT k FROM probe) "
@@ -477,6 +524,10 @@ class SqliteDatabase:
         # Bumped after each ANALYZE: connections keep the statistics they loaded,
         # so each reader reloads them when it sees a new generation.
         self._statistics_generation = 0
+        # Whether pending message text may wait for the writer to index it; the writer
+        # thread's alone (set by its writes, cleared when it finds none left).
+        self._text_backlog = False
+        self._indexed_while_idle = 0  # in the current idle stretch, for its log line
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._read_jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer_connection = self._open_connection(writer=True)
@@ -531,8 +582,16 @@ class SqliteDatabase:
     def _write_loop(self) -> None:
         conn = self._writer_connection
         stopping = False
+        indexing = False  # idle and indexing: the next chunk follows at once
         while not stopping:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self._idle_wait(indexing))
+            except queue.Empty:
+                indexing = self._index_while_idle(conn)
+                continue
+            if indexing:
+                indexing = False
+                self._log_idle_indexing("until a job arrived")
             if job is None:
                 break
             batch = [job]
@@ -549,12 +608,80 @@ class SqliteDatabase:
             if writes:
                 self._commit_group(conn, writes)
                 self._count_rows(conn, writes)
+                self._text_backlog = self._sqlite_dialect.text_indexed
             for job in batch:
                 if not job.is_write:
                     self._run_one(conn, job)
             for job in batch:
                 _hand_back(job)
         conn.close()
+
+    def _idle_wait(self, indexing: bool) -> float | None:
+        """How long the writer waits for a job before it indexes pending text (None: ever)."""
+        if not self._sqlite_dialect.text_indexed:
+            return None
+        if not self._text_backlog:
+            return _INDEX_POLL
+        return 0.0 if indexing else _INDEX_IDLE
+
+    def _index_while_idle(self, conn: sqlite3.Connection) -> bool:
+        """Index one chunk of pending text; whether more may be pending.
+
+        With no backlog of its own, the writer only looks for one (another
+        process's writes). A failure is logged and the backlog left to the
+        next write: a search reads pending messages, so it stays correct.
+        """
+        if not self._text_backlog:
+            self._text_backlog = conn.execute(_TAKE_PENDING, (1,)).fetchone() is not None
+            if not self._text_backlog:
+                return False
+        try:
+            taken = self._index_chunk(conn, _INDEX_CHUNK)
+        except sqlite3.Error:
+            logger.warning("SQLite could not index pending message text", exc_info=True)
+            self._text_backlog = False
+            return False
+        self._indexed_while_idle += taken
+        if taken < _INDEX_CHUNK:
+            self._text_backlog = False
+            self._log_idle_indexing("with none left")
+        return self._text_backlog
+
+    def _log_idle_indexing(self, until: str) -> None:
+        if self._indexed_while_idle:
+            logger.debug(
+                "SQLite indexed %d pending messages' text while idle, %s",
+                self._indexed_while_idle,
+                until,
+            )
+        self._indexed_while_idle = 0
+
+    def _index_chunk(self, conn: sqlite3.Connection, limit: int) -> int:
+        """Index up to ``limit`` pending messages' text, oldest first; how many were taken.
+
+        Not synced to disk on its own (synchronous NORMAL): a chunk lost to
+        a power failure leaves its messages pending, which is consistent,
+        and the next durable commit syncs it with its own.
+        """
+        relaxed = self._synchronous == "full" and not self._in_memory
+        if relaxed:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                taken = conn.execute(_TAKE_PENDING, (limit,)).fetchall()
+                if taken:
+                    upto = taken[-1][0]
+                    conn.execute(_INDEX_PENDING, (upto,))
+                    conn.execute(_DROP_PENDING, (upto,))
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        finally:
+            if relaxed:
+                conn.execute("PRAGMA synchronous=FULL")
+        return len(taken)
 
     @staticmethod
     def _run_one(conn: sqlite3.Connection, job: _Job) -> None:
@@ -638,12 +765,40 @@ class SqliteDatabase:
         return []
 
     async def detect_text_index(self) -> None:
-        """Tell the dialect whether this database has the session search's text index."""
+        """Tell the dialect whether this database has the session search's text index.
 
-        def found(conn: sqlite3.Connection) -> bool:
-            return trigram_available() and _has_table(conn, MESSAGE_TEXT_INDEX)
+        Asked on the writer thread, which then looks for a backlog to index
+        once idle (a database closed before indexing all it had written).
+        A database at version 6 opened without migrating has the index but
+        no list of pending messages: it is searched by scan.
+        """
 
-        self._sqlite_dialect.text_indexed = await self._submit(found, is_write=False)
+        def found(conn: sqlite3.Connection) -> None:
+            indexed = (
+                trigram_available()
+                and _has_table(conn, MESSAGE_TEXT_INDEX)
+                and _has_table(conn, MESSAGE_TEXT_PENDING)
+            )
+            self._sqlite_dialect.text_indexed = indexed
+            self._text_backlog = indexed
+
+        await self._submit(found, is_write=False, on_writer=True)
+
+    async def index_pending_text(self, at_most: int | None = None) -> int:
+        """Index up to ``at_most`` (None: all) pending messages' text, in chunks; how many."""
+        if not self._sqlite_dialect.text_indexed:
+            return 0
+        done = 0
+        while at_most is None or done < at_most:
+            chunk = _FLUSH_CHUNK if at_most is None else min(_FLUSH_CHUNK, at_most - done)
+            # a job of its own per chunk: writes queued meanwhile wait for one chunk only
+            taken: int = await self._submit(
+                functools.partial(self._index_chunk, limit=chunk), is_write=False, on_writer=True
+            )
+            done += taken
+            if taken < chunk:
+                break
+        return done
 
     async def refresh_planner_statistics(self) -> None:
         """Refresh SQLite's planner statistics if they describe under half of the table."""
@@ -669,9 +824,11 @@ class SqliteDatabase:
         *,
         is_write: bool,
         counted: tuple[int, ...] = (),
+        on_writer: bool = False,
     ) -> Any:
+        """Queue ``run``: writes commit in groups; ``on_writer``, alone on the writer thread."""
         future = asyncio.get_running_loop().create_future()
-        reader = not is_write and not self._in_memory
+        reader = not is_write and not self._in_memory and not on_writer
         (self._read_jobs if reader else self._jobs).put(_Job(run, future, is_write, counted))
         return future
 
@@ -746,6 +903,19 @@ class SqliteStore(SqlStore):
         super().__init__(database)
         self.path: str | None = database.path
         """The database file, or None for a private in-memory database."""
+        self._sqlite = database
+
+    async def index_pending_text(self, at_most: int | None = None) -> int:
+        """Index pending message text now, as the idle writer would; how many were taken.
+
+        Up to ``at_most`` messages (None: until none is pending), oldest
+        first, a chunk per transaction so that writes queued meanwhile
+        proceed between chunks. For a bulk load, or a tool that wants the
+        index complete before it measures searches.
+        """
+        if at_most is not None and (not isinstance(at_most, int) or at_most < 0):
+            raise ValueError(f"index_pending_text(): at_most must be None or >= 0, not {at_most!r}")
+        return await self._sqlite.index_pending_text(at_most)
 
     @property
     def location(self) -> str | None:
