@@ -1,17 +1,21 @@
-"""The session search's text index (migration 6): kept in step with every write, and never
-changing what a search finds.
+"""The session search's text index (migrations 6 and 7): kept in step with every write, and
+never changing what a search finds.
 
-SQLite indexes message text in an FTS5 trigram table kept by triggers; PostgreSQL in a
-pg_trgm GIN index, where the extension is available. A search asks the index for
-candidate messages, then tests them as the scan does: so every search here is run three
-ways and must find the same sessions: through the index, through the index with a tiny
-candidate limit (the walk a common text takes), and by the scan alone.
+SQLite indexes message text in an FTS5 trigram table; its triggers only list written
+messages as pending, and the store's writer indexes them while idle (or when asked,
+``index_pending_text``). PostgreSQL keeps a pg_trgm GIN index, where the extension is
+available. A search asks the index for candidate messages (on SQLite, with every pending
+one), then tests them as the scan does: so every search here is run three ways and must
+find the same sessions: through the index, through the index with a tiny candidate limit
+(the walk a common text takes), and by the scan alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,15 +23,24 @@ from typing import Any
 import pytest
 
 import chatledger
-from chatledger.entities import MessageContent, SessionQuery
+from chatledger.entities import LLMMessage, MessageContent, SessionQuery
 from chatledger.stores import queries
+from chatledger.stores import sql as sql_layer
+from chatledger.stores import sqlite as sqlite_module
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.postgres import MESSAGE_TEXT_INDEX as POSTGRES_INDEX
 from chatledger.stores.postgres import PostgresDialect
-from chatledger.stores.schema import MESSAGE, MIGRATIONS, SESSION
+from chatledger.stores.schema import MESSAGE, MIGRATIONS, SESSION, Migration
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sqlite import MESSAGE_TEXT_INDEX as SQLITE_INDEX
-from chatledger.stores.sqlite import SqliteDialect, SqliteStore, fts_phrase, trigram_available
+from chatledger.stores.sqlite import MESSAGE_TEXT_PENDING as SQLITE_PENDING
+from chatledger.stores.sqlite import (
+    SqliteDatabase,
+    SqliteDialect,
+    SqliteStore,
+    fts_phrase,
+    trigram_available,
+)
 from chatledger.testing import BASE_TIME, make_message, make_session
 from scratch_databases import empty_tables, postgres_execute
 
@@ -103,6 +116,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 @pytest.fixture(autouse=True)
+def no_idle_indexing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer never idle long enough to index: a test flushes when it means to.
+
+    Tests of the idle writer set their own pause before they open a store.
+    """
+    monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 3600.0)
+    monkeypatch.setattr(sqlite_module, "_INDEX_POLL", 3600.0)
+
+
+@pytest.fixture(autouse=True)
 def fresh_statements() -> Iterator[None]:
     """Statements built with a patched probe limit are not left for other tests."""
     queries._session_search_sql.cache_clear()
@@ -115,15 +138,29 @@ async def _postgres_indexed(store: SqlStore) -> bool:
     return bool(rows[0][0])
 
 
-async def _fill(store: SqlStore) -> None:
-    """Sessions with every title and every list of texts, one minute apart."""
-    minute = 0
+async def _fill(store: SqlStore, minute: int = 0) -> list[list[LLMMessage]]:
+    """Sessions with every title and every list of texts, one minute apart; their messages."""
+    saved = []
     for title in _TITLES:
         for texts in _TEXTS:
             session = make_session(title=title, create_time=BASE_TIME + timedelta(minutes=minute))
             minute += 1
             await store.create_session(session)
-            await store.save_messages([make_message(session, text) for text in texts])
+            messages = [make_message(session, text) for text in texts]
+            await store.save_messages(messages)
+            saved.append(messages)
+    return saved
+
+
+async def _flush(store: SqlStore, at_most: int | None = None) -> int:
+    """Index SQLite's pending messages now (PostgreSQL indexes as it writes)."""
+    return await store.index_pending_text(at_most) if isinstance(store, SqliteStore) else 0
+
+
+async def _pending(store: SqlStore) -> int:
+    """How many messages wait for SQLite's writer to index their text."""
+    (rows,) = await store._db.read([Read(f"SELECT COUNT(*) FROM {SQLITE_PENDING}")])
+    return int(rows[0][0])
 
 
 def _expected(text: str) -> int:
@@ -200,8 +237,27 @@ async def test_indexed_search_finds_what_the_scan_finds(
     assert results["école"] != []
 
 
-async def test_the_index_follows_inserts_updates_and_deletes(store: SqlStore) -> None:
-    """A saved message is found by its text; a rewritten one by its new text; deleted, by none."""
+@pytest.mark.parametrize("flushed", [True, False], ids=["indexed", "pending"])
+async def test_the_index_follows_inserts_updates_and_deletes(
+    store: SqlStore, flushed: bool
+) -> None:
+    """A saved message is found by its text; a rewritten one by its new text; deleted, by none.
+
+    On SQLite, once with the index brought up to date after every write (the
+    triggers then rewrite and delete indexed messages), once with nothing
+    indexed (they rewrite and delete pending ones): found the same either way.
+    """
+    sqlite = isinstance(store, SqliteStore)
+
+    async def written(**matches: int) -> None:
+        """After a write: flushed or not, as the test runs; the index's matches, if flushed."""
+        if flushed:
+            await _flush(store)
+        if sqlite:
+            for text, count in matches.items():
+                expected = count if flushed else 0
+                assert await _sqlite_matches(store, text.replace("_", "-")) == expected, text
+
     kept = make_session(title="kept")
     gone = make_session(title="gone", create_time=BASE_TIME + timedelta(minutes=1))
     cascaded = make_session(title="cascaded", create_time=BASE_TIME + timedelta(minutes=2))
@@ -213,38 +269,38 @@ async def test_the_index_follows_inserts_updates_and_deletes(store: SqlStore) ->
         [make_message(gone, "zebra-4711 again"), make_message(gone, "nothing")]
     )
     await store.save_message(make_message(cascaded, "zebra-4711 thrice"))
-    assert await _found(store, "ZEBRA-4711") == [cascaded.id, gone.id, kept.id]
-    sqlite = isinstance(store, SqliteStore)
+    await written(zebra_4711=3)
     if sqlite:
-        assert await _sqlite_matches(store, "zebra-4711") == 3
+        assert await _pending(store) == (0 if flushed else 4)
+    assert await _found(store, "ZEBRA-4711") == [cascaded.id, gone.id, kept.id]
 
     await _update_text(store, first.id, {"text": "now an okapi-99"})
+    await written(okapi_99=1, zebra_4711=2)
     assert await _found(store, "okapi-99") == [kept.id]
     assert await _found(store, "zebra-4711") == [cascaded.id, gone.id]
     await _update_text(store, first.id, {"image": "no text at all"})
+    await written(okapi_99=0)
     assert await _found(store, "okapi-99") == []
     await _update_text(store, first.id, {"text": "okapi-99 is back"})
+    await written(okapi_99=1, zebra_4711=2)
     assert await _found(store, "okapi-99") == [kept.id]
-    if sqlite:
-        assert await _sqlite_matches(store, "okapi-99") == 1
-        assert await _sqlite_matches(store, "zebra-4711") == 2
 
     assert await store.delete_session(gone.id)
     # the session goes, its messages cascade (the foreign key, not chatledger, deletes them)
     dialect = store._dialect
     delete = dialect.sql(f"DELETE FROM {SESSION.name} WHERE id = ?")
     await store._db.write([Write(delete, (dialect.encode_uuid(cascaded.id),))])
+    await written(zebra_4711=0, nothing=0, okapi_99=1)
     assert await store.get_session_messages(cascaded.id) == []
     assert await _found(store, "zebra-4711") == []
     assert await _found(store, "okapi-99") == [kept.id]
-    if sqlite:
-        assert await _sqlite_matches(store, "zebra-4711") == 0
-        assert await _sqlite_matches(store, "nothing") == 0
 
     assert await store.delete_message(first.id)
+    await written(okapi_99=0)
     assert await _found(store, "okapi-99") == []
     if sqlite:
-        assert await _sqlite_matches(store, "okapi-99") == 0
+        assert await _pending(store) == 0  # a deleted message leaves the pending list too
+        await _integrity_check(store)
 
 
 async def test_messages_without_text_are_stored_and_not_indexed(store: SqlStore) -> None:
@@ -261,18 +317,54 @@ async def test_messages_without_text_are_stored_and_not_indexed(store: SqlStore)
     assert await _found(store, "none") == []
 
 
+async def _integrity_check(store: SqlStore) -> None:
+    """SQLite's index is sound and holds exactly the messages with text that are not pending.
+
+    A contentless FTS5 table told to forget a row it does not hold, or with
+    other text, is corrupted: FTS5's own check finds that, and the rowids it
+    holds must be those of the messages it should.
+    """
+    text = "CASE WHEN json_valid(content) THEN json_extract(content, '$.text') END"
+    await store._db.write(
+        [Write(f"INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}) VALUES ('integrity-check')")]
+    )
+    indexed, expected = await store._db.read(
+        [
+            Read(f"SELECT rowid FROM {SQLITE_INDEX} ORDER BY rowid"),
+            Read(
+                f"SELECT rowid FROM {MESSAGE.name} WHERE {text} IS NOT NULL "
+                f"AND rowid NOT IN (SELECT message_rowid FROM {SQLITE_PENDING}) ORDER BY rowid"
+            ),
+        ]
+    )
+    assert indexed == expected
+
+
 async def test_sqlite_content_that_is_not_json_is_still_written(tmp_path: Path) -> None:
-    """The triggers skip content the JSON functions would refuse, as the table accepts it."""
+    """The triggers and the indexing skip content the JSON functions would refuse.
+
+    The table accepts it, so a write of it must not fail, pending or indexed.
+    """
     store = await SqliteStore.connect(tmp_path / "raw.db")
     try:
         session = make_session()
         await store.create_session(session)
         message = make_message(session, "fine")
         await store.save_message(message)
-        await _update_text_raw(store, message.id, "not json {")
+        await _update_text_raw(store, message.id, "not json {")  # pending: rewritten
+        assert await _flush(store) == 1  # taken off the list, nothing to index
         await _update_text_raw(store, message.id, '{"text": "json again"}')
+        await _flush(store)
         assert await _sqlite_matches(store, "json again") == 1
         assert await _sqlite_matches(store, "fine") == 0
+        await _update_text_raw(store, message.id, "broken again {")  # indexed: rewritten
+        assert await _sqlite_matches(store, "json again") == 0
+        await _flush(store)
+        assert await _found(store, "again") == []
+        await store.save_message(make_message(session, "beside"))
+        await _update_text_raw(store, message.id, "{{{")
+        assert await store.delete_message(message.id)
+        await _integrity_check(store)
     finally:
         await store.close()
 
@@ -282,19 +374,28 @@ async def _update_text_raw(store: SqlStore, message_id: uuid.UUID, content: str)
     await store._db.write([Write(sql, (content, str(message_id)))])
 
 
-async def test_sqlite_migration_run_again_indexes_each_message_once(tmp_path: Path) -> None:
-    """Migration 6's statements empty the index before the backfill: no message twice."""
+def _migration(version: int) -> Migration:
+    (found,) = [migration for migration in MIGRATIONS if migration.version == version]
+    return found
+
+
+async def test_sqlite_migration_run_again_lists_each_message_once(tmp_path: Path) -> None:
+    """Migration 7's statements run twice: each message pending once, then indexed once."""
     store = await SqliteStore.connect(tmp_path / "again.db")
     try:
         session = make_session()
         await store.create_session(session)
         await store.save_messages([make_message(session, f"turn {i} walrus") for i in range(5)])
-        assert MIGRATIONS[-1].version == 6
-        statements = MIGRATIONS[-1].statements(store._dialect)
+        await _flush(store, 2)
+        statements = _migration(7).statements(store._dialect)
         await store._db.write([Write(sql) for sql in statements])
         await store._db.write([Write(sql) for sql in statements])
+        assert await _pending(store) == 3
+        assert await _sqlite_matches(store, "walrus") == 2
+        assert await _flush(store) == 3
         assert await _sqlite_matches(store, "walrus") == 5
         assert await _sqlite_matches(store, "turn 3 walrus") == 1
+        await _integrity_check(store)
     finally:
         await store.close()
 
@@ -310,7 +411,7 @@ async def test_sqlite_without_the_index_searches_by_scan(tmp_path: Path) -> None
         names = [f"{SQLITE_INDEX}_{kind}" for kind in ("insert", "delete", "update")]
         await store._db.write(
             [Write(f"DROP TRIGGER {name}") for name in names]
-            + [Write(f"DROP TABLE {SQLITE_INDEX}")]
+            + [Write(f"DROP TABLE {table}") for table in (SQLITE_INDEX, SQLITE_PENDING)]
         )
     finally:
         await store.close()
@@ -318,9 +419,286 @@ async def test_sqlite_without_the_index_searches_by_scan(tmp_path: Path) -> None
     try:
         assert isinstance(again._dialect, SqliteDialect)
         assert not again._dialect.text_indexed
+        assert await again.index_pending_text() == 0
         assert await _found(again, "MARMOT-12") == [session.id]
     finally:
         await again.close()
+
+
+async def test_sqlite_search_agrees_whatever_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything pending, nothing pending, and every mix: index, walk and scan agree.
+
+    The mix: some messages indexed, some pending; some rewritten while
+    pending, some after they were indexed; some deleted in each state, by
+    themselves and with their session; and more written after all that.
+    """
+    store = await SqliteStore.connect(tmp_path / "mixed.db")
+    try:
+        saved = await _fill(store)
+        total = sum(len(messages) for messages in saved)
+        assert await _pending(store) == total
+        assert await _sqlite_matches(store, "refund") == 0
+        everything_pending = {
+            text: await _three_ways(store, monkeypatch, text) for text in _SEARCHES
+        }
+        assert len(everything_pending["refund"]) == 17
+
+        assert await _flush(store) == total
+        assert await _pending(store) == 0
+        nothing_pending = {text: await _three_ways(store, monkeypatch, text) for text in _SEARCHES}
+        assert nothing_pending == everything_pending
+        await _integrity_check(store)
+
+        # Rewrite every message, then index the older half: each session of the first half
+        # holds indexed messages, the second half pending ones.
+        for messages in saved:
+            for message in messages:
+                await _update_text(store, message.id, {"text": f"{message.content.text} v2"})
+        assert await _pending(store) == total
+        assert await _flush(store, total // 2) == total // 2
+        indexed_half, pending_half = saved[: len(saved) // 2], saved[len(saved) // 2 :]
+        for group in (indexed_half, pending_half):
+            rewritten, deleted, cascaded = group[1][0], group[4][-1], group[6][0]
+            await _update_text(store, rewritten.id, {"text": "rewritten to a kumquat"})
+            assert await store.delete_message(deleted.id)
+            assert await store.delete_session(cascaded.chat_session_id)
+        more = await _fill(store, minute=1000)
+        await _update_text(store, more[0][0].id, {"text": "kumquat before it was indexed"})
+        await _flush(store, 7)
+        assert total < await _pending(store) < 2 * total  # half the first fill, the second
+        mixed = {
+            text: await _three_ways(store, monkeypatch, text)
+            for text in [*_SEARCHES, "v2", "kumquat"]
+        }
+        assert len(mixed["kumquat"]) == 3
+        await _integrity_check(store)
+
+        await _flush(store)
+        assert await _pending(store) == 0
+        for text, found in mixed.items():
+            assert await _three_ways(store, monkeypatch, text) == found, text
+        await _integrity_check(store)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_writes_are_pending_until_indexed(tmp_path: Path) -> None:
+    """A write lists its messages as pending, and leaves the index alone; a flush indexes them."""
+    store = await SqliteStore.connect(tmp_path / "pending.db")
+    try:
+        session = make_session()
+        await store.create_session(session)
+        await store.save_messages([make_message(session, f"lemur {i}") for i in range(30)])
+        await store.save_message(make_message(session, "lemur alone"))
+        assert await _pending(store) == 31
+        assert await _sqlite_matches(store, "lemur") == 0
+        assert await _found(store, "LEMUR ALONE") == [session.id]  # read from the list
+        assert await store.index_pending_text(10) == 10
+        assert await _pending(store) == 21
+        assert await _sqlite_matches(store, "lemur") == 10
+        assert await store.index_pending_text() == 21
+        assert await store.index_pending_text() == 0
+        assert await _sqlite_matches(store, "lemur") == 31
+        assert await _found(store, "LEMUR ALONE") == [session.id]
+    finally:
+        await store.close()
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) -> float:
+    """Poll ``condition`` until it holds; how long that took (failing past ``within`` s)."""
+    started = time.perf_counter()
+    while not await condition():
+        assert time.perf_counter() - started < within, f"not within {within} s"
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - started
+
+
+async def test_sqlite_idle_writer_indexes_the_backlog_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left alone, the writer indexes every pending message, chunk after chunk."""
+    monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 0.05)
+    store = await SqliteStore.connect(tmp_path / "idle.db")
+    try:
+        session = make_session()
+        await store.create_session(session)
+        count = 3 * sqlite_module._INDEX_CHUNK + 5
+        await store.save_messages([make_message(session, f"ibis {i}") for i in range(count)])
+
+        async def drained() -> bool:
+            return await _pending(store) == 0
+
+        await _until(drained)
+        assert await _sqlite_matches(store, "ibis") == count
+        await _integrity_check(store)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_burst_of_writes_does_not_wait_for_indexing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that follow each other keep the writer from indexing until they pause.
+
+    Indexing is observed through the chunks the writer runs: none during the
+    burst, though its messages pile up pending, and then all of them.
+    """
+    monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 1.0)
+    chunks: list[float] = []
+    index_chunk = SqliteDatabase._index_chunk
+
+    def counted(self: SqliteDatabase, conn: Any, limit: int) -> int:
+        chunks.append(time.perf_counter())
+        return index_chunk(self, conn, limit)
+
+    monkeypatch.setattr(SqliteDatabase, "_index_chunk", counted)
+    store = await SqliteStore.connect(tmp_path / "burst.db")
+    try:
+        session = make_session()
+        await store.create_session(session)
+        started = time.perf_counter()
+        for i in range(300):
+            await store.save_message(make_message(session, f"heron {i}"))
+        ended = time.perf_counter()
+        assert await _pending(store) == 300
+        assert [at for at in chunks if started <= at <= ended] == []
+
+        async def drained() -> bool:
+            return await _pending(store) == 0
+
+        await _until(drained)
+        assert min(chunks) > ended
+        assert await _sqlite_matches(store, "heron") == 300
+    finally:
+        await store.close()
+
+
+async def test_sqlite_close_with_a_backlog_is_prompt_and_the_backlog_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store closed while its writer works through a backlog closes within a chunk.
+
+    What it had not indexed is still pending when the file opens again, is
+    searched meanwhile, and is indexed then.
+    """
+    path = tmp_path / "backlog.db"
+    store = await SqliteStore.connect(path)
+    session = make_session()
+    count = 20_000
+    try:
+        await store.create_session(session)
+        for start in range(0, count, 1000):
+            await store.save_messages(
+                [make_message(session, f"tapir {i:05}") for i in range(start, start + 1000)]
+            )
+        monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 0.01)  # from the writer's next wait
+        await store.save_message(make_message(session, "tapir last"))
+
+        async def indexing() -> bool:
+            return await _pending(store) < count
+
+        await _until(indexing)
+    finally:
+        started = time.perf_counter()
+        await store.close()
+        closing = time.perf_counter() - started
+    assert closing < 1.0, closing
+
+    monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 3600.0)
+    again = await SqliteStore.connect(path)
+    try:
+        left = await _pending(again)
+        assert 0 < left < count + 1
+        assert await _sqlite_matches(again, "tapir") == count + 1 - left
+        assert await _found(again, "TAPIR LAST") == [session.id]
+        assert await _found(again, "tapir 19999") == [session.id]
+        assert await again.index_pending_text() == left
+        assert await _sqlite_matches(again, "tapir") == count + 1
+        await _integrity_check(again)
+    finally:
+        await again.close()
+
+
+# Version 6's SQLite statements (before version 7 took indexing off the writes): the text
+# indexed by each write's triggers, and backfilled.
+_V6_TEXT = "CASE WHEN json_valid({row}.content) THEN json_extract({row}.content, '$.text') END"
+_V6_STATEMENTS = [
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {SQLITE_INDEX} USING fts5("
+    "text, content='', tokenize='trigram')",
+    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_INDEX}_insert AFTER INSERT ON {MESSAGE.name} BEGIN "
+    f"INSERT INTO {SQLITE_INDEX}(rowid, text) SELECT new.rowid, text FROM "
+    f"(SELECT {_V6_TEXT.format(row='new')} AS text) WHERE text IS NOT NULL; END",
+    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_INDEX}_delete AFTER DELETE ON {MESSAGE.name} BEGIN "
+    f"INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}, rowid, text) SELECT 'delete', old.rowid, text "
+    f"FROM (SELECT {_V6_TEXT.format(row='old')} AS text) WHERE text IS NOT NULL; END",
+    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_INDEX}_update AFTER UPDATE OF content ON "
+    f"{MESSAGE.name} BEGIN "
+    f"INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}, rowid, text) SELECT 'delete', old.rowid, text "
+    f"FROM (SELECT {_V6_TEXT.format(row='old')} AS text) WHERE text IS NOT NULL; "
+    f"INSERT INTO {SQLITE_INDEX}(rowid, text) SELECT new.rowid, text FROM "
+    f"(SELECT {_V6_TEXT.format(row='new')} AS text) WHERE text IS NOT NULL; END",
+    f"INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}) VALUES ('delete-all')",
+    f"INSERT INTO {SQLITE_INDEX}(rowid, text) SELECT rowid, text FROM "
+    f"(SELECT rowid, {_V6_TEXT.format(row=MESSAGE.name)} AS text FROM {MESSAGE.name}) "
+    "WHERE text IS NOT NULL",
+]
+
+
+@pytest.mark.parametrize("indexed_at_6", [True, False], ids=["indexed", "no-trigram"])
+async def test_sqlite_upgrade_from_version_6_keeps_what_it_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexed_at_6: bool
+) -> None:
+    """A version-6 database, its text indexed by its triggers, upgrades with nothing pending.
+
+    Its indexed messages stay searchable through the index, and the new
+    triggers rewrite and delete them correctly. One migrated where SQLite
+    had no trigram tokenizer (no index at version 6) has its messages with
+    text queued instead.
+    """
+    path = tmp_path / "six.db"
+    monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS[:6])
+    old = await SqliteStore.connect(path)
+    session = make_session(title="six")
+    try:
+        assert await old.schema_version() == 6
+        await old.create_session(session)
+        before = [make_message(session, f"before {i} quokka") for i in range(5)]
+        await old.save_messages(before)
+        if indexed_at_6:
+            await old._db.write([Write(sql) for sql in _V6_STATEMENTS])
+        after = make_message(session, "after the index quokka")
+        await old.save_messages([after, make_message(session, content=MessageContent(text=None))])
+        await _update_text_raw(old, before[0].id, "not json {")
+    finally:
+        await old.close()
+
+    monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS)
+    new = await SqliteStore.connect(path)
+    try:
+        assert await new.schema_version() == MIGRATIONS[-1].version == 7
+        if indexed_at_6:
+            assert await _pending(new) == 0
+            assert await _sqlite_matches(new, "quokka") == 5
+        else:
+            assert await _pending(new) == 5
+            assert await _sqlite_matches(new, "quokka") == 0
+        await _integrity_check(new)
+        assert await _found(new, "AFTER THE index") == [session.id]
+        assert await _found(new, "before 3 quokka") == [session.id]
+        await _update_text(new, before[3].id, {"text": "became a wombat"})
+        assert await new.delete_message(before[4].id)
+        assert await new.delete_message(after.id)
+        assert await _found(new, "before 3 quokka") == []
+        assert await _found(new, "wombat") == [session.id]
+        await _integrity_check(new)
+        await _flush(new)
+        assert await _sqlite_matches(new, "quokka") == 2
+        assert await _sqlite_matches(new, "wombat") == 1
+        await _integrity_check(new)
+    finally:
+        await new.close()
 
 
 @pytest.mark.server
