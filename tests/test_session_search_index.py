@@ -13,6 +13,8 @@ find the same sessions: through the index, through the index with a tiny candida
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -549,9 +551,9 @@ async def test_sqlite_a_burst_of_writes_does_not_wait_for_indexing(
     chunks: list[float] = []
     index_chunk = SqliteDatabase._index_chunk
 
-    def counted(self: SqliteDatabase, conn: Any, limit: int) -> int:
+    def counted(self: SqliteDatabase, conn: Any, limit: int, *, wait: bool = True) -> int:
         chunks.append(time.perf_counter())
-        return index_chunk(self, conn, limit)
+        return index_chunk(self, conn, limit, wait=wait)
 
     monkeypatch.setattr(SqliteDatabase, "_index_chunk", counted)
     store = await SqliteStore.connect(tmp_path / "burst.db")
@@ -573,6 +575,53 @@ async def test_sqlite_a_burst_of_writes_does_not_wait_for_indexing(
         assert await _sqlite_matches(store, "heron") == 300
     finally:
         await store.close()
+
+
+async def test_sqlite_idle_writer_does_not_wait_for_another_process_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holding the write lock: the idle writer leaves the backlog for later.
+
+    It does not sit out the busy timeout (30 s) in its idle time, nor stop:
+    its next job runs at once, and its backlog is indexed after the lock
+    goes and the store writes again.
+    """
+    path = tmp_path / "locked.db"
+    store = await SqliteStore.connect(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        session = make_session()
+        await store.create_session(session)
+        await store.save_messages([make_message(session, f"okapi {i}") for i in range(10)])
+        other.execute("BEGIN IMMEDIATE")
+        monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 0.01)
+        caplog.set_level(logging.DEBUG, logger="chatledger.stores.sqlite")
+        await _on_writer(store)  # wakes the writer, which waits with the new pause from now
+
+        async def gave_way() -> bool:
+            return "left pending message text for later" in caplog.text
+
+        await _until(gave_way)
+        started = time.perf_counter()
+        await _on_writer(store)
+        assert time.perf_counter() - started < 1.0
+        assert await _pending(store) == 10
+        other.execute("ROLLBACK")
+        await store.save_message(make_message(session, "okapi 10"))
+
+        async def drained() -> bool:
+            return await _pending(store) == 0
+
+        await _until(drained)
+        assert await _sqlite_matches(store, "okapi") == 11
+    finally:
+        other.close()
+        await store.close()
+
+
+async def _on_writer(store: SqliteStore) -> None:
+    """A job that does nothing, run by the writer thread once it is done with the one before."""
+    await store._sqlite._submit(lambda conn: None, is_write=False, on_writer=True)
 
 
 async def test_sqlite_close_with_a_backlog_is_prompt_and_the_backlog_durable(
