@@ -577,6 +577,47 @@ async def test_sqlite_a_burst_of_writes_does_not_wait_for_indexing(
         await store.close()
 
 
+async def test_sqlite_a_writer_that_never_pauses_keeps_the_backlog_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the backlog's bound the writer indexes between jobs, in a tenth of its time.
+
+    Without it, a writer that never pauses would leave every message
+    pending, and a rare text would read every message once they outnumber
+    the search's candidate limit.
+    """
+    monkeypatch.setattr(sqlite_module, "_BEHIND", 200)
+    spent: list[tuple[float, int]] = []
+    index_chunk = SqliteDatabase._index_chunk
+
+    def timed(self: SqliteDatabase, conn: Any, limit: int, *, wait: bool = True) -> int:
+        started = time.perf_counter()
+        taken = index_chunk(self, conn, limit, wait=wait)
+        spent.append((time.perf_counter() - started, taken))
+        return taken
+
+    monkeypatch.setattr(SqliteDatabase, "_index_chunk", timed)
+    store = await SqliteStore.connect(tmp_path / "steady.db")
+    try:
+        session = make_session()
+        await store.create_session(session)
+        count = 3000
+        started = time.perf_counter()
+        for start in range(0, count, 10):
+            await store.save_messages(
+                [make_message(session, f"gecko {i}") for i in range(start, start + 10)]
+            )
+        elapsed = time.perf_counter() - started
+        indexed = sum(taken for _, taken in spent)
+        assert indexed > 0
+        assert await _pending(store) == count - indexed
+        assert sum(duration for duration, _ in spent) < 0.25 * elapsed
+        assert await _sqlite_matches(store, "gecko") == indexed
+        await _integrity_check(store)
+    finally:
+        await store.close()
+
+
 async def test_sqlite_idle_writer_does_not_wait_for_another_process_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
