@@ -92,9 +92,10 @@ _INDEX_POLL = 30.0
 # A writer that never pauses (more than ten saves a second, steadily) would never index:
 # once the backlog nears the search's candidate limit, past which a rare text reads every
 # message (1 s at a million), the writer indexes between jobs too, but for no more than a
-# tenth of its time (which indexes ~8,000 messages a second, where saturated writes make
-# ~14,000), so the backlog stays near the limit however busy it is. Under it, writes pay
-# nothing but a look at the backlog's span (two seeks) every 50 ms.
+# tenth of its time. That indexes ~3,000 messages a second: a steadier writer keeps the
+# backlog near the limit; a saturated one (~12,000 a second in batches of 10) outgrows it
+# until it pauses, its searches correct but walking meanwhile, and writes ~10% slower.
+# Under the bound, writes pay nothing but a look at the backlog's span every 50 ms.
 _BEHIND = SEARCH_PROBE_LIMIT * 4 // 5
 _BUSY_SHARE = 0.1
 _BEHIND_LOOK = 0.05
