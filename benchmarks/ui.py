@@ -816,9 +816,12 @@ async def run_ui(tmp: Path, sizes: UiSizes, progress: Progress) -> Section:
         "loading: SQLite by raw executemany with the secondary indexes dropped and rebuilt; "
         "PostgreSQL by COPY with the indexes dropped and rebuilt and ANALYZE; then the "
         "store's rebuild_rollups (where it has one: the loaders bypass the rollups a store "
-        "keeps as it writes); then on SQLite the store opened with no planner statistics, "
-        "so it runs its own ANALYZE (of the calls and the rollups), and on PostgreSQL "
-        "VACUUM (ANALYZE) of the database, as autovacuum would after bulk inserts",
+        "keeps as it writes); on SQLite the messages' text indexed for the session search "
+        "(index_pending_text: the store's writer does it while idle, but not while pages are "
+        "timed), on PostgreSQL its pg_trgm index rebuilt with the others; then on SQLite the "
+        "store opened with no planner statistics, so it runs its own ANALYZE (of the calls "
+        "and the rollups), and on PostgreSQL VACUUM (ANALYZE) of the database, as autovacuum "
+        "would after bulk inserts",
         "chatledger: the p95 of each page over HTTP, requested with httpx on one keep-alive "
         "connection to `chatledger ui --db URL --port N` started as its own process (uvicorn, "
         f"one worker), loopback; {sizes.warmup} untimed requests first, then "
