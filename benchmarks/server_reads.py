@@ -20,6 +20,7 @@ from benchmarks import (
     raw_server,
     workload,
 )
+from benchmarks.bulk_load import rebuild_rollups
 from benchmarks.measure import Latency, time_async_calls, time_cycling_reads
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.server_writes import Backend
@@ -161,6 +162,11 @@ async def _statistics(
                 f"loaded {loaded:,} API calls in chatledger's schema "
                 f"in {perf_counter() - start:.1f} s"
             )
+            store = await backend.opener(url, 1)()
+            try:
+                await rebuild_rollups(store, backend.store, progress)
+            finally:
+                await store.close()
             user = ledger.population.user_ids[0]
             week_start = ledger.week_start
             if week_start is None:

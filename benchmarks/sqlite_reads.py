@@ -17,7 +17,7 @@ from benchmarks import (
     raw_sqlite,
     workload,
 )
-from benchmarks.bulk_load import bulk_load, learn_layouts
+from benchmarks.bulk_load import bulk_load, learn_layouts, rebuild_rollups
 from benchmarks.measure import Latency, time_calls
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.sizes import Sizes
@@ -159,6 +159,11 @@ async def _statistics(
     layouts = await learn_layouts(path)
     rows = bulk_load(path, [(layouts.api_call, ledger.calls())])
     progress(f"loaded {rows:,} API calls in chatledger's schema in {perf_counter() - start:.1f} s")
+    store = await chatledger_sqlite.opener(path)()
+    try:
+        await rebuild_rollups(store, "SQLite", progress)
+    finally:
+        await store.close()
 
     user = ledger.population.user_ids[0]
     week_start = ledger.week_start

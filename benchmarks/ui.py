@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from benchmarks import raw_server
-from benchmarks.bulk_load import bulk_load, learn_layouts
+from benchmarks.bulk_load import bulk_load, learn_layouts, rebuild_rollups
 from benchmarks.dashboard_data import COMMON_WORD, Dashboard, order_number
 from benchmarks.measure import Latency, percentile
 from benchmarks.raw_postgres import RawPostgres
@@ -157,7 +157,7 @@ async def _load_sqlite(data: Dashboard, path: Path, progress: Progress) -> dict[
         progress(f"SQLite: {counts[name]:,} {name} loaded ({perf_counter() - start:.0f} s)")
     store = await SqliteStore.connect(f"sqlite:///{path}")
     try:
-        await _rebuild_rollups(store, "SQLite", progress)
+        await rebuild_rollups(store, "SQLite", progress)
         # The loaded messages' text waits for the store's writer to index it while idle
         # (schema version 7): indexed now, so that no page is timed while it does.
         index = getattr(store, "index_pending_text", None)  # None: indexed as written
@@ -188,20 +188,6 @@ async def _load_sqlite(data: Dashboard, path: Path, progress: Progress) -> dict[
     return counts
 
 
-async def _rebuild_rollups(store: Any, title: str, progress: Progress) -> None:
-    """The store's usage rollups recounted from the loaded calls (the loaders bypass them).
-
-    A store that wrote these calls itself would have kept its rollups as it
-    went; a bulk load writes the tables only, so the store recounts them.
-    """
-    rebuild = getattr(store, "rebuild_rollups", None)
-    if rebuild is None:  # a chatledger without rollups
-        return
-    started = perf_counter()
-    counted = await rebuild()
-    progress(f"{title}: rollups rebuilt from {counted:,} calls in {perf_counter() - started:.1f} s")
-
-
 async def _load_postgres(data: Dashboard, url: str, progress: Progress) -> dict[str, int]:
     """chatledger's schema in the scratch database, COPY'd rows, ANALYZE and VACUUM."""
     from chatledger.stores.postgres import PostgresStore
@@ -222,7 +208,7 @@ async def _load_postgres(data: Dashboard, url: str, progress: Progress) -> dict[
         await raw.close()
     store = await PostgresStore.connect(url, min_size=1, max_size=1)
     try:
-        await _rebuild_rollups(store, "PostgreSQL", progress)
+        await rebuild_rollups(store, "PostgreSQL", progress)
     finally:
         await store.close()
     import asyncpg

@@ -808,7 +808,7 @@ async def test_postgres_migration_without_pg_trgm_succeeds_and_search_scans(
         await empty_tables(postgres_url)
         await _fill(store)
         expected = {text: await _found(store, text) for text in ("refund", "#0042-17", "the")}
-        (statement,) = PostgresDialect().text_search_index(MESSAGE, SESSION)
+        (statement,) = PostgresDialect().text_search_index(MESSAGE)
         for broken in (
             statement.replace("'pg_trgm'", "'pg_trgm_missing'"),
             statement.replace("gin_trgm_ops", "no_such_trgm_ops"),

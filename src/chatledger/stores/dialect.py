@@ -202,12 +202,11 @@ class Dialect:
         """
         return None
 
-    def text_search_index(self, message: Table, session: Table) -> list[str]:
+    def text_search_index(self, message: Table) -> list[str]:
         """Migration 6: statements that index ``message``'s text for substring search.
 
         None by default (MySQL): a search then reads the messages of the
-        sessions it walks, as it always did. ``session`` is there for a
-        dialect that indexes titles too.
+        sessions it walks, as it always did.
         """
         return []
 

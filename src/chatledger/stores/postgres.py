@@ -110,7 +110,7 @@ class PostgresDialect(Dialect):
         """An expression no index covers."""
         return f"({column} + 0)"
 
-    def text_search_index(self, message: Table, session: Table) -> list[str]:
+    def text_search_index(self, message: Table) -> list[str]:
         """pg_trgm and a GIN trigram index on the messages' text, where the server has it.
 
         The extension is trusted (PostgreSQL 13+): a user who may create in

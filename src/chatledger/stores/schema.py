@@ -481,7 +481,7 @@ def _rollup_backfill(dialect: Dialect) -> list[str]:
 # available); a dialect without one (MySQL, whose FULLTEXT indexes words, not substrings)
 # adds nothing and searches as before. See ``Dialect.text_search_index``.
 def _text_search_index(dialect: Dialect) -> list[str]:
-    return dialect.text_search_index(MESSAGE, SESSION)
+    return dialect.text_search_index(MESSAGE)
 
 
 # Added in version 7: SQLite's text index no longer indexed in the write's own transaction
@@ -516,7 +516,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "usage rollups backfilled from the API calls", _rollup_backfill),
     Migration(
         6,
-        "a substring index of message text (and session titles) for the session search",
+        "a substring index of message text for the session search (PostgreSQL: pg_trgm)",
         _text_search_index,
     ),
     Migration(

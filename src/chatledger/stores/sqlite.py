@@ -206,7 +206,7 @@ class SqliteDialect(Dialect):
         whole = int(stored)
         return whole, int((stored - whole) * 1e10 + 0.5)
 
-    def text_search_index(self, message: Table, session: Table) -> list[str]:
+    def text_search_index(self, message: Table) -> list[str]:
         """Nothing since version 7, which builds the index, kept in the background.
 
         Version 6 built the FTS5 table with triggers that indexed each write
