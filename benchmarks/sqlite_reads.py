@@ -17,7 +17,7 @@ from benchmarks import (
     raw_sqlite,
     workload,
 )
-from benchmarks.bulk_load import bulk_load, learn_layouts, rebuild_rollups
+from benchmarks.bulk_load import bulk_load, index_pending_text, learn_layouts, rebuild_rollups
 from benchmarks.measure import Latency, time_calls
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.sizes import Sizes
@@ -78,6 +78,11 @@ async def _history(sizes: Sizes, tmp: Path, progress: Progress) -> tuple[list[Re
         path, [(layouts.message, history.messages()), (layouts.session, history.sessions)]
     )
     progress(f"loaded {rows:,} rows in chatledger's schema in {perf_counter() - start:.1f} s")
+    store = await chatledger_sqlite.opener(path)()
+    try:
+        await index_pending_text(store, "SQLite", progress)
+    finally:
+        await store.close()
     limit = sizes.history_limit
     await chatledger_store.check_history(
         chatledger_sqlite.opener(path), history.sessions[0]["id"], history.newest[-limit:]

@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from benchmarks import raw_server
-from benchmarks.bulk_load import bulk_load, learn_layouts, rebuild_rollups
+from benchmarks.bulk_load import bulk_load, index_pending_text, learn_layouts, rebuild_rollups
 from benchmarks.dashboard_data import COMMON_WORD, Dashboard, order_number
 from benchmarks.measure import Latency, percentile
 from benchmarks.raw_postgres import RawPostgres
@@ -158,16 +158,7 @@ async def _load_sqlite(data: Dashboard, path: Path, progress: Progress) -> dict[
     store = await SqliteStore.connect(f"sqlite:///{path}")
     try:
         await rebuild_rollups(store, "SQLite", progress)
-        # The loaded messages' text waits for the store's writer to index it while idle
-        # (schema version 7): indexed now, so that no page is timed while it does.
-        index = getattr(store, "index_pending_text", None)  # None: indexed as written
-        started = perf_counter()
-        indexed = 0
-        while index is not None and (taken := await index(100_000)):
-            indexed += taken
-            progress(
-                f"SQLite: text of {indexed:,} messages indexed ({perf_counter() - started:.0f} s)"
-            )
+        await index_pending_text(store, "SQLite", progress)  # so that no page is timed while it is
     finally:
         await store.close()
     # The store analyzes the tables it plans by (the calls, and the rollups that grow with
