@@ -31,7 +31,7 @@ from chatledger.stores import sql as sql_layer
 from chatledger.stores import sqlite as sqlite_module
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.postgres import MESSAGE_TEXT_INDEX as POSTGRES_INDEX
-from chatledger.stores.postgres import PostgresDialect
+from chatledger.stores.postgres import PostgresDialect, PostgresStore
 from chatledger.stores.schema import MESSAGE, MIGRATIONS, SESSION, Migration
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sqlite import MESSAGE_TEXT_INDEX as SQLITE_INDEX
@@ -107,9 +107,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         url = request.getfixturevalue("postgres_url")
         connected = await chatledger.connect(url)
-        assert isinstance(connected, SqlStore)
+        assert isinstance(connected, PostgresStore)
         opened = connected
         await empty_tables(url)
+        assert await connected.create_text_index()
         assert await _postgres_indexed(opened)
     try:
         yield opened
@@ -808,7 +809,7 @@ async def test_postgres_migration_without_pg_trgm_succeeds_and_search_scans(
         await empty_tables(postgres_url)
         await _fill(store)
         expected = {text: await _found(store, text) for text in ("refund", "#0042-17", "the")}
-        (statement,) = PostgresDialect().text_search_index(MESSAGE)
+        statement = PostgresDialect().trigram_index(MESSAGE)
         for broken in (
             statement.replace("'pg_trgm'", "'pg_trgm_missing'"),
             statement.replace("gin_trgm_ops", "no_such_trgm_ops"),

@@ -476,10 +476,11 @@ def _rollup_backfill(dialect: Dialect) -> list[str]:
 # Added in version 6: an index of the messages' text (and, where the database has one that
 # fits, of session titles) for the dashboard's session search, which otherwise reads every
 # message of every session when its page does not fill (1 to 1.5 s for a text one session
-# holds, at a million messages). A substring index is the dialect's own (SQLite: an FTS5
-# trigram table kept by triggers; PostgreSQL: pg_trgm GIN indexes, where the extension is
-# available); a dialect without one (MySQL, whose FULLTEXT indexes words, not substrings)
-# adds nothing and searches as before. See ``Dialect.text_search_index``.
+# holds, at a million messages). A substring index is the dialect's own: SQLite's FTS5
+# trigram table since version 7 (this version built one kept by triggers, which halved
+# batch writes); PostgreSQL's pg_trgm GIN index only on request
+# (``PostgresStore.create_text_index``: built here, it halved single saves); MySQL, whose
+# FULLTEXT indexes words, not substrings, has none. See ``Dialect.text_search_index``.
 def _text_search_index(dialect: Dialect) -> list[str]:
     return dialect.text_search_index(MESSAGE)
 
@@ -516,7 +517,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "usage rollups backfilled from the API calls", _rollup_backfill),
     Migration(
         6,
-        "a substring index of message text for the session search (PostgreSQL: pg_trgm)",
+        "nothing now (message text is indexed by version 7 on SQLite, on request on PostgreSQL)",
         _text_search_index,
     ),
     Migration(
