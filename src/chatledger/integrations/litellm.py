@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from chatledger.entities import ApiCallStatus
+from chatledger.ids import keyed_uuid
 from chatledger.integrations import extras
 from chatledger.integrations.openai_shapes import (
     Message,
@@ -279,6 +280,13 @@ class ChatledgerLogger(CustomLogger):
         except BaseException:
             self._done()
             raise
+        litellm_id = kwargs.get("litellm_call_id")
+        if isinstance(litellm_id, str) and litellm_id:
+            # LiteLLM may log a call after the next one, whose request already holds its
+            # reply: an id of its own lets the recorder know that reply as stored.
+            started = _utc(start_time)
+            millis = 0 if started is None else int(started.timestamp() * 1000)
+            call["call_id"] = keyed_uuid(f"litellm:{litellm_id}", millis)
         return messages, reply, call, claimed if isinstance(claimed, Scope) else None
 
     def __repr__(self) -> str:

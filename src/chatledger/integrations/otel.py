@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import json
 import logging
 import re
@@ -75,6 +74,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noq
 from opentelemetry.trace import StatusCode  # noqa: E402
 
 from chatledger.entities import ApiCallStatus, MessageContent  # noqa: E402
+from chatledger.ids import keyed_uuid  # noqa: E402
 from chatledger.integrations.openai_shapes import (  # noqa: E402
     Message,
     chat_message,
@@ -95,15 +95,7 @@ _CHUNK_EVENTS = frozenset({"gen_ai.content.completion.chunk", "llm.content.compl
 
 def call_id_for_span(trace_id: int, span_id: int, start_ns: int | None) -> uuid.UUID:
     """The call id of a span: a UUIDv8 laid out as a UUIDv7 (start ms, then a hash of the ids)."""
-    digest = hashlib.sha256(f"{trace_id:032x}{span_id:016x}".encode()).digest()
-    hashed = int.from_bytes(digest[:10], "big")  # 80 bits, of which 74 are kept
-    millis = ((start_ns or 0) // 1_000_000) & ((1 << 48) - 1)
-    value = millis << 80
-    value |= 0x8 << 76  # version 8: custom, here a v7 layout whose random bits are a hash
-    value |= ((hashed >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62  # the RFC 4122 variant
-    value |= hashed & ((1 << 62) - 1)
-    return uuid.UUID(int=value)
+    return keyed_uuid(f"{trace_id:032x}{span_id:016x}", (start_ns or 0) // 1_000_000)
 
 
 class ChatledgerSpanExporter(SpanExporter):

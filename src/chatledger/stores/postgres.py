@@ -43,8 +43,9 @@ logger = logging.getLogger(__name__)
 # 16 rows 13,900 against 10,400; 128 rows 49,000 against 37,000).
 _COPY_MIN_ROWS = 16
 _MIGRATION_LOCK = 0x636C6467  # "cldg": chatledger's advisory lock key
-# The session search's pg_trgm index of message text (migration 6), where the extension
-# is available: ILIKE on the same expression is served by it.
+# The session search's pg_trgm index of message text, built on request
+# (PostgresStore.create_text_index) where the extension is available: ILIKE on the same
+# expression is served by it.
 MESSAGE_TEXT_INDEX = "idx_llm_message_text_trgm"
 
 
@@ -154,7 +155,7 @@ END $$"""
         """The trigram index through ILIKE itself: what it finds needs no recheck.
 
         Whether the index exists is asked in the statement (``to_regclass``),
-        so a database migrated without pg_trgm searches as before.
+        so a database without it (the default) searches as before.
         """
         return _POSTGRES_PROBE
 
