@@ -44,7 +44,7 @@ from chatledger.errors import (
     SerializationError,
     StoreConnectionError,
 )
-from chatledger.ids import NIL_UUID, uuid7
+from chatledger.ids import NIL_UUID, keyed_uuid, uuid7
 from chatledger.pricing import (
     GenaiPricesRegistry,
     ModelPrice,
@@ -233,6 +233,7 @@ __all__ = [
     "default_pricing_registry",
     # ids and the blocking API
     "NIL_UUID",
+    "keyed_uuid",
     "sync",
     "uuid7",
     "__version__",
