@@ -202,14 +202,6 @@ class Dialect:
         """
         return None
 
-    def text_search_index(self, message: Table) -> list[str]:
-        """Migration 6: statements that index ``message``'s text for substring search.
-
-        None by default (MySQL): a search then reads the messages of the
-        sessions it walks, as it always did.
-        """
-        return []
-
     def text_search_backlog(self, message: Table) -> list[str]:
         """Migration 7: statements that index ``message``'s text in the background instead.
 

@@ -111,19 +111,13 @@ class PostgresDialect(Dialect):
         """An expression no index covers."""
         return f"({column} + 0)"
 
-    def text_search_index(self, message: Table) -> list[str]:
-        """Nothing: the pg_trgm index is built on request (:meth:`trigram_index`).
-
-        A GIN trigram index on message text halves the rate of single
-        message saves (one caller: 2,289 -> 1,036 a second in the
-        benchmarks, the raw driver's inserts alike), a price every write
-        would pay for the dashboard's search. ``PostgresStore.create_text_index``
-        builds it where the search matters more; a search without it scans.
-        """
-        return []
-
     def trigram_index(self, message: Table) -> str:
         """The statement building pg_trgm and a GIN trigram index on the messages' text.
+
+        Built on request only (``PostgresStore.create_text_index``): as a
+        migration it halved the rate of single message saves (one caller:
+        2,289 -> 1,036 a second in the benchmarks, the raw driver's inserts
+        alike), a price every write would pay for the dashboard's search.
 
         The extension is trusted (PostgreSQL 13+): a user who may create in
         the database may install it. Where it is not available, or the user

@@ -473,16 +473,16 @@ def _rollup_backfill(dialect: Dialect) -> list[str]:
     ]
 
 
-# Added in version 6: an index of the messages' text (and, where the database has one that
-# fits, of session titles) for the dashboard's session search, which otherwise reads every
-# message of every session when its page does not fill (1 to 1.5 s for a text one session
-# holds, at a million messages). A substring index is the dialect's own: SQLite's FTS5
-# trigram table since version 7 (this version built one kept by triggers, which halved
-# batch writes); PostgreSQL's pg_trgm GIN index only on request
-# (``PostgresStore.create_text_index``: built here, it halved single saves); MySQL, whose
-# FULLTEXT indexes words, not substrings, has none. See ``Dialect.text_search_index``.
+# Version 6 once built an index of the messages' text for the dashboard's session search,
+# which without one reads every message of every session when its page does not fill (1 to
+# 1.5 s for a text one session holds, at a million messages). It builds nothing now, and is
+# kept, empty, so that every database numbers its versions alike: SQLite's FTS5 trigram
+# index comes with version 7 (built here, kept by triggers, it halved batch writes);
+# PostgreSQL's pg_trgm index only on request (``PostgresStore.create_text_index``: built
+# here, it halved single saves); MySQL, whose FULLTEXT indexes words, not substrings, has
+# none.
 def _text_search_index(dialect: Dialect) -> list[str]:
-    return dialect.text_search_index(MESSAGE)
+    return []
 
 
 # Added in version 7: SQLite's text index no longer indexed in the write's own transaction

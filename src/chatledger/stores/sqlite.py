@@ -206,16 +206,6 @@ class SqliteDialect(Dialect):
         whole = int(stored)
         return whole, int((stored - whole) * 1e10 + 0.5)
 
-    def text_search_index(self, message: Table) -> list[str]:
-        """Nothing since version 7, which builds the index, kept in the background.
-
-        Version 6 built the FTS5 table with triggers that indexed each write
-        and backfilled it (~20 s a million messages); a database at version
-        5 or older now skips that and has migration 7 queue its messages
-        instead. A database at version 6 is converted by migration 7.
-        """
-        return []
-
     def text_search_backlog(self, message: Table) -> list[str]:
         """The FTS5 trigram table, its table of pending messages, their triggers.
 
