@@ -707,6 +707,50 @@ async def test_the_same_exchange_twice_stores_its_messages_once(
     assert await any_store.count_records("api_calls", QueryFilter()) == 1
 
 
+async def test_a_call_recorded_after_the_next_one_is_known_as_stored(
+    recorder: Recorder, any_store: PersistenceStore
+) -> None:
+    """LiteLLM logs calls in worker threads: the second call may be recorded first.
+
+    Its request resent the first call's request and reply, so when the first call
+    comes it links those messages instead of storing them again.
+    """
+    first_request: list[tuple[str, str]] = [("system", "Be brief."), ("user", "Capital?")]
+    second_request = [*first_request, ("assistant", "Paris."), ("user", "And Italy?")]
+    first: CallFields = {"model": "m", "started": utc_now(), "call_id": uuid.uuid4()}
+    second: CallFields = {"model": "m", "started": utc_now(), "call_id": uuid.uuid4()}
+    with scope(session_id="late"):
+        ids, rome, _ = await recorder.record_exchange(second_request, "Rome.", second)
+        ids_first, again, call = await recorder.record_exchange(first_request, "Paris.", first)
+        third = [*second_request, ("assistant", "Rome."), ("user", "Bye.")]
+        await recorder.record_exchange(third, "Bye!", {"model": "m", "started": utc_now()})
+    assert rome is not None
+    assert again is None
+    assert ids_first == ids[:2]
+    assert (call.request_message_id, call.response_message_id) == (ids[1], ids[2])
+    await recorder.flush()
+    messages = await any_store.get_session_messages(id_for_key("late"))
+    assert [m.content.text for m in messages] == [
+        "Be brief.", "Capital?", "Paris.", "And Italy?", "Rome.", "Bye.", "Bye!"
+    ]  # fmt: skip
+
+
+async def test_a_new_call_repeating_the_opening_is_stored_as_new(
+    recorder: Recorder, any_store: PersistenceStore
+) -> None:
+    """Without an id of its own, a call whose exchange matches the opening is a new call."""
+    opening: list[tuple[str, str]] = [("system", "Be brief."), ("user", "Hi")]
+    fields: CallFields = {"model": "m", "started": utc_now()}
+    with scope(session_id="again"):
+        await recorder.record_exchange(opening, "Hello!", fields)
+        await recorder.record_exchange([*opening, ("assistant", "Hello!"), ("user", "Hi")],
+                                       "Hello!", fields)  # fmt: skip
+        _, reply, _ = await recorder.record_exchange(opening, "Hello!", fields)
+    assert reply is not None
+    await recorder.flush()
+    assert await any_store.count_session_messages(id_for_key("again")) == 8
+
+
 async def test_a_cancellation_lost_on_the_way_still_ends_the_shipper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

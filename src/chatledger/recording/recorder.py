@@ -886,10 +886,14 @@ class Recorder:
             linked: CallFields = {**fields}
             stored: list[int] = []
             if answer is not None and prints and fields.get("call_id") is not None:
-                # The very call again (a span exported twice): its reply is stored too. Only
-                # a call that carries its own id can be the same call; any other reply is new.
-                stored = _stored_prefix(state.fingerprints, [*prints, fingerprint(*answer[0])])
-                if len(stored) == len(prints) + 1:
+                # The very call again (a span exported twice), or a call logged after the next
+                # one, whose request resent this call's reply: its reply is stored too. Only a
+                # call that carries its own id can be a call seen before; any other reply is new.
+                exchanged = [*prints, fingerprint(*answer[0])]
+                stored = _stored_prefix(state.fingerprints, exchanged)
+                if len(stored) < len(exchanged):
+                    stored = _stored_opening(state.fingerprints, exchanged)
+                if len(stored) == len(exchanged):
                     answer = None
                     linked["response_message_id"] = state.id_at(stored.pop())
                 else:
@@ -1248,6 +1252,17 @@ def _stored_prefix(known: Sequence[int], sent: Sequence[int]) -> list[int]:
             positions.append(k)
         else:
             return positions[::-1]
+    return []
+
+
+def _stored_opening(known: Sequence[int], sent: Sequence[int]) -> list[int]:
+    """The positions of ``sent`` when the stored conversation opens with it, else empty.
+
+    A call that frameworks log late (LiteLLM logs in worker threads) comes after the
+    next call, whose request resent the whole history with this call's reply in it.
+    """
+    if len(sent) <= len(known) and list(known[: len(sent)]) == list(sent):
+        return list(range(len(sent)))
     return []
 
 
