@@ -23,6 +23,16 @@ def spool_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     return path
 
 
+@pytest.fixture(autouse=True)
+def secret_key_file(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """chatledger's own key (made when no CHATLEDGER_SECRET_KEY is set) goes to a test's file."""
+    path = tmp_path_factory.mktemp("secrets") / "secret.key"
+    monkeypatch.setenv("CHATLEDGER_SECRET_KEY_FILE", str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL database this module has to itself."""

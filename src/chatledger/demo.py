@@ -547,7 +547,7 @@ async def run_demo(url: str) -> int:
             .build_async()
         )
         _out(f"chatledger demo, run {run}: an offline agent, recorded in")
-        _out(f"  {url}")
+        _out(f"  {redact(url)}")
         _out("No model is called: a ScriptedProvider answers; the plugin records it all.")
         try:
             for number, topic in enumerate(TOPICS, start=1):

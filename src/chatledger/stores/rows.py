@@ -33,6 +33,13 @@ from chatledger.stores.dialect import Dialect
 from chatledger.stores.encoding import ensure_storable_text, storable_json
 from chatledger.stores.queries import API_CALL_COLUMNS, TOTALS_WIDTH
 from chatledger.stores.schema import AGENT, PROVIDER, SESSION
+from chatledger.stores.secret_box import (
+    SecretBox,
+    configured_box,
+    is_encrypted,
+    open_api_key,
+    seal_api_key,
+)
 from chatledger.stores.statistics import UsageTotals, build_statistics
 
 __all__ = ["RowCodec"]
@@ -416,12 +423,20 @@ class RowCodec:
 
     # --- providers and agents ------------------------------------------------------------
 
+    #: The keys API keys are encrypted with; None reads ``CHATLEDGER_SECRET_KEY`` at each use.
+    secret_box: SecretBox | None = None
+
+    def _secrets(self) -> SecretBox | None:
+        return self.secret_box if self.secret_box is not None else configured_box()
+
     def provider(self, provider: Provider) -> tuple[Any, ...]:
-        """A provider's parameters in ``entity_provider`` column order."""
+        """A provider's parameters in ``entity_provider`` column order, its API key encrypted."""
         secret = provider.api_key.get_secret_value()
         for name in ("provider_name", "provider_type", "api_base"):
             ensure_storable_text(getattr(provider, name), name)
         ensure_storable_text(secret, "api_key")
+        if secret:  # an empty key hides nothing, and needs no key configured
+            secret = seal_api_key(secret, self.secret_box)
         u, t = self.uuid, self.time
         return (
             u(provider.id),
@@ -436,11 +451,18 @@ class RowCodec:
         )
 
     def providers(self, rows: Sequence[Row]) -> list[Provider]:
-        """Providers from ``entity_provider`` rows."""
+        """Providers from ``entity_provider`` rows, API keys decrypted (plain ones kept as read)."""
         decode_time = self.dialect.decode_time
         found = []
         for row in rows:
             data = dict(zip(_PROVIDER_COLUMNS, row, strict=True))
+            if is_encrypted(data["api_key"]):
+                data["api_key"] = open_api_key(
+                    data["api_key"],
+                    self._secrets(),
+                    name=data["provider_name"],
+                    provider_id=data["id"],
+                )
             data["enabled"] = bool(data["enabled"])
             data["create_time"] = decode_time(data["create_time"])
             data["update_time"] = decode_time(data["update_time"])
