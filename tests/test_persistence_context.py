@@ -124,3 +124,32 @@ async def test_from_session_lets_another_agent_continue_a_session(
         session_id=created.session_id,
     )  # fmt: skip
     assert (await handoff.save_user_message("over to you")).agent_id == other_agent
+
+
+async def test_from_session_treats_another_tenant_s_session_as_missing(
+    any_store: PersistenceStore,
+) -> None:
+    """Tenant A continuing B's session gets NotFoundError: B's history is not read, nor written."""
+    user, agent, tenant_a, tenant_b = uuid7(), uuid7(), uuid7(), uuid7()
+    theirs = await PersistenceContext.create(any_store, user, tenant_b, agent)
+    await theirs.save_user_message("B's private question")
+    for ids in (
+        {"user_id": user, "agent_id": agent, "tenant_id": tenant_a},  # B's own user and agent
+        {"user_id": uuid7(), "agent_id": uuid7(), "tenant_id": tenant_a},
+    ):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            await PersistenceContext.from_session(any_store, session_id=theirs.session_id, **ids)
+        with pytest.raises(NotFoundError, match="does not exist"):  # MoFA's order too
+            await PersistenceContext.from_session(
+                any_store, ids["user_id"], ids["agent_id"], ids["tenant_id"], theirs.session_id
+            )
+    assert await any_store.count_session_messages(theirs.session_id) == 1
+    # Through tenant A's view of the store, B's session is just as missing.
+    with pytest.raises(NotFoundError, match="does not exist"):
+        await PersistenceContext.from_session(
+            any_store.for_tenant(tenant_a), user, agent, tenant_a, theirs.session_id
+        )
+    continued = await PersistenceContext.from_session(
+        any_store.for_tenant(tenant_b), user, agent, tenant_b, theirs.session_id
+    )
+    assert [m.content.text for m in await continued.get_history()] == ["B's private question"]

@@ -39,6 +39,7 @@ from chatledger.recording.spool import SpoolDirectory
 from chatledger.stores.base import PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from chatledger.stores.sqlite import SqliteStore
+from chatledger.testing import make_api_call, make_session
 
 # --- scope ---------------------------------------------------------------------------------
 
@@ -787,3 +788,31 @@ async def test_a_cancellation_lost_on_the_way_still_ends_the_shipper(
     assert await asyncio.wrap_future(ended)
     await recorder.close()
     await store.close()
+
+
+async def test_a_recorder_with_a_retention_prunes_what_is_older(
+    any_store: PersistenceStore,
+) -> None:
+    """``retention="30d"``: calls and sessions older than that go; new records stay."""
+    old = make_session(create_time=utc_now() - timedelta(days=40))
+    await any_store.create_session(old)
+    await any_store.save_api_call(make_api_call(old, create_time=old.create_time))
+    recorder = Recorder(any_store, retention="30d")
+    with scope(session_id="fresh"):
+        await recorder.record_exchange(
+            [("user", "Hi")], "Hello!", {"model": "m", "started": utc_now()}
+        )
+    for _ in range(100):  # the first pruning runs at once, in the background
+        if await any_store.get_session(old.id) is None:
+            break
+        await asyncio.sleep(0.02)
+    await recorder.close()
+    assert await any_store.get_session(old.id) is None
+    assert await any_store.count_records("api_calls", QueryFilter()) == 1
+    assert await any_store.count_session_messages(id_for_key("fresh")) == 2
+
+
+def test_a_retention_that_is_not_a_duration_fails_before_recording() -> None:
+    """A bad setting raises ValueError at once, naming the forms it takes."""
+    with pytest.raises(ValueError, match="90d"):
+        Recorder(InMemoryStore(), retention="ninety days")

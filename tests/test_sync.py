@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chatledger import LLMMessage, QueryFilter, StoreConnectionError, sync
+from chatledger import ConstraintError, LLMMessage, QueryFilter, StoreConnectionError, sync
+from chatledger.ids import uuid7
 from chatledger.testing import make_api_call, make_message, make_session
 
 
@@ -105,3 +106,29 @@ def test_ingest_records_has_a_blocking_twin(tmp_path: Path, backend: str) -> Non
         assert store.count_records("api_calls", QueryFilter()) == 2
         store.ingest_records(calls=[make_api_call(session)])
         assert store.count_records("api_calls", QueryFilter()) == 3
+
+
+def test_for_tenant_gives_a_blocking_view_on_the_same_loop() -> None:
+    """SyncStore.for_tenant: a blocking tenant view; closing it leaves the store and loop open."""
+    store = sync.connect("memory://")
+    try:
+        tenant, other = uuid7(), uuid7()
+        mine, theirs = make_session(tenant_id=tenant), make_session(tenant_id=other)
+        store.create_session(theirs)
+        view = store.for_tenant(tenant)
+        assert isinstance(view, sync.SyncStore)
+        assert view.loop is store.loop
+        view.create_session(mine)
+        assert view.get_session(theirs.id) is None
+        assert [s.id for s in view.list_sessions(QueryFilter())] == [mine.id]
+        with pytest.raises(ConstraintError):
+            view.create_session(make_session(tenant_id=other))
+        assert next(iter(view.export_records("sessions", QueryFilter())))[0]["id"] == str(mine.id)
+        view.close()
+        view.close()
+        with pytest.raises(StoreConnectionError):
+            view.get_session(mine.id)
+        assert store.get_session(mine.id) == mine  # the store and its loop go on
+    finally:
+        store.close()
+    assert not view.is_connected

@@ -767,3 +767,48 @@ class AgentConfig(_Entity):
 
     provider: Provider
     agent: Agent
+
+
+# --- erasure (issue 14) ---------------------------------------------------------------------
+
+
+class ErasureReport(_Entity):
+    """What erasing one user's or one tenant's records did, or would do in a dry run.
+
+    Exactly one of ``user_id`` and ``tenant_id`` names whose records were
+    erased. Counted in the one transaction that erased them: sessions and
+    messages deleted, API calls kept for the ledger but anonymised (user,
+    session and message ids set to the nil UUID, error message and provider
+    response id cleared; tokens, cost, model, times, status and tenant
+    unchanged), and for a tenant its providers and agents deleted. A dry run
+    counts what erasing would touch and changes nothing.
+    """
+
+    user_id: uuid.UUID | None = None
+    tenant_id: uuid.UUID | None = None
+    dry_run: bool = False
+    sessions_deleted: int = 0
+    messages_deleted: int = 0
+    api_calls_anonymised: int = 0
+    providers_deleted: int = 0
+    agents_deleted: int = 0
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Self:
+        if (self.user_id is None) == (self.tenant_id is None):
+            raise ValueError("an erasure report names either a user_id or a tenant_id")
+        return self
+
+    @property
+    def records_touched(self) -> int:
+        """Every record the erasure deleted or anonymised (0: there was nothing to erase)."""
+        return (
+            self.sessions_deleted
+            + self.messages_deleted
+            + self.api_calls_anonymised
+            + self.providers_deleted
+            + self.agents_deleted
+        )
+
+
+__all__ += ["ErasureReport"]

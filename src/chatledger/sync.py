@@ -14,6 +14,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -71,10 +72,16 @@ class SyncStore:
     ``store.get_statistics(QueryFilter())`` returns ``UsageStatistics``.
     """
 
-    def __init__(self, store: PersistenceStore, runner: _LoopThread) -> None:
-        """Wrap ``store``, which must have been opened on ``runner``'s loop."""
+    def __init__(
+        self, store: PersistenceStore, runner: _LoopThread, *, owns_loop: bool = True
+    ) -> None:
+        """Wrap ``store``, which must have been opened on ``runner``'s loop.
+
+        ``owns_loop=False`` (a tenant's view) leaves the loop running on ``close()``.
+        """
         self._store = store
         self._runner = runner
+        self._owns_loop = owns_loop
 
     @property
     def store(self) -> PersistenceStore:
@@ -95,6 +102,13 @@ class SyncStore:
     def is_connected(self) -> bool:
         """True until ``close()`` has been called."""
         return self._store.is_connected
+
+    def for_tenant(self, tenant_id: uuid.UUID | str) -> SyncStore:
+        """Blocking twin of ``for_tenant``: this store seen by one tenant, on the same loop.
+
+        Closing the view leaves this store (and its loop) open.
+        """
+        return SyncStore(self._store.for_tenant(tenant_id), self._runner, owns_loop=False)
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._store, name)
@@ -136,8 +150,14 @@ class SyncStore:
                 runner.run(finish())
 
     def close(self) -> None:
-        """Close the store, then stop the background loop; safe to call twice."""
+        """Close the store, then stop the background loop; safe to call twice.
+
+        A tenant's view closes the view only: the loop is its store's.
+        """
         if self._runner.loop.is_closed():
+            return
+        if not self._owns_loop:
+            self._runner.run(self._store.close())
             return
         try:
             self._runner.run(self._store.close())

@@ -1,7 +1,8 @@
 """The ``chatledger`` command: inspect, analyse and export what agents did.
 
 ``chatledger sessions``, ``show``, ``stats``, ``calls``, ``export``, ``prune``,
-``db upgrade`` / ``db status``, ``spool status`` / ``retry`` / ``drop``,
+``erase``, ``db upgrade`` / ``status`` / ``rebuild-rollups`` / ``enable-rls`` /
+``disable-rls``, ``spool status`` / ``retry`` / ``drop``,
 ``import agents-sqlite`` / ``langchain-sql``, ``ui`` and ``demo``, on the database ``--db URL``
 names (else ``$CHATLEDGER_DATABASE_URL``, else ``sqlite:///./chatledger.db``).
 A mistake the user can fix — a bad URL, a server that does not answer, a

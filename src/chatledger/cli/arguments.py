@@ -17,6 +17,7 @@ from importlib import metadata
 from typing import Any
 
 from chatledger.entities import ApiCallStatus, QueryFilter
+from chatledger.recording.retention import parse_duration
 from chatledger.stores.base import GROUP_BY_KEYS, RecordKind
 
 __all__ = [
@@ -95,6 +96,14 @@ def _status(text: str) -> ApiCallStatus:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a status; choose from {choices}"
         ) from None
+
+
+def _kept_since(text: str) -> datetime:
+    """The cutoff ``prune --keep DURATION`` means: that long before now."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -302,6 +311,35 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     _common(rebuild)
+    # -- row-level security (PostgreSQL): tenants kept apart by the database -----------------
+    for action, summary, description in (
+        (
+            "enable-rls",
+            "keep tenants apart in PostgreSQL: row-level security on chatledger's tables",
+            "Put chatledger's tables under PostgreSQL row-level security: a role that does "
+            "not own them then sees and writes only the rows of the tenant its "
+            "chatledger.tenant_id setting names, and no row without one. The tables' owner "
+            "(chatledger's own store) is not bound. Safe to run again. PostgreSQL only; "
+            "run it as the tables' owner.",
+        ),
+        (
+            "disable-rls",
+            "take chatledger's tables off PostgreSQL row-level security",
+            "Drop the policies 'db enable-rls' made: every role with rights on the tables "
+            "sees every tenant's rows again. Safe to run again. PostgreSQL only.",
+        ),
+    ):
+        rls = db_commands.add_parser(
+            action,
+            help=summary,
+            description=description,
+            epilog=_examples(
+                f"chatledger db {action} --db postgresql://owner@db/app",
+                f"chatledger db {action} --json",
+            ),
+            formatter_class=_Formatter,
+        )
+        _common(rls)
 
     sessions = command(
         "sessions",
@@ -391,14 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
         "prune",
         "delete API calls made before a time and sessions inactive since then",
         "chatledger prune --before 90d --dry-run",
+        "chatledger prune --keep 90d --yes",
         "chatledger prune --before 2026-01-01 --only calls --yes",
     )
-    prune.add_argument(
+    cutoff = prune.add_mutually_exclusive_group(required=True)
+    cutoff.add_argument(
         "--before",
         type=parse_time,
-        required=True,
         metavar="WHEN",
         help="the cutoff: 90d, 2026-01-01",
+    )
+    cutoff.add_argument(
+        "--keep",
+        dest="before",
+        type=_kept_since,
+        metavar="DURATION",
+        help="keep this much history and prune the rest: 90d, 12h, 2w (the same as "
+        "--before 90d; see docs/erasure.md to prune on a schedule)",
     )
     prune.add_argument(
         "--only",
@@ -408,6 +455,33 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
     prune.add_argument("--yes", action="store_true", help="delete without asking")
     _common(prune)
+
+    erase = command(
+        "erase",
+        "erase a user's or a tenant's sessions and messages; their API calls stay, anonymised",
+        "chatledger erase --user 0192f1c2-7a4e-7c33-9d1e-4b2a8c3d5e6f",
+        "chatledger erase --user 0192f1c2-7a4e-7c33-9d1e-4b2a8c3d5e6f --yes",
+        "chatledger erase --tenant 0192f1c2-7a4e-7c33-9d1e-4b2a8c3d5e6f --yes --json",
+    )
+    erase.description = (
+        "Erase a user (every session of theirs with its messages, and their messages in "
+        "other sessions) or a tenant (every session and message of it, its providers and "
+        "agents), in one transaction. API calls stay in the ledger, anonymised: no user, "
+        "session or message ids, no error text; tokens, cost, model, agent and tenant "
+        "kept, so usage totals still add up. Without --yes it only counts what would go."
+    )
+    whose = erase.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--user", type=_uuid, metavar="UUID", help="the user to erase")
+    whose.add_argument(
+        "--tenant",
+        type=_uuid,
+        metavar="UUID",
+        help="the tenant to erase: all of its users' records, its providers and agents",
+    )
+    erase.add_argument(
+        "--yes", action="store_true", help="erase; without it, only say what would be erased"
+    )
+    _common(erase)
 
     _spool_commands(command)
     _import_commands(command)

@@ -39,7 +39,13 @@ from chatledger.cli.render import (
     statistics_table,
     when,
 )
-from chatledger.entities import ApiCallStatus, LLMApiCall, MessageRole, QueryFilter
+from chatledger.entities import (
+    ApiCallStatus,
+    ErasureReport,
+    LLMApiCall,
+    MessageRole,
+    QueryFilter,
+)
 from chatledger.ids import NIL_UUID
 from chatledger.stores import PersistenceStore, connect
 from chatledger.stores.base import RECORD_KINDS
@@ -588,3 +594,99 @@ COMMANDS: dict[str, Command] = {
     "ui": ui,
 }
 """Each command's function, by the words that name it."""
+
+
+# --- erasure -------------------------------------------------------------------------------
+
+
+def _erasure_summary(report: ErasureReport) -> str:
+    """What an erasure deleted and anonymised, in words."""
+    deleted = [
+        _plural(report.sessions_deleted, "session"),
+        _plural(report.messages_deleted, "message"),
+    ]
+    if report.tenant_id is not None:
+        deleted += [
+            _plural(report.providers_deleted, "provider"),
+            _plural(report.agents_deleted, "agent"),
+        ]
+    return (
+        f"{', '.join(deleted[:-1])} and {deleted[-1]} deleted; "
+        f"{_plural(report.api_calls_anonymised, 'API call')} anonymised (tokens and cost kept)"
+    )
+
+
+async def erase(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Erase a user or a tenant with --yes; without it, count what would be erased."""
+    async with _open(args) as store:
+        if args.user is not None:
+            subject = f"user {args.user}"
+            report = await store.erase_user(args.user, dry_run=not args.yes)
+        else:
+            subject = f"tenant {args.tenant}"
+            report = await store.erase_tenant(args.tenant, dry_run=not args.yes)
+    if args.json:
+        terminal.json({"database": redact(database_url(args.db)), **report.model_dump(mode="json")})
+    elif report.records_touched == 0:
+        terminal.show(f"nothing to erase: no record of {subject}")
+    elif report.dry_run:
+        terminal.show(f"erasing {subject} would leave {_erasure_summary(report)}")
+        terminal.note("nothing changed: pass --yes to erase")
+    else:
+        terminal.show(f"erased {subject}: {_erasure_summary(report)}")
+    return 0
+
+
+COMMANDS["erase"] = erase
+
+
+# --- row-level security (PostgreSQL) ------------------------------------------------------
+
+
+async def db_enable_rls(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Put the tenant tables under PostgreSQL row-level security; say which tables."""
+    return await _row_level_security(args, terminal, enable=True)
+
+
+async def db_disable_rls(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Take the tenant tables off PostgreSQL row-level security; say which tables."""
+    return await _row_level_security(args, terminal, enable=False)
+
+
+async def _row_level_security(args: argparse.Namespace, terminal: Terminal, *, enable: bool) -> int:
+    """Enable or disable row-level security on a PostgreSQL database; refuse other backends."""
+    from chatledger.stores import backend_of
+    from chatledger.stores.postgres import PostgresStore
+
+    url = database_url(args.db)
+    backend = backend_of(url)
+    if backend != "postgresql":
+        raise CommandError(
+            f"row-level security is PostgreSQL's, and {redact(url)} is a {backend} database; "
+            "keep tenants apart there with store.for_tenant(tenant_id)"
+        )
+    async with _open(args) as store:
+        if not isinstance(store, PostgresStore):  # pragma: no cover  (the URL said PostgreSQL)
+            raise CommandError(f"{redact(url)} did not open as a PostgreSQL database")
+        if enable:
+            tables = await store.enable_row_level_security()
+        else:
+            tables = await store.disable_row_level_security()
+    if args.json:
+        terminal.json({"database": redact(url), "row_level_security": enable, "tables": tables})
+    elif enable:
+        terminal.show(
+            f"row-level security on {_plural(len(tables), 'table')} of {redact(url)}: a role "
+            f"that does not own them sees only the tenant its "
+            f"{PostgresStore.ROW_LEVEL_SECURITY_SETTING} setting names, and no row without one"
+        )
+    else:
+        terminal.show(
+            f"row-level security off {_plural(len(tables), 'table')} of {redact(url)}: "
+            "every role with rights on them sees every tenant's rows"
+        )
+    return 0
+
+
+COMMANDS["db enable-rls"] = db_enable_rls
+COMMANDS["db disable-rls"] = db_disable_rls

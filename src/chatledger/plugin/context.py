@@ -95,15 +95,21 @@ class PersistenceContext:
 
         Positionally the ids come in MoFA's order for ``from_session``: user,
         agent, tenant, session (not :meth:`create`'s). Ids that match the
-        session's own only in another order raise ``ValueError``; other ids
-        (say, another agent taking over the session) are taken as given.
+        session's own only in another order raise ``ValueError``; a session of
+        another tenant raises ``NotFoundError``, as an unknown one does; other
+        ids (say, another agent taking over the session) are taken as given.
         """
         session = await store.get_session(session_id)
+        missing = NotFoundError(
+            f"session {session_id} does not exist; PersistenceContext.create() starts one"
+        )
         if session is None:
-            raise NotFoundError(
-                f"session {session_id} does not exist; PersistenceContext.create() starts one"
-            )
+            raise missing
         _refuse_swapped_ids(session, user_id, agent_id, tenant_id)
+        # Another tenant's session is missing to this one (SPEC §9): reading its history, or
+        # writing into it, would cross tenants. A MoFA-made session has no tenant to cross.
+        if session.tenant_id not in (tenant_id, NIL_UUID):
+            raise missing
         recent = await store.get_recent_messages(session_id, 1)
         last = recent[-1].id if recent else None
         return cls(store, user_id, tenant_id, agent_id, session_id, last)

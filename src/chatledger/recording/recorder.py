@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, Required, Self, TypedDict, TypeVar, Unpack
@@ -47,6 +47,7 @@ from chatledger.entities import (
 from chatledger.ids import NIL_UUID as NIL
 from chatledger.ids import uuid7
 from chatledger.pricing import PricingRegistry
+from chatledger.recording.retention import Retention
 from chatledger.recording.scope import Scope, current_scope, id_for_key
 from chatledger.recording.shipper import BATCH_SIZE, ShipCounters, Shipper
 from chatledger.recording.spool import (
@@ -244,8 +245,13 @@ class Recorder:
         provider: str = "openai",
         close_timeout: float = CLOSE_TIMEOUT,
         batch_size: int = BATCH_SIZE,
+        retention: timedelta | str | None = None,
     ) -> None:
-        """Start recording into ``store``; what earlier processes left spooled ships first."""
+        """Start recording into ``store``; what earlier processes left spooled ships first.
+
+        ``retention`` (``"90d"``, or a timedelta) prunes calls and sessions older
+        than that from the store every so often while the recorder runs.
+        """
         if not isinstance(store, SyncStore) and not hasattr(store, "ingest_records"):
             raise TypeError(
                 f"Recorder needs a chatledger store (chatledger.connect or chatledger.sync."
@@ -267,6 +273,8 @@ class Recorder:
             except RuntimeError:  # built outside a loop: shipping gets a loop of its own
                 self._own_thread = _LoopThread()
                 self._home = self._own_thread.loop
+        # Built before anything starts, so that a retention that is not a duration fails first.
+        self._retention = None if retention is None else Retention(self._store, retention)
         self._defaults = Scope(
             tenant_id=None if tenant_id is None else id_for_key(tenant_id),
             user_id=None if user_id is None else id_for_key(user_id),
@@ -301,6 +309,11 @@ class Recorder:
         self._wake = asyncio.Event()
         self._wake_pending = False
         self._task = asyncio.run_coroutine_threadsafe(self._run(), self._home)
+        self._retention_task = (
+            None
+            if self._retention is None
+            else asyncio.run_coroutine_threadsafe(self._retention.run(), self._home)
+        )
         _live_recorders.add(self)
         _install_sigterm()
 
@@ -1098,6 +1111,8 @@ class Recorder:
         async with self._ship_lock:
             await self._finish_unlocked(deadline)
         self._task.cancel()
+        if self._retention_task is not None:
+            self._retention_task.cancel()
 
     async def _finish_unlocked(self, deadline: float | None = None) -> None:
         """Ship what waits until the spool is empty or ``deadline`` (monotonic) passes."""

@@ -14,6 +14,7 @@ from chatledger.entities import (
     CallPage,
     CallSort,
     ChatSession,
+    ErasureReport,
     LLMApiCall,
     LLMMessage,
     Provider,
@@ -46,6 +47,7 @@ __all__ = [
     "check_breakdown_limit",
     "check_chunk_size",
     "check_cutoff",
+    "check_erased_user",
     "check_record_query",
     "first_of_each_id",
 ]
@@ -141,6 +143,16 @@ def check_chunk_size(chunk_size: int) -> int:
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size!r}")
     return chunk_size
+
+
+def check_erased_user(user_id: uuid.UUID) -> uuid.UUID:
+    """Refuse to erase the nil user: it is no one, and where every erased user's calls go."""
+    if user_id.int == 0:
+        raise ValueError(
+            "the nil user is not a user to erase: it stands for calls without one, and "
+            "erased users' calls are kept under it; erase_tenant erases a whole tenant"
+        )
+    return user_id
 
 
 @runtime_checkable
@@ -425,6 +437,14 @@ class PersistenceStore(
         """True until ``close()`` has been called."""
         ...
 
+    def for_tenant(self, tenant_id: uuid.UUID | str) -> PersistenceStore:
+        """This store as one tenant sees it: its records only, other tenants' writes refused.
+
+        ``tenant_id`` is a UUID, or a key as ``chatledger.scope`` takes one. See
+        :mod:`chatledger.stores.tenancy`; closing the view leaves this store open.
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections and threads; safe to call twice."""
         ...
@@ -471,6 +491,35 @@ class PersistenceStore(
         An unknown kind, a filter on what only API calls have (status, model,
         error code, cost, latency) for sessions or messages, or
         ``chunk_size < 1`` raises ValueError on the first iteration.
+        """
+        ...
+
+    # -- erasure (issue 14) ------------------------------------------------------------
+
+    async def erase_user(self, user_id: uuid.UUID, *, dry_run: bool = False) -> ErasureReport:
+        """Delete a user's sessions and messages and anonymise their API calls, in one transaction.
+
+        Deleted: every session of the user with its messages, and every
+        message of theirs in other sessions (replies to one lose their
+        parent). Kept for the ledger, anonymised: each API call of the user
+        gets the nil UUID as its user, session, request and response message,
+        and loses its error message and provider response id; tokens, cost,
+        model, agent, tenant, status and times stay, so totals and rollups
+        add up as before. An unknown user gives a report of zeros; the nil
+        user (where anonymised calls go) raises ValueError. ``dry_run``
+        counts what would be erased and changes nothing.
+        """
+        ...
+
+    async def erase_tenant(self, tenant_id: uuid.UUID, *, dry_run: bool = False) -> ErasureReport:
+        """Erase every user of a tenant as ``erase_user`` does; delete its providers and agents.
+
+        Every session and message of the tenant is deleted, every API call of
+        the tenant anonymised as ``erase_user`` does; the calls keep
+        ``tenant_id``, the operator's key for what the tenant is billed. Its
+        providers (which hold API keys) and its agents (and any agent of
+        another tenant served by one of its providers) are deleted.
+        ``dry_run`` counts what would be erased and changes nothing. One transaction.
         """
         ...
 
@@ -540,3 +589,15 @@ class StoreLifecycle:
     ) -> None:
         """Close the store."""
         await self.close()
+
+    def for_tenant(self, tenant_id: uuid.UUID | str) -> PersistenceStore:
+        """This store as one tenant sees it: its records only, other tenants' writes refused.
+
+        ``tenant_id`` is a UUID, or a key as ``chatledger.scope`` takes one. See
+        :mod:`chatledger.stores.tenancy`; closing the view leaves this store open.
+        """
+        from chatledger.stores.tenancy import TenantStore  # tenancy builds on this module
+
+        # Every subclass is a whole PersistenceStore; this base alone does not say so.
+        store: Any = self
+        return TenantStore(store, tenant_id)

@@ -29,6 +29,7 @@ from chatledger.entities import (
     CallPage,
     CallSort,
     ChatSession,
+    ErasureReport,
     LLMApiCall,
     LLMMessage,
     Provider,
@@ -39,6 +40,7 @@ from chatledger.entities import (
     UsageStatistics,
 )
 from chatledger.errors import ConstraintError, NotFoundError
+from chatledger.ids import NIL_UUID
 from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
@@ -51,6 +53,7 @@ from chatledger.stores.base import (
     check_breakdown_limit,
     check_chunk_size,
     check_cutoff,
+    check_erased_user,
     check_record_query,
     first_of_each_id,
 )
@@ -781,6 +784,108 @@ class InMemoryStore(StoreLifecycle):
         if provider is None:
             return None
         return AgentConfig(provider=provider, agent=agent)
+
+    # -- erasure ---------------------------------------------------------------------
+
+    async def erase_user(self, user_id: uuid.UUID, *, dry_run: bool = False) -> ErasureReport:
+        """Delete a user's sessions and messages and anonymise their API calls, all at once."""
+        check_erased_user(user_id)
+        self._check_open()
+        counts = self._erase(
+            [s for s in self._sessions.values() if s.user_id == user_id],
+            [m for m in self._messages.values() if m.user_id == user_id],
+            [c for c in self._api_calls.values() if c.user_id == user_id],
+            dry_run=dry_run,
+        )
+        return ErasureReport(user_id=user_id, dry_run=dry_run, **counts)
+
+    async def erase_tenant(self, tenant_id: uuid.UUID, *, dry_run: bool = False) -> ErasureReport:
+        """Erase every user of a tenant as ``erase_user`` does; delete its providers and agents."""
+        self._check_open()
+        providers = [p for p in self._providers.values() if p.tenant_id == tenant_id]
+        theirs = {p.id for p in providers}
+        counts = self._erase(
+            [s for s in self._sessions.values() if s.tenant_id == tenant_id],
+            [m for m in self._messages.values() if m.tenant_id == tenant_id],
+            [c for c in self._api_calls.values() if c.tenant_id == tenant_id],
+            providers,
+            [
+                a
+                for a in self._agents.values()
+                if a.tenant_id == tenant_id or a.provider_id in theirs
+            ],
+            dry_run=dry_run,
+        )
+        return ErasureReport(tenant_id=tenant_id, dry_run=dry_run, **counts)
+
+    def _erase(
+        self,
+        sessions: Sequence[ChatSession],
+        messages: Sequence[LLMMessage],
+        calls: Sequence[LLMApiCall],
+        providers: Sequence[Provider] = (),
+        agents: Sequence[Agent] = (),
+        *,
+        dry_run: bool,
+    ) -> dict[str, int]:
+        """Delete the records given (sessions with their messages), anonymise ``calls``; count.
+
+        Returns the report's counts; a dry run only counts.
+        """
+        doomed = {session.id for session in sessions}
+        gone = {message.id: message for message in messages}
+        for session_id in doomed:
+            for message in self._session_messages.get(session_id, ()):
+                gone.setdefault(message.id, message)
+        counts = {
+            "sessions_deleted": len(doomed),
+            "messages_deleted": len(gone),
+            "api_calls_anonymised": len(calls),
+            "providers_deleted": len(providers),
+            "agents_deleted": len(agents),
+        }
+        if dry_run:
+            return counts
+        for session_id in doomed:
+            del self._sessions[session_id]
+            self._drop_session_messages(session_id)
+        strays = [m for m in gone.values() if m.chat_session_id not in doomed]
+        for message in strays:
+            ordered = self._session_messages[message.chat_session_id]
+            del ordered[bisect_left(ordered, _message_order(message), key=_message_order)]
+            if not ordered:
+                del self._session_messages[message.chat_session_id]
+        self._forget_messages(strays)
+        for call in calls:
+            of_session = self._session_calls[call.chat_session_id]
+            del of_session[call.id]
+            if not of_session:
+                del self._session_calls[call.chat_session_id]
+            # Replaced where it stands: sums over the calls keep their order.
+            kept = self._api_calls[call.id] = anonymised(call)
+            self._session_calls.setdefault(NIL_UUID, {})[call.id] = kept
+        for agent in agents:
+            del self._agents[agent.id]
+        for provider in providers:
+            del self._providers[provider.id]
+        return counts
+
+
+def anonymised(call: LLMApiCall) -> LLMApiCall:
+    """``call`` as erasure keeps it: no user, session, messages, error text or response id.
+
+    What the ledger adds up stays: tokens, cost, model, agent, tenant, status, times.
+    """
+    return call.model_copy(
+        update={
+            "user_id": NIL_UUID,
+            "chat_session_id": NIL_UUID,
+            "request_message_id": NIL_UUID,
+            "response_message_id": NIL_UUID,
+            "error_message": None,
+            "api_response_id": None,
+        }
+    )
 
 
 def _first(items: Iterable[_T], predicate: Callable[[_T], bool]) -> _T | None:

@@ -389,6 +389,8 @@ def _classify(pg: Any, exc: BaseException) -> Failure | None:
     for kind, failure in kinds:
         if isinstance(exc, kind):
             return failure
+    if isinstance(exc, errors.InsufficientPrivilegeError) and "row-level security" in str(exc):
+        return Failure.CONSTRAINT  # a write for another tenant, refused by the database itself
     if connection_lost(pg, exc):
         return Failure.LOST
     if isinstance(exc, OSError | asyncio.TimeoutError | TimeoutError):
@@ -440,3 +442,89 @@ class PostgresStore(ServerStore):
         except Exception as exc:  # noqa: BLE001  (mapped to chatledger's error below)
             raise map_error(pg, exc, address) from shown_cause(exc, address)
         return PostgresDatabase(pool, address)
+
+    # --- row-level security: each tenant's rows kept apart by PostgreSQL itself ---------
+
+    ROW_LEVEL_SECURITY_SETTING: ClassVar[str] = "chatledger.tenant_id"
+    """The setting naming the one tenant a role bound by row-level security sees."""
+    ROW_LEVEL_SECURITY_POLICY: ClassVar[str] = "chatledger_tenant_isolation"
+
+    @classmethod
+    def _tenant_rows(cls) -> list[tuple[str, str]]:
+        """Each table holding tenants' rows, with the condition a row of the set tenant meets.
+
+        No setting (or an empty one) is NULL: no row meets it. A setting that
+        is no UUID fails the statement rather than match anything.
+        """
+        from chatledger.stores.schema import (
+            AGENT,
+            API_CALL,
+            PROVIDER,
+            ROLLUP_DAILY,
+            ROLLUP_HISTOGRAM,
+            ROLLUP_HOURLY,
+            SESSION,
+        )
+
+        tenant = f"NULLIF(current_setting('{cls.ROW_LEVEL_SECURITY_SETTING}', true), '')::uuid"
+        by_column = f"tenant_id = {tenant}"
+        # Daily rows and histograms of every call, model, user or agent add up other
+        # tenants' calls too: only the tenant's own dimension is its.
+        by_dimension = f"dimension = 'tenant' AND dimension_value = ({tenant})::text"
+        tables = (SESSION, MESSAGE, API_CALL, PROVIDER, AGENT, ROLLUP_HOURLY)
+        return [
+            *((table.name, by_column) for table in tables),
+            *((table.name, by_dimension) for table in (ROLLUP_DAILY, ROLLUP_HISTOGRAM)),
+        ]
+
+    async def enable_row_level_security(self) -> list[str]:
+        """Keep tenants apart in the database: return the tables now under row-level security.
+
+        A role that does not own the tables then sees, inserts, updates and
+        deletes only the rows of the tenant its ``chatledger.tenant_id``
+        setting names (``SET chatledger.tenant_id = '…'``, or
+        ``server_settings={"chatledger.tenant_id": "…"}`` to
+        ``PostgresStore.connect``); without the setting it sees no row. Of
+        the usage rollups it sees its tenant's own rows only, so such a role
+        reads its statistics with its tenant in the filter and cannot record
+        API calls (their rollup rows add up every tenant's): record them as
+        the owner. The tables' owner (chatledger's own store, which migrates
+        and keeps the rollups), superusers and ``BYPASSRLS`` roles are not
+        bound: the policies are not forced on the owner. Safe to run again;
+        one transaction.
+        """
+        from chatledger.stores.sql import Write  # at run time: sql imports the dialects
+
+        self._check_open()
+        policy = self.ROW_LEVEL_SECURITY_POLICY
+        tables = self._tenant_rows()
+        statements: list[str] = []
+        for table, condition in tables:
+            statements += [
+                f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+                f"DROP POLICY IF EXISTS {policy} ON {table}",
+                f"CREATE POLICY {policy} ON {table} USING ({condition}) WITH CHECK ({condition})",
+            ]
+        await self._write(*(Write(sql) for sql in statements))
+        logger.info("row-level security enabled on %d tables", len(tables))
+        return [table for table, _ in tables]
+
+    async def disable_row_level_security(self) -> list[str]:
+        """Undo :meth:`enable_row_level_security`: every role sees every row again.
+
+        Return the tables it was taken off. Safe to run again; one transaction.
+        """
+        from chatledger.stores.sql import Write  # at run time: sql imports the dialects
+
+        self._check_open()
+        policy = self.ROW_LEVEL_SECURITY_POLICY
+        tables = [table for table, _ in self._tenant_rows()]
+        statements: list[str] = []
+        for table in tables:
+            statements += [
+                f"DROP POLICY IF EXISTS {policy} ON {table}",
+                f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",
+            ]
+        await self._write(*(Write(sql) for sql in statements))
+        logger.info("row-level security disabled on %d tables", len(tables))
+        return tables

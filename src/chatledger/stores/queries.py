@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chatledger.entities import ApiCallStatus, QueryFilter, SessionQuery
 from chatledger.stores.base import RecordKind
 from chatledger.stores.dialect import Dialect, TextProbe
 from chatledger.stores.paging import Cursor, SortSpec, like_pattern
-from chatledger.stores.rollups import RollupStatements, from_calls
+from chatledger.stores.rollups import RollupStatements, from_calls, user_change_statements
 from chatledger.stores.schema import (
     AGENT,
     API_CALL,
@@ -41,9 +41,12 @@ __all__ = [
     "RECORD_SOURCES",
     "SEARCH_PROBE_LIMIT",
     "TOTALS_WIDTH",
+    "ErasureStatements",
+    "Erasing",
     "Queries",
     "RecordSource",
     "call_page",
+    "erasure_statements",
     "filter_clause",
     "group_expressions",
     "percentile_statements",
@@ -701,4 +704,92 @@ def _histogram_percentiles(
         f"SELECT {selected}{value} AS v, COUNT(*) AS c FROM {API_CALL.name}{present} "
         f"GROUP BY {', '.join([*groups, value])}) histogram) running"
         f"{' GROUP BY ' + keys_out.rstrip(', ') if groups else ''}"
+    )
+
+
+# --- erasure (issue 14) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Erasing:
+    """One statement of an erasure: it binds the nil UUID ``nils`` times, then the erased id."""
+
+    sql: str
+    ids: int = 1
+    nils: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureStatements:
+    """What erasing one user's or one tenant's records runs, and what a dry run counts.
+
+    ``count_*`` read what the deletes and the update would touch, under the
+    same conditions. The writes run in this order, in one transaction:
+    ``delete_messages`` (the subject's own, and every one of its sessions,
+    those locked first as ``cleanup_session_messages`` does),
+    ``delete_sessions``, ``rollups`` (the calls moved to the nil user in the
+    rollups, before they change), ``anonymise_calls``, then for a tenant
+    ``delete_agents`` (its own, and those its providers serve) and
+    ``delete_providers``.
+    """
+
+    count_sessions: Erasing
+    count_messages: Erasing
+    count_calls: Erasing
+    delete_messages: Erasing
+    delete_sessions: Erasing
+    rollups: tuple[Erasing, ...]
+    anonymise_calls: Erasing
+    count_agents: Erasing | None = None
+    count_providers: Erasing | None = None
+    delete_agents: Erasing | None = None
+    delete_providers: Erasing | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def erasure_statements(dialect: Dialect, column: str) -> ErasureStatements:
+    """The statements erasing the records whose ``column`` (user_id or tenant_id) is one id."""
+    q = dialect.sql
+    own = f" WHERE {column} = ?"
+
+    def messages(lock: str) -> str:
+        return (
+            f"{own} OR chat_session_id IN (SELECT id FROM {SESSION.name} WHERE {column} = ?{lock})"
+        )
+
+    subtract, add, emptied = user_change_statements(dialect, f"{column} = ?")
+    statements = ErasureStatements(
+        count_sessions=Erasing(q(f"SELECT COUNT(*) FROM {SESSION.name}{own}")),
+        count_messages=Erasing(q(f"SELECT COUNT(*) FROM {MESSAGE.name}{messages('')}"), ids=2),
+        count_calls=Erasing(q(f"SELECT COUNT(*) FROM {API_CALL.name}{own}")),
+        delete_messages=Erasing(
+            q(f"DELETE FROM {MESSAGE.name}{messages(dialect.lock_rows)}"), ids=2
+        ),
+        delete_sessions=Erasing(q(f"DELETE FROM {SESSION.name}{own}")),
+        rollups=(
+            *(Erasing(sql) for sql in subtract),
+            *(Erasing(sql, nils=1) for sql in add),
+            *(Erasing(sql) for sql in emptied),
+        ),
+        anonymise_calls=Erasing(
+            q(
+                f"UPDATE {API_CALL.name} SET user_id = ?, chat_session_id = ?, "
+                "request_message_id = ?, response_message_id = ?, error_message = NULL, "
+                f"api_response_id = NULL{own}"
+            ),
+            nils=4,
+        ),
+    )
+    if column != "tenant_id":
+        return statements
+    served = (
+        " WHERE tenant_id = ? OR provider_id IN "
+        f"(SELECT id FROM {PROVIDER.name} WHERE tenant_id = ?)"
+    )
+    return replace(
+        statements,
+        count_agents=Erasing(q(f"SELECT COUNT(*) FROM {AGENT.name}{served}"), ids=2),
+        count_providers=Erasing(q(f"SELECT COUNT(*) FROM {PROVIDER.name}{own}")),
+        delete_agents=Erasing(q(f"DELETE FROM {AGENT.name}{served}"), ids=2),
+        delete_providers=Erasing(q(f"DELETE FROM {PROVIDER.name}{own}")),
     )

@@ -85,6 +85,7 @@ __all__ = [
     "rebuild_statements",
     "rollup_writes",
     "scan_only",
+    "user_change_statements",
 ]
 
 DAILY_DIMENSIONS = ("", "tenant", "user", "agent", "model")
@@ -686,3 +687,59 @@ def _grouped(
     grouped = [*groups, *more]
     group_by = f" GROUP BY {', '.join(grouped)}" if grouped else ""
     return dialect.sql(f"SELECT {selected}{', '.join(figures)} FROM {table.name}{where}{group_by}")
+
+
+# --- erasure: calls counted under another user -------------------------------------------
+
+
+def user_change_statements(
+    dialect: Dialect, condition: str
+) -> tuple[list[str], list[str], list[str]]:
+    """What giving the calls ``condition`` selects another user does to the rollups.
+
+    Erasure replaces an erased user's id on their calls; only the hourly
+    table and the daily table's user rows are keyed by user, so only they
+    change. Three lists of statements, all to run before the calls change:
+    one subtracting the calls from their users' rows (binding
+    ``condition``'s parameters; the calls read locked, as for a delete),
+    one adding them to the rows of the user bound first (then
+    ``condition``'s parameters), and one deleting the rows of the calls'
+    users left without a call, which would still name an erased user
+    (``condition``'s parameters).
+    """
+    user_type = dialect.column_type(next(c for c in API_CALL.columns if c.name == "user_id"))
+
+    def counted(user: str, sign: str) -> list[str]:
+        columns = ", ".join(f"{user} AS user_id" if c == "user_id" else c for c in _SOURCE_COLUMNS)
+        lock = dialect.lock_rows if sign == "-" else ""
+        source = f"(SELECT {columns} FROM {API_CALL.name} WHERE {condition}{lock}) c"
+        sums = ", ".join(_sum_expressions(dialect, sign))
+        hour = dialect.bucket_start("c.create_time", "hour")
+        day = dialect.bucket_start("c.create_time", "day")
+        hourly = (
+            f"INSERT INTO {ROLLUP_HOURLY.name} ({', '.join((*_HOURLY_KEYS, *_SUMS))}) "
+            f"SELECT {hour}, {dialect.uuid_key('c.tenant_id')}, {dialect.uuid_key('c.user_id')}, "
+            f"{dialect.uuid_key('c.agent_id')}, c.model_name, c.status, {sums} "
+            f"FROM {source} WHERE 1 = 1 GROUP BY 1, 2, 3, 4, 5, 6"
+            + dialect.accumulate(ROLLUP_HOURLY, _HOURLY_KEYS, _SUMS)
+        )
+        daily = (
+            f"INSERT INTO {ROLLUP_DAILY.name} ({', '.join((*_DAILY_KEYS, *_SUMS))}) "
+            f"SELECT 'user', {_dimension_value(dialect, 'user')}, c.status, {day}, {sums} "
+            f"FROM {source} WHERE 1 = 1 GROUP BY 2, 3, 4"
+            + dialect.accumulate(ROLLUP_DAILY, ROLLUP_DAILY.primary_key, _SUMS)
+        )
+        return [dialect.sql(hourly), dialect.sql(daily)]
+
+    users = f"FROM {API_CALL.name} WHERE {condition}"
+    emptied = [
+        f"DELETE FROM {ROLLUP_HOURLY.name} WHERE calls = 0 AND user_id IN "
+        f"(SELECT {dialect.uuid_key('user_id')} {users})",
+        f"DELETE FROM {ROLLUP_DAILY.name} WHERE dimension = 'user' AND calls = 0 AND "
+        f"dimension_value IN (SELECT {dialect.uuid_as_text('user_id')} {users})",
+    ]
+    return (
+        counted("user_id", "-"),
+        counted(f"CAST(? AS {user_type})", "+"),
+        [dialect.sql(statement) for statement in emptied],
+    )

@@ -25,6 +25,7 @@ from chatledger.entities import (
     CallPage,
     CallSort,
     ChatSession,
+    ErasureReport,
     LLMApiCall,
     LLMMessage,
     Provider,
@@ -35,6 +36,7 @@ from chatledger.entities import (
     UsageStatistics,
 )
 from chatledger.errors import ConstraintError, NotFoundError, PersistenceError, QueryError
+from chatledger.ids import NIL_UUID
 from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
@@ -47,6 +49,7 @@ from chatledger.stores.base import (
     check_breakdown_limit,
     check_chunk_size,
     check_cutoff,
+    check_erased_user,
     check_record_query,
 )
 from chatledger.stores.dialect import Dialect
@@ -63,8 +66,11 @@ from chatledger.stores.queries import (
     GROUP_COLUMNS,
     PERCENTILES,
     PERCENTS,
+    Erasing,
+    ErasureStatements,
     Queries,
     call_page,
+    erasure_statements,
     filter_clause,
     group_expressions,
     percentile_statements,
@@ -1164,3 +1170,69 @@ class SqlStore(StoreLifecycle):
     async def delete_agent(self, agent_id: uuid.UUID) -> bool:
         """Delete an agent; True when it existed."""
         return await self._delete(self._q.delete_agent, key=agent_id)
+
+    # --- erasure -----------------------------------------------------------------------
+
+    async def erase_user(self, user_id: uuid.UUID, *, dry_run: bool = False) -> ErasureReport:
+        """Delete a user's sessions and messages and anonymise their calls, in one transaction."""
+        statements = erasure_statements(self._dialect, "user_id")
+        counts = await self._erase(statements, check_erased_user(user_id), dry_run=dry_run)
+        return ErasureReport(user_id=user_id, dry_run=dry_run, **counts)
+
+    async def erase_tenant(self, tenant_id: uuid.UUID, *, dry_run: bool = False) -> ErasureReport:
+        """Erase every user of a tenant as ``erase_user`` does; delete its providers and agents."""
+        statements = erasure_statements(self._dialect, "tenant_id")
+        counts = await self._erase(statements, tenant_id, dry_run=dry_run)
+        return ErasureReport(tenant_id=tenant_id, dry_run=dry_run, **counts)
+
+    async def _erase(
+        self, statements: ErasureStatements, erased: uuid.UUID, *, dry_run: bool
+    ) -> dict[str, int]:
+        """Run an erasure's writes in one transaction (or its counts, on one snapshot).
+
+        On PostgreSQL the rollups are locked against other writers of calls
+        first, as a rebuild locks them: a call saved for the user meanwhile
+        must be counted, and anonymised, either entirely or not at all. The
+        deletes of sessions and messages come before that lock, so that call
+        writers wait only for the rollups' part.
+        """
+        self._check_open()
+        value, nil = self._u(erased), self._u(NIL_UUID)
+
+        def bound(erasing: Erasing) -> list[Any]:
+            return [nil] * erasing.nils + [value] * erasing.ids
+
+        counted = {
+            "sessions_deleted": (statements.count_sessions, statements.delete_sessions),
+            "messages_deleted": (statements.count_messages, statements.delete_messages),
+            "api_calls_anonymised": (statements.count_calls, statements.anonymise_calls),
+            "agents_deleted": (statements.count_agents, statements.delete_agents),
+            "providers_deleted": (statements.count_providers, statements.delete_providers),
+        }
+        if dry_run:
+            reads = {
+                name: Read(count.sql, bound(count))
+                for name, (count, _) in counted.items()
+                if count is not None
+            }
+            results = await self._db.read(list(reads.values()))
+            return {name: int(rows[0][0]) for name, rows in zip(reads, results, strict=True)}
+        lock = self._dialect.rollup_lock([table.name for table in ROLLUP_TABLES])
+        order = [
+            statements.delete_messages,
+            statements.delete_sessions,
+            *([] if lock is None else [Erasing(lock, ids=0)]),
+            *statements.rollups,
+            statements.anonymise_calls,
+            *(e for e in (statements.delete_agents, statements.delete_providers) if e is not None),
+        ]
+        counts = await self._write(*(Write(e.sql, bound(e)) for e in order))
+        report = {
+            name: counts[order.index(write)]
+            for name, (_, write) in counted.items()
+            if write is not None
+        }
+        logger.info(
+            "erased %s: %s", "a tenant" if statements.delete_providers else "a user", report
+        )
+        return report
