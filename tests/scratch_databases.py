@@ -37,6 +37,7 @@ SQL_BACKENDS = (
 
 # Children before parents, so deletes never trip a foreign key.
 TABLES = (
+    "chatledger_usage_sealed_period",
     "chatledger_usage_hourly",
     "chatledger_usage_daily",
     "chatledger_usage_histogram",

@@ -329,7 +329,8 @@ async def test_a_wrong_or_missing_key_is_named_never_shown(
     with pytest.raises(SerializationError, match=f"{SECRET_KEY_VARIABLE} does not hold") as wrong:
         await sql_store.get_provider(provider.id)
     monkeypatch.delenv(SECRET_KEY_VARIABLE)
-    with pytest.raises(SerializationError, match=f"neither {SECRET_KEY_VARIABLE} is set") as missing:
+    unset = f"neither {SECRET_KEY_VARIABLE} is set"
+    with pytest.raises(SerializationError, match=unset) as missing:
         await sql_store.list_providers(provider.tenant_id)
     with pytest.raises(SerializationError, match="no key to encrypt"):
         await reencrypt_api_keys(sql_store)

@@ -950,3 +950,35 @@ def test_a_preset_range_is_whole_hours_up_to_the_end_of_this_one(
     assert query.start_time == chosen.start == start
     on_the_hour = overview_range({"range": preset}, now=end)[1]
     assert on_the_hour.end == end  # an hour already whole is not pushed on
+
+
+async def test_the_server_seals_complete_months_and_survives_a_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While it serves, the dashboard seals complete periods; a store that fails is only logged."""
+    from chatledger.stores.sql import Read
+    from chatledger.stores.sqlite import SqliteStore
+    from chatledger.testing import make_api_call
+    from chatledger.ui.server import _keep_months_sealed
+
+    store = await SqliteStore.connect(f"sqlite:///{tmp_path}/sealed.db")
+    await store.save_api_call(make_api_call(create_time=utc_now() - timedelta(days=100)))
+    sealing = asyncio.create_task(_keep_months_sealed(store))
+    try:
+        for _ in range(100):
+            (rows,) = await store._db.read(
+                [Read("SELECT COUNT(*) FROM chatledger_usage_sealed_period")]
+            )
+            if rows[0][0]:
+                break
+            await asyncio.sleep(0.02)
+        assert rows[0][0] >= 2 + 12  # months and weeks from the call's to the last complete
+        assert await store.seal_periods() == 0
+    finally:
+        sealing.cancel()
+        await store.close()
+    broken = asyncio.create_task(_keep_months_sealed(store))  # closed: every call fails
+    await asyncio.sleep(0.05)
+    assert not broken.done()
+    broken.cancel()
+    assert "could not seal complete months and weeks" in caplog.text

@@ -287,6 +287,16 @@ class ApiCallStore(Protocol):
         """
         ...
 
+    async def seal_periods(self) -> int:
+        """Sum each complete month's and week's rollups into rows of their own; return how many.
+
+        Breakdowns over long ranges then read a row per month or week instead
+        of one per day. Every answer stays the same; a write into a sealed
+        period unseals it. The dashboard seals on start and hourly;
+        ``rebuild_rollups`` seals too. A store without rollups seals nothing (0).
+        """
+        ...
+
 
 @runtime_checkable
 class SessionStore(Protocol):

@@ -430,6 +430,11 @@ class InMemoryStore(StoreLifecycle):
             progress(1, 1)
         return len(self._api_calls)
 
+    async def seal_periods(self) -> int:
+        """Nothing to seal (statistics read the calls): 0."""
+        self._check_open()
+        return 0
+
     async def page_api_calls(
         self,
         query: QueryFilter,

@@ -456,6 +456,7 @@ class PostgresStore(ServerStore):
         No setting (or an empty one) is NULL: no row meets it. A setting that
         is no UUID fails the statement rather than match anything.
         """
+        from chatledger.stores.rollups import PERIODS
         from chatledger.stores.schema import (
             AGENT,
             API_CALL,
@@ -469,8 +470,10 @@ class PostgresStore(ServerStore):
         tenant = f"NULLIF(current_setting('{cls.ROW_LEVEL_SECURITY_SETTING}', true), '')::uuid"
         by_column = f"tenant_id = {tenant}"
         # Daily rows and histograms of every call, model, user or agent add up other
-        # tenants' calls too: only the tenant's own dimension is its.
-        by_dimension = f"dimension = 'tenant' AND dimension_value = ({tenant})::text"
+        # tenants' calls too: only the tenant's own dimension is its (its days' rows and
+        # its sealed periods').
+        sealed = ", ".join(f"'{period.prefix}tenant'" for period in PERIODS)
+        by_dimension = f"dimension IN ('tenant', {sealed}) AND dimension_value = ({tenant})::text"
         tables = (SESSION, MESSAGE, API_CALL, PROVIDER, AGENT, ROLLUP_HOURLY)
         return [
             *((table.name, by_column) for table in tables),

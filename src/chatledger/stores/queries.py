@@ -17,7 +17,14 @@ from chatledger.entities import ApiCallStatus, QueryFilter, SessionQuery
 from chatledger.stores.base import RecordKind
 from chatledger.stores.dialect import Dialect, TextProbe
 from chatledger.stores.paging import Cursor, SortSpec, like_pattern
-from chatledger.stores.rollups import RollupStatements, from_calls, user_change_statements
+from chatledger.stores.rollups import (
+    PERIODS,
+    RollupStatements,
+    from_calls,
+    seal_statements,
+    unseal_statements,
+    user_change_statements,
+)
 from chatledger.stores.schema import (
     AGENT,
     API_CALL,
@@ -27,6 +34,7 @@ from chatledger.stores.schema import (
     ROLLUP_HISTOGRAM,
     ROLLUP_HOURLY,
     SCHEMA_VERSION_TABLE,
+    SEALED_PERIOD,
     SESSION,
     TOKEN_SUBSET_COLUMNS,
     Table,
@@ -161,6 +169,12 @@ class Queries:
         # The rollups: what a write of calls adds, what a delete subtracts (before it runs,
         # from the same rows), and the rows a prune leaves with no call.
         self.rollups = RollupStatements.of(dialect)
+        self.unseal_period, self.unseal_all = unseal_statements(dialect)
+        self.sealed_periods = q(f"SELECT period, period_start FROM {SEALED_PERIOD.name}")
+        self.first_rollup_day = q(
+            f"SELECT MIN(day_start) FROM {ROLLUP_DAILY.name} WHERE dimension = ''"
+        )
+        self.seal_period = {period.name: seal_statements(dialect, period) for period in PERIODS}
         self.subtract_call = from_calls(dialect, "id = ?", sign="-")
         self.subtract_before = from_calls(dialect, "create_time < ?", sign="-")
         self.prune_rollups = [
@@ -767,6 +781,7 @@ def erasure_statements(dialect: Dialect, column: str) -> ErasureStatements:
         ),
         delete_sessions=Erasing(q(f"DELETE FROM {SESSION.name}{own}")),
         rollups=(
+            Erasing(unseal_statements(dialect)[1], ids=0),  # the periods of their calls change
             *(Erasing(sql) for sql in subtract),
             *(Erasing(sql, nils=1) for sql in add),
             *(Erasing(sql) for sql in emptied),

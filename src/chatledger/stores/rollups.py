@@ -38,6 +38,11 @@ histograms, with the hours around the whole days counted in from their
 calls. With a breakdown's ``limit``, the percentiles of the top groups only
 are read.
 
+Complete months and weeks are "sealed" (:meth:`seal_periods`, run by the
+dashboard and by ``rebuild_rollups``): their days' rows are summed into rows
+of their own, so that a long range reads a row per value and period instead
+of one per day; see "sealed periods" below for how they stay exact.
+
 Calls written or deleted around chatledger (plain SQL, MoFA) are not in the
 rollups until ``rebuild_rollups`` (``chatledger db rebuild-rollups``) runs.
 """
@@ -48,9 +53,9 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from chatledger.entities import LLMApiCall, QueryFilter
 from chatledger.stores.dialect import Dialect
@@ -62,6 +67,7 @@ from chatledger.stores.schema import (
     ROLLUP_HISTOGRAM,
     ROLLUP_HOURLY,
     ROLLUP_SUM_COLUMNS,
+    SEALED_PERIOD,
     Table,
 )
 from chatledger.stores.statistics import (
@@ -85,6 +91,16 @@ __all__ = [
     "rebuild_statements",
     "rollup_writes",
     "scan_only",
+    "PERIODS",
+    "SEAL_MARGIN",
+    "Period",
+    "PeriodName",
+    "Sealed",
+    "past_periods",
+    "seal_statements",
+    "sealable_periods",
+    "sealed_segments",
+    "unseal_statements",
     "user_change_statements",
 ]
 
@@ -376,15 +392,18 @@ def from_calls(dialect: Dialect, condition: str, *, sign: str = "+") -> list[str
         f"(SELECT {', '.join(_SOURCE_COLUMNS)} FROM {API_CALL.name} "
         f"WHERE {condition}{dialect.lock_rows if sign == '-' else ''}) c"
     )
+    # A period whose calls change is no longer sealed: its rows would miss the change.
+    unseal = [_unseal_where(dialect, condition)] if sign == "-" else []
     sums = ", ".join(_sum_expressions(dialect, sign))
     hour = dialect.bucket_start("c.create_time", "hour")
     day = dialect.bucket_start("c.create_time", "day")
     statements = [
+        *unseal,
         f"INSERT INTO {ROLLUP_HOURLY.name} ({', '.join((*_HOURLY_KEYS, *_SUMS))}) "
         f"SELECT {hour}, {dialect.uuid_key('c.tenant_id')}, {dialect.uuid_key('c.user_id')}, "
         f"{dialect.uuid_key('c.agent_id')}, c.model_name, c.status, {sums} "
         f"FROM {source} WHERE 1 = 1 GROUP BY 1, 2, 3, 4, 5, 6"
-        + dialect.accumulate(ROLLUP_HOURLY, _HOURLY_KEYS, _SUMS)
+        + dialect.accumulate(ROLLUP_HOURLY, _HOURLY_KEYS, _SUMS),
     ]
     for dimension in DAILY_DIMENSIONS:
         grouped = "3, 4" if dimension == "" else "2, 3, 4"
@@ -447,6 +466,176 @@ def rebuild_statements(dialect: Dialect, bounded: bool | None) -> list[str]:
     return [*deletes, *from_calls(dialect, within.format(column="create_time"))]
 
 
+# --- sealed periods ---------------------------------------------------------------------
+#
+# A complete month's, and a complete week's, daily rows are also summed into period rows,
+# in the same tables under the dimension "M:" or "W:" + the dimension and the period's
+# first day, and the period is then "sealed" (a row in SEALED_PERIOD). A long range reads
+# one row per value and month, then per week, then per day for what is left: at a million
+# calls over 90 days, a breakdown by user since the start reads 2 months, 4 weeks and
+# a few days of rows instead of 90 days of them. A sealed period's rows equal the sum of its
+# days' rows: every write that changes calls of a past period unseals it in its own
+# transaction (a batch with calls of an earlier week or month than the writer's, a delete
+# or a prune through from_calls, an erasure, a rebuild), and reads use the rows of sealed
+# periods only. Periods are sealed SEAL_MARGIN after their end, so that a writer whose
+# clock is behind still takes the period it writes into as past, and unseals it.
+
+
+PeriodName = Literal["month", "week"]
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A length of time whose rows may be sealed: months, or ISO weeks (from Monday)."""
+
+    name: PeriodName  # as SEALED_PERIOD and the dialects' bucket_start name it
+    prefix: str  # what its rows' dimension starts with
+
+    def start(self, moment: datetime) -> datetime:
+        """The UTC start of the period holding ``moment``."""
+        return truncate_to_bucket(moment.astimezone(UTC), self.name)
+
+    def after(self, start: datetime) -> datetime:
+        """The start of the next period (``start`` is one's start)."""
+        if self.name == "week":
+            return start + timedelta(days=7)
+        return (start + timedelta(days=32)).replace(day=1)
+
+
+PERIODS = (Period("month", "M:"), Period("week", "W:"))
+"""The periods sealed, longest first: a range takes its sealed months, then weeks."""
+SEAL_MARGIN = timedelta(days=2)
+"""How long after its end a period may be sealed."""
+
+Sealed = frozenset[tuple[PeriodName, datetime]]
+"""The sealed periods: (period name, start)."""
+
+
+def past_periods(calls: Sequence[LLMApiCall], now: datetime) -> list[tuple[PeriodName, datetime]]:
+    """The periods before ``now``'s that ``calls`` fall in: those a write must unseal."""
+    found = set()
+    for period in PERIODS:
+        current = period.start(now)
+        for call in calls:
+            start = period.start(call.create_time)
+            if start < current:
+                found.add((period.name, start))
+    return sorted(found)
+
+
+def unseal_statements(dialect: Dialect) -> tuple[str, str]:
+    """Statements unsealing one period (its name and start bound) and every period."""
+    return (
+        dialect.sql(f"DELETE FROM {SEALED_PERIOD.name} WHERE period = ? AND period_start = ?"),
+        dialect.sql(f"DELETE FROM {SEALED_PERIOD.name}"),
+    )
+
+
+def _unseal_where(dialect: Dialect, condition: str) -> str:
+    """A statement unsealing the periods of the calls ``condition`` selects (its parameters)."""
+    periods = " OR ".join(
+        f"(s.period = '{period.name}' AND "
+        f"s.period_start = {dialect.bucket_start('c.create_time', period.name)})"
+        for period in PERIODS
+    )
+    return (
+        f"DELETE FROM {SEALED_PERIOD.name} WHERE EXISTS (SELECT 1 FROM {API_CALL.name} c "
+        f"WHERE ({condition}) AND ({periods.replace('s.', SEALED_PERIOD.name + '.')}))"
+    )
+
+
+def sealable_periods(
+    first_day: datetime, sealed: Sealed, now: datetime
+) -> list[tuple[PeriodName, datetime]]:
+    """The periods from ``first_day``'s that ended ``SEAL_MARGIN`` before ``now``, not sealed."""
+    found = []
+    for period in PERIODS:
+        start = period.start(first_day)
+        while period.after(start) + SEAL_MARGIN <= now:
+            if (period.name, start) not in sealed:
+                found.append((period.name, start))
+            start = period.after(start)
+    return found
+
+
+def seal_statements(dialect: Dialect, period: Period) -> list[tuple[str, int]]:
+    """What sealing one ``period`` runs, in one transaction: (statement, how its bounds bind).
+
+    Binding 1: the period's start; 3: the start, then the range of its days
+    (start, the next period's start). Its old rows go first (a period
+    unsealed since keeps them), then its days are summed, then it is marked
+    sealed.
+    """
+    names = ", ".join(f"'{period.prefix}{dimension}'" for dimension in DAILY_DIMENSIONS)
+    statements: list[tuple[str, int]] = [
+        (f"DELETE FROM {table.name} WHERE day_start = ? AND dimension IN ({names})", 1)
+        for table in (ROLLUP_DAILY, ROLLUP_HISTOGRAM)
+    ]
+    sums = ", ".join(f"SUM({name})" for name in _SUMS)
+    statements.extend(
+        (
+            f"INSERT INTO {ROLLUP_DAILY.name} ({', '.join((*_DAILY_KEYS, *_SUMS))}) "
+            f"SELECT '{period.prefix}{dimension}', dimension_value, status, ?, {sums} "
+            f"FROM {ROLLUP_DAILY.name} WHERE dimension = '{dimension}' "
+            "AND day_start >= ? AND day_start < ? GROUP BY dimension_value, status",
+            3,
+        )
+        for dimension in DAILY_DIMENSIONS
+    )
+    counts = ", ".join(f"SUM({name})" for name in _HISTOGRAM_SUMS)
+    statements.extend(
+        (
+            f"INSERT INTO {ROLLUP_HISTOGRAM.name} "
+            f"({', '.join((*_HISTOGRAM_KEYS, *_HISTOGRAM_SUMS))}) "
+            f"SELECT '{period.prefix}{dimension}', dimension_value, status, ?, metric, "
+            f"{counts} FROM {ROLLUP_HISTOGRAM.name} WHERE dimension = '{dimension}' "
+            "AND day_start >= ? AND day_start < ? GROUP BY dimension_value, status, metric",
+            3,
+        )
+        for dimension in HISTOGRAM_DIMENSIONS
+    )
+    statements.append(
+        (
+            f"INSERT INTO {SEALED_PERIOD.name} (period, period_start) VALUES ('{period.name}', ?)",
+            1,
+        )
+    )
+    return [(dialect.sql(sql), binding) for sql, binding in statements]
+
+
+def sealed_segments(plan: RollupPlan, sealed: Sealed, bucket: str | None) -> list[RollupPlan]:
+    """``plan``'s days as ranges of days and of sealed periods, each a plan of its own.
+
+    The segments carry no hours (``plan.hours`` are read apart). A sealed
+    period's rows serve it when it lies whole within the days and no bucket
+    splits it (a breakdown by day needs its days); months first, then weeks
+    in what the months leave.
+    """
+    if plan.days is None or not sealed or bucket is not None:
+        return [plan]
+    ranges: list[tuple[Range, str]] = [(plan.days, "")]
+    for period in PERIODS:
+        starts = sorted(start for name, start in sealed if name == period.name)
+        carved: list[tuple[Range, str]] = []
+        for (first, last), prefix in ranges:
+            if prefix:  # a sealed period already
+                carved.append(((first, last), prefix))
+                continue
+            cursor = first
+            for start in starts:
+                end = period.after(start)
+                if (first is not None and start < first) or (last is not None and end > last):
+                    continue
+                if cursor is None or cursor < start:
+                    carved.append(((cursor, start), ""))
+                carved.append(((start, end), period.prefix))
+                cursor = end
+            if last is None or cursor is None or cursor < last:
+                carved.append(((cursor, last), ""))
+        ranges = carved
+    return [replace(plan, days=days, hours=(), prefix=prefix) for days, prefix in ranges]
+
+
 # --- reads ----------------------------------------------------------------------------
 
 Range = tuple[datetime | None, datetime | None]
@@ -460,12 +649,14 @@ class RollupPlan:
     serves for ``dimension`` (``''``: no dimension); ``hours`` are the ranges
     the hourly table serves. ``histogram``: whether the daily histograms hold
     ``dimension``, so that percentiles over many calls may be read from them.
+    ``prefix``: the days are a sealed period, read from its rows (``PERIODS``).
     """
 
     dimension: str
     days: Range | None
     hours: tuple[Range, ...]
     histogram: bool
+    prefix: str = ""  # the rows of a sealed period serve ``days``: "M:" or "W:"
 
 
 def _on_the_hour(moment: datetime | None) -> bool:
@@ -597,10 +788,10 @@ def hourly_read(
 
 
 def _daily_where(
-    dialect: Dialect, query: QueryFilter, dimension: str, days: Range
+    dialect: Dialect, query: QueryFilter, dimension: str, days: Range, *, prefix: str = ""
 ) -> tuple[list[str], list[Any]]:
     clauses = ["dimension = ?"]
-    params: list[Any] = [dimension]
+    params: list[Any] = [prefix + dimension]
     filters = _key_filters(query)
     if dimension == "":
         clauses.append("dimension_value = ?")
@@ -645,7 +836,7 @@ def daily_read(
 ) -> tuple[str, list[Any]]:
     """Sums from the daily table per group over the plan's whole days (as :func:`hourly_read`)."""
     assert plan.days is not None
-    clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
+    clauses, params = _daily_where(dialect, query, plan.dimension, plan.days, prefix=plan.prefix)
     _daily_values(keys, values, clauses, params)
     groups = _daily_groups(dialect, keys, bucket)
     return _grouped(dialect, ROLLUP_DAILY, figures, clauses, groups), params
@@ -664,7 +855,7 @@ def histogram_read(
     ``values``: only these of the one grouped key (a breakdown's top groups).
     """
     assert plan.days is not None
-    clauses, params = _daily_where(dialect, query, plan.dimension, plan.days)
+    clauses, params = _daily_where(dialect, query, plan.dimension, plan.days, prefix=plan.prefix)
     _daily_values(keys, values, clauses, params)
     groups = _daily_groups(dialect, keys, bucket)
     counts = ("metric", *(f"SUM({name})" for name in HISTOGRAM_COUNTS))

@@ -32,6 +32,7 @@ __all__ = [
     "ROLLUP_HOURLY",
     "ROLLUP_SUM_COLUMNS",
     "ROLLUP_TABLES",
+    "SEALED_PERIOD",
     "SESSION",
     "SCHEMA_VERSION_TABLE",
     "Column",
@@ -435,6 +436,19 @@ HISTOGRAM_BUCKET = Table(
 
 ROLLUP_TABLES = (ROLLUP_HOURLY, ROLLUP_DAILY, ROLLUP_HISTOGRAM)
 
+# Added in version 8: complete months and weeks whose daily rows are also summed into
+# period rows (in the daily and histogram tables, under dimension "M:" or "W:" + the
+# dimension), so that a long range reads a row per value and period, not per day: at a
+# million calls over 90 days a breakdown of every user since the start read 180,000 daily
+# rows (50 ms on SQLite) and of every agent 42,000 histogram rows of 123 counts (40 ms).
+# See "sealed periods" in ``stores/rollups.py``.
+SEALED_PERIOD = Table(
+    "chatledger_usage_sealed_period",
+    (_c("period", S, length=10), _c("period_start", TM)),
+    primary_key=("period", "period_start"),
+)
+"""The UTC months and weeks whose period rows hold exactly what their days' rows hold."""
+
 # What calls_for_messages reads by: the calls that asked or answered a message.
 MESSAGE_CALL_INDEXES = (
     Index("idx_api_call_response", ("response_message_id",)),
@@ -495,6 +509,10 @@ def _text_search_backlog(dialect: Dialect) -> list[str]:
     return dialect.text_search_backlog(MESSAGE)
 
 
+def _sealed_periods(dialect: Dialect) -> list[str]:
+    return [dialect.create_table(SEALED_PERIOD)]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "MoFA's five tables and their indexes", _initial_tables),
     Migration(
@@ -524,5 +542,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         7,
         "message text indexed in the background from a table of pending messages (SQLite)",
         _text_search_backlog,
+    ),
+    Migration(
+        8,
+        "complete months and weeks of usage rollups summed into rows of their own",
+        _sealed_periods,
     ),
 )

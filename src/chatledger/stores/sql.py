@@ -34,6 +34,7 @@ from chatledger.entities import (
     SessionQuery,
     UsageBucket,
     UsageStatistics,
+    utc_now,
 )
 from chatledger.errors import ConstraintError, NotFoundError, PersistenceError, QueryError
 from chatledger.ids import NIL_UUID
@@ -82,14 +83,19 @@ from chatledger.stores.queries import (
     without_value_may_match,
 )
 from chatledger.stores.rollups import (
+    PERIODS,
     RollupPlan,
+    Sealed,
     daily_read,
     exact_values_limit,
     histogram_read,
     hourly_read,
+    past_periods,
     plan_rollups,
     rebuild_statements,
     rollup_writes,
+    sealable_periods,
+    sealed_segments,
 )
 from chatledger.stores.rows import Record, RowCodec, encode
 from chatledger.stores.schema import (
@@ -395,9 +401,13 @@ class SqlStore(StoreLifecycle):
             )
 
     def _rollup_writes(self, calls: Sequence[LLMApiCall], *, joinable: bool = False) -> list[Write]:
-        """What storing ``calls`` adds to the rollups, in the same transaction."""
+        """What storing ``calls`` adds to the rollups, in the same transaction.
+
+        A call of an earlier week or month than this one's unseals it: the
+        period's rows would not hold it.
+        """
         statements = self._q.rollups
-        return [
+        writes = [
             Write(
                 sql,
                 many=rows,
@@ -407,6 +417,11 @@ class SqlStore(StoreLifecycle):
             )
             for sql, rows in rollup_writes(self._dialect, statements, calls)
         ]
+        periods = past_periods(calls, utc_now())
+        if periods:
+            rows = [(name, self._rows.time(start)) for name, start in periods]
+            writes.append(Write(self._q.unseal_period, many=rows, joinable=joinable))
+        return writes
 
     async def get_api_call(self, call_id: uuid.UUID) -> LLMApiCall | None:
         """The API call with ``call_id``, or None."""
@@ -508,17 +523,21 @@ class SqlStore(StoreLifecycle):
     ) -> list[UsageBucket]:
         """A breakdown from the rollups: sums from the daily and hourly tables, then percentiles."""
         dialect = self._dialect
+        sealed = await self._sealed_periods(plan, bucket)
         values: list[str] = []
         if limit is not None and len(keys) == 1 and bucket is None and limit <= _TOP_VALUES:
-            values = await self._top_texts(query, keys, plan, limit)
+            values = await self._top_texts(query, keys, plan, limit, sealed)
             if not values:
                 return []
         reads = [
             Read(*hourly_read(dialect, query, keys, bucket, hours, values=values))
             for hours in plan.hours
         ]
-        if plan.days is not None:
-            reads.append(Read(*daily_read(dialect, query, keys, bucket, plan, values=values)))
+        reads += [
+            Read(*daily_read(dialect, query, keys, bucket, days, values=values))
+            for days in sealed_segments(plan, sealed, bucket)
+            if days.days is not None
+        ]
         width = len(keys) + (bucket is not None)
         # Rows are grouped by their group values' text first (ids come as text from one
         # table, as UUIDs from another), and only the groups kept are decoded.
@@ -546,7 +565,7 @@ class SqlStore(StoreLifecycle):
             totals[None, ()] = UsageTotals()
         kept = None if kept_texts is None else {values for _, values in totals}
         figures = await self._rollup_percentiles(
-            query, keys, bucket, plan, totals, kept, (values, tail_calls)
+            query, keys, bucket, plan, totals, kept, (values, tail_calls), sealed
         )
         found = [
             UsageBucket(
@@ -567,6 +586,7 @@ class SqlStore(StoreLifecycle):
         totals: dict[GroupId, UsageTotals],
         kept: set[tuple[Any, ...]] | None,
         tails: tuple[Sequence[str], Sequence[int]],
+        sealed: Sealed,
     ) -> dict[Any, list[float | None]]:
         """Each group's percentile figures: from its calls (exact), or from the histograms.
 
@@ -585,10 +605,11 @@ class SqlStore(StoreLifecycle):
         extra, extra_params = self._top_condition(keys, kept)
         if plan.histogram and plan.days is not None and wanted > exact_values_limit():
             plan = await self._whole_day_tails(query, keys, plan, *tails)
-            sql, params = histogram_read(
-                dialect, query, keys, bucket, plan, self._top_values(keys, kept)
-            )
-            reads = [Read(sql, params, groups.add_counts)]
+            top = self._top_values(keys, kept)
+            reads = [
+                Read(*histogram_read(dialect, query, keys, bucket, days, top), groups.add_counts)
+                for days in sealed_segments(plan, sealed, bucket)
+            ]
             for start, end in plan.hours:
                 around = query.model_copy(update={"start_time": start, "end_time": end})
                 where, bounds = filter_clause(around, dialect, *extra)
@@ -622,7 +643,12 @@ class SqlStore(StoreLifecycle):
         return figures
 
     async def _top_texts(
-        self, query: QueryFilter, keys: Sequence[GroupKey], plan: RollupPlan, limit: int
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        plan: RollupPlan,
+        limit: int,
+        sealed: Sealed,
     ) -> list[str]:
         """The ``limit`` groups of one key with the most calls, as the rollups hold their values.
 
@@ -636,8 +662,11 @@ class SqlStore(StoreLifecycle):
             Read(*hourly_read(dialect, query, keys, None, hours, figures=count))
             for hours in plan.hours
         ]
-        if plan.days is not None:
-            reads.append(Read(*daily_read(dialect, query, keys, None, plan, figures=count)))
+        reads += [
+            Read(*daily_read(dialect, query, keys, None, days, figures=count))
+            for days in sealed_segments(plan, sealed, None)
+            if days.days is not None
+        ]
         calls: dict[tuple[None, tuple[str, ...]], int] = {}
         for rows in await self._db.read(reads):
             for value, counted in rows:
@@ -696,6 +725,48 @@ class SqlStore(StoreLifecycle):
             hours for hours, _ in tails if hours[0] is None or hours[0].replace(hour=0) not in whole
         )
         return replace(plan, days=(first, last), hours=hours)
+
+    async def _sealed_periods(self, plan: RollupPlan, bucket: Bucket | None) -> Sealed:
+        """The sealed periods, when ``plan``'s days may hold a week whole (else none are read)."""
+        if plan.days is None or bucket is not None:
+            return frozenset()
+        first, last = plan.days
+        if first is not None and last is not None and last - first < timedelta(days=7):
+            return frozenset()
+        return await self._read_sealed()
+
+    async def _read_sealed(self) -> Sealed:
+        decode = self._dialect.decode_time
+        rows = await self._read(self._q.sealed_periods)
+        return frozenset((name, decode(start).astimezone(UTC)) for name, start in rows)
+
+    async def seal_periods(self) -> int:
+        """Sum each complete month's and week's rollups into rows of their own; how many.
+
+        A breakdown over a long range then reads a row per value and month or
+        week instead of one per day. Periods are sealed two days after their
+        end; a write into a sealed one unseals it. Each is one transaction.
+        """
+        self._check_open()
+        ((first,),) = await self._read(self._q.first_rollup_day)
+        if first is None:
+            return 0
+        first_day = self._dialect.decode_time(first).astimezone(UTC)
+        periods = sealable_periods(first_day, await self._read_sealed(), utc_now())
+        lock = self._dialect.rollup_lock([table.name for table in ROLLUP_TABLES])
+        by_name = {period.name: period for period in PERIODS}
+        for name, start in periods:
+            begin, end = self._rows.time(start), self._rows.time(by_name[name].after(start))
+            await self._write(
+                *([] if lock is None else [Write(lock)]),
+                *(
+                    Write(sql, (begin,) if binding == 1 else (begin, begin, end))
+                    for sql, binding in self._q.seal_period[name]
+                ),
+            )
+        if periods:
+            logger.info("sealed %d months and weeks of usage rollups", len(periods))
+        return len(periods)
 
     @staticmethod
     def _top_values(keys: Sequence[GroupKey], kept: set[tuple[Any, ...]] | None) -> list[str]:
@@ -850,10 +921,12 @@ class SqlStore(StoreLifecycle):
             statements = rebuild_statements(self._dialect, bounded=end is not None)
             await self._write(
                 *([] if lock is None else [Write(lock)]),
+                Write(self._q.unseal_all),  # a period sealed meanwhile may hold this week
                 *(Write(sql, params) for sql in statements),
             )
             if progress is not None:
                 progress(done, len(bounds))
+        await self.seal_periods()
         return int(count or 0)
 
     # --- sessions ----------------------------------------------------------------------

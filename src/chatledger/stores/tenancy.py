@@ -377,6 +377,11 @@ class TenantStore(StoreLifecycle):
             f"(tenant {self._tenant_id}) cannot run it; run it on the store itself"
         )
 
+    async def seal_periods(self) -> int:
+        """Seal the store's complete periods: that changes no answer, any tenant's included."""
+        self._check_open()
+        return await self._store.seal_periods()
+
     # -- sessions -------------------------------------------------------------------
 
     async def create_session(self, session: ChatSession) -> None:

@@ -158,6 +158,7 @@ async def serve_store(
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, stop)
             handled.append(number)
+    sealing = asyncio.create_task(_keep_months_sealed(store))
     try:
         if open_browser:
             # The socket listens already: the browser's first request waits for the server.
@@ -166,8 +167,29 @@ async def serve_store(
             await asyncio.to_thread(webbrowser.open, target)
         await server.serve(sockets=[sock])
     finally:
+        sealing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sealing
         for number in handled:
             loop.remove_signal_handler(number)
+
+
+SEAL_EVERY = 3600.0
+"""Seconds between two sealings of complete months and weeks while the dashboard runs."""
+
+
+async def _keep_months_sealed(store: PersistenceStore) -> None:
+    """Seal complete months and weeks now and hourly, so that long ranges read their rows.
+
+    A failure (the database down, a read-only file) is logged and tried again
+    an hour later; pages are served either way, from the days' rows.
+    """
+    while True:
+        try:
+            await store.seal_periods()
+        except PersistenceError as exc:
+            logger.warning("chatledger ui could not seal complete months and weeks: %s", exc)
+        await asyncio.sleep(SEAL_EVERY)
 
 
 async def serve_async(
