@@ -480,13 +480,13 @@ async def _overview(store: PersistenceStore, params: dict[str, str]) -> None:
         first = await store.page_api_calls(query, sort=CallSort.OLDEST, limit=1)
         start = first.calls[0].create_time if first.calls else chosen.end - timedelta(days=7)
     bucket = choose_bucket(start, chosen.end)
-    await asyncio.gather(
-        store.get_statistics(query),
-        store.get_usage_breakdown(query, (), bucket),
-        *(
-            store.get_usage_breakdown(query, (key,), limit=_BREAKDOWN_ROWS + 1)
-            for key in _BREAKDOWN_KEYS
-        ),
+    await store.get_usage_breakdowns(
+        query,
+        [
+            ((), None, None),
+            ((), bucket, None),
+            *(((key,), None, _BREAKDOWN_ROWS + 1) for key in _BREAKDOWN_KEYS),
+        ],
     )
 
 

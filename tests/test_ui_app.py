@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +34,7 @@ from chatledger import (
     LLMApiCall,
     LLMMessage,
     QueryFilter,
+    UsageBucket,
     UsageStatistics,
     connect,
     utc_now,
@@ -43,7 +44,7 @@ from chatledger.cli import main as cli_main
 from chatledger.cli.export import _FIELDS
 from chatledger.demo import run_demo
 from chatledger.errors import QueryError
-from chatledger.stores.base import PersistenceStore
+from chatledger.stores.base import Breakdown, PersistenceStore
 from chatledger.stores.memory import InMemoryStore
 from chatledger.ui import create_app
 from chatledger.ui.params import overview_range
@@ -905,6 +906,11 @@ class _BrokenStore(InMemoryStore):
         self.error = error
 
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        raise self.error
+
+    async def get_usage_breakdowns(
+        self, query: QueryFilter, breakdowns: Sequence[Breakdown]
+    ) -> list[list[UsageBucket]]:
         raise self.error
 
 

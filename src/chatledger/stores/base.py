@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
@@ -28,6 +29,7 @@ from chatledger.errors import StoreConnectionError
 from chatledger.stores.arguments import check_arguments
 
 __all__ = [
+    "Breakdown",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_QUERY_LIMIT",
     "DEFAULT_CHUNK_SIZE",
@@ -82,6 +84,9 @@ _CALL_ONLY_FIELDS = (
 RecordKind = Literal["sessions", "messages", "api_calls"]
 """What ``count_records`` and ``export_records`` read: sessions, messages or API calls."""
 RECORD_KINDS: tuple[RecordKind, ...] = ("sessions", "messages", "api_calls")
+
+Breakdown = tuple[Sequence[GroupKey], Bucket | None, int | None]
+"""One breakdown of ``get_usage_breakdowns``: its group_by keys, bucket and limit."""
 
 
 def check_cutoff(before: datetime) -> datetime:
@@ -241,6 +246,17 @@ class ApiCallStore(Protocol):
         ``limit``, only the ``limit`` groups (combinations of key values,
         over every bucket) with the most calls are kept, ties broken by
         their keys' string forms; ``limit < 1`` raises ValueError.
+        """
+        ...
+
+    async def get_usage_breakdowns(
+        self, query: QueryFilter, breakdowns: Sequence[Breakdown]
+    ) -> list[list[UsageBucket]]:
+        """Several breakdowns of one filter at once, each as ``get_usage_breakdown`` answers it.
+
+        ``breakdowns`` holds ``(group_by, bucket, limit)`` triples; the answers
+        come in their order. A backend may read what they share once (the
+        dashboard's overview asks for seven over the same calls).
         """
         ...
 
@@ -599,6 +615,20 @@ class StoreLifecycle:
     ) -> None:
         """Close the store."""
         await self.close()
+
+    async def get_usage_breakdowns(
+        self, query: QueryFilter, breakdowns: Sequence[Breakdown]
+    ) -> list[list[UsageBucket]]:
+        """Several breakdowns of one filter, in order: each asked of ``get_usage_breakdown``."""
+        store: Any = self  # every subclass is a whole PersistenceStore
+        return list(
+            await asyncio.gather(
+                *(
+                    store.get_usage_breakdown(query, keys, bucket, limit)
+                    for keys, bucket, limit in breakdowns
+                )
+            )
+        )
 
     def for_tenant(self, tenant_id: uuid.UUID | str) -> PersistenceStore:
         """This store as one tenant sees it: its records only, other tenants' writes refused.

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -42,6 +43,7 @@ from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
     DEFAULT_QUERY_LIMIT,
+    Breakdown,
     Bucket,
     GroupKey,
     RecordKind,
@@ -65,6 +67,7 @@ from chatledger.stores.paging import (
 )
 from chatledger.stores.queries import (
     GROUP_COLUMNS,
+    PERCENTILE_COLUMNS,
     PERCENTILES,
     PERCENTS,
     Erasing,
@@ -134,6 +137,27 @@ _REBUILD_DAYS = 7
 _EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)  # before any storable time
 # Values restricting a breakdown's percentiles to its top groups: at most this many.
 _TOP_VALUES = 500
+
+
+@dataclass(slots=True)
+class _SharedValues:
+    """The calls' percentile values that several breakdowns of one filter read: read once.
+
+    ``get_usage_breakdowns`` sets one up when one of its breakdowns reads
+    every call's values anyway; each breakdown over a range of hours (whose
+    percentiles always come from the calls' values) then takes its groups out
+    of the same rows: every group key's column, each bucket's start, then
+    the values. The 24-hour overview read them seven times (70 ms at 10,000
+    calls a day on SQLite).
+    """
+
+    query: QueryFilter
+    buckets: tuple[Bucket, ...]
+    columns: asyncio.Future[list[Sequence[Any]]] | None = None
+
+
+_KEY_ORDER: tuple[GroupKey, ...] = ("tenant", "user", "agent", "model", "status")
+_SHARED: ContextVar[_SharedValues | None] = ContextVar("chatledger_shared_values", default=None)
 
 # One kind of record in an ingest: each first record of an id with its encoded row.
 _Batch = dict[uuid.UUID, tuple[Any, tuple[Any, ...]]]
@@ -454,6 +478,71 @@ class SqlStore(StoreLifecycle):
         check_breakdown_limit(limit)
         return await self._breakdown(query, keys, bucket, limit)
 
+    async def get_usage_breakdowns(
+        self, query: QueryFilter, breakdowns: Sequence[Breakdown]
+    ) -> list[list[UsageBucket]]:
+        """Several breakdowns of one filter, in order; the calls' values read once for all."""
+        asked = [
+            (check_breakdown_args(keys, bucket), bucket, limit)
+            for keys, bucket, limit in breakdowns
+        ]
+        for _, _, limit in asked:
+            check_breakdown_limit(limit)
+        buckets = tuple(dict.fromkeys(bucket for _, bucket, _ in asked if bucket is not None))
+        # Shared when one breakdown reads every call's values anyway (no top groups).
+        shared = any(limit is None for _, _, limit in asked)
+        token = _SHARED.set(_SharedValues(query, buckets) if shared else None)
+        try:
+            return list(
+                await asyncio.gather(
+                    *(self._breakdown(query, keys, bucket, limit) for keys, bucket, limit in asked)
+                )
+            )
+        finally:
+            _SHARED.reset(token)
+
+    async def _shared_values(
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        bucket: Bucket | None,
+        kept: set[tuple[Any, ...]] | None,
+        groups: GroupDistributions,
+    ) -> bool:
+        """Fill ``groups`` from the values shared by this filter's breakdowns; False if none are."""
+        shared = _SHARED.get()
+        if shared is None or shared.query != query or not self._dialect.percentiles_from_values:
+            return False
+        if bucket is not None and bucket not in shared.buckets:
+            return False
+        if shared.columns is None:
+            where, params = filter_clause(query, self._dialect)
+            selected = [
+                *(GROUP_COLUMNS[key] for key in _KEY_ORDER),
+                *(self._dialect.bucket_start("create_time", b) for b in shared.buckets),
+            ]
+            statement = values_statement(self._dialect, where, selected)
+            width = len(selected) + len(PERCENTILE_COLUMNS)
+            shared.columns = asyncio.ensure_future(self._read_columns(statement, params, width))
+        columns = await asyncio.shield(shared.columns)
+        positions = [_KEY_ORDER.index(key) for key in keys]
+        if bucket is not None:
+            positions.append(len(_KEY_ORDER) + shared.buckets.index(bucket))
+        _, wanted = self._top_condition(keys, kept)
+        groups.add_columns(
+            [columns[i] for i in positions],
+            columns[-len(PERCENTILE_COLUMNS) :],
+            set(wanted) if wanted else None,
+        )
+        return True
+
+    async def _read_columns(
+        self, sql: str, params: Sequence[Any], width: int
+    ) -> list[Sequence[Any]]:
+        """The ``width`` columns of the rows ``sql`` reads (empty ones when there is none)."""
+        rows = await self._read(sql, *params)
+        return list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
+
     async def _breakdown(
         self,
         query: QueryFilter,
@@ -618,6 +707,9 @@ class SqlStore(StoreLifecycle):
                 )
                 reads.append(Read(statement, [*bounds, *extra_params], groups.add_values))
             await self._db.read(reads)
+            return groups.figures()
+        # Ranges of hours only: every breakdown reads its calls' values; read them once.
+        if plan.days is None and await self._shared_values(query, keys, bucket, kept, groups):
             return groups.figures()
         where, params = filter_clause(query, dialect, *extra)
         params = [*params, *extra_params]

@@ -489,6 +489,35 @@ class GroupDistributions:
                 )
         return []
 
+    def add_columns(
+        self,
+        keys: Sequence[Sequence[Any]],
+        metrics: Sequence[Sequence[Any]],
+        allowed: set[Any] | None = None,
+    ) -> None:
+        """Take calls in column by column: ``width`` columns of group values, one per metric.
+
+        ``allowed``: only the groups whose first value is one of these. Several
+        breakdowns take their groups out of the same columns this way, each
+        row's values never copied into a row of its own.
+        """
+        members: dict[tuple[Any, ...], list[int]] = {}
+        if len(keys) == 1:
+            for index, value in enumerate(keys[0]):
+                if allowed is None or value in allowed:
+                    members.setdefault((value,), []).append(index)
+        elif keys:
+            for index, values in enumerate(zip(*keys, strict=True)):
+                if allowed is None or values[0] in allowed:
+                    members.setdefault(values, []).append(index)
+        elif metrics and metrics[0]:
+            members[()] = list(range(len(metrics[0])))
+        for values, indexes in members.items():
+            for column, distribution in zip(metrics, self._of(values), strict=True):
+                distribution.add_values(
+                    [int(value) for index in indexes if (value := column[index]) is not None]
+                )
+
     def add_counts(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """Take rows of histograms in (a ``Read.convert``): group values, metric, then a
         count per bucket."""

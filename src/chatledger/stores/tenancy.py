@@ -65,6 +65,7 @@ from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
     RECORD_KINDS,
+    Breakdown,
     Bucket,
     GroupKey,
     PersistenceStore,
@@ -328,6 +329,13 @@ class TenantStore(StoreLifecycle):
         """Statistics of the tenant's calls per group of ``group_by`` keys and per time bucket."""
         self._check_open()
         return await self._store.get_usage_breakdown(self._scoped(query), group_by, bucket, limit)
+
+    async def get_usage_breakdowns(
+        self, query: QueryFilter, breakdowns: Sequence[Breakdown]
+    ) -> list[list[UsageBucket]]:
+        """Several breakdowns of the tenant's calls, in order (``get_usage_breakdown`` each)."""
+        self._check_open()
+        return await self._store.get_usage_breakdowns(self._scoped(query), breakdowns)
 
     async def calls_for_messages(self, message_ids: Sequence[uuid.UUID]) -> list[LLMApiCall]:
         """The tenant's calls whose response or request message is among ``message_ids``."""

@@ -3059,6 +3059,45 @@ class StoreConformance(TenancyConformance, ErasureConformance):
                 self._assert_same_answer(top, top_scanned)
 
     @pytest.mark.asyncio
+    async def test_breakdowns_asked_together_answer_as_asked_alone(
+        self, store: PersistenceStore
+    ) -> None:
+        """get_usage_breakdowns: each answer is get_usage_breakdown's, in the order asked.
+
+        Asked as the dashboard asks (totals, a timeline, the top groups of each
+        key) over ranges of hours and of days; a bad breakdown raises as alone.
+        """
+        population = _Population(seed=2718, count=900)
+        await store.save_api_calls(population.calls)
+        asked: list[tuple[list[GroupKey], Bucket | None, int | None]] = [
+            ([], None, None),
+            ([], "hour", None),
+            ([], "day", None),
+            (["model"], None, 3),
+            (["agent"], None, 3),
+            (["user"], None, 3),
+            (["tenant"], None, 3),
+            (["status"], None, 6),
+            (["model", "status"], "week", 4),
+        ]
+        day = population.start + timedelta(days=40)
+        for query in (
+            QueryFilter().time_range(day, day + timedelta(hours=24)),  # values read once
+            QueryFilter().time_range(day, day + timedelta(days=30)),
+            QueryFilter().tenant(population.tenants[1]),
+            QueryFilter(),
+        ):
+            together = await store.get_usage_breakdowns(query, asked)
+            assert len(together) == len(asked)
+            for (keys, bucket, limit), rows in zip(asked, together, strict=True):
+                alone = await store.get_usage_breakdown(query, keys, bucket, limit)
+                assert rows == alone, (query, keys, bucket, limit)
+        with pytest.raises(ValueError, match="limit"):
+            await store.get_usage_breakdowns(QueryFilter(), [([], None, 0)])
+        with pytest.raises(ValueError, match="colour"):
+            await store.get_usage_breakdowns(QueryFilter(), [(_any(["colour"]), None, None)])
+
+    @pytest.mark.asyncio
     async def test_sealed_periods_answer_as_their_days_through_every_change(
         self, store: PersistenceStore
     ) -> None:

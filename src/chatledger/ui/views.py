@@ -163,17 +163,18 @@ async def overview(request: Request) -> Response:
         first = await store.page_api_calls(query, sort=CallSort.OLDEST, limit=1)
         start = first.calls[0].create_time if first.calls else chosen.end - timedelta(days=7)
     bucket = choose_bucket(start, chosen.end)
-    # All at once, so that the store's readers are kept busy; each breakdown asks for one
-    # more than shown: whether there are more, without reading every user's group.
-    found: list[Any] = await asyncio.gather(
-        store.get_statistics(query),
-        store.get_usage_breakdown(query, (), bucket),
-        *(
-            store.get_usage_breakdown(query, (key,), limit=BREAKDOWN_ROWS + 1)
-            for key, _, _ in _BREAKDOWNS
-        ),
+    # All at once, so that the store reads what they share once and keeps its readers
+    # busy; each breakdown asks for one more than shown: whether there are more, without
+    # reading every user's group.
+    found = await store.get_usage_breakdowns(
+        query,
+        [
+            ((), None, None),
+            ((), bucket, None),
+            *(((key,), None, BREAKDOWN_ROWS + 1) for key, _, _ in _BREAKDOWNS),
+        ],
     )
-    stats: UsageStatistics = found[0]
+    stats = found[0][0].stats if found[0] else UsageStatistics()
     timeline: list[UsageBucket] = found[1]
     groups: list[list[UsageBucket]] = found[2:]
     breakdowns = []
