@@ -119,13 +119,13 @@ HOUR = T0 + timedelta(hours=5)
         (QueryFilter().with_error_code("timeout"), [], None),
         (QueryFilter().cost_range(Decimal(1), None), [], None),
         (QueryFilter().latency_range(None, 100), [], None),
-        (QueryFilter().time_range(HOUR + timedelta(minutes=1), None), [], None),
-        (QueryFilter().time_range(None, HOUR + timedelta(microseconds=1)), [], None),
-        # on the hour in its own zone, not in UTC
         (
-            QueryFilter().time_range(
-                datetime(2025, 3, 1, 5, tzinfo=timezone(timedelta(minutes=30))), None
-            ),
+            QueryFilter().time_range(HOUR + timedelta(minutes=1), HOUR + timedelta(hours=1)),
+            [],
+            None,
+        ),
+        (
+            QueryFilter().time_range(HOUR - timedelta(seconds=1), HOUR + timedelta(minutes=59)),
             [],
             None,
         ),
@@ -135,8 +135,37 @@ HOUR = T0 + timedelta(hours=5)
 def test_the_calls_answer_what_the_rollups_cannot(
     query: QueryFilter, keys: list[str], bucket: str | None
 ) -> None:
-    """Session, error code, cost or latency filters, bounds off the hour: no rollup plan."""
+    """Session, error code, cost or latency filters, bounds within an hour or two: no plan."""
     assert plan_rollups(query, keys, bucket) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "edges"),
+    [
+        (
+            QueryFilter().time_range(HOUR + timedelta(minutes=1), None),
+            ((HOUR + timedelta(minutes=1), HOUR + timedelta(hours=1)),),
+        ),
+        (
+            QueryFilter().time_range(None, HOUR + timedelta(microseconds=1)),
+            ((HOUR, HOUR + timedelta(microseconds=1)),),
+        ),
+        # on the hour in its own zone, not in UTC
+        (
+            QueryFilter().time_range(
+                datetime(2025, 3, 1, 5, tzinfo=timezone(timedelta(minutes=30))), None
+            ),
+            ((datetime(2025, 3, 1, 4, 30, tzinfo=UTC), datetime(2025, 3, 1, 5, tzinfo=UTC)),),
+        ),
+    ],
+)
+def test_bounds_off_the_hour_leave_their_parts_of_an_hour_to_the_calls(
+    query: QueryFilter, edges: tuple[tuple[datetime, datetime], ...]
+) -> None:
+    """The whole hours between the bounds from the rollups; the parts at the ends as edges."""
+    plan = plan_rollups(query, [], None)
+    assert plan is not None
+    assert plan.edges == edges
 
 
 def test_whole_days_come_from_the_daily_table_and_the_hours_around_them_hourly() -> None:

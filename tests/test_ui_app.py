@@ -962,23 +962,28 @@ async def test_the_server_seals_complete_months_and_survives_a_failure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While it serves, the dashboard seals complete periods; a store that fails is only logged."""
+    from chatledger.stores.rollups import sealable_periods
     from chatledger.stores.sql import Read
     from chatledger.stores.sqlite import SqliteStore
     from chatledger.testing import make_api_call
     from chatledger.ui.server import _keep_months_sealed
 
     store = await SqliteStore.connect(f"sqlite:///{tmp_path}/sealed.db")
-    await store.save_api_call(make_api_call(create_time=utc_now() - timedelta(days=100)))
+    called = utc_now() - timedelta(days=100)
+    await store.save_api_call(make_api_call(create_time=called))
+    # every month and week from the call's to the last that ended two days ago
+    expected = len(sealable_periods(called, frozenset(), utc_now()))
+    assert expected >= 3 + 12
     sealing = asyncio.create_task(_keep_months_sealed(store))
     try:
-        for _ in range(100):
+        for _ in range(500):
             (rows,) = await store._db.read(
                 [Read("SELECT COUNT(*) FROM chatledger_usage_sealed_period")]
             )
-            if rows[0][0]:
+            if rows[0][0] == expected:
                 break
             await asyncio.sleep(0.02)
-        assert rows[0][0] >= 2 + 12  # months and weeks from the call's to the last complete
+        assert rows[0][0] == expected
         assert await store.seal_periods() == 0
     finally:
         sealing.cancel()

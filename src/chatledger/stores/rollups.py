@@ -606,7 +606,7 @@ def seal_statements(dialect: Dialect, period: Period) -> list[tuple[str, int]]:
 def sealed_segments(plan: RollupPlan, sealed: Sealed, bucket: str | None) -> list[RollupPlan]:
     """``plan``'s days as ranges of days and of sealed periods, each a plan of its own.
 
-    The segments carry no hours (``plan.hours`` are read apart). A sealed
+    The segments carry no hours nor edges (those are read apart). A sealed
     period's rows serve it when it lies whole within the days and no bucket
     splits it (a breakdown by day needs its days); months first, then weeks
     in what the months leave.
@@ -633,7 +633,7 @@ def sealed_segments(plan: RollupPlan, sealed: Sealed, bucket: str | None) -> lis
             if last is None or cursor is None or cursor < last:
                 carved.append(((cursor, last), ""))
         ranges = carved
-    return [replace(plan, days=days, hours=(), prefix=prefix) for days, prefix in ranges]
+    return [replace(plan, days=days, hours=(), edges=(), prefix=prefix) for days, prefix in ranges]
 
 
 # --- reads ----------------------------------------------------------------------------
@@ -650,6 +650,7 @@ class RollupPlan:
     the hourly table serves. ``histogram``: whether the daily histograms hold
     ``dimension``, so that percentiles over many calls may be read from them.
     ``prefix``: the days are a sealed period, read from its rows (``PERIODS``).
+    ``edges``: the parts of an hour at bounds off the hour, read from the calls.
     """
 
     dimension: str
@@ -657,6 +658,7 @@ class RollupPlan:
     hours: tuple[Range, ...]
     histogram: bool
     prefix: str = ""  # the rows of a sealed period serve ``days``: "M:" or "W:"
+    edges: tuple[Range, ...] = ()  # parts of hours at the bounds, read from the calls
 
 
 def _on_the_hour(moment: datetime | None) -> bool:
@@ -670,8 +672,9 @@ def plan_rollups(query: QueryFilter, keys: Sequence[str], bucket: str | None) ->
     """How the rollups answer a statistic of ``query`` grouped by ``keys`` and ``bucket``.
 
     None when they cannot: a filter on the session, error code, cost or
-    latency, a time bound off the hour, or a grouping by session (or inside
-    :func:`scan_only`).
+    latency, bounds within one or two hours of each other, or a grouping by
+    session (or inside :func:`scan_only`). Bounds off the hour leave the
+    parts of their hours to the calls (``RollupPlan.edges``).
     """
     if _SCAN_ONLY.get():
         return None
@@ -687,10 +690,23 @@ def plan_rollups(query: QueryFilter, keys: Sequence[str], bucket: str | None) ->
         )
     ):
         return None
-    if "session" in keys or not (_on_the_hour(query.start_time) and _on_the_hour(query.end_time)):
+    if "session" in keys:
         return None
     start = None if query.start_time is None else query.start_time.astimezone(UTC)
     end = None if query.end_time is None else query.end_time.astimezone(UTC)
+    # Bounds off the hour: the whole hours between them from the rollups, the part
+    # hours at either end from their calls (``edges``).
+    edges: list[Range] = []
+    if start is not None and not _on_the_hour(start):
+        inner = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        edges.append((start, inner))
+        start = inner
+    if end is not None and not _on_the_hour(end):
+        inner = end.replace(minute=0, second=0, microsecond=0)
+        edges.append((inner, end))
+        end = inner
+    if start is not None and end is not None and start >= end:
+        return None  # within an hour or two: the calls themselves
     filtered = {
         "tenant": query.tenant_id,
         "user": query.user_id,
@@ -700,19 +716,23 @@ def plan_rollups(query: QueryFilter, keys: Sequence[str], bucket: str | None) ->
     dimensions = [key for key in _DIMENSION_KEYS if key in keys or filtered[key] is not None]
     whole = (start, end)
     if bucket == "hour" or len(dimensions) > 1:
-        return RollupPlan("", None, (whole,), histogram=False)
+        return RollupPlan("", None, (whole,), histogram=False, edges=tuple(edges))
     dimension = dimensions[0] if dimensions else ""
     first = None if start is None else _next_day(start)
     last = None if end is None else end.replace(hour=0)
     if first is not None and last is not None and first >= last:
-        return RollupPlan(dimension, None, (whole,), histogram=False)
+        return RollupPlan(dimension, None, (whole,), histogram=False, edges=tuple(edges))
     hours: list[Range] = []
     if start is not None and first is not None and start < first:
         hours.append((start, first))
     if end is not None and last is not None and last < end:
         hours.append((last, end))
     return RollupPlan(
-        dimension, (first, last), tuple(hours), histogram=dimension in HISTOGRAM_DIMENSIONS
+        dimension,
+        (first, last),
+        tuple(hours),
+        histogram=dimension in HISTOGRAM_DIMENSIONS,
+        edges=tuple(edges),
     )
 
 

@@ -81,6 +81,7 @@ from chatledger.stores.queries import (
     record_filter,
     session_search,
     usage_statements,
+    usage_totals,
     values_read,
     values_statement,
     without_value_may_match,
@@ -627,6 +628,7 @@ class SqlStore(StoreLifecycle):
             for days in sealed_segments(plan, sealed, bucket)
             if days.days is not None
         ]
+        reads += self._edge_reads(query, keys, bucket, plan, values, usage_totals(dialect))
         width = len(keys) + (bucket is not None)
         # Rows are grouped by their group values' text first (ids come as text from one
         # table, as UUIDs from another), and only the groups kept are decoded.
@@ -699,7 +701,7 @@ class SqlStore(StoreLifecycle):
                 Read(*histogram_read(dialect, query, keys, bucket, days, top), groups.add_counts)
                 for days in sealed_segments(plan, sealed, bucket)
             ]
-            for start, end in plan.hours:
+            for start, end in (*plan.hours, *plan.edges):
                 around = query.model_copy(update={"start_time": start, "end_time": end})
                 where, bounds = filter_clause(around, dialect, *extra)
                 statement = values_statement(
@@ -759,6 +761,7 @@ class SqlStore(StoreLifecycle):
             for days in sealed_segments(plan, sealed, None)
             if days.days is not None
         ]
+        reads += self._edge_reads(query, keys, None, plan, (), ("COUNT(*)",))
         calls: dict[tuple[None, tuple[str, ...]], int] = {}
         for rows in await self._db.read(reads):
             for value, counted in rows:
@@ -817,6 +820,38 @@ class SqlStore(StoreLifecycle):
             hours for hours, _ in tails if hours[0] is None or hours[0].replace(hour=0) not in whole
         )
         return replace(plan, days=(first, last), hours=hours)
+
+    def _edge_reads(
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        bucket: Bucket | None,
+        plan: RollupPlan,
+        values: Sequence[str],
+        figures: Sequence[str],
+    ) -> list[Read]:
+        """``figures`` per group from the calls in the parts of hours at the plan's bounds.
+
+        Rows as the rollups' reads give them (group values, then ``figures``),
+        of the one grouped key's ``values`` only when given (as text).
+        """
+        extra: list[str] = []
+        wanted: list[Any] = []
+        if values:
+            (key,) = keys
+            texts = [uuid.UUID(v) if key in ("agent", "user", "tenant") else v for v in values]
+            wanted = [self._u(v) if isinstance(v, uuid.UUID) else v for v in texts]
+            extra = [f"{GROUP_COLUMNS[key]} IN ({', '.join('?' * len(wanted))})"]
+        groups = group_expressions(self._dialect, keys, bucket)
+        selected = "".join(f"{expr} AS g{i}, " for i, expr in enumerate(groups))
+        group_by = f" GROUP BY {', '.join(groups)}" if groups else ""
+        reads = []
+        for start, end in plan.edges:
+            around = query.model_copy(update={"start_time": start, "end_time": end})
+            where, params = filter_clause(around, self._dialect, *extra)
+            sql = f"SELECT {selected}{', '.join(figures)} FROM {API_CALL.name}{where}{group_by}"
+            reads.append(Read(self._dialect.sql(sql), [*params, *wanted]))
+        return reads
 
     async def _sealed_periods(self, plan: RollupPlan, bucket: Bucket | None) -> Sealed:
         """The sealed periods, when ``plan``'s days may hold a week whole (else none are read)."""

@@ -2978,6 +2978,56 @@ class StoreConformance(TenancyConformance, ErasureConformance):
         _assert_statistics(everything, population.calls)
 
     @pytest.mark.asyncio
+    async def test_bounds_off_the_hour_give_a_scans_answer(self, store: PersistenceStore) -> None:
+        """Bounds to the second: the whole hours between them and the parts at the ends add up.
+
+        The rollups serve the whole hours; the calls in the part of an hour
+        at either bound are counted in from the calls themselves.
+        """
+        population = _Population(seed=6060, count=1200)
+        await store.save_api_calls(population.calls)
+        rng = random.Random(6060)  # noqa: S311  (reproducible test data)
+        asked = self._rollup_queries(population, rng)
+        for index, (query, keys, bucket) in enumerate(asked[:24]):
+            offset = timedelta(minutes=rng.randint(0, 59), seconds=rng.randint(0, 59))
+            start = query.start_time or population.start + timedelta(days=rng.randint(0, 30))
+            end = start + timedelta(hours=rng.choice([1, 2, 5, 30, 24 * 20]), minutes=7 * index)
+            query = query.time_range(start + offset, end if index % 3 else None)
+            with scan_only():
+                scanned = await store.get_usage_breakdown(query, keys, bucket)
+            self._assert_same_answer(await store.get_usage_breakdown(query, keys, bucket), scanned)
+            with exact_values_up_to(0):
+                histograms = await store.get_usage_breakdown(query, keys, bucket)
+            self._assert_same_answer(histograms, scanned)
+            if len(keys) == 1:
+                with scan_only():
+                    top_scanned = await store.get_usage_breakdown(query, keys, bucket, limit=2)
+                top = await store.get_usage_breakdown(query, keys, bucket, limit=2)
+                self._assert_same_answer(top, top_scanned)
+        # The part of an hour holding most of the range's calls, beside a whole day read
+        # from the histograms: its calls' latencies make the percentiles.
+        day = datetime(2025, 3, 10, tzinfo=UTC)
+        await store.save_api_calls(
+            [
+                *(make_api_call(model_name="edge", create_time=day + timedelta(hours=h),
+                                latency_ms=100) for h in range(20)),
+                *(make_api_call(model_name="edge", create_time=day - timedelta(minutes=m),
+                                latency_ms=50_000 + m) for m in range(61, 91)),
+            ]
+        )  # fmt: skip
+        query = QueryFilter(model_name="edge").time_range(
+            day - timedelta(hours=1, minutes=40), day + timedelta(days=1, minutes=50)
+        )
+        with scan_only():
+            scanned = await store.get_usage_breakdown(query, ["model"], None)
+        assert scanned[0].stats.p50_latency_ms is not None
+        assert scanned[0].stats.p50_latency_ms > 50_000
+        with exact_values_up_to(0):
+            self._assert_same_answer(
+                await store.get_usage_breakdown(query, ["model"], None), scanned
+            )
+
+    @pytest.mark.asyncio
     async def test_a_days_histogram_serves_the_hours_that_hold_the_whole_day(
         self, store: PersistenceStore
     ) -> None:
