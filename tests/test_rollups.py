@@ -363,3 +363,19 @@ def test_percentile_error_bound_is_what_the_entity_documents() -> None:
     """UsageStatistics' docstring names the histogram's relative error."""
     assert "4.9%" in (UsageStatistics.__doc__ or "")
     assert math.isclose(PERCENTILE_RELATIVE_ERROR, math.sqrt(1.1) - 1)
+
+
+async def test_a_rebuild_passes_over_the_weeks_without_calls(store: SqlStore) -> None:
+    """Calls in years 1500, 2025 and 9999: three steps, no step past the last day."""
+    calls = [
+        make_api_call(create_time=datetime(1500, 1, 1, tzinfo=UTC)),
+        *_calls(50, seed=9),
+        make_api_call(create_time=datetime(9999, 12, 31, 23, 59, tzinfo=UTC)),
+    ]
+    await store.save_api_calls(calls)
+    saved = await _rollup_rows(store)
+    steps: list[tuple[int, int]] = []
+    assert await store.rebuild_rollups(lambda done, total: steps.append((done, total))) == 52
+    assert await _rollup_rows(store) == saved
+    assert len(steps) < 10
+    assert steps[-1][0] == steps[-1][1]

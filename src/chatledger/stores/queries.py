@@ -171,8 +171,8 @@ class Queries:
         self.rollups = RollupStatements.of(dialect)
         self.unseal_period, self.unseal_all = unseal_statements(dialect)
         self.sealed_periods = q(f"SELECT period, period_start FROM {SEALED_PERIOD.name}")
-        self.first_rollup_day = q(
-            f"SELECT MIN(day_start) FROM {ROLLUP_DAILY.name} WHERE dimension = ''"
+        self.rollup_days = q(
+            f"SELECT DISTINCT day_start FROM {ROLLUP_DAILY.name} WHERE dimension = ''"
         )
         self.seal_period = {period.name: seal_statements(dialect, period) for period in PERIODS}
         self.subtract_call = from_calls(dialect, "id = ?", sign="-")
@@ -186,6 +186,9 @@ class Queries:
             )
         ]
         self.cleanup_calls = q(f"DELETE FROM {API_CALL.name} WHERE create_time < ?")
+        self.next_call_time = q(
+            f"SELECT MIN(create_time) FROM {API_CALL.name} WHERE create_time >= ?"
+        )
 
         self.insert_session = q(_insert(session))
         self.bulk_sessions = (session.name, session.column_names)

@@ -545,17 +545,19 @@ def _unseal_where(dialect: Dialect, condition: str) -> str:
 
 
 def sealable_periods(
-    first_day: datetime, sealed: Sealed, now: datetime
+    days: Sequence[datetime], sealed: Sealed, now: datetime
 ) -> list[tuple[PeriodName, datetime]]:
-    """The periods from ``first_day``'s that ended ``SEAL_MARGIN`` before ``now``, not sealed."""
-    found = []
-    for period in PERIODS:
-        start = period.start(first_day)
-        while period.after(start) + SEAL_MARGIN <= now:
-            if (period.name, start) not in sealed:
-                found.append((period.name, start))
-            start = period.after(start)
-    return found
+    """The periods holding any of ``days`` that ended ``SEAL_MARGIN`` before ``now``, not sealed.
+
+    ``days`` are the days the rollups hold calls of; a period without any
+    is left alone (a range over it reads nothing either way).
+    """
+    return [
+        (period.name, start)
+        for period in PERIODS
+        for start in sorted({period.start(day) for day in days if day < now})
+        if period.after(start) + SEAL_MARGIN <= now and (period.name, start) not in sealed
+    ]
 
 
 def seal_statements(dialect: Dialect, period: Period) -> list[tuple[str, int]]:

@@ -875,11 +875,9 @@ class SqlStore(StoreLifecycle):
         end; a write into a sealed one unseals it. Each is one transaction.
         """
         self._check_open()
-        ((first,),) = await self._read(self._q.first_rollup_day)
-        if first is None:
-            return 0
-        first_day = self._dialect.decode_time(first).astimezone(UTC)
-        periods = sealable_periods(first_day, await self._read_sealed(), utc_now())
+        decode = self._dialect.decode_time
+        days = [decode(day).astimezone(UTC) for (day,) in await self._read(self._q.rollup_days)]
+        periods = sealable_periods(days, await self._read_sealed(), utc_now())
         lock = self._dialect.rollup_lock([table.name for table in ROLLUP_TABLES])
         by_name = {period.name: period for period in PERIODS}
         for name, start in periods:
@@ -1025,25 +1023,28 @@ class SqlStore(StoreLifecycle):
     async def rebuild_rollups(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Recount the usage rollups from the API calls; return how many calls they count.
 
-        A week of calls per transaction, oldest first; ``progress(done, total)``
-        after each. Writes may go on meanwhile: each week's recount and the
-        writes into it happen one after the other.
+        A week of calls per transaction, oldest first, weeks without calls
+        passed over; ``progress(done, total)`` after each (``total`` an upper
+        bound until the last). Writes may go on meanwhile: each week's recount
+        and the writes into it happen one after the other.
         """
         self._check_open()
         (rows,) = await self._db.read(
             [Read(f"SELECT MIN(create_time), MAX(create_time), COUNT(*) FROM {API_CALL.name}")]
         )
-        first, last, count = rows[0]
-        bounds: list[datetime] = [_EARLIEST]
-        if count:
-            day = self._dialect.decode_time(first).astimezone(UTC)
-            day = day.replace(hour=0, minute=0, second=0, microsecond=0)
-            newest = self._dialect.decode_time(last).astimezone(UTC)
-            while (day := day + timedelta(days=_REBUILD_DAYS)) <= newest:
-                bounds.append(day)
+        _, last, count = rows[0]
+        newest = self._dialect.decode_time(last).astimezone(UTC) if count else _EARLIEST
         lock = self._dialect.rollup_lock([table.name for table in ROLLUP_TABLES])
-        for done, start in enumerate(bounds, start=1):
-            end = bounds[done] if done < len(bounds) else None
+        step = timedelta(days=_REBUILD_DAYS)
+        start, done = _EARLIEST, 0
+        while True:
+            # The week from the next call on: weeks without calls (a call in year 1000
+            # and one today) are passed over within one step, not one by one.
+            (found,) = (await self._read(self._q.next_call_time, self._rows.time(start)))[0]
+            day = None if found is None else self._dialect.decode_time(found).astimezone(UTC)
+            end = None
+            if day is not None and newest - day >= step:
+                end = day.replace(hour=0, minute=0, second=0, microsecond=0) + step
             params = [self._rows.time(start)] + ([] if end is None else [self._rows.time(end)])
             statements = rebuild_statements(self._dialect, bounded=end is not None)
             await self._write(
@@ -1051,8 +1052,13 @@ class SqlStore(StoreLifecycle):
                 Write(self._q.unseal_all),  # a period sealed meanwhile may hold this week
                 *(Write(sql, params) for sql in statements),
             )
+            done += 1
+            left = 0 if end is None else (newest - end) // step + 1
             if progress is not None:
-                progress(done, len(bounds))
+                progress(done, done + left)
+            if end is None:
+                break
+            start = end
         await self.seal_periods()
         return int(count or 0)
 
