@@ -769,7 +769,7 @@ async def test_sqlite_upgrade_from_version_6_keeps_what_it_indexed(
     monkeypatch.setattr(sql_layer, "MIGRATIONS", MIGRATIONS)
     new = await SqliteStore.connect(path)
     try:
-        assert await new.schema_version() == MIGRATIONS[-1].version == 7
+        assert await new.schema_version() == MIGRATIONS[-1].version >= 7
         if indexed_at_6:
             assert await _pending(new) == 0
             assert await _sqlite_matches(new, "quokka") == 5

@@ -3141,7 +3141,7 @@ class StoreConformance(TenancyConformance, ErasureConformance):
             assert len(together) == len(asked)
             for (keys, bucket, limit), rows in zip(asked, together, strict=True):
                 alone = await store.get_usage_breakdown(query, keys, bucket, limit)
-                assert rows == alone, (query, keys, bucket, limit)
+                self._assert_same_answer(rows, alone)  # float sums may add up in any order
         with pytest.raises(ValueError, match="limit"):
             await store.get_usage_breakdowns(QueryFilter(), [([], None, 0)])
         with pytest.raises(ValueError, match="colour"):

@@ -193,7 +193,10 @@ async def read_breakdown(
     limit: int | None,
 ) -> list[UsageBucket]:
     """Statistics per group of ``keys`` and per ``bucket`` (validated), in breakdown order."""
-    rollup = plan_rollups(query, keys, bucket) is not None
+    plan = plan_rollups(query, keys, bucket)
+    # The hourly rollup serves bounds on the hour only: parts of an hour (edges) are the
+    # calls' to read, which this ledger does from the calls themselves, whole.
+    rollup = plan is not None and not plan.edges
     width = len(keys) + (bucket is not None)
     groups = _group_columns(keys, bucket)
     params = _Parameters()
