@@ -14,7 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks import adapters, integrations, recorder, ui
+from benchmarks import adapters, analytics, integrations, recorder, ui
 from benchmarks.cli_export import run_export
 from benchmarks.recorder import Database, PostgresDatabase, SqliteDatabase, run_recorder, spool_root
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
@@ -195,6 +195,21 @@ async def _ui(sizes: Sizes, command: str) -> Part:
     )
 
 
+async def _analytics(sizes: Sizes, command: str) -> Part:
+    sizing = analytics.sizes_from_env(analytics.QUICK if sizes.name == "quick" else analytics.FULL)
+    with tempfile.TemporaryDirectory(prefix="chatledger-bench-") as tmp:
+        section = await analytics.run_analytics(Path(tmp), sizing, _progress)
+    return Part(
+        key="analytics",
+        title="Analytics (usage rollups at scale: SQLite, PostgreSQL, MariaDB)",
+        raw="raw SQL",
+        peers=("without rollups", "rollups p50"),
+        command=command,
+        sizes=sizing.describe(),
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -213,6 +228,8 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
         parts.append(await _adapters(sizes, command))
     if "ui" in only:
         parts.append(await _ui(sizes, command))
+    if "analytics" in only:
+        parts.append(await _analytics(sizes, command))
     return parts
 
 

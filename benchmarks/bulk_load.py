@@ -201,6 +201,30 @@ async def learn_layouts(path: Path) -> Layouts:
     return layouts
 
 
+async def reanalyze_sqlite(path: Path, progress: Callable[[str], None]) -> float:
+    """Drop a loaded file's planner statistics and open the store, which analyzes; seconds.
+
+    The store analyzes the tables it plans by (the calls, and the rollups that
+    grow with them) when they outgrow their statistics; an open before the
+    rollups were rebuilt analyzed the calls alone. Without statistics, the
+    next open analyzes them all, as a store that had written the rows would.
+    """
+    from chatledger.stores.sqlite import SqliteStore
+
+    conn = sqlite3.connect(path)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+            conn.execute("DELETE FROM sqlite_stat1")
+            conn.commit()
+    finally:
+        conn.close()
+    started = perf_counter()
+    await (await SqliteStore.connect(f"sqlite:///{path}")).close()
+    took = perf_counter() - started
+    progress(f"SQLite: store opened (its ANALYZE) in {took:.1f} s")
+    return took
+
+
 async def rebuild_rollups(store: Any, title: str, progress: Callable[[str], None]) -> None:
     """The store's usage rollups recounted from the loaded calls (the loaders bypass them).
 

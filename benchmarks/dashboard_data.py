@@ -26,10 +26,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from benchmarks.workload import Row, failure_columns, uuid7_at
+from benchmarks.workload import Row, failure_columns, success_columns, uuid7_at
 from chatledger.entities import ApiCallStatus, MessageRole
 from chatledger.ids import NIL_UUID
 
@@ -250,33 +249,15 @@ class _Conversation:
         completion_total = completion + (reasoning or 0)
         first_token = rng.randint(150, 900) + (reasoning or 0) // 40
         latency = first_token + int(completion_total / rng.uniform(30.0, 160.0) * 1000)
-        input_price = Decimal(prompt * in_rate).scaleb(-9)
-        output_price = Decimal(completion_total * out_rate).scaleb(-9)
         row.update(
-            status=ApiCallStatus.SUCCESS,
-            response_message_id=NIL_UUID,  # set to the reply's id by the caller, if stored
-            error_message=None,
-            error_code=None,
-            prompt_tokens=prompt,
-            completion_tokens=completion_total,
-            total_tokens=prompt + completion_total,
-            prompt_tokens_details=None if cached is None else {"cached_tokens": cached},
-            completion_tokens_details=(
-                None if reasoning is None else {"reasoning_tokens": reasoning}
-            ),
-            cached_tokens=cached,
-            reasoning_tokens=reasoning,
-            total_price=input_price + output_price,
-            price_details={
-                "input_price": float(input_price),
-                "output_price": float(output_price),
-                "currency": "USD",
-            },
-            latency_ms=latency,
-            time_to_first_token_ms=first_token,
-            tokens_per_second=completion_total / (latency / 1000.0),
-            api_response_id=f"chatcmpl-{rng.getrandbits(64):016x}",
-            update_time=self.now + timedelta(milliseconds=latency),
+            success_columns(
+                rng,
+                (in_rate, out_rate),
+                (prompt, completion_total, reasoning, cached),
+                (first_token, latency),
+                self.now,
+                NIL_UUID,  # set to the reply's id by the caller, if stored
+            )
         )
         self.calls.append(row)
         self.now = row["update_time"]

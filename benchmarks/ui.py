@@ -26,7 +26,6 @@ import os
 import random
 import re
 import socket
-import sqlite3
 import sys
 import uuid
 from collections.abc import Callable
@@ -38,7 +37,13 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from benchmarks import raw_server
-from benchmarks.bulk_load import bulk_load, index_pending_text, learn_layouts, rebuild_rollups
+from benchmarks.bulk_load import (
+    bulk_load,
+    index_pending_text,
+    learn_layouts,
+    reanalyze_sqlite,
+    rebuild_rollups,
+)
 from benchmarks.dashboard_data import COMMON_WORD, Dashboard, order_number
 from benchmarks.measure import Latency, percentile
 from benchmarks.raw_postgres import RawPostgres
@@ -161,21 +166,7 @@ async def _load_sqlite(data: Dashboard, path: Path, progress: Progress) -> dict[
         await index_pending_text(store, "SQLite", progress)  # so that no page is timed while it is
     finally:
         await store.close()
-    # The store analyzes the tables it plans by (the calls, and the rollups that grow with
-    # them) when they outgrow their statistics; its open above analyzed the calls before
-    # the rollups were rebuilt. Without statistics, its next open analyzes them all, as a
-    # store that had written these rows itself would have.
-    conn = sqlite3.connect(path)
-    try:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
-            conn.execute("DELETE FROM sqlite_stat1")
-            conn.commit()
-    finally:
-        conn.close()
-    started = perf_counter()
-    store = await SqliteStore.connect(f"sqlite:///{path}")
-    await store.close()
-    progress(f"SQLite: store opened (its ANALYZE) in {perf_counter() - started:.1f} s")
+    await reanalyze_sqlite(path, progress)
     return counts
 
 

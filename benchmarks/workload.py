@@ -114,6 +114,48 @@ def failure_columns(code: str, message: str, latency: int, started: datetime) ->
     }
 
 
+def success_columns(
+    rng: random.Random,
+    rates: tuple[int, int],
+    usage: tuple[int, int, int | None, int | None],
+    timing: tuple[int, int],
+    started: datetime,
+    response_id: uuid.UUID,
+) -> Row:
+    """A successful call's columns: ``usage`` (prompt, completion, reasoning, cached tokens)
+    priced at ``rates`` (input, output: per 1e9 tokens), ``timing`` (first token, latency)."""
+    prompt, completion, reasoning, cached = usage
+    first_token, latency = timing
+    input_price = Decimal(prompt * rates[0]).scaleb(-9)
+    output_price = Decimal(completion * rates[1]).scaleb(-9)
+    return {
+        "status": entities.ApiCallStatus.SUCCESS,
+        "response_message_id": response_id,
+        "error_message": None,
+        "error_code": None,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": None if cached is None else {"cached_tokens": cached},
+        "completion_tokens_details": (
+            None if reasoning is None else {"reasoning_tokens": reasoning}
+        ),
+        "cached_tokens": cached,
+        "reasoning_tokens": reasoning,
+        "total_price": input_price + output_price,
+        "price_details": {
+            "input_price": float(input_price),
+            "output_price": float(output_price),
+            "currency": "USD",
+        },
+        "latency_ms": latency,
+        "time_to_first_token_ms": first_token,
+        "tokens_per_second": completion / (latency / 1000.0),
+        "api_response_id": f"chatcmpl-{rng.getrandbits(64):016x}",
+        "update_time": started + timedelta(milliseconds=latency),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Population:
     """The tenant, agents and users the generated rows belong to."""
@@ -223,31 +265,14 @@ def _success_fields(rng: random.Random, create_time: datetime) -> Row:
     latency = first_token + int(completion / rng.uniform(20.0, 150.0) * 1000)
     cached = rng.randint(0, prompt) if rng.random() < 0.4 else None
     reasoning = rng.randint(0, completion) if rng.random() < 0.2 else None
-    input_price = Decimal(prompt * 250).scaleb(-8)
-    output_price = Decimal(completion * 1_000).scaleb(-8)
-    return {
-        "response_message_id": uuid7_at(create_time, rng),
-        "error_message": None,
-        "error_code": None,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": None if cached is None else {"cached_tokens": cached},
-        "completion_tokens_details": None if reasoning is None else {"reasoning_tokens": reasoning},
-        "cached_tokens": cached,
-        "reasoning_tokens": reasoning,
-        "total_price": input_price + output_price,
-        "price_details": {
-            "input_price": float(input_price),
-            "output_price": float(output_price),
-            "currency": "USD",
-        },
-        "latency_ms": latency,
-        "time_to_first_token_ms": first_token,
-        "tokens_per_second": completion / (latency / 1000.0),
-        "api_response_id": f"chatcmpl-{rng.getrandbits(64):016x}",
-        "update_time": create_time + timedelta(milliseconds=latency),
-    }
+    return success_columns(
+        rng,
+        (2_500, 10_000),  # $2.50 and $10 per million tokens
+        (prompt, completion, reasoning, cached),
+        (first_token, latency),
+        create_time,
+        uuid7_at(create_time, rng),
+    )
 
 
 class History:
