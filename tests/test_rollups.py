@@ -11,7 +11,7 @@ import itertools
 import math
 import random
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -22,6 +22,8 @@ import pytest
 import pytest_asyncio
 
 from chatledger.entities import ApiCallStatus, QueryFilter, TokenDetails, UsageStatistics
+from chatledger.errors import QueryError
+from chatledger.stores.base import Breakdown
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.rollups import plan_rollups
@@ -379,3 +381,24 @@ async def test_a_rebuild_passes_over_the_weeks_without_calls(store: SqlStore) ->
     assert await _rollup_rows(store) == saved
     assert len(steps) < 10
     assert steps[-1][0] == steps[-1][1]
+
+
+async def test_a_failed_shared_read_fails_each_breakdown_that_waits_on_it(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values several breakdowns share are read once: its error is theirs, raised once."""
+    await store.save_api_calls(_calls(50, seed=12))
+    failing = QueryError("the database is locked")
+
+    async def locked(sql: str, params: Sequence[Any], width: int) -> list[Sequence[Any]]:
+        await asyncio.sleep(0.01)
+        raise failing
+
+    monkeypatch.setattr(store, "_read_columns", locked)
+    hours = QueryFilter().time_range(T0 + timedelta(hours=2), T0 + timedelta(hours=20))
+    asked: list[Breakdown] = [((), None, None), ((), "hour", None), (("model",), None, 2)]
+    if store._dialect.percentiles_from_values:  # the only dialect whose figures share a read
+        with pytest.raises(QueryError, match="locked"):
+            await store.get_usage_breakdowns(hours, asked)
+    else:
+        assert len(await store.get_usage_breakdowns(hours, asked)) == 3

@@ -492,7 +492,8 @@ class SqlStore(StoreLifecycle):
         buckets = tuple(dict.fromkeys(bucket for _, bucket, _ in asked if bucket is not None))
         # Shared when one breakdown reads every call's values anyway (no top groups).
         shared = any(limit is None for _, _, limit in asked)
-        token = _SHARED.set(_SharedValues(query, buckets) if shared else None)
+        values = _SharedValues(query, buckets) if shared else None
+        token = _SHARED.set(values)
         try:
             return list(
                 await asyncio.gather(
@@ -501,6 +502,13 @@ class SqlStore(StoreLifecycle):
             )
         finally:
             _SHARED.reset(token)
+            if values is not None and values.columns is not None:
+                # Its readers are gone (a failure or a cancellation among them): no read is
+                # left running, and its error, if any, is taken as seen.
+                if not values.columns.done():
+                    values.columns.cancel()
+                elif not values.columns.cancelled():
+                    values.columns.exception()
 
     async def _shared_values(
         self,
