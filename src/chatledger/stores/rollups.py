@@ -512,14 +512,20 @@ Sealed = frozenset[tuple[PeriodName, datetime]]
 
 
 def past_periods(calls: Sequence[LLMApiCall], now: datetime) -> list[tuple[PeriodName, datetime]]:
-    """The periods before ``now``'s that ``calls`` fall in: those a write must unseal."""
-    found = set()
-    for period in PERIODS:
-        current = period.start(now)
-        for call in calls:
-            start = period.start(call.create_time)
-            if start < current:
-                found.add((period.name, start))
+    """The periods before ``now``'s that ``calls`` fall in: those a write must unseal.
+
+    Calls of the current week and month, nearly every call a recorder writes,
+    are passed over by one comparison each.
+    """
+    currents = [(period, period.start(now)) for period in PERIODS]
+    recent = max(current for _, current in currents)  # in the current week and month
+    found = {
+        (period.name, start)
+        for call in calls
+        if call.create_time < recent
+        for period, current in currents
+        if (start := period.start(call.create_time)) < current
+    }
     return sorted(found)
 
 
