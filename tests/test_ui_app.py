@@ -958,7 +958,7 @@ def test_a_preset_range_is_whole_hours_up_to_the_end_of_this_one(
     assert on_the_hour.end == end  # an hour already whole is not pushed on
 
 
-async def test_the_server_seals_complete_months_and_survives_a_failure(
+async def test_the_server_seals_complete_periods_and_survives_a_failure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While it serves, the dashboard seals complete periods; a store that fails is only logged."""
@@ -966,14 +966,14 @@ async def test_the_server_seals_complete_months_and_survives_a_failure(
     from chatledger.stores.sql import Read
     from chatledger.stores.sqlite import SqliteStore
     from chatledger.testing import make_api_call
-    from chatledger.ui.server import _keep_months_sealed
+    from chatledger.ui.server import _keep_periods_sealed
 
     store = await SqliteStore.connect(f"sqlite:///{tmp_path}/sealed.db")
     called = utc_now() - timedelta(days=100)
     await store.save_api_call(make_api_call(create_time=called))
     expected = len(sealable_periods([called], frozenset(), utc_now()))
     assert expected == 2  # the call's month and week
-    sealing = asyncio.create_task(_keep_months_sealed(store))
+    sealing = asyncio.create_task(_keep_periods_sealed(store))
     try:
         for _ in range(500):
             (rows,) = await store._db.read(
@@ -987,7 +987,7 @@ async def test_the_server_seals_complete_months_and_survives_a_failure(
     finally:
         sealing.cancel()
         await store.close()
-    broken = asyncio.create_task(_keep_months_sealed(store))  # closed: every call fails
+    broken = asyncio.create_task(_keep_periods_sealed(store))  # closed: every call fails
     await asyncio.sleep(0.05)
     assert not broken.done()
     broken.cancel()

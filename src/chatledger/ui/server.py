@@ -158,7 +158,7 @@ async def serve_store(
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(number, stop)
             handled.append(number)
-    sealing = asyncio.create_task(_keep_months_sealed(store))
+    sealing = asyncio.create_task(_keep_periods_sealed(store))
     try:
         if open_browser:
             # The socket listens already: the browser's first request waits for the server.
@@ -178,7 +178,7 @@ SEAL_EVERY = 3600.0
 """Seconds between two sealings of complete months and weeks while the dashboard runs."""
 
 
-async def _keep_months_sealed(store: PersistenceStore) -> None:
+async def _keep_periods_sealed(store: PersistenceStore) -> None:
     """Seal complete months and weeks now and hourly, so that long ranges read their rows.
 
     A failure (the database down, a read-only file) is logged and tried again
