@@ -103,6 +103,20 @@ async def empty_tables(url: str) -> None:
         await mysql_execute(url, *deletes)
 
 
+def emptied_url(request: pytest.FixtureRequest, tmp_path: Any, backend: str) -> str:
+    """A URL of ``backend`` with chatledger's schema and no rows: a new SQLite file, or the
+    module's scratch database (fixtures ``postgres_url``, ``mysql_url``) emptied."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    from chatledger import sync  # the package under test, imported when a test asks
+
+    url: str = request.getfixturevalue("postgres_url" if backend == "postgresql" else "mysql_url")
+    with sync.connect(url):
+        pass  # the schema, before emptying it
+    asyncio.run(empty_tables(url))
+    return url
+
+
 @contextmanager
 def scratch_database(server: str, runner: Any) -> Iterator[str]:
     """Create a uniquely named database on ``server``; yield its URL; drop it after."""

@@ -7,7 +7,6 @@ installed script as a user would and reads what it prints.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import gzip
 import json
@@ -42,7 +41,12 @@ from chatledger import (
     sync,
     uuid7,
 )
-from scratch_databases import SQL_BACKENDS, empty_tables, mysql_database, postgres_database
+from scratch_databases import (
+    SQL_BACKENDS,
+    emptied_url,
+    mysql_database,
+    postgres_database,
+)
 
 CHATLEDGER = Path(sys.executable).with_name("chatledger")
 ROLE_LINE = re.compile(r"^(user|assistant|tool|system)  \d{4}-\d{2}-\d{2} ")
@@ -207,16 +211,7 @@ def fill(url: str) -> Ledger:
 @pytest.fixture(params=SQL_BACKENDS)
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
     """The known ledger on each backend in turn."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/ledger.db"
-    else:
-        url = request.getfixturevalue(
-            "postgres_url" if request.param == "postgresql" else "mysql_url"
-        )
-        with sync.connect(url):
-            pass  # the schema, before emptying it
-        asyncio.run(empty_tables(url))
-    return fill(url)
+    return fill(emptied_url(request, tmp_path, request.param))
 
 
 # --- every command, on every backend ------------------------------------------------------

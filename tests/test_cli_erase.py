@@ -7,7 +7,6 @@ database, is checked.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 
 from chatledger import NIL_UUID, QueryFilter, sync, uuid7
 from chatledger.testing import make_agent, make_api_call, make_message, make_provider, make_session
-from scratch_databases import SQL_BACKENDS, empty_tables
+from scratch_databases import SQL_BACKENDS, emptied_url
 
 CHATLEDGER = Path(sys.executable).with_name("chatledger")
 
@@ -104,16 +103,7 @@ def fill(url: str) -> Ledger:
 @pytest.fixture(params=SQL_BACKENDS)
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
     """The known ledger on each SQL backend in turn."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/ledger.db"
-    else:
-        url = request.getfixturevalue(
-            "postgres_url" if request.param == "postgresql" else "mysql_url"
-        )
-        with sync.connect(url):
-            pass  # the schema, before emptying it
-        asyncio.run(empty_tables(url))
-    return fill(url)
+    return fill(emptied_url(request, tmp_path, request.param))
 
 
 @pytest.fixture
