@@ -26,7 +26,7 @@ from chatledger.errors import QueryError
 from chatledger.stores.base import Breakdown
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
-from chatledger.stores.rollups import plan_rollups
+from chatledger.stores.rollups import plan_rollups, through_day_end
 from chatledger.stores.schema import ROLLUP_DAILY, ROLLUP_HISTOGRAM, ROLLUP_HOURLY
 from chatledger.stores.sql import Read, SqlStore
 from chatledger.stores.sqlite import SqliteDialect, SqliteStore
@@ -185,6 +185,28 @@ def test_whole_days_come_from_the_daily_table_and_the_hours_around_them_hourly()
     by_user = plan_rollups(QueryFilter(), ["user"], "week")
     assert by_user is not None
     assert (by_user.dimension, by_user.histogram) == ("user", False)
+
+
+def test_a_range_ending_within_a_day_may_read_that_whole_day_if_its_rest_is_empty() -> None:
+    """The last day's hours become a whole day, given that the rest of the day holds no call."""
+    start, end = T0 + timedelta(hours=5), T0 + timedelta(days=3, hours=2)
+    plan = plan_rollups(QueryFilter().time_range(start, end).model("m"), [], None)
+    assert plan is not None
+    widened = through_day_end(plan)
+    assert widened is not None
+    wide, rest = widened
+    assert wide.days == (T0 + timedelta(days=1), T0 + timedelta(days=4))
+    assert wide.hours == ((start, T0 + timedelta(days=1)),)  # the first day's hours stay
+    assert rest == (end, T0 + timedelta(days=4))
+    for unchanged in (
+        QueryFilter().time_range(start, T0 + timedelta(days=3)),  # ends on a midnight
+        QueryFilter().time_range(start, end - timedelta(minutes=20)),  # ends off the hour
+        QueryFilter().time_range(T0 + timedelta(hours=1), T0 + timedelta(hours=20)),  # no day
+        QueryFilter().time_range(start, end).tenant(make_api_call().tenant_id).model("m"),
+    ):
+        found = plan_rollups(unchanged, [], None)
+        assert found is not None
+        assert through_day_end(found) is None, unchanged
 
 
 @pytest.mark.parametrize(

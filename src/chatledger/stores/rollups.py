@@ -98,6 +98,7 @@ __all__ = [
     "Sealed",
     "past_periods",
     "seal_statements",
+    "through_day_end",
     "sealable_periods",
     "sealed_segments",
     "unseal_statements",
@@ -742,6 +743,28 @@ def plan_rollups(query: QueryFilter, keys: Sequence[str], bucket: str | None) ->
         histogram=dimension in HISTOGRAM_DIMENSIONS,
         edges=tuple(edges),
     )
+
+
+def through_day_end(plan: RollupPlan) -> tuple[RollupPlan, tuple[datetime, datetime]] | None:
+    """``plan`` with its last day's hours read from the daily table, and the rest of that day.
+
+    A range that ends within a day after whole days (the dashboard's and
+    the benchmark's: up to the next whole hour of today) holds the whole of
+    its last day's calls when the rest of that day holds no call at all; the
+    day's rollup rows then answer for its hours, and a day of hourly rows
+    (one per user, agent and model an hour) need not be read. The caller
+    checks that the returned range holds no call, in the same snapshot as
+    the widened plan's reads. None when the plan ends on a midnight, has no
+    days, or ends in part of an hour read from the calls.
+    """
+    if plan.days is None or not plan.hours:
+        return None
+    first, last = plan.days
+    start, end = plan.hours[-1]
+    if last is None or start != last or end is None or any(e[0] == end for e in plan.edges):
+        return None
+    rest = (end, last + timedelta(days=1))
+    return replace(plan, days=(first, rest[1]), hours=plan.hours[:-1]), rest
 
 
 def _next_day(moment: datetime) -> datetime:

@@ -100,6 +100,7 @@ from chatledger.stores.rollups import (
     rollup_writes,
     sealable_periods,
     sealed_segments,
+    through_day_end,
 )
 from chatledger.stores.rows import Record, RowCodec, encode
 from chatledger.stores.schema import (
@@ -621,27 +622,33 @@ class SqlStore(StoreLifecycle):
     ) -> list[UsageBucket]:
         """A breakdown from the rollups: sums from the daily and hourly tables, then percentiles."""
         dialect = self._dialect
-        sealed = await self._sealed_periods(plan, bucket)
+        widened = through_day_end(plan)
+        sealed = await self._sealed_periods(plan if widened is None else widened[0], bucket)
         values: list[str] = []
         if limit is not None and len(keys) == 1 and bucket is None and limit <= _TOP_VALUES:
             values = await self._top_texts(query, keys, plan, limit, sealed)
             if not values:
                 return []
-        reads = [
-            Read(*hourly_read(dialect, query, keys, bucket, hours, values=values))
-            for hours in plan.hours
-        ]
-        reads += [
-            Read(*daily_read(dialect, query, keys, bucket, days, values=values))
-            for days in sealed_segments(plan, sealed, bucket)
-            if days.days is not None
-        ]
-        reads += self._edge_reads(query, keys, bucket, plan, values, usage_totals(dialect))
+
+        def reads_of(plan: RollupPlan) -> list[Read]:
+            reads = [
+                Read(*hourly_read(dialect, query, keys, bucket, hours, values=values))
+                for hours in plan.hours
+            ]
+            reads += [
+                Read(*daily_read(dialect, query, keys, bucket, days, values=values))
+                for days in sealed_segments(plan, sealed, bucket)
+                if days.days is not None
+            ]
+            return reads + self._edge_reads(
+                query, keys, bucket, plan, values, usage_totals(dialect)
+            )
+
+        plan, results = await self._read_rollups(plan, reads_of)
         width = len(keys) + (bucket is not None)
         # Rows are grouped by their group values' text first (ids come as text from one
         # table, as UUIDs from another), and only the groups kept are decoded.
         raw: dict[tuple[str | None, tuple[str, ...]], list[Sequence[Any]]] = {}
-        results = await self._db.read(reads)
         tail_calls = [
             sum(int(row[width] or 0) for row in rows) for rows in results[: len(plan.hours)]
         ]
@@ -760,23 +767,50 @@ class SqlStore(StoreLifecycle):
         """
         dialect = self._dialect
         count = ("SUM(calls)",)
-        reads = [
-            Read(*hourly_read(dialect, query, keys, None, hours, figures=count))
-            for hours in plan.hours
-        ]
-        reads += [
-            Read(*daily_read(dialect, query, keys, None, days, figures=count))
-            for days in sealed_segments(plan, sealed, None)
-            if days.days is not None
-        ]
-        reads += self._edge_reads(query, keys, None, plan, (), ("COUNT(*)",))
+
+        def reads_of(plan: RollupPlan) -> list[Read]:
+            reads = [
+                Read(*hourly_read(dialect, query, keys, None, hours, figures=count))
+                for hours in plan.hours
+            ]
+            reads += [
+                Read(*daily_read(dialect, query, keys, None, days, figures=count))
+                for days in sealed_segments(plan, sealed, None)
+                if days.days is not None
+            ]
+            return reads + self._edge_reads(query, keys, None, plan, (), ("COUNT(*)",))
+
         calls: dict[tuple[None, tuple[str, ...]], int] = {}
-        for rows in await self._db.read(reads):
+        for rows in (await self._read_rollups(plan, reads_of))[1]:
             for value, counted in rows:
                 group = (None, (str(value),))
                 calls[group] = calls.get(group, 0) + int(counted or 0)
         kept = top_groups({group: counted for group, counted in calls.items() if counted}, limit)
         return sorted(text for (text,) in kept or ())
+
+    async def _read_rollups(
+        self, plan: RollupPlan, reads_of: Callable[[RollupPlan], list[Read]]
+    ) -> tuple[RollupPlan, list[list[Any]]]:
+        """The results of ``reads_of`` a plan: ``plan`` through its last day's end if exact.
+
+        The widened plan (``through_day_end``) is read together with a look
+        for a call in the rest of its last day, in one snapshot; only if
+        there is one are ``plan``'s own reads made.
+        """
+        widened = through_day_end(plan)
+        if widened is not None:
+            wide, (start, end) = widened
+            later = Read(
+                self._dialect.sql(
+                    f"SELECT 1 FROM {API_CALL.name} WHERE create_time >= ? AND create_time < ?"
+                    " LIMIT 1"
+                ),
+                [self._rows.time(start), self._rows.time(end)],
+            )
+            found, *results = await self._db.read([later, *reads_of(wide)])
+            if not found:
+                return wide, results
+        return plan, await self._db.read(reads_of(plan))
 
     async def _whole_day_tails(
         self,
