@@ -286,13 +286,12 @@ def _call_sums(dialect: Dialect, call: LLMApiCall) -> list[Any]:
     ]
 
 
-def _add(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], sums: list[Any]) -> None:
-    found = into.get(key)
-    if found is None:
-        into[key] = list(sums)
-    else:
-        for position, value in enumerate(sums):
-            found[position] += value
+def _summed(groups: dict[tuple[Any, ...], list[list[Any]]]) -> list[tuple[Any, ...]]:
+    """A row per group, in key order: its key, then the column-wise sums of its members."""
+    return [
+        (*key, *(members[0] if len(members) == 1 else map(sum, zip(*members, strict=True))))
+        for key, members in sorted(groups.items())
+    ]
 
 
 def rollup_writes(
@@ -302,28 +301,34 @@ def rollup_writes(
 
     The batch is summed here, so each table gets one row per key of the
     batch; keys in one order, so that concurrent batches lock rows in the
-    same order (no deadlock between them on MySQL).
+    same order (no deadlock between them on MySQL). Each call's sums are
+    listed under its keys and each key's list summed column-wise once (most
+    hourly keys hold one call): adding them up call by call took half the
+    time a batch spent in Python.
     """
     u, t = dialect.encode_uuid, dialect.encode_time
-    hourly: dict[tuple[Any, ...], list[Any]] = {}
-    daily: dict[tuple[Any, ...], list[Any]] = {}
-    histogram: dict[tuple[Any, ...], list[Any]] = {}
+    hourly: dict[tuple[Any, ...], list[list[Any]]] = {}
+    daily: dict[tuple[Any, ...], list[list[Any]]] = {}
+    histogram: dict[tuple[Any, ...], list[int]] = {}
+    times: dict[datetime, tuple[Any, Any]] = {}  # an hour's start and its day's, encoded
     for call in calls:
         sums = _call_sums(dialect, call)
         status = call.status.value
         hour = truncate_to_bucket(call.create_time, "hour")
-        day = t(hour.replace(hour=0))
-        key = (t(hour), u(call.tenant_id), u(call.user_id), u(call.agent_id), call.model_name)
-        _add(hourly, (*key, status), sums)
-        values = {
-            "": "",
-            "tenant": str(call.tenant_id),
-            "user": str(call.user_id),
-            "agent": str(call.agent_id),
-            "model": call.model_name,
-        }
+        encoded = times.get(hour)
+        if encoded is None:
+            encoded = times[hour] = (t(hour), t(hour.replace(hour=0)))
+        hour_start, day = encoded
+        tenant, user, agent = str(call.tenant_id), str(call.user_id), str(call.agent_id)
+        ids = (
+            (tenant, user, agent)
+            if u is str  # the ids' text is what the dialect stores: made once
+            else (u(call.tenant_id), u(call.user_id), u(call.agent_id))
+        )
+        hourly.setdefault((hour_start, *ids, call.model_name, status), []).append(sums)
+        values = {"": "", "tenant": tenant, "user": user, "agent": agent, "model": call.model_name}
         for dimension in DAILY_DIMENSIONS:
-            _add(daily, (dimension, values[dimension], status, day), sums)
+            daily.setdefault((dimension, values[dimension], status, day), []).append(sums)
         for metric, value in enumerate((call.latency_ms, call.time_to_first_token_ms)):
             if value is None:
                 continue
@@ -336,11 +341,11 @@ def rollup_writes(
                 counts[0] += 1
                 counts[position] += 1
     return [
-        (statement, [(*key, *sums) for key, sums in sorted(rows.items())])
+        (statement, rows)
         for statement, rows in (
-            (statements.hourly, hourly),
-            (statements.daily, daily),
-            (statements.histogram, histogram),
+            (statements.hourly, _summed(hourly)),
+            (statements.daily, _summed(daily)),
+            (statements.histogram, [(*key, *counts) for key, counts in sorted(histogram.items())]),
         )
         if rows
     ]
