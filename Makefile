@@ -10,15 +10,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The demo needs the package and genai-prices' bundled prices, nothing more.
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[pricing]'
+	touch $@
+
+# The project's own tools are dependency groups (pyproject.toml), not extras.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[all,testing]' --group dev
 	touch $(STAMP)
 
 $(VENV)/.installed-bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[all,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[all,testing]' --group dev --group bench
 	touch $@
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-demo
 	$(BIN)/chatledger demo
 
 lint: $(STAMP)
