@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist and the wheel of this checkout, built once for the module."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
@@ -28,7 +27,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         check=True,
         capture_output=True,
     )
-    yield out
+    return out
 
 
 def _wheel(dist: Path) -> zipfile.ZipFile:
@@ -64,7 +63,8 @@ def test_the_wheel_s_metadata_says_what_pypi_shows(dist: Path) -> None:
     assert {"postgres", "mysql", "pricing", "tiktoken", "ui", "all", "testing"} <= extras
     assert not extras & {"dev", "bench"}  # the project's own tools are dependency groups
     pricing = [r for r in metadata.get_all("Requires-Dist") or [] if r.startswith("genai-prices")]
-    assert pricing and all("<" in requirement for requirement in pricing)
+    assert pricing
+    assert all("<" in requirement for requirement in pricing)
 
 
 def test_the_sdist_holds_what_rebuilds_and_tests_the_package(dist: Path) -> None:

@@ -25,6 +25,7 @@ from chatledger.entities import (
     ToolCallContent,
     ToolResultContent,
     UsageStatistics,
+    tokens_per_second,
 )
 from chatledger.ids import NIL_UUID, uuid7
 from chatledger.pricing import ModelPrice, StaticPricingRegistry
@@ -197,6 +198,13 @@ def test_success_derives_totals_latency_and_speed() -> None:
     )
     assert instant.latency_ms == 0
     assert instant.tokens_per_second is None
+    silent = LLMApiCall.success(
+        uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), uuid7(), "gpt-4o", 10, 0, T0,
+        T0 + timedelta(seconds=1),
+    )  # fmt: skip
+    assert silent.tokens_per_second == 0.0  # no token in a second: MoFA's success()
+    assert tokens_per_second(0, 1000) == 0.0  # the recorders' rule is the same one
+    assert tokens_per_second(5, 1000, time_to_first_token_ms=1000) is None  # no time left
 
 
 def test_failed_has_nil_response_and_no_tokens() -> None:

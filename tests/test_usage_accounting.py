@@ -68,7 +68,7 @@ def test_a_bare_429_is_rate_limited() -> None:
     [
         (100, 2000, None, 50.0),  # not streamed: over the whole latency
         (100, 2000, 1000, 100.0),  # streamed: from the first token to the end
-        (0, 2000, None, None),
+        (0, 2000, None, 0.0),  # no token in two seconds: MoFA's success() and the SPEC
         (100, None, None, None),
         (100, 500, 500, None),  # no generating time to divide by
         (7, 3, None, 2333.3333333333335),

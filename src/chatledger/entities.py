@@ -52,6 +52,7 @@ __all__ = [
     "ToolResultContent",
     "UsageBucket",
     "UsageStatistics",
+    "tokens_per_second",
     "utc_now",
 ]
 
@@ -403,9 +404,6 @@ class LLMApiCall(_Entity):
     ) -> LLMApiCall:
         """A successful call; total, latency and tokens/s are derived."""
         latency_ms = _elapsed_ms(request_time, response_time)
-        tokens_per_second = (
-            completion_tokens / (latency_ms / 1000.0) if latency_ms and latency_ms > 0 else None
-        )
         return cls(
             id=uuid7(),
             chat_session_id=session_id,
@@ -419,7 +417,7 @@ class LLMApiCall(_Entity):
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,
             latency_ms=latency_ms,
-            tokens_per_second=tokens_per_second,
+            tokens_per_second=tokens_per_second(completion_tokens, latency_ms),
             status=ApiCallStatus.SUCCESS,
             create_time=request_time,
             update_time=response_time,
@@ -485,6 +483,29 @@ class LLMApiCall(_Entity):
     ) -> LLMApiCall:
         """A copy with prompt and completion token details."""
         return self._replace(prompt_tokens_details=prompt, completion_tokens_details=completion)
+
+
+def tokens_per_second(
+    completion_tokens: int,
+    latency_ms: int | None,
+    time_to_first_token_ms: int | None = None,
+) -> float | None:
+    """Completion tokens per second, millisecond precision.
+
+    Streamed (``time_to_first_token_ms`` given): over the time from the first
+    token to the end. Otherwise over the whole latency. None when there is
+    no time to divide by; 0.0 for a call that produced no token in some time
+    (MoFA's ``success``). The one rule for every recorder (which gives a
+    failed call none, as MoFA's ``failed`` does) and for ``LLMApiCall.success``.
+    """
+    if latency_ms is None:
+        return None
+    generating = latency_ms
+    if time_to_first_token_ms is not None:
+        generating = latency_ms - time_to_first_token_ms
+    if generating <= 0:
+        return None
+    return completion_tokens * 1000 / generating
 
 
 def _elapsed_ms(start: datetime, end: datetime) -> int:

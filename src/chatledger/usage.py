@@ -7,7 +7,9 @@ The rules, in one place so every recorder applies them the same way:
   ``cancelled``, anything else
   ``failed``; its code is the provider's own code, else the HTTP status;
 - ``tokens_per_second`` is completion tokens over the time from the first
-  token to the end for a streamed call, over the whole latency otherwise;
+  token to the end for a streamed call, over the whole latency otherwise
+  (0.0 for no token), and none for a failed call (defined beside the
+  entities, whose ``LLMApiCall.success`` applies it too);
 - when the provider reports no usage, tokens are counted with ``tiktoken``
   if it is installed, else estimated at one token per four characters
   (rounded up), and the record says so.
@@ -22,7 +24,7 @@ import math
 from functools import cache
 from typing import Any
 
-from chatledger.entities import ApiCallStatus
+from chatledger.entities import ApiCallStatus, tokens_per_second
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -76,27 +78,6 @@ def error_code(error: BaseException) -> str | None:
         return str(code)[:50]
     status = _http_status(error)
     return None if status is None else str(status)
-
-
-def tokens_per_second(
-    completion_tokens: int,
-    latency_ms: int | None,
-    time_to_first_token_ms: int | None = None,
-) -> float | None:
-    """Completion tokens per second, millisecond precision.
-
-    Streamed (``time_to_first_token_ms`` given): over the time from the first
-    token to the end. Otherwise over the whole latency. None when there is
-    no time to divide by.
-    """
-    if latency_ms is None or completion_tokens <= 0:
-        return None
-    generating = latency_ms
-    if time_to_first_token_ms is not None:
-        generating = latency_ms - time_to_first_token_ms
-    if generating <= 0:
-        return None
-    return completion_tokens * 1000 / generating
 
 
 @cache
