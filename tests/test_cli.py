@@ -276,7 +276,15 @@ def test_stats_totals_match_the_store(ledger: Ledger) -> None:
     figures = json.loads(ok("stats", "--json", db=ledger.url))
     with sync.connect(ledger.url) as store:
         expected = store.get_statistics(QueryFilter())
-    assert figures == json.loads(expected.model_dump_json())
+    assert expected.total_cost is not None
+    assert Decimal(figures["total_cost"]) == expected.total_cost  # exact, as text
+    assert figures == {
+        **json.loads(expected.model_dump_json()),
+        "total_cost": figures["total_cost"],
+    }
+    assert figures["failed_count"] == sum(
+        count for status, count in figures["status_counts"].items() if status != "success"
+    )
     assert figures["total_calls"] == 5
     assert figures["status_counts"]["rate_limited"] == 1
 
@@ -297,7 +305,12 @@ def test_stats_breaks_down_by_keys_and_buckets(ledger: Ledger) -> None:
     rows = json.loads(ok("stats", "--by", "model,status", "--json", db=ledger.url))
     with sync.connect(ledger.url) as store:
         expected = store.get_usage_breakdown(QueryFilter(), ["model", "status"])
-    assert rows == [json.loads(row.model_dump_json()) for row in expected]
+    for row, model in zip(rows, expected, strict=True):
+        shown = json.loads(model.model_dump_json())
+        if model.stats.total_cost is not None:
+            assert Decimal(row["stats"]["total_cost"]) == model.stats.total_cost
+            shown["stats"]["total_cost"] = row["stats"]["total_cost"]
+        assert row == shown
     daily = json.loads(
         ok("stats", "--since", "7d", "--bucket", "day", "--by", "user", "--json", db=ledger.url)
     )
@@ -316,6 +329,11 @@ def test_calls_newest_first_and_filtered(ledger: Ledger) -> None:
     assert [c["id"] for c in listed] == [str(c.id) for c in reversed(ledger.calls)]
     refused = json.loads(ok("calls", "--status", "rate_limited", "--json", db=ledger.url))
     assert [c["error_code"] for c in refused] == ["429"]
+    assert [c["response_message_id"] for c in refused] == [None]  # stored as MoFA's nil UUID
+    priced = [c for c in listed if c.get("total_price") is not None]
+    assert priced
+    assert all(isinstance(c["total_price"], str) for c in priced)  # exact decimal text
+    assert "0.000123" in {c["total_price"] for c in priced}
     table = ok("calls", "--limit", "2", db=ledger.url)
     assert "rate_limited" in table
     assert "1-2 of 5 API calls; next page: --offset 2" in table

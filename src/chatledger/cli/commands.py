@@ -34,6 +34,7 @@ from chatledger.cli.render import (
     breakdown_table,
     call_summary,
     calls_table,
+    json_record,
     message_body,
     sessions_table,
     statistics_table,
@@ -273,7 +274,7 @@ async def sessions(args: argparse.Namespace, terminal: Terminal) -> int:
     if args.json:
         terminal.json(
             [
-                {**session.model_dump(mode="json"), "message_count": count}
+                {**json_record(session), "message_count": count}
                 for session, count in zip(found, counts, strict=True)
             ]
         )
@@ -325,10 +326,10 @@ async def show(args: argparse.Namespace, terminal: Terminal) -> int:
     if args.json:
         terminal.json(
             {
-                "session": session.model_dump(mode="json"),
-                "messages": [m.model_dump(mode="json") for m in messages],
-                "api_calls": [c.model_dump(mode="json") for c in reversed(calls)],
-                "statistics": stats.model_dump(mode="json"),
+                "session": json_record(session),
+                "messages": [json_record(m) for m in messages],
+                "api_calls": [json_record(c) for c in reversed(calls)],
+                "statistics": json_record(stats),
             }
         )
         return 0
@@ -408,12 +409,12 @@ async def stats(args: argparse.Namespace, terminal: Terminal) -> int:
             overall = await store.get_statistics(query)
     if overall is not None:
         if args.json:
-            terminal.json(overall.model_dump(mode="json"))
+            terminal.json(json_record(overall))
         else:
             terminal.show(statistics_table(overall, f"Usage: {_describe(query)}"))
         return 0
     if args.json:
-        terminal.json([row.model_dump(mode="json") for row in rows])
+        terminal.json([json_record(row) for row in rows])
         return 0
     if not rows:
         terminal.note(f"no API calls match: {_describe(query)}")
@@ -433,7 +434,7 @@ async def calls(args: argparse.Namespace, terminal: Terminal) -> int:
         found = await store.query_api_calls(query.paginate(args.offset, args.limit))
         total = await store.count_records("api_calls", query)
     if args.json:
-        terminal.json([call.model_dump(mode="json") for call in found])
+        terminal.json([json_record(call) for call in found])
         return 0
     if found:
         terminal.show(calls_table(found))
@@ -626,7 +627,7 @@ async def erase(args: argparse.Namespace, terminal: Terminal) -> int:
             subject = f"tenant {args.tenant}"
             report = await store.erase_tenant(args.tenant, dry_run=not args.yes)
     if args.json:
-        terminal.json({"database": redact(database_url(args.db)), **report.model_dump(mode="json")})
+        terminal.json({"database": redact(database_url(args.db)), **json_record(report)})
     elif report.records_touched == 0:
         terminal.show(f"nothing to erase: no record of {subject}")
     elif report.dry_run:

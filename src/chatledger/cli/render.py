@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
 from rich import box
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +26,7 @@ from chatledger.entities import (
     UsageBucket,
     UsageStatistics,
 )
+from chatledger.ids import NIL_UUID
 
 __all__ = [
     "add_row",
@@ -34,6 +36,7 @@ __all__ = [
     "cost",
     "dead_letters_table",
     "duration",
+    "json_record",
     "message_body",
     "sessions_table",
     "shorten",
@@ -49,6 +52,27 @@ _STATUS_STYLE = {
     ApiCallStatus.RATE_LIMITED: "red",
     ApiCallStatus.CANCELLED: "yellow",
 }
+
+
+def json_record(record: BaseModel) -> Any:
+    """A record as ``--json`` prints it: its JSON form, money as exact decimal strings.
+
+    The entities' JSON form is MoFA's (money as numbers); a script reading
+    totals wants the exact amounts the README promises as ``Decimal``. A
+    failed call's response is stored as MoFA's nil UUID, and printed as null.
+    """
+    dumped = record.model_dump(mode="json")
+    for name in type(record).model_fields:
+        value = getattr(record, name)
+        if name not in dumped:
+            continue
+        if isinstance(value, Decimal):
+            dumped[name] = format(value.normalize(), "f")  # one form on every backend
+        elif isinstance(value, BaseModel):
+            dumped[name] = json_record(value)
+        elif value == NIL_UUID and name == "response_message_id":
+            dumped[name] = None
+    return dumped
 
 
 def add_row(table: Table, *cells: str | Text, style: str | None = None) -> None:
@@ -128,7 +152,7 @@ def calls_table(calls: Iterable[LLMApiCall]) -> Table:
             table,
             call.create_time.strftime("%m-%d %H:%M:%S"),
             call.model_name,
-            Text("ok" if call.status is ApiCallStatus.SUCCESS else call.status.value, style=style),
+            Text(call.status.value, style=style),
             f"{call.prompt_tokens:,}",
             f"{call.completion_tokens:,}",
             cost(call.total_price),
