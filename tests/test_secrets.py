@@ -24,7 +24,7 @@ from chatledger.errors import StoreConnectionError
 from chatledger.stores import postgres
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
-from chatledger.stores.server import ServerAddress, redact
+from chatledger.stores.urls import ServerAddress, redact
 
 SECRET = "hunter2"  # noqa: S105  (a password that must never be shown)
 CHATLEDGER = Path(sys.executable).with_name("chatledger")

@@ -54,7 +54,7 @@ from chatledger.agent import (
 from chatledger.entities import ToolCallContent, ToolResultContent, utc_now
 from chatledger.plugin import LLMAgentEventHandler, LLMResponseMetadata, PersistencePlugin
 from chatledger.pricing import PricingRegistry, default_pricing_registry
-from chatledger.stores.server import redact
+from chatledger.stores.urls import redact
 
 __all__ = [
     "DEFAULT_DB",

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -50,14 +49,11 @@ from chatledger.entities import (
 from chatledger.ids import NIL_UUID
 from chatledger.stores import PersistenceStore, connect
 from chatledger.stores.base import RECORD_KINDS
-from chatledger.stores.schema import MIGRATIONS
-from chatledger.stores.server import redact
-from chatledger.stores.sql import SqlStore
-from chatledger.stores.sqlite import parse_url
+from chatledger.stores.opening import LATEST_SCHEMA, open_current, open_existing
+from chatledger.stores.urls import redact
 
 __all__ = ["COMMANDS", "CommandError", "Terminal"]
 
-LATEST_SCHEMA = MIGRATIONS[-1].version
 _SHOW_PAGE = 1000
 # Measured on SQLite: 500 records a chunk export a quarter faster than 2,000.
 _EXPORT_CHUNK = 500
@@ -102,25 +98,6 @@ class Terminal:
         self.show(Text(text, style="dim"))
 
 
-def _sqlite_file(url: str) -> Path | None:
-    """The file an ``sqlite:`` URL names (None for other URLs and in-memory databases)."""
-    if not url.startswith("sqlite:"):
-        return None
-    path, _ = parse_url(url)
-    return None if path is None else Path(path).expanduser()
-
-
-async def _connect(url: str, *, migrate: bool) -> PersistenceStore:
-    """Open ``url``; unless migrating, an SQLite file must exist (a read never makes one)."""
-    file = _sqlite_file(url)
-    if not migrate and file is not None and not file.exists():
-        raise CommandError(
-            f"no database at {file}; pass --db URL (or set $CHATLEDGER_DATABASE_URL), "
-            "or create one with 'chatledger db upgrade'"
-        )
-    return await connect(url, migrate=migrate)
-
-
 @asynccontextmanager
 async def _open(args: argparse.Namespace) -> AsyncIterator[PersistenceStore]:
     """The database the arguments name, which must hold a current chatledger schema.
@@ -128,25 +105,11 @@ async def _open(args: argparse.Namespace) -> AsyncIterator[PersistenceStore]:
     Reading commands never change the schema: an old one is refused with
     the command that upgrades it.
     """
-    url = database_url(args.db)
-    store = await _connect(url, migrate=False)
+    store = await open_current(database_url(args.db))
     try:
-        version = await _schema_version(store)
-        if version < LATEST_SCHEMA:
-            found = (
-                "has no chatledger tables" if version == 0 else f"is at schema version {version}"
-            )
-            raise CommandError(
-                f"{redact(url)} {found}; this chatledger needs version {LATEST_SCHEMA}: "
-                "run 'chatledger db upgrade'"
-            )
         yield store
     finally:
         await store.close()
-
-
-async def _schema_version(store: PersistenceStore) -> int:
-    return await store.schema_version() if isinstance(store, SqlStore) else LATEST_SCHEMA
 
 
 def _plural(count: int, noun: str) -> str:
@@ -173,12 +136,12 @@ async def db_upgrade(args: argparse.Namespace, terminal: Terminal) -> int:
     url = database_url(args.db)
     store = await connect(url, migrate=False)  # may create an SQLite file, not its tables
     try:
-        before = await _schema_version(store)
+        before = await store.schema_version()
     finally:
         await store.close()
-    store = await _connect(url, migrate=True)
+    store = await open_existing(url, migrate=True)
     try:
-        after = await _schema_version(store)
+        after = await store.schema_version()
     finally:
         await store.close()
     if args.json:
@@ -195,9 +158,9 @@ async def db_upgrade(args: argparse.Namespace, terminal: Terminal) -> int:
 async def db_status(args: argparse.Namespace, terminal: Terminal) -> int:
     """The schema version, unchanged, and the record counts when the schema is current."""
     url = database_url(args.db)
-    store = await _connect(url, migrate=False)
+    store = await open_existing(url, migrate=False)
     try:
-        version = await _schema_version(store)
+        version = await store.schema_version()
         current = version >= LATEST_SCHEMA
         counts = {}
         if current:

@@ -38,18 +38,12 @@ from urllib.parse import unquote, urlsplit
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from chatledger.cli.arguments import database_url
-from chatledger.cli.commands import (
-    LATEST_SCHEMA,
-    CommandError,
-    Terminal,
-    _plural,
-    _schema_version,
-    _sqlite_file,
-)
+from chatledger.cli.commands import CommandError, Terminal, _plural
 from chatledger.errors import PersistenceError
 from chatledger.recording.scope import id_for_key
 from chatledger.stores import PersistenceStore, connect
-from chatledger.stores.server import redact
+from chatledger.stores.opening import LATEST_SCHEMA, sqlite_file
+from chatledger.stores.urls import redact
 
 __all__ = ["BATCH", "IMPORT_COMMANDS", "SOURCE_ERROR_STATUS", "SourceError"]
 
@@ -531,13 +525,13 @@ class Report:
 @asynccontextmanager
 async def _destination(url: str, *, dry_run: bool) -> AsyncIterator[PersistenceStore | None]:
     """chatledger's database; created when it does not exist yet (None on a dry run then)."""
-    file = _sqlite_file(url)
+    file = sqlite_file(url)
     if file is not None and not file.exists() and dry_run:
         yield None
         return
     store = await connect(url, migrate=False)
     try:
-        version = await _schema_version(store)
+        version = await store.schema_version()
         if version == 0 and not dry_run:
             await store.close()
             store = await connect(url, migrate=True)

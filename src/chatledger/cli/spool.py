@@ -30,7 +30,7 @@ from rich.text import Text
 from chatledger.cli.arguments import database_url
 from chatledger.cli.commands import CommandError, Terminal, _open, _plural
 from chatledger.cli.render import dead_letters_table, spool_files_table
-from chatledger.stores.server import redact
+from chatledger.stores.urls import redact
 
 if TYPE_CHECKING:
     from chatledger.recording.spool import DeadLetter, SpoolDirectory, SpoolReport

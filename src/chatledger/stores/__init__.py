@@ -19,8 +19,8 @@ from chatledger.stores.base import (
     SessionStore,
 )
 from chatledger.stores.memory import InMemoryStore
-from chatledger.stores.server import redact
 from chatledger.stores.sqlite import SqliteStore
+from chatledger.stores.urls import redact
 
 if TYPE_CHECKING:
     from chatledger.stores.mysql import MySqlStore

@@ -475,6 +475,13 @@ class PersistenceStore(
         """Release connections and threads; safe to call twice."""
         ...
 
+    async def schema_version(self) -> int:
+        """The newest schema migration the data is at (0: no chatledger tables).
+
+        A store without a schema of its own (memory) is always current.
+        """
+        ...
+
     async def ingest_records(
         self,
         sessions: Sequence[ChatSession] = (),
@@ -595,6 +602,13 @@ class StoreLifecycle:
 
     async def _release(self) -> None:
         """Free what the store holds; called once, by ``close()``."""
+
+    async def schema_version(self) -> int:
+        """The newest schema migration the data is at: a store without a schema is current."""
+        from chatledger.stores.schema import MIGRATIONS  # schema imports nothing of ours back
+
+        self._check_open()
+        return MIGRATIONS[-1].version
 
     def _check_open(self) -> None:
         if self._closed:

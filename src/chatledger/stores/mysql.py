@@ -28,12 +28,11 @@ from chatledger.stores.schema import Column, ColumnType, Index, Table
 from chatledger.stores.server import (
     Failure,
     PooledDatabase,
-    ServerAddress,
     ServerStore,
     import_driver,
     server_error,
-    shown_cause,
 )
+from chatledger.stores.urls import ServerAddress, shown_cause
 
 if TYPE_CHECKING:
     from chatledger.stores.sql import Read, Write

@@ -22,12 +22,11 @@ from chatledger.stores.schema import MESSAGE, Column, ColumnType, Table
 from chatledger.stores.server import (
     Failure,
     PooledDatabase,
-    ServerAddress,
     ServerStore,
     import_driver,
     server_error,
-    shown_cause,
 )
+from chatledger.stores.urls import ServerAddress, shown_cause
 
 if TYPE_CHECKING:
     import asyncpg

@@ -6,11 +6,8 @@ driver (one statement runs on its own, several run in one transaction, reads
 see one snapshot, a read that meets a dropped connection is retried once on
 a fresh one, a write the server aborted for a deadlock is retried whole,
 concurrent single saves may share one commit) and leaves the driver calls to
-a subclass. :class:`ServerAddress` is what error
-messages may say about where the server is: host, port, database and user,
-never the password. :func:`redact` is how a URL is shown anywhere: its
-password, and any secret-looking query parameter (``?password=…``,
-``sslpassword``, ``token``, ``api_key``, …), replaced by ``***``.
+a subclass. Where a server is, and how its URL is shown, is
+:mod:`chatledger.stores.urls`' business.
 """
 
 from __future__ import annotations
@@ -18,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Generic, Self, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chatledger.errors import (
     ConstraintError,
@@ -38,16 +32,13 @@ from chatledger.errors import (
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sql import migrate as migrate_schema
+from chatledger.stores.urls import ServerAddress, shown_cause
 
 __all__ = [
     "Failure",
     "PooledDatabase",
-    "ServerAddress",
     "ServerStore",
-    "shown_cause",
     "import_driver",
-    "is_secret_parameter",
-    "redact",
     "server_error",
 ]
 
@@ -65,164 +56,6 @@ def import_driver(module: str, extra: str, backend: str) -> Any:
         raise ImportError(
             f"the {backend} backend needs the {module} driver: pip install 'chatledger[{extra}]'"
         ) from exc
-
-
-_SECRET_NAMES = frozenset({"pass", "pwd", "auth"})
-_SECRET_PARTS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "apikey",
-    "api_key",
-    "api-key",
-    "credential",
-)
-# ``name=value`` in a URL's query (or a key=value connection string), value to the next
-# separator.
-_PARAMETER = re.compile(r"(?:^|(?<=[?&;\s]))([^=?&;#\s]+)=([^&;#\s]*)")
-
-
-def is_secret_parameter(name: str) -> bool:
-    """Whether a URL query parameter called ``name`` may hold a secret (``sslpassword``)."""
-    lowered = unquote(name).lower()
-    return lowered in _SECRET_NAMES or any(part in lowered for part in _SECRET_PARTS)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerAddress:
-    """Where a database server is, as error messages may name it (never the password).
-
-    The password, from the URL's user information or its ``?password=``
-    parameter, is kept for the driver but out of ``repr`` and ``str``;
-    ``options`` holds the other query parameters, secret-looking ones left
-    out. ``secrets`` are the texts an error message must never show.
-    """
-
-    scheme: str
-    host: str
-    port: int
-    database: str
-    user: str
-    password: str | None = field(repr=False)
-    options: dict[str, str]
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-
-    @classmethod
-    def parse(cls, url: str, schemes: Sequence[str], default_port: int) -> Self:
-        """Split ``scheme://user:password@host:port/database?options``."""
-        parts = urlsplit(url)
-        scheme = parts.scheme.split("+", 1)[0].lower()
-        if scheme not in schemes:
-            raise ValueError(
-                f"not a {schemes[0]} URL: {redact(url)!r} "
-                f"(expected {schemes[0]}://user:password@host:{default_port}/database)"
-            )
-        try:
-            port = parts.port or default_port
-        except ValueError as exc:  # its text quotes only the port
-            raise ValueError(f"bad port in {redact(url)!r}: {exc}") from None
-        database = unquote(parts.path.lstrip("/"))
-        if not database:
-            raise ValueError(f"{redact(url)!r} names no database; add /database_name to it")
-        query = parse_qsl(parts.query)
-        secrets = [value for name, value in query if is_secret_parameter(name) and value]
-        password = None if parts.password is None else unquote(parts.password)
-        if password:
-            secrets.insert(0, password)
-        if password is None:  # libpq's form: postgresql://user@host/db?password=...
-            password = next((value for name, value in query if name == "password"), None)
-        return cls(
-            scheme=scheme,
-            host=unquote(parts.hostname or "localhost"),
-            port=port,
-            database=database,
-            user=unquote(parts.username or ""),
-            password=password,
-            options={name: value for name, value in query if not is_secret_parameter(name)},
-            secrets=tuple(dict.fromkeys(secrets)),
-        )
-
-    @property
-    def location(self) -> str:
-        """``user@host:port/database``: the database, however the URL spells it (no password)."""
-        user = f"{self.user}@" if self.user else ""
-        return f"{user}{self.host}:{self.port}/{self.database}"
-
-    def __str__(self) -> str:
-        """``host:port/database`` (as ``user``)."""
-        who = f" as {self.user!r}" if self.user else ""
-        return f"{self.host}:{self.port}/{self.database}{who}"
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret of this address replaced by ``***``."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def shown_by(self, exc: BaseException) -> bool:
-        """Whether ``exc``, its chain or its traceback would show a secret of this address."""
-        return any(_shows(exc, secret) for secret in self.secrets)
-
-
-def _shows(exc: BaseException, secret: str) -> bool:
-    """Whether ``secret`` appears anywhere a traceback of ``exc`` would print."""
-    if not secret:
-        return False
-    return any(secret in line for line in traceback.format_exception(exc))
-
-
-def shown_cause(exc: BaseException, address: ServerAddress) -> BaseException | None:
-    """What a chatledger error mapped from ``exc`` may name as its cause.
-
-    ``raise mapped from shown_cause(exc, address)``: ``exc`` itself, or None
-    when its text, chain or traceback would show a secret of ``address`` (a
-    driver may echo its connection arguments), so a traceback ends at the
-    chatledger error. An error that is chatledger's already keeps its own cause.
-    """
-    if isinstance(exc, PersistenceError):
-        return exc.__cause__
-    return None if address.shown_by(exc) else exc
-
-
-def redact(url: str) -> str:
-    """``url`` with its password and every secret-looking query parameter replaced by ``***``.
-
-    ``scheme://user:***@host/db?sslmode=require&password=***``. A URL no
-    parser would accept is hidden too: a password holding ``/``, ``@`` or
-    ``?`` unencoded is hidden whole. Text without ``://`` (a path, a
-    ``key=value`` connection string) has its secret-looking values hidden.
-    """
-    if "://" not in url:
-        return _PARAMETER.sub(_hide_value, url)
-    scheme, rest = url.split("://", 1)
-    at = _userinfo_end(rest)
-    if at >= 0:
-        user, colon, _ = rest[:at].partition(":")
-        if colon:
-            rest = f"{user}:***{rest[at:]}"
-            at = len(user) + len(":***")
-    mark = rest.find("?", at + 1)  # the query starts after the user information
-    if mark >= 0:
-        rest = rest[:mark] + _PARAMETER.sub(_hide_value, rest[mark:])
-    return f"{scheme}://{rest}"
-
-
-def _userinfo_end(rest: str) -> int:
-    """Where the user information ends (its ``@``) in a URL after ``://``; -1 without one."""
-    query = rest.find("?")
-    at = rest.rfind("@", 0, len(rest) if query < 0 else query)
-    if at >= 0:
-        return at
-    # '?' inside an unencoded password (u:pa?ss@host/db): the user information runs to the
-    # first '@', unless a query parameter comes before it (host/db?password=a@b).
-    first = rest.find("@")
-    return first if first >= 0 and "=" not in rest[:first] else -1
-
-
-def _hide_value(match: re.Match[str]) -> str:
-    name, value = match.group(1), match.group(2)
-    return f"{name}=***" if value and is_secret_parameter(name) else match.group(0)
 
 
 class Failure(Enum):

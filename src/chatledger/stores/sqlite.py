@@ -25,7 +25,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chatledger.errors import (
     ConstraintError,
@@ -39,8 +38,9 @@ from chatledger.stores.queries import SEARCH_PROBE_LIMIT
 from chatledger.stores.schema import MESSAGE, ROLLUP_TABLES, ColumnType, Table
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sql import migrate as migrate_schema
+from chatledger.stores.urls import parse_sqlite_url
 
-__all__ = ["SqliteStore", "parse_url"]
+__all__ = ["SqliteStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -910,21 +910,6 @@ class SqliteDatabase:
             await asyncio.to_thread(thread.join)
 
 
-def parse_url(url: str) -> tuple[str | None, dict[str, str]]:
-    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
-        raise ValueError(f"not an SQLite URL: {url!r} (expected sqlite:///path/to.db)")
-    path = unquote(parts.path)
-    if parts.netloc:
-        raise ValueError(f"SQLite URL {url!r} has a host; use three slashes: sqlite:///path/to.db")
-    path = path[1:] if path.startswith("/") else path
-    options = dict(parse_qsl(parts.query))
-    if path in ("", ":memory:"):
-        return None, options
-    return path, options
-
-
 def _located(path: str | None) -> str | None:
     return None if path in (None, "", ":memory:") else str(Path(path).resolve())
 
@@ -982,7 +967,7 @@ class SqliteStore(SqlStore):
         """What :attr:`location` will be for the store ``url`` opens, without opening it."""
         if isinstance(url, Path) or "://" not in url:
             return _located(str(url))
-        return _located(parse_url(url)[0])
+        return _located(parse_sqlite_url(url)[0])
 
     @classmethod
     async def connect(
@@ -1004,7 +989,7 @@ class SqliteStore(SqlStore):
             path: str | None = str(url)
             options: dict[str, str] = {}
         else:
-            path, options = parse_url(url)
+            path, options = parse_sqlite_url(url)
         chosen = synchronous or options.get("synchronous", "full")
         if chosen not in ("full", "normal", "off"):
             raise ValueError(f"synchronous must be 'full', 'normal' or 'off', not {chosen!r}")

@@ -119,6 +119,11 @@ class TenantStore(StoreLifecycle):
         """The tenant this view is scoped to."""
         return self._tenant_id
 
+    async def schema_version(self) -> int:
+        """The schema version of the store underneath."""
+        self._check_open()
+        return await self._store.schema_version()
+
     @property
     def store(self) -> PersistenceStore:
         """The store underneath, unscoped."""

@@ -75,6 +75,7 @@ from chatledger.stores.base import (
     RecordKind,
 )
 from chatledger.stores.rollups import exact_values_up_to, scan_only
+from chatledger.stores.schema import MIGRATIONS
 from chatledger.stores.statistics import PERCENTILE_RELATIVE_ERROR
 from chatledger.testing.erasure_conformance import ErasureConformance
 from chatledger.testing.factories import (
@@ -352,6 +353,16 @@ class StoreConformance(TenancyConformance, ErasureConformance):
         assert store.is_connected is False
         await store.close()
         assert store.is_connected is False
+
+    @pytest.mark.asyncio
+    async def test_a_store_opened_by_connect_is_at_the_latest_schema(
+        self, store: PersistenceStore
+    ) -> None:
+        """schema_version(): the newest migration (a store without a schema is always current)."""
+        assert await store.schema_version() == MIGRATIONS[-1].version
+        await store.close()
+        with pytest.raises(StoreConnectionError):
+            await store.schema_version()
 
     @pytest.mark.asyncio
     async def test_async_with_returns_the_store_and_closes_it(

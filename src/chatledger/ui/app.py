@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from chatledger.errors import PersistenceError
 from chatledger.stores.base import PersistenceStore
-from chatledger.stores.server import redact
+from chatledger.stores.urls import redact
 from chatledger.ui import views
 from chatledger.ui.security import Guard, new_secret
 from chatledger.ui.templating import environment

@@ -17,16 +17,12 @@ import socket
 import threading
 import webbrowser
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Final
 
 from chatledger.errors import PersistenceError
-from chatledger.stores import connect
 from chatledger.stores.base import PersistenceStore
-from chatledger.stores.schema import MIGRATIONS
-from chatledger.stores.server import redact
-from chatledger.stores.sql import SqlStore
-from chatledger.stores.sqlite import parse_url
+from chatledger.stores.opening import open_current
+from chatledger.stores.urls import redact
 from chatledger.ui.app import create_app
 from chatledger.ui.security import is_loopback
 
@@ -36,7 +32,6 @@ __all__ = [
     "TOKEN_VARIABLE",
     "UnsafeBindError",
     "check_exposure",
-    "open_store",
     "serve",
     "serve_async",
     "serve_store",
@@ -63,34 +58,6 @@ def check_exposure(host: str, token: str | None) -> None:
             f"--host {host} lets other machines reach the dashboard; give it a token too "
             f"(--token TOKEN or ${TOKEN_VARIABLE}), or keep the default --host {DEFAULT_HOST}"
         )
-
-
-def _check_file(url: str) -> None:
-    """Refuse an SQLite URL whose file does not exist (opening it would create it)."""
-    if url.startswith("sqlite:"):
-        path, _ = parse_url(url)
-        if path is not None and not Path(path).expanduser().exists():
-            raise PersistenceError(
-                f"no database at {path}; pass --db URL, or run 'chatledger demo' to make one"
-            )
-
-
-async def open_store(url: str) -> PersistenceStore:
-    """Open ``url`` as it is: an SQLite file must exist and the schema must be current."""
-    _check_file(url)
-    store = await connect(url, migrate=False)
-    if isinstance(store, SqlStore):
-        version, latest = await store.schema_version(), MIGRATIONS[-1].version
-        if version < latest:
-            await store.close()
-            found = (
-                "has no chatledger tables" if version == 0 else f"is at schema version {version}"
-            )
-            raise PersistenceError(
-                f"{redact(url)} {found}; this chatledger needs version {latest}: "
-                "run 'chatledger db upgrade'"
-            )
-    return store
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -210,7 +177,7 @@ async def serve_async(
     check_exposure(host, token)
     sock = _bind(host, port)
     try:
-        store = await open_store(url)
+        store = await open_current(url)
     except BaseException:
         sock.close()
         raise

@@ -27,7 +27,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from chatledger.errors import PersistenceError, QueryError, StoreConnectionError
-from chatledger.stores.server import ServerAddress, import_driver, redact, shown_cause
+from chatledger.stores.server import import_driver
+from chatledger.stores.urls import ServerAddress, redact, shown_cause
 
 __all__ = [
     "DEFAULT_DATABASE",

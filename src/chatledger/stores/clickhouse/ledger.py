@@ -232,6 +232,11 @@ class ClickHouseLedger(StoreLifecycle):
             return None
         return f"{self._primary.backend_name}:{where}+clickhouse:{self._client.location}"
 
+    async def schema_version(self) -> int:
+        """The schema version of the primary store (ClickHouse's tables are the ledger's own)."""
+        self._check_open()
+        return await self._primary.schema_version()
+
     def __repr__(self) -> str:
         """The primary store and where ClickHouse is (never a password)."""
         state = "closed" if self._closed else "open"
