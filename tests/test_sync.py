@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import inspect
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from chatledger import ConstraintError, LLMMessage, QueryFilter, StoreConnectionError, sync
+from chatledger._sync_methods import SyncMethods
 from chatledger.ids import uuid7
+from chatledger.stores import PersistenceStore
 from chatledger.testing import make_api_call, make_message, make_session
 
 
@@ -132,3 +139,73 @@ def test_for_tenant_gives_a_blocking_view_on_the_same_loop() -> None:
     finally:
         store.close()
     assert not view.is_connected
+
+
+def _generator() -> ModuleType:
+    """scripts/generate_sync.py, imported from its path."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "generate_sync.py"
+    spec = importlib.util.spec_from_file_location("generate_sync", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generated_blocking_methods_are_up_to_date() -> None:
+    """src/chatledger/_sync_methods.py is what the generator writes from the protocols now.
+
+    After changing a protocol in stores/base.py: python scripts/generate_sync.py
+    """
+    generator = _generator()
+    assert generator.TARGET.read_text(encoding="utf-8") == generator.generate()
+
+
+def test_every_protocol_coroutine_has_a_typed_twin() -> None:
+    """Each coroutine of the store protocols is a method of SyncStore's class, not __getattr__'s."""
+    coroutines = {
+        name
+        for cls in PersistenceStore.__mro__
+        if cls.__module__ == "chatledger.stores.base"
+        for name, value in vars(cls).items()
+        if inspect.iscoroutinefunction(value) and not name.startswith("_")
+    }
+    assert len(coroutines) > 40
+    assert coroutines <= set(dir(SyncMethods)) | {"close"}
+    assert "close" in vars(sync.SyncStore)
+    twin = inspect.signature(SyncMethods.page_api_calls)
+    assert list(twin.parameters) == list(
+        inspect.signature(PersistenceStore.page_api_calls).parameters
+    )
+
+
+def test_a_misspelt_method_fails_type_checking(tmp_path: Path) -> None:
+    """mypy --strict knows every blocking method: a typo is an error, a right name's type holds."""
+    program = tmp_path / "uses_sync.py"
+    program.write_text(
+        "from chatledger import QueryFilter, UsageStatistics, sync\n"
+        "with sync.connect('memory://') as store:\n"
+        "    stats: UsageStatistics = store.get_statistics(QueryFilter())\n"
+        "    store.get_statistic(QueryFilter())\n",
+        encoding="utf-8",
+    )
+    found = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert found.returncode == 1, found.stdout
+    assert '"SyncStore" has no attribute "get_statistic"' in found.stdout
+    assert found.stdout.count("error:") == 1, found.stdout
+
+
+def test_a_backends_own_coroutine_runs_by_name_or_through_run(tmp_path: Path) -> None:
+    """What the protocols do not name still works by name, and typed through ``run``."""
+    with sync.connect(f"sqlite:///{tmp_path}/s.db") as store:
+        assert store.run(store.store.schema_version()) == store.schema_version()
+        session = make_session()
+        store.create_session(session)
+        store.save_message(make_message(session))
+        # SQLite's own coroutine, found by name and run on the loop (at_most=0: takes none)
+        assert store.index_pending_text(at_most=0) == 0

@@ -17,8 +17,9 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from chatledger._sync_methods import SyncMethods
 from chatledger.entities import QueryFilter
 from chatledger.errors import StoreConnectionError
 from chatledger.stores import PersistenceStore, RecordKind
@@ -65,11 +66,15 @@ async def _next_chunk(chunks: AsyncIterator[_T]) -> _T | None:
     return await anext(chunks, None)
 
 
-class SyncStore:
+class SyncStore(SyncMethods):
     """A store whose methods block until done; the same names as the async store.
 
     ``store.save_message(m)`` stores ``m`` and returns None;
-    ``store.get_statistics(QueryFilter())`` returns ``UsageStatistics``.
+    ``store.get_statistics(QueryFilter())`` returns ``UsageStatistics``. The
+    store protocols' methods are generated with their signatures
+    (``SyncMethods``), so a type checker knows each one. A backend's own
+    coroutines (``enable_row_level_security``) work by name too, untyped;
+    ``run(store.store.method())`` calls one typed.
     """
 
     def __init__(
@@ -87,6 +92,16 @@ class SyncStore:
     def store(self) -> PersistenceStore:
         """The async store underneath (use it only from the background loop)."""
         return self._store
+
+    @property
+    def _async_store(self) -> PersistenceStore:
+        return self._store
+
+    def _wait(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        if self._runner.loop.is_closed():
+            coroutine.close()
+            raise StoreConnectionError(f"the {self.backend_name} store is closed")
+        return self._runner.run(coroutine)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -110,13 +125,23 @@ class SyncStore:
         """
         return SyncStore(self._store.for_tenant(tenant_id), self._runner, owns_loop=False)
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attribute):
-            return attribute
-        blocking = self._blocking(attribute)
-        self.__dict__[name] = blocking  # built once per method
-        return blocking
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run a coroutine of the async store on its loop, and return its result.
+
+        For a backend's own methods, typed:
+        ``store.run(store.store.enable_row_level_security())``.
+        """
+        return self._wait(coroutine)
+
+    if not TYPE_CHECKING:  # at run time only: a type checker flags a misspelt method
+
+        def __getattr__(self, name: str) -> Any:
+            attribute = getattr(self._store, name)
+            if not inspect.iscoroutinefunction(attribute):
+                return attribute
+            blocking = self._blocking(attribute)
+            self.__dict__[name] = blocking  # built once per method
+            return blocking
 
     def _blocking(self, method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
         runner = self._runner
