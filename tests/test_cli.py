@@ -589,6 +589,9 @@ def test_prune_on_a_terminal_asks_first(tmp_path: Path) -> None:
     status, shown = _answer_prompt(["prune", "--before", "30d", "--db", url], b"n")
     assert status == 1
     assert "delete 1 API calls" in shown
+    # The question names the cutoff for the sessions too, not "inactive since" and nothing.
+    asked = " ".join(shown.split())  # the prompt wraps at the terminal's width
+    assert re.search(r"1 sessions inactive since before \d{4}-\d\d-\d\d [\d:]+ UTC", asked)
     assert "nothing deleted" in shown
     with sync.connect(url) as store:
         assert store.get_session(ledger.old.id) is not None

@@ -454,9 +454,20 @@ async def prune(args: argparse.Namespace, terminal: Terminal) -> int:
     async with _open(args) as store:
         calls_due = 0 if args.only == "sessions" else await store.count_records("api_calls", older)
         sessions_due = 0 if args.only == "calls" else await store.count_records("sessions", older)
-        plan = (
-            f"{calls_due:,} API calls made before {when(before)} UTC and {sessions_due:,} sessions "
-            "inactive since (with their messages)"
+        plan = " and ".join(
+            part
+            for part, due in (
+                (
+                    f"{calls_due:,} API calls made before {when(before)} UTC",
+                    args.only != "sessions",
+                ),
+                (
+                    f"{sessions_due:,} sessions inactive since before {when(before)} UTC "
+                    "(with their messages)",
+                    args.only != "calls",
+                ),
+            )
+            if due
         )
         if args.dry_run or calls_due + sessions_due == 0:
             if args.json:
