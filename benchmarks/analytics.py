@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from benchmarks import raw_server, raw_sqlite, workload
 from benchmarks.bulk_load import Layout, bulk_load, learn_layouts, reanalyze_sqlite
 from benchmarks.dashboard_data import MODELS, Population
-from benchmarks.measure import Latency, percentile
+from benchmarks.measure import Latency
 from benchmarks.raw_mysql import RawMySql
 from benchmarks.raw_postgres import COPY, RawPostgres
 from benchmarks.raw_sql import AGGREGATE, insert_sql, placeholders
@@ -582,11 +582,6 @@ async def _timed(
     return Latency.of(samples)
 
 
-def p95(latency: Latency) -> float:
-    """The 95th percentile, in milliseconds."""
-    return percentile(latency.samples_ms, 0.95)
-
-
 @dataclass(frozen=True, slots=True)
 class _Read:
     """One statistic a dashboard asks for, the store's way and the raw driver's."""
@@ -728,9 +723,9 @@ async def _measure_reads(
             )
         progress(
             f"{title}: {read.label.strip()} ({calls:,} calls): rollups p50 {ours.p50:.2f} ms, "
-            f"p95 {p95(ours):.2f} ms"
+            f"p95 {ours.p95:.2f} ms"
             + (
-                f"; scan p95 {p95(scanned):.0f} ms; {raw.name} p95 {p95(plain):.0f} ms"
+                f"; scan p95 {scanned.p95:.0f} ms; {raw.name} p95 {plain.p95:.0f} ms"
                 if measured and scanned is not None and plain is not None
                 else " (scan and raw: as the row above)"
             )
@@ -740,14 +735,14 @@ async def _measure_reads(
             Result(
                 f"{label} ({calls:,} calls)",
                 "p95 ms",
-                Cell(p95(ours)),
-                Cell(p95(plain)) if measured and plain else Cell(None, "as above"),
-                Cell(p95(scanned)) if measured and scanned else Cell(None, "as above"),
+                Cell(ours.p95),
+                Cell(plain.p95) if measured and plain else Cell(None, "as above"),
+                Cell(scanned.p95) if measured and scanned else Cell(None, "as above"),
                 Cell(ours.p50),
             )
         )
         targets.append(
-            Target(f"{title}: {read.target}, p95", p95(ours), READ_TARGET_MS, False, "ms")
+            Target(f"{title}: {read.target}, p95", ours.p95, READ_TARGET_MS, False, "ms")
         )
     return results, targets
 

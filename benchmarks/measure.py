@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import statistics
 from collections.abc import Awaitable, Callable, Sequence, Sized
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TypeVar
+
+from chatledger.stores.statistics import percentile as stored_percentile
 
 __all__ = [
     "Latency",
@@ -61,6 +62,11 @@ class Latency:
         return percentile(self.samples_ms, 0.50)
 
     @property
+    def p95(self) -> float:
+        """The 95th percentile, in milliseconds."""
+        return percentile(self.samples_ms, 0.95)
+
+    @property
     def p99(self) -> float:
         """The 99th percentile, in milliseconds."""
         return percentile(self.samples_ms, 0.99)
@@ -72,11 +78,11 @@ class Latency:
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """The ``fraction`` percentile of ascending values, by linear interpolation."""
-    position = (len(sorted_values) - 1) * fraction
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (position - low) * (sorted_values[high] - sorted_values[low])
+    """The ``fraction`` percentile of ascending values: the store's own rule (interpolated)."""
+    found = stored_percentile(sorted_values, fraction)
+    if found is None:
+        raise ValueError("a percentile needs at least one value")
+    return found
 
 
 def time_calls(call: Callable[[], object], repeats: int) -> Latency:

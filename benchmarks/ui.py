@@ -45,7 +45,7 @@ from benchmarks.bulk_load import (
     rebuild_rollups,
 )
 from benchmarks.dashboard_data import COMMON_WORD, Dashboard, order_number
-from benchmarks.measure import Latency, percentile
+from benchmarks.measure import Latency
 from benchmarks.raw_postgres import RawPostgres
 from benchmarks.report import Cell, Result, Section, Target
 from benchmarks.scratch_databases import POSTGRES, ServerUnavailableError
@@ -125,11 +125,6 @@ class Measured:
     size: int  # bytes of the body, the last request's
     server_timing: Latency | None  # the app's own Server-Timing total, when it sends one
     peak_mb: float | None = None  # the server's peak RSS once this page's requests were done
-
-
-def p95(latency: Latency) -> float:
-    """The 95th percentile, in milliseconds."""
-    return percentile(latency.samples_ms, 0.95)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -657,10 +652,10 @@ async def _measure(
                     found = replace(found, peak_mb=server.memory_mb("VmHWM"))
                     progress(
                         f"{title}: {page.label}: p50 {found.http.p50:.1f} ms, "
-                        f"p95 {p95(found.http):.1f} ms ({len(found.http.samples_ms)} requests, "
+                        f"p95 {found.http.p95:.1f} ms ({len(found.http.samples_ms)} requests, "
                         f"{found.size / 1024:.0f} KiB; server peak RSS {found.peak_mb or 0:.0f} "
                         f"MB); store calls alone p50 {found.store.p50:.1f} ms, "
-                        f"p95 {p95(found.store):.1f} ms"
+                        f"p95 {found.store.p95:.1f} ms"
                     )
                     measured.append(found)
                 before_export = server.memory_mb("VmHWM")
@@ -683,8 +678,8 @@ async def _measure(
         result = Result(
             f"{title}: {found.page.label}",
             "p95 ms",
-            Cell(p95(found.http)),
-            Cell(p95(found.store)),
+            Cell(found.http.p95),
+            Cell(found.store.p95),
             Cell(found.http.p50),
             Cell(found.store.p50),
         )
