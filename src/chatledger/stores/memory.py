@@ -58,6 +58,7 @@ from chatledger.stores.base import (
     first_of_each_id,
 )
 from chatledger.stores.encoding import ensure_storable_text, storable_json
+from chatledger.stores.filtering import call_conditions, meets
 from chatledger.stores.paging import (
     after_cursor,
     call_cursor,
@@ -86,30 +87,6 @@ def _message_order(message: LLMMessage) -> _MessageOrder:
 
 def _call_order(call: LLMApiCall) -> tuple[datetime, uuid.UUID]:
     return call.create_time, call.id
-
-
-def matches_filter(call: LLMApiCall, query: QueryFilter) -> bool:
-    """True when ``call`` meets every condition ``query`` sets (offset and limit aside)."""
-    return (
-        (query.tenant_id is None or call.tenant_id == query.tenant_id)
-        and (query.user_id is None or call.user_id == query.user_id)
-        and (query.session_id is None or call.chat_session_id == query.session_id)
-        and (query.agent_id is None or call.agent_id == query.agent_id)
-        and (query.status is None or call.status == query.status)
-        and (query.model_name is None or call.model_name == query.model_name)
-        and (query.start_time is None or call.create_time >= query.start_time)
-        and (query.end_time is None or call.create_time < query.end_time)
-        and (query.error_code is None or call.error_code == query.error_code)
-        and _within(call.total_price, query.min_cost, query.max_cost)
-        and _within(call.latency_ms, query.min_latency_ms, query.max_latency_ms)
-    )
-
-
-def _within(value: Any, low: Any, high: Any) -> bool:
-    """True when ``low <= value <= high`` for the bounds given; a missing value meets none."""
-    if low is None and high is None:
-        return True
-    return value is not None and (low is None or value >= low) and (high is None or value <= high)
 
 
 def _contains(haystack: str | None, needle: str) -> bool:
@@ -475,7 +452,8 @@ class InMemoryStore(StoreLifecycle):
             candidates: Iterable[LLMApiCall] = self._api_calls.values()
         else:
             candidates = self._session_calls.get(query.session_id, {}).values()
-        return [call for call in candidates if matches_filter(call, query)]
+        conditions = call_conditions(query)
+        return [call for call in candidates if meets(call, conditions)]
 
     def _drop_api_call(self, call_id: uuid.UUID) -> bool:
         call = self._api_calls.pop(call_id, None)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from chatledger.entities import ApiCallStatus, QueryFilter, SessionQuery
 from chatledger.stores.base import RecordKind
 from chatledger.stores.dialect import Dialect, TextProbe
+from chatledger.stores.filtering import call_conditions
 from chatledger.stores.paging import Cursor, SortSpec, like_pattern
 from chatledger.stores.rollups import (
     PERIODS,
@@ -313,37 +315,18 @@ def filter_clause(
     """
     clauses: list[str] = []
     params: list[Any] = []
-    for column, value in (
-        ("tenant_id", query.tenant_id),
-        ("user_id", query.user_id),
-        (session_column, query.session_id),
-        ("agent_id", query.agent_id),
-    ):
-        if value is not None:
-            clauses.append(f"{name(column)} = ?")
-            params.append(dialect.encode_uuid(value))
-    for column, text in (
-        ("status", None if query.status is None else query.status.value),
-        ("model_name", query.model_name),
-        ("error_code", query.error_code),
-    ):
-        if text is not None:
-            clauses.append(f"{name(column)} = ?")
-            params.append(text)
-    if query.start_time is not None:  # the range is half-open: start <= t < end
-        clauses.append(f"{name(time_column)} >= ?")
-        params.append(dialect.encode_time(query.start_time))
-    if query.end_time is not None:
-        clauses.append(f"{name(time_column)} < ?")
-        params.append(dialect.encode_time(query.end_time))
-    for operator, cost in ((">=", query.min_cost), ("<=", query.max_cost)):
-        if cost is not None:
-            clauses.append(f"{name('total_price')} {operator} ?")
-            params.append(dialect.encode_money(cost))
-    for operator, latency in ((">=", query.min_latency_ms), ("<=", query.max_latency_ms)):
-        if latency is not None:
-            clauses.append(f"{name('latency_ms')} {operator} ?")
-            params.append(latency)
+    columns = {"chat_session_id": session_column, "create_time": time_column}
+    encode: dict[str, Callable[[Any], Any]] = {
+        "id": dialect.encode_uuid,
+        "text": lambda value: value.value if isinstance(value, Enum) else value,
+        "time": dialect.encode_time,
+        "money": dialect.encode_money,
+        "number": int,
+    }
+    for condition in call_conditions(query):
+        column = columns.get(condition.field, condition.field)
+        clauses.append(f"{name(column)} {condition.operator} ?")
+        params.append(encode[condition.kind](condition.value))
     clauses.extend(extra)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
