@@ -39,7 +39,7 @@ from chatledger.entities import (
     UsageBucket,
     UsageStatistics,
 )
-from chatledger.errors import ConstraintError, NotFoundError
+from chatledger.errors import Failure, NotFoundError, failure_error
 from chatledger.ids import NIL_UUID
 from chatledger.stores.base import (
     DEFAULT_CHUNK_SIZE,
@@ -138,10 +138,13 @@ def _check_batch_text(batch: Sequence[BaseModel], name: str) -> None:
         storable_json(entity, f"{name}[{index}]")
 
 
+_NAME = "memory"  # how its errors name the store
+
+
 class InMemoryStore(StoreLifecycle):
     """Every chatledger store in process memory; full parity with the SQL backends."""
 
-    backend_name = "memory"
+    backend_name = _NAME
 
     def __init__(self) -> None:
         """Create an empty, connected store."""
@@ -204,19 +207,23 @@ class InMemoryStore(StoreLifecycle):
         seen: set[uuid.UUID] = set()
         for message in batch:
             if message.id in self._messages or message.id in seen:
-                raise ConstraintError(f"a message with id {message.id} already exists")
+                raise failure_error(
+                    Failure.ALREADY_USED, _NAME, f"a message with id {message.id} already exists"
+                )
             session_id = message.chat_session_id
             if session_id not in self._sessions and session_id not in new_sessions:
-                raise ConstraintError(
-                    f"message {message.id} names session {session_id}, "
-                    "which does not exist; create the session first"
+                raise failure_error(
+                    Failure.MISSING_REFERENCE,
+                    _NAME,
+                    f"message {message.id} names session {session_id}",
                 )
             seen.add(message.id)
             parent = message.parent_message_id
             if parent is not None and parent not in self._messages and parent not in seen:
-                raise ConstraintError(
-                    f"message {message.id} names parent message {parent}, which does not "
-                    "exist; save the parent first"
+                raise failure_error(
+                    Failure.MISSING_REFERENCE,
+                    _NAME,
+                    f"message {message.id} names parent message {parent}",
                 )
 
     def _store_messages(self, batch: Sequence[LLMMessage]) -> None:
@@ -344,7 +351,9 @@ class InMemoryStore(StoreLifecycle):
         seen: set[uuid.UUID] = set()
         for call in batch:
             if call.id in self._api_calls or call.id in seen:
-                raise ConstraintError(f"an API call with id {call.id} already exists")
+                raise failure_error(
+                    Failure.ALREADY_USED, _NAME, f"an API call with id {call.id} already exists"
+                )
             seen.add(call.id)
 
     def _store_calls(self, batch: Sequence[LLMApiCall]) -> None:
@@ -471,7 +480,9 @@ class InMemoryStore(StoreLifecycle):
         """Store a new session; its id must be new."""
         self._check_open()
         if session.id in self._sessions:
-            raise ConstraintError(f"a session with id {session.id} already exists")
+            raise failure_error(
+                Failure.ALREADY_USED, _NAME, f"a session with id {session.id} already exists"
+            )
         _check_entity_text(session, "session")
         self._sessions[session.id] = session
 
@@ -638,9 +649,11 @@ class InMemoryStore(StoreLifecycle):
                 and other.tenant_id == provider.tenant_id
                 and other.provider_name == provider.provider_name
             ):
-                raise ConstraintError(
+                raise failure_error(
+                    Failure.ALREADY_USED,
+                    _NAME,
                     f"tenant {provider.tenant_id} already has a provider named "
-                    f"{provider.provider_name!r} (id {other.id})"
+                    f"{provider.provider_name!r} (id {other.id})",
                 )
         _check_entity_text(provider, "provider")
         ensure_storable_text(provider.api_key.get_secret_value(), "provider.api_key")
@@ -693,14 +706,17 @@ class InMemoryStore(StoreLifecycle):
         """Insert or replace an agent; its provider must exist and its code be unique."""
         self._check_open()
         if agent.provider_id not in self._providers:
-            raise ConstraintError(
-                f"agent {agent.id} names provider {agent.provider_id}, which does not exist; "
-                "save the provider first"
+            raise failure_error(
+                Failure.MISSING_REFERENCE,
+                _NAME,
+                f"agent {agent.id} names provider {agent.provider_id}",
             )
         for other in self._agents.values():
             if other.id != agent.id and other.agent_code == agent.agent_code:
-                raise ConstraintError(
-                    f"an agent with code {agent.agent_code!r} already exists (id {other.id})"
+                raise failure_error(
+                    Failure.ALREADY_USED,
+                    _NAME,
+                    f"an agent with code {agent.agent_code!r} already exists (id {other.id})",
                 )
         _check_entity_text(agent, "agent")
         self._agents[agent.id] = agent

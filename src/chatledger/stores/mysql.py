@@ -21,12 +21,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatledger.errors import PersistenceError
+from chatledger.errors import Failure, PersistenceError
 from chatledger.stores.dialect import Dialect, uuid_text
 from chatledger.stores.paging import LIKE_ESCAPE
 from chatledger.stores.schema import Column, ColumnType, Index, Table
 from chatledger.stores.server import (
-    Failure,
     PooledDatabase,
     ServerStore,
     import_driver,

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chatledger.errors import PersistenceError
+from chatledger.errors import Failure, PersistenceError
 from chatledger.stores.dialect import Dialect, TextProbe
 from chatledger.stores.paging import LIKE_ESCAPE, like_pattern
 from chatledger.stores.schema import MESSAGE, Column, ColumnType, Table
 from chatledger.stores.server import (
-    Failure,
     PooledDatabase,
     ServerStore,
     import_driver,

@@ -19,15 +19,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from chatledger.errors import (
-    ConstraintError,
+    Failure,
     PersistenceError,
-    QueryError,
-    SerializationError,
     StoreConnectionError,
+    failure_error,
 )
 from chatledger.stores.dialect import Dialect
 from chatledger.stores.sql import Read, SqlStore, Write
@@ -35,7 +33,6 @@ from chatledger.stores.sql import migrate as migrate_schema
 from chatledger.stores.urls import ServerAddress, shown_cause
 
 __all__ = [
-    "Failure",
     "PooledDatabase",
     "ServerStore",
     "import_driver",
@@ -58,77 +55,18 @@ def import_driver(module: str, extra: str, backend: str) -> Any:
         ) from exc
 
 
-class Failure(Enum):
-    """What went wrong on a database server, whichever driver reported it."""
-
-    MISSING_REFERENCE = "missing reference"
-    ALREADY_USED = "already used"
-    CONSTRAINT = "constraint"
-    BAD_VALUE = "bad value"
-    LOGIN_REFUSED = "login refused"
-    NO_DATABASE = "no database"
-    LOST = "connection lost"
-    UNREACHABLE = "unreachable"
-    NO_SLOT = "no free connection"
-    QUERY = "query failed"
-
-
-# What each failure tells the user: what happened, then what to check.
-_FAILURES: dict[Failure, tuple[type[PersistenceError], str]] = {
-    Failure.MISSING_REFERENCE: (
-        ConstraintError,
-        "{backend}: a record it refers to does not exist (a message's session, an agent's "
-        "provider): save that first ({text})",
-    ),
-    Failure.ALREADY_USED: (
-        ConstraintError,
-        "{backend}: an id or unique value is already used ({text})",
-    ),
-    Failure.CONSTRAINT: (ConstraintError, "{backend}: {text}"),
-    Failure.BAD_VALUE: (SerializationError, "{backend}: a value cannot be stored: {text}"),
-    Failure.LOGIN_REFUSED: (
-        StoreConnectionError,
-        "{backend} at {address} refused the login: {text}; check the user name and password "
-        "in the URL, and that the account may connect from this host",
-    ),
-    Failure.NO_DATABASE: (
-        StoreConnectionError,
-        "{backend} at {host}:{port} has no database {database!r}; create it "
-        "(CREATE DATABASE {database}) or fix the URL",
-    ),
-    Failure.LOST: (
-        StoreConnectionError,
-        "the connection to {backend} at {address} was lost ({text}); the server may have "
-        "restarted or closed it; retry, and check the server if it keeps happening",
-    ),
-    Failure.UNREACHABLE: (
-        StoreConnectionError,
-        "cannot reach {backend} at {host}:{port}: {text}; check that the server is running "
-        "and that the host and port are right",
-    ),
-    Failure.NO_SLOT: (
-        StoreConnectionError,
-        "{backend} at {address} has no free connection slot ({text}); lower max_size or "
-        "raise the server's max_connections",
-    ),
-    Failure.QUERY: (QueryError, "{backend}: {text}"),
-}
-
-
 def server_error(
     failure: Failure, backend: str, address: ServerAddress, text: str
 ) -> PersistenceError:
     """The chatledger error for ``failure``, worded the same for every server."""
-    kind, template = _FAILURES[failure]
-    return kind(
-        template.format(
-            backend=backend,
-            address=address,
-            host=address.host,
-            port=address.port,
-            database=address.database,
-            text=address.scrub(text),  # a driver may echo its connection arguments
-        )
+    return failure_error(
+        failure,
+        backend,
+        address.scrub(text),  # a driver may echo its connection arguments
+        address=address,
+        host=address.host,
+        port=address.port,
+        database=address.database,
     )
 
 

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from chatledger.errors import (
-    ConstraintError,
+    Failure,
     PersistenceError,
-    QueryError,
-    SerializationError,
     StoreConnectionError,
+    failure_error,
 )
 from chatledger.stores.dialect import Dialect, TextProbe, uuid_text
 from chatledger.stores.queries import SEARCH_PROBE_LIMIT
@@ -340,31 +339,23 @@ def _map_error(exc: BaseException, where: str) -> PersistenceError:
     if isinstance(exc, PersistenceError):
         return exc
     text = str(exc)
+    failure = Failure.QUERY
     if isinstance(exc, sqlite3.IntegrityError):
-        if "FOREIGN KEY" in text:
-            return ConstraintError(
-                f"{where}: a record it refers to does not exist (a message's session, "
-                "an agent's provider): save that first"
-            )
-        return ConstraintError(f"{where}: {text} (an id or unique value is already used)")
-    if isinstance(exc, UnicodeError | OverflowError) or (
+        failure = Failure.MISSING_REFERENCE if "FOREIGN KEY" in text else Failure.ALREADY_USED
+    elif isinstance(exc, UnicodeError | OverflowError) or (
         isinstance(exc, sqlite3.ProgrammingError) and "binding" in text.lower()
     ):
-        return SerializationError(f"{where}: a value cannot be stored: {text}")
-    if isinstance(exc, sqlite3.OperationalError):
+        failure = Failure.BAD_VALUE
+    elif isinstance(exc, sqlite3.OperationalError):
         if "unable to open" in text or "readonly" in text or "disk I/O" in text:
-            return StoreConnectionError(f"{where}: {text}; check the path and its permissions")
-        if "locked" in text or "busy" in text:
-            return QueryError(
-                f"{where}: {text}; another process held the write lock longer than the "
-                "busy timeout (raise busy_timeout, or keep transactions short)"
-            )
-        return QueryError(f"{where}: {text}")
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
-        return StoreConnectionError(f"{where}: {text}; the file is not an SQLite database")
-    if isinstance(exc, sqlite3.Error):
-        return QueryError(f"{where}: {text}")
-    return QueryError(f"{where}: unexpected {type(exc).__name__}: {text}")
+            failure = Failure.CANNOT_OPEN
+        elif "locked" in text or "busy" in text:
+            failure = Failure.LOCKED
+    elif isinstance(exc, sqlite3.DatabaseError) and "not a database" in text:
+        failure = Failure.NOT_A_DATABASE
+    elif not isinstance(exc, sqlite3.Error):
+        text = f"unexpected {type(exc).__name__}: {text}"
+    return failure_error(failure, where, text)
 
 
 @dataclass(slots=True)
