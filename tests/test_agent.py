@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any
 
 import httpx2
@@ -248,7 +249,7 @@ async def test_concurrent_chats_through_one_agent_are_recorded_apart() -> None:
             from chatledger.agent import Completion
 
             text = request.messages[-1].content
-            await asyncio.sleep(0.001 * (hash(text) % 5))
+            await asyncio.sleep(0.001 * (zlib.crc32(text.encode()) % 5))  # the same every run
             metadata = LLMResponseMetadata(model="echo", prompt_tokens=1, completion_tokens=1)
             return Completion(f"echo: {text}", metadata)
 

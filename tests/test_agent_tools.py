@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+import zlib
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -343,7 +344,7 @@ async def test_concurrent_tool_turns_through_one_plugin_stay_apart() -> None:
 
         async def complete(self, request: ChatRequest) -> Completion:
             last = request.messages[-1]
-            await asyncio.sleep(0.001 * (hash(last.content) % 4))
+            await asyncio.sleep(0.001 * (zlib.crc32(str(last.content).encode()) % 4))  # every run
             metadata = LLMResponseMetadata(model="w", prompt_tokens=3, completion_tokens=2)
             if last.role == "user":
                 call = ToolCall(f"call_{last.content}", "echo", json.dumps({"text": last.content}))
