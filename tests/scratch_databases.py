@@ -19,14 +19,16 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncmy
-import asyncpg
 import pytest
 
 POSTGRES_SERVER = os.environ.get(
     "CHATLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 MYSQL_SERVER = os.environ.get("CHATLEDGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+# What starts each server on this machine (README, .ci/run).
+_START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+_START_MARIADB = "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"
 
 SQL_BACKENDS = (
     "sqlite",
@@ -70,6 +72,8 @@ def mysql_options(url: str) -> dict[str, Any]:
 
 async def postgres_execute(url: str, *statements: str) -> list[Any]:
     """Run ``statements`` on one asyncpg connection; the last one's rows."""
+    import asyncpg  # only where a server is used: `pytest -m "not server"` needs no driver
+
     conn = await asyncpg.connect(url)
     try:
         rows: list[Any] = []
@@ -82,6 +86,8 @@ async def postgres_execute(url: str, *statements: str) -> list[Any]:
 
 async def mysql_execute(url: str, *statements: str) -> list[Any]:
     """Run ``statements`` on one asyncmy connection; the last one's rows."""
+    import asyncmy  # as above
+
     conn = await asyncmy.connect(**mysql_options(url))
     try:
         rows: list[Any] = []
@@ -128,7 +134,20 @@ def scratch_database(server: str, runner: Any) -> Iterator[str]:
         else f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
     )
     drop = f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if is_postgres else "")
-    _run_aside(runner(server, create))
+    try:
+        _run_aside(runner(server, create))
+    except OSError as exc:  # refused, unreachable: one line saying what to start
+        parts = urlsplit(server)
+        what, start, variable = (
+            ("PostgreSQL", _START_POSTGRES, "CHATLEDGER_TEST_POSTGRES_URL")
+            if is_postgres
+            else ("MariaDB", _START_MARIADB, "CHATLEDGER_TEST_MYSQL_URL")
+        )
+        pytest.fail(
+            f"{what} is not running at {parts.hostname}:{parts.port} ({exc.strerror or exc}); "
+            f"start it ({start}) or point {variable} at one",
+            pytrace=False,
+        )
     try:
         yield with_database(server, name)
     finally:

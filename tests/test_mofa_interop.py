@@ -20,8 +20,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import asyncmy
-import asyncpg
 import pytest
 from pydantic_core import to_json
 
@@ -45,6 +43,13 @@ from chatledger.stores.server import ServerStore
 from scratch_databases import mysql_options
 
 pytestmark = pytest.mark.server
+# Imported here, so that `pytest -m "not server"` collects this module without the drivers.
+asyncmy = pytest.importorskip(
+    "asyncmy", reason="the server drivers: pip install 'chatledger[postgres,mysql]'"
+)
+asyncpg = pytest.importorskip(
+    "asyncpg", reason="the server drivers: pip install 'chatledger[postgres,mysql]'"
+)
 
 POSTGRES_DDL = """
 CREATE TABLE entity_chat_session (

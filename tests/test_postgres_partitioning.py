@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from chatledger.entities import LLMApiCall, QueryFilter, UsageBucket
@@ -30,6 +29,10 @@ from chatledger.testing.factories import make_api_call
 from scratch_databases import postgres_database, postgres_execute
 
 pytestmark = pytest.mark.server
+# Imported here, so that `pytest -m "not server"` collects this module without the drivers.
+asyncpg = pytest.importorskip(
+    "asyncpg", reason="the server drivers: pip install 'chatledger[postgres,mysql]'"
+)
 
 _DOC = Path(__file__).resolve().parent.parent / "docs" / "clickhouse.md"
 _NOW = datetime.now(UTC)

@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from chatledger.cli import main
@@ -36,6 +35,10 @@ from chatledger.testing.factories import (
 from scratch_databases import empty_tables, postgres_execute
 
 pytestmark = pytest.mark.server
+# Imported here, so that `pytest -m "not server"` collects this module without the drivers.
+asyncpg = pytest.importorskip(
+    "asyncpg", reason="the server drivers: pip install 'chatledger[postgres,mysql]'"
+)
 
 ENTITY_TABLES = (
     "entity_chat_session",

@@ -16,8 +16,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncmy
-import asyncpg
 import pytest
 
 import chatledger
@@ -30,6 +28,13 @@ from chatledger.testing import BASE_TIME, make_api_call, make_message, make_sess
 from scratch_databases import mysql_execute, mysql_options, postgres_execute
 
 pytestmark = pytest.mark.server
+# Imported here, so that `pytest -m "not server"` collects this module without the drivers.
+asyncmy = pytest.importorskip(
+    "asyncmy", reason="the server drivers: pip install 'chatledger[postgres,mysql]'"
+)
+asyncpg = pytest.importorskip(
+    "asyncpg", reason="the server drivers: pip install 'chatledger[postgres,mysql]'"
+)
 
 PASSWORD = "hunter2-secret"  # noqa: S105  (a password that must never appear in errors)
 
