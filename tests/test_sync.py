@@ -141,6 +141,9 @@ def test_for_tenant_gives_a_blocking_view_on_the_same_loop() -> None:
     assert not view.is_connected
 
 
+_ROOT = Path(__file__).resolve().parents[1]
+
+
 def _generator() -> ModuleType:
     """scripts/generate_sync.py, imported from its path."""
     path = Path(__file__).resolve().parents[1] / "scripts" / "generate_sync.py"
@@ -189,11 +192,13 @@ def test_a_misspelt_method_fails_type_checking(tmp_path: Path) -> None:
         "    store.get_statistic(QueryFilter())\n",
         encoding="utf-8",
     )
+    # Run as make lint runs it (the project's configuration: strict, the pydantic plugin),
+    # so its cache serves and chatledger itself is not checked again.
     found = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
+        [sys.executable, "-m", "mypy", str(program)],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=_ROOT,
     )
     assert found.returncode == 1, found.stdout
     assert '"SyncStore" has no attribute "get_statistic"' in found.stdout

@@ -88,6 +88,7 @@ from chatledger.stores.queries import (
 )
 from chatledger.stores.rollups import (
     PERIODS,
+    ROLLUP_TOTALS,
     RollupPlan,
     Sealed,
     daily_read,
@@ -621,7 +622,6 @@ class SqlStore(StoreLifecycle):
         plan: RollupPlan,
     ) -> list[UsageBucket]:
         """A breakdown from the rollups: sums from the daily and hourly tables, then percentiles."""
-        dialect = self._dialect
         widened = through_day_end(plan)
         sealed = await self._sealed_periods(plan if widened is None else widened[0], bucket)
         values: list[str] = []
@@ -631,18 +631,7 @@ class SqlStore(StoreLifecycle):
                 return []
 
         def reads_of(plan: RollupPlan) -> list[Read]:
-            reads = [
-                Read(*hourly_read(dialect, query, keys, bucket, hours, values=values))
-                for hours in plan.hours
-            ]
-            reads += [
-                Read(*daily_read(dialect, query, keys, bucket, days, values=values))
-                for days in sealed_segments(plan, sealed, bucket)
-                if days.days is not None
-            ]
-            return reads + self._edge_reads(
-                query, keys, bucket, plan, values, usage_totals(dialect)
-            )
+            return self._sum_reads(query, keys, bucket, plan, sealed, values, counts_only=False)
 
         plan, results = await self._read_rollups(plan, reads_of)
         width = len(keys) + (bucket is not None)
@@ -765,20 +754,9 @@ class SqlStore(StoreLifecycle):
         then read for these groups only: a breakdown by user over months
         would otherwise read every user's sums for every day.
         """
-        dialect = self._dialect
-        count = ("SUM(calls)",)
 
         def reads_of(plan: RollupPlan) -> list[Read]:
-            reads = [
-                Read(*hourly_read(dialect, query, keys, None, hours, figures=count))
-                for hours in plan.hours
-            ]
-            reads += [
-                Read(*daily_read(dialect, query, keys, None, days, figures=count))
-                for days in sealed_segments(plan, sealed, None)
-                if days.days is not None
-            ]
-            return reads + self._edge_reads(query, keys, None, plan, (), ("COUNT(*)",))
+            return self._sum_reads(query, keys, None, plan, sealed, (), counts_only=True)
 
         calls: dict[tuple[None, tuple[str, ...]], int] = {}
         for rows in (await self._read_rollups(plan, reads_of))[1]:
@@ -787,6 +765,35 @@ class SqlStore(StoreLifecycle):
                 calls[group] = calls.get(group, 0) + int(counted or 0)
         kept = top_groups({group: counted for group, counted in calls.items() if counted}, limit)
         return sorted(text for (text,) in kept or ())
+
+    def _sum_reads(
+        self,
+        query: QueryFilter,
+        keys: Sequence[GroupKey],
+        bucket: Bucket | None,
+        plan: RollupPlan,
+        sealed: Sealed,
+        values: Sequence[str],
+        *,
+        counts_only: bool,
+    ) -> list[Read]:
+        """The reads of ``plan``'s sums per group: its hours, its days, the edges of its hours.
+
+        ``counts_only``: each group's calls alone (to rank groups), else every sum.
+        """
+        dialect = self._dialect
+        figures = ("SUM(calls)",) if counts_only else ROLLUP_TOTALS
+        reads = [
+            Read(*hourly_read(dialect, query, keys, bucket, hours, values=values, figures=figures))
+            for hours in plan.hours
+        ]
+        reads += [
+            Read(*daily_read(dialect, query, keys, bucket, days, values=values, figures=figures))
+            for days in sealed_segments(plan, sealed, bucket)
+            if days.days is not None
+        ]
+        edge_figures = ("COUNT(*)",) if counts_only else usage_totals(dialect)
+        return reads + self._edge_reads(query, keys, bucket, plan, values, edge_figures)
 
     async def _read_rollups(
         self, plan: RollupPlan, reads_of: Callable[[RollupPlan], list[Read]]
