@@ -190,9 +190,28 @@ async def _ledger(
 
 
 class TestClickHouseLedger(StoreConformance):
-    """Every store behaviour, through the ledger over the in-memory store."""
+    """Every store behaviour, through the ledger over the in-memory store.
+
+    The ledger hands every read and write of sessions, messages, providers
+    and agents to its primary unchanged; those tests run under the
+    primary's own class (tests/test_conformance.py), not again here
+    (``delegated_tests``, read by tests/conftest.py). Everything that
+    touches API calls, statistics, rollups, ingestion, erasure and tenancy
+    runs through the ledger.
+    """
 
     expected_backend_name: ClassVar[str | None] = "clickhouse"
+    delegated_tests: ClassVar[str] = (
+        r"^test_(session_|get_missing_session|create_session|get_user_sessions|update_session"
+        r"|update_missing_session|saving_a_message|message_|get_missing_message|"
+        r"session_messages|thousand_messages|messages_with_equal|paginated_messages|"
+        r"recent_messages|delete_message|delete_session_messages|count_session_messages|"
+        r"save_messages_|deleting_a_parent|unicode_text|nul_in_message|lone_surrogate|"
+        r"fifty_concurrent_writers_on|provider_|save_provider|agent_|save_agent|delete_agent|"
+        r"list_sessions|cleanup_old_sessions|count_and_export_sessions|"
+        r"count_and_export_messages|exported_messages|exported_sessions|search_sessions|"
+        r"count_messages_by_session)"
+    )
     directory: str
 
     @pytest.fixture(autouse=True)
