@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
 
 from chatledger._sync_methods import SyncMethods
 from chatledger.entities import QueryFilter
@@ -100,8 +100,11 @@ class SyncStore(SyncMethods):
     def _wait(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         if self._runner.loop.is_closed():
             coroutine.close()
-            raise StoreConnectionError(f"the {self.backend_name} store is closed")
+            self._refuse_closed()
         return self._runner.run(coroutine)
+
+    def _refuse_closed(self) -> NoReturn:
+        raise StoreConnectionError(f"the {self.backend_name} store is closed")
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -144,13 +147,9 @@ class SyncStore(SyncMethods):
             return blocking
 
     def _blocking(self, method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-        runner = self._runner
-
         @functools.wraps(method)
         def call(*args: Any, **kwargs: Any) -> Any:
-            if runner.loop.is_closed():
-                raise StoreConnectionError(f"the {self.backend_name} store is closed")
-            return runner.run(method(*args, **kwargs))
+            return self._wait(method(*args, **kwargs))
 
         return call
 
@@ -164,7 +163,7 @@ class SyncStore(SyncMethods):
         """
         runner = self._runner
         if runner.loop.is_closed():
-            raise StoreConnectionError(f"the {self.backend_name} store is closed")
+            self._refuse_closed()
         chunks = self._store.export_records(kind, query, chunk_size=chunk_size)
         try:
             while (chunk := runner.run(_next_chunk(chunks))) is not None:
