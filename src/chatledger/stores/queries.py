@@ -173,6 +173,10 @@ class Queries:
         self.rollups = RollupStatements.of(dialect)
         self.unseal_period, self.unseal_all = unseal_statements(dialect)
         self.sealed_periods = q(f"SELECT period, period_start FROM {SEALED_PERIOD.name}")
+        # Whether any call lies in a range (the rest of a day a read widens through).
+        self.call_between = q(
+            f"SELECT 1 FROM {API_CALL.name} WHERE create_time >= ? AND create_time < ? LIMIT 1"
+        )
         self.rollup_days = q(
             f"SELECT DISTINCT day_start FROM {ROLLUP_DAILY.name} WHERE dimension = ''"
         )

@@ -622,8 +622,9 @@ class SqlStore(StoreLifecycle):
         plan: RollupPlan,
     ) -> list[UsageBucket]:
         """A breakdown from the rollups: sums from the daily and hourly tables, then percentiles."""
-        widened = through_day_end(plan)
-        sealed = await self._sealed_periods(plan if widened is None else widened[0], bucket)
+        # A range widened through today (``_read_rollups``) holds no more sealed periods:
+        # a period is sealed two days after its end.
+        sealed = await self._sealed_periods(plan, bucket)
         values: list[str] = []
         if limit is not None and len(keys) == 1 and bucket is None and limit <= _TOP_VALUES:
             values = await self._top_texts(query, keys, plan, limit, sealed)
@@ -807,13 +808,7 @@ class SqlStore(StoreLifecycle):
         widened = through_day_end(plan)
         if widened is not None:
             wide, (start, end) = widened
-            later = Read(
-                self._dialect.sql(
-                    f"SELECT 1 FROM {API_CALL.name} WHERE create_time >= ? AND create_time < ?"
-                    " LIMIT 1"
-                ),
-                [self._rows.time(start), self._rows.time(end)],
-            )
+            later = Read(self._q.call_between, [self._rows.time(start), self._rows.time(end)])
             found, *results = await self._db.read([later, *reads_of(wide)])
             if not found:
                 return wide, results
