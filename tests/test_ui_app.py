@@ -272,6 +272,8 @@ async def test_the_overview_shows_totals_charts_tables_and_breakdowns(
     assert f"Calls {stats.total_calls:,} {stats.success_count:,} succeeded" in parsed.text
     assert f"{stats.total_cached_tokens:,} cached" in parsed.text
     assert f"{stats.total_reasoning_tokens:,} reasoning" in parsed.text
+    rate = round(100 * stats.failed_count / stats.total_calls, 2)
+    assert f"Error rate {rate:.1f}% {stats.failed_count:,} failed" in parsed.text
     data = [
         json.loads(attrs["data-series"] or "")
         for _, attrs in parsed.elements

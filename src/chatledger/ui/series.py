@@ -19,7 +19,15 @@ from chatledger.entities import UsageBucket, UsageStatistics
 from chatledger.stores.base import Bucket
 from chatledger.stores.statistics import truncate_to_bucket
 
-__all__ = ["MAX_BUCKETS", "Chart", "Series", "bucket_starts", "charts", "choose_bucket"]
+__all__ = [
+    "MAX_BUCKETS",
+    "Chart",
+    "Series",
+    "bucket_starts",
+    "charts",
+    "choose_bucket",
+    "error_rate",
+]
 
 MAX_BUCKETS: Final = 400
 """No chart has more points than this, however long the range (a month bucket past it)."""
@@ -100,7 +108,8 @@ def _cost(stats: UsageStatistics) -> float | None:
     return None if stats.total_cost is None else float(stats.total_cost)
 
 
-def _error_rate(stats: UsageStatistics) -> float | None:
+def error_rate(stats: UsageStatistics) -> float | None:
+    """The share of calls that failed, in percent to two decimals (None without a call)."""
     if stats.total_calls == 0:
         return None
     return round(100.0 * stats.failed_count / stats.total_calls, 2)
@@ -130,7 +139,7 @@ _CHARTS: Final[
         ),
     ),
     ("cost", "Cost", "USD", (("cost", _cost),)),
-    ("errors", "Error rate", "%", (("failed calls", _error_rate),)),
+    ("errors", "Error rate", "%", (("failed calls", error_rate),)),
     (
         "latency",
         "Latency",

@@ -47,7 +47,7 @@ from chatledger.ui.params import (
     session_query,
 )
 from chatledger.ui.security import csrf_matches
-from chatledger.ui.series import bucket_starts, charts, choose_bucket
+from chatledger.ui.series import bucket_starts, charts, choose_bucket, error_rate
 from chatledger.ui.templating import query_string
 
 __all__ = ["Dashboard", "error_page", "render"]
@@ -194,7 +194,7 @@ async def overview(request: Request) -> Response:
         link_values["until"] = chosen.end.strftime("%Y-%m-%dT%H:%M:%S")
     context.update(
         stats=stats,
-        error_rate=(100.0 * stats.failed_count / stats.total_calls) if stats.total_calls else None,
+        error_rate=error_rate(stats),
         range=chosen,
         start=start,
         bucket=bucket,
