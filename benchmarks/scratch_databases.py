@@ -4,21 +4,27 @@ Each server is named by a server-level URL (``CHATLEDGER_BENCH_POSTGRES_URL``,
 ``CHATLEDGER_BENCH_MYSQL_URL``; by default the local servers as user
 ``postgres`` / ``root``); the benchmark puts its own database name in it. A
 scratch database is dropped first if a killed run left it behind, and
-dropped again when the block that uses it ends.
+dropped again when the block that uses it ends; the statements are
+``chatledger.testing.servers``', which the tests use too.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from chatledger.testing.servers import (
+    admin_url,
+    create_database,
+    drop_database,
+    execute,
+    with_database,
+)
 
 __all__ = ["MYSQL", "POSTGRES", "Server", "ServerUnavailableError"]
-
-_CONNECT_TIMEOUT = 5.0  # seconds: an unreachable server is skipped, not waited for
 
 
 class ServerUnavailableError(RuntimeError):
@@ -48,45 +54,31 @@ class Server:
 
     def database_url(self, name: str | None = None) -> str:
         """The server URL with the scratch database (or ``name``) as its database."""
-        parts = urlsplit(self.url)
-        return urlunsplit(parts._replace(path=f"/{name or self.scratch}"))
+        return with_database(self.url, name or self.scratch)
 
-    async def _admin(self, statements: list[str]) -> None:
-        """Run ``statements`` on a server-level connection (no scratch database needed)."""
+    async def probe(self) -> None:
+        """Raise ``ServerUnavailableError`` unless the server answers."""
+        async with self._reached():
+            await execute(admin_url(self.url), "SELECT 1")
+
+    @asynccontextmanager
+    async def scratch_database(self) -> AsyncIterator[str]:
+        """A new, empty scratch database for the block; yields its URL and drops it after.
+
+        One dropped first, if a killed run left it behind.
+        """
+        async with self._reached():
+            url = await create_database(self.url, self.scratch)
         try:
-            if self.kind == "postgres":
-                import asyncpg
+            yield url
+        finally:
+            await drop_database(self.url, self.scratch)
 
-                parts = urlsplit(self.url)
-                conn = await asyncpg.connect(
-                    self.database_url(parts.path.strip("/") or "postgres"),
-                    timeout=_CONNECT_TIMEOUT,
-                )
-                try:
-                    for sql in statements:
-                        await conn.execute(sql)
-                finally:
-                    await conn.close()
-            else:
-                import asyncmy
-
-                from benchmarks.raw_mysql import login
-
-                myconn = await asyncmy.connect(
-                    autocommit=True, connect_timeout=_CONNECT_TIMEOUT, **login(self.url, "")
-                )
-                # asyncmy logs the server's notes as warnings ("database doesn't exist"
-                # after DROP DATABASE IF EXISTS): expected here, so not worth a line.
-                quiet = logging.getLogger("asyncmy")
-                level = quiet.level
-                quiet.setLevel(logging.ERROR)
-                try:
-                    async with myconn.cursor() as cursor:
-                        for sql in statements:
-                            await cursor.execute(sql)
-                finally:
-                    quiet.setLevel(level)
-                    myconn.close()
+    @asynccontextmanager
+    async def _reached(self) -> AsyncIterator[None]:
+        """Turn a failure to reach or log in to the server into ``ServerUnavailableError``."""
+        try:
+            yield
         except ImportError:
             raise
         except Exception as exc:
@@ -94,26 +86,6 @@ class Server:
                 f"{self.title} at {self.address} is unreachable or refused the login "
                 f"({type(exc).__name__}: {exc}); set {self.env_var} to a server-level URL"
             ) from exc
-
-    async def probe(self) -> None:
-        """Raise ``ServerUnavailableError`` unless the server answers."""
-        await self._admin(["SELECT 1"])
-
-    @asynccontextmanager
-    async def scratch_database(self) -> AsyncIterator[str]:
-        """A new, empty scratch database for the block; yields its URL and drops it after."""
-        if self.kind == "postgres":
-            # FORCE: a killed run may have left connections to it behind.
-            drop = f"DROP DATABASE IF EXISTS {self.scratch} WITH (FORCE)"
-            create = f"CREATE DATABASE {self.scratch}"
-        else:
-            drop = f"DROP DATABASE IF EXISTS {self.scratch}"
-            create = f"CREATE DATABASE {self.scratch} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-        await self._admin([drop, create])
-        try:
-            yield self.database_url()
-        finally:
-            await self._admin([drop])
 
 
 POSTGRES = Server(

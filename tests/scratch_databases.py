@@ -16,10 +16,21 @@ import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
+
+from chatledger.testing.servers import (
+    CHATLEDGER_TABLES,
+    create_database,
+    drop_database,
+    empty_tables,
+    execute,
+    mysql_connect_options,
+    server_kind,
+    with_database,
+)
 
 POSTGRES_SERVER = os.environ.get(
     "CHATLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -37,76 +48,16 @@ SQL_BACKENDS = (
 )
 """Parameters naming each SQL backend, the servers marked ``server``."""
 
-# Children before parents, so deletes never trip a foreign key.
-TABLES = (
-    "chatledger_usage_sealed_period",
-    "chatledger_usage_hourly",
-    "chatledger_usage_daily",
-    "chatledger_usage_histogram",
-    "entity_llm_api_call",
-    "entity_llm_message",
-    "entity_chat_session",
-    "entity_agent",
-    "entity_provider",
-)
+# The names the test modules import; the code is chatledger.testing.servers', shared
+# with the benchmarks.
+TABLES = CHATLEDGER_TABLES
+mysql_options = mysql_connect_options
+postgres_execute = mysql_execute = execute
+__all__ = ["TABLES", "empty_tables", "mysql_options", "postgres_execute", "mysql_execute",
+           "with_database", "SQL_BACKENDS", "emptied_url", "scratch_database",
+           "postgres_database", "mysql_database", "POSTGRES_SERVER", "MYSQL_SERVER"]  # fmt: skip
 
-
-def with_database(url: str, database: str) -> str:
-    """``url`` pointing at ``database`` instead."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-def mysql_options(url: str) -> dict[str, Any]:
-    """asyncmy.connect keyword arguments for a ``mysql://`` URL."""
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
-        "user": parts.username or "root",
-        "password": parts.password or "",
-        "database": parts.path.lstrip("/") or None,
-        "autocommit": True,
-    }
-
-
-async def postgres_execute(url: str, *statements: str) -> list[Any]:
-    """Run ``statements`` on one asyncpg connection; the last one's rows."""
-    import asyncpg  # only where a server is used: `pytest -m "not server"` needs no driver
-
-    conn = await asyncpg.connect(url)
-    try:
-        rows: list[Any] = []
-        for statement in statements:
-            rows = await conn.fetch(statement)
-        return rows
-    finally:
-        await conn.close()
-
-
-async def mysql_execute(url: str, *statements: str) -> list[Any]:
-    """Run ``statements`` on one asyncmy connection; the last one's rows."""
-    import asyncmy  # as above
-
-    conn = await asyncmy.connect(**mysql_options(url))
-    try:
-        rows: list[Any] = []
-        async with conn.cursor() as cursor:
-            for statement in statements:
-                await cursor.execute(statement)
-                rows = list(await cursor.fetchall() or [])
-        return rows
-    finally:
-        conn.close()
-
-
-async def empty_tables(url: str) -> None:
-    """Delete every row chatledger's tables hold (the tables themselves stay)."""
-    deletes = [f"DELETE FROM {table}" for table in TABLES]
-    if url.startswith("postgres"):
-        await postgres_execute(url, *deletes)
-    else:
-        await mysql_execute(url, *deletes)
+_T = TypeVar("_T")
 
 
 def emptied_url(request: pytest.FixtureRequest, tmp_path: Any, backend: str) -> str:
@@ -124,51 +75,60 @@ def emptied_url(request: pytest.FixtureRequest, tmp_path: Any, backend: str) -> 
 
 
 @contextmanager
-def scratch_database(server: str, runner: Any) -> Iterator[str]:
+def scratch_database(server: str) -> Iterator[str]:
     """Create a uniquely named database on ``server``; yield its URL; drop it after."""
     name = f"chatledger_test_{uuid.uuid4().hex[:12]}"
-    is_postgres = server.startswith("postgres")
-    create = (
-        f"CREATE DATABASE {name}"
-        if is_postgres
-        else f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-    )
-    drop = f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if is_postgres else "")
     try:
-        _run_aside(runner(server, create))
-    except OSError as exc:  # refused, unreachable: one line saying what to start
+        url = _run_aside(create_database(server, name))
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
         parts = urlsplit(server)
         what, start, variable = (
             ("PostgreSQL", _START_POSTGRES, "CHATLEDGER_TEST_POSTGRES_URL")
-            if is_postgres
+            if server_kind(server) == "postgresql"
             else ("MariaDB", _START_MARIADB, "CHATLEDGER_TEST_MYSQL_URL")
         )
         pytest.fail(
-            f"{what} is not running at {parts.hostname}:{parts.port} ({exc.strerror or exc}); "
+            f"{what} is not running at {parts.hostname}:{parts.port} ({_reason(exc)}); "
             f"start it ({start}) or point {variable} at one",
             pytrace=False,
         )
     try:
-        yield with_database(server, name)
+        yield url
     finally:
-        _run_aside(runner(server, drop))
+        _run_aside(drop_database(server, name))
 
 
-def _run_aside(work: Coroutine[Any, Any, Any]) -> None:
+def _unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` says the server is not there: refused or unreachable, so that the
+    failure is one line saying what to start, not a traceback."""
+    # asyncmy reports it as its OperationalError 2002 (socket) or 2003 (TCP).
+    return isinstance(exc, OSError) or (bool(exc.args) and exc.args[0] in (2002, 2003))
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without the driver's error class."""
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    return str(exc.args[-1])
+
+
+def _run_aside(work: Coroutine[Any, Any, _T]) -> _T:
     """Run ``work`` to the end on a loop of its own, even when called inside a running one."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, work).result()
+        return pool.submit(asyncio.run, work).result()
 
 
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A scratch PostgreSQL database's URL."""
-    with scratch_database(POSTGRES_SERVER, postgres_execute) as url:
+    with scratch_database(POSTGRES_SERVER) as url:
         yield url
 
 
 @contextmanager
 def mysql_database() -> Iterator[str]:
     """A scratch MySQL/MariaDB database's URL."""
-    with scratch_database(MYSQL_SERVER, mysql_execute) as url:
+    with scratch_database(MYSQL_SERVER) as url:
         yield url

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 
 # A plugin that makes the server drivers impossible to import, as on a machine without them.
@@ -34,21 +36,33 @@ def _pytest(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
     )
 
 
-def test_a_server_that_is_down_fails_with_one_line_naming_what_to_start(tmp_path: Path) -> None:
-    """No ConnectionRefusedError traceback: the failure says which server and how to start it."""
+@pytest.mark.parametrize(
+    ("backend", "variable", "url", "server", "start"),
+    [
+        ("postgresql", "CHATLEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:1/postgres",
+         "PostgreSQL", "pg_ctlcluster"),
+        ("mysql", "CHATLEDGER_TEST_MYSQL_URL", "mysql://root@127.0.0.1:1/test",
+         "MariaDB", "start-stop-daemon"),
+    ],
+)  # fmt: skip
+def test_a_server_that_is_down_fails_with_one_line_naming_what_to_start(
+    backend: str, variable: str, url: str, server: str, start: str
+) -> None:
+    """No connection-refused traceback: the failure says which server and how to start it."""
     found = _pytest(
         str(TESTS / "test_rollups.py"),
         "-k",
-        "test_saved_rollups_are_what_sql_recounts and postgresql",
-        env={"CHATLEDGER_TEST_POSTGRES_URL": "postgresql://postgres@127.0.0.1:1/postgres"},
+        f"test_saved_rollups_are_what_sql_recounts and {backend}",
+        env={variable: url},
         cwd=TESTS.parent,
     )
     assert found.returncode == 1, found.stdout
-    assert "PostgreSQL is not running at 127.0.0.1:1" in found.stdout
-    assert "pg_ctlcluster" in found.stdout
-    assert "CHATLEDGER_TEST_POSTGRES_URL" in found.stdout
+    assert f"{server} is not running at 127.0.0.1:1" in found.stdout
+    assert start in found.stdout
+    assert variable in found.stdout
     assert "Traceback" not in found.stdout
     assert "ConnectionRefusedError" not in found.stdout
+    assert "OperationalError" not in found.stdout
 
 
 def test_the_non_server_tests_need_no_server_driver(tmp_path: Path) -> None:
