@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -101,24 +100,3 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[PersistenceStore]:
         yield store
     finally:
         await store.close()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out a conformance subclass's tests of behaviour it hands to a store tested apart.
-
-    A wrapper such as the ClickHouse ledger names, in ``delegated_tests``, a
-    pattern of the tests whose every call it passes to its primary store
-    unchanged; the primary runs the whole suite under its own class, so
-    running them again through the wrapper tests nothing new.
-    """
-    kept: list[pytest.Item] = []
-    left_out: list[pytest.Item] = []
-    for item in items:
-        pattern = getattr(getattr(item, "cls", None), "delegated_tests", None)
-        if pattern is not None and re.search(pattern, item.name):
-            left_out.append(item)
-        else:
-            kept.append(item)
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = kept

@@ -2,7 +2,11 @@
 
 ``StoreConformance`` is the suite every chatledger backend passes: subclass
 it as ``Test…`` and implement ``make_store`` to run it against your own
-backend. The ``make_*`` factories build valid records for your own tests.
+backend. A backend that implements part of the store contract subclasses
+the classes of what it implements instead (a ledger-only backend:
+``LifecycleConformance`` and ``ApiCallConformance``); the tests of anything
+it does not implement are skipped. See :mod:`chatledger.testing.conformance`.
+The ``make_*`` factories build valid records for your own tests.
 Needs ``pytest`` and ``pytest-asyncio``.
 """
 
@@ -10,7 +14,18 @@ from __future__ import annotations
 
 from chatledger.testing.conformance import (
     BASE_TIME,
+    AgentConformance,
+    ApiCallConformance,
+    ClosableStore,
+    ErasureConformance,
+    LifecycleConformance,
+    MessageConformance,
+    ProviderConformance,
+    RecordConformance,
+    SessionConformance,
     StoreConformance,
+    TenancyConformance,
+    ValueConformance,
     make_agent,
     make_api_call,
     make_message,
@@ -19,8 +34,19 @@ from chatledger.testing.conformance import (
 )
 
 __all__ = [
-    "BASE_TIME",
     "StoreConformance",
+    "LifecycleConformance",
+    "SessionConformance",
+    "MessageConformance",
+    "ApiCallConformance",
+    "ProviderConformance",
+    "AgentConformance",
+    "ValueConformance",
+    "RecordConformance",
+    "TenancyConformance",
+    "ErasureConformance",
+    "ClosableStore",
+    "BASE_TIME",
     "make_agent",
     "make_api_call",
     "make_message",

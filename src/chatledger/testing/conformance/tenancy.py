@@ -1,10 +1,10 @@
-"""Conformance: one store seen by one tenant through ``store.for_tenant`` (SPEC §9)."""
+"""Conformance of tenancy: one store seen by one tenant through ``store.for_tenant``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import ClassVar
 from uuid import UUID
 
 import pytest
@@ -22,6 +22,8 @@ from chatledger.errors import ConstraintError, NotFoundError, StoreConnectionErr
 from chatledger.ids import uuid7
 from chatledger.recording.scope import id_for_key
 from chatledger.stores.base import RECORD_KINDS, PersistenceStore, RecordKind
+from chatledger.testing.conformance.capability import CapabilityConformance
+from chatledger.testing.conformance.expectations import unchecked
 from chatledger.testing.factories import (
     BASE_TIME,
     make_agent,
@@ -34,11 +36,6 @@ from chatledger.testing.factories import (
 __all__ = ["TenancyConformance"]
 
 _HOUR = timedelta(hours=1)
-
-
-def _any(value: object) -> Any:
-    """``value`` typed as anything: a wrong argument that a type checker lets through."""
-    return value
 
 
 @dataclass
@@ -103,11 +100,14 @@ async def _exported(store: PersistenceStore, kind: RecordKind, query: QueryFilte
     return {record["id"] async for chunk in store.export_records(kind, query) for record in chunk}
 
 
-class TenancyConformance:
+class TenancyConformance(CapabilityConformance):
     """Tenant-scoped stores: reads filtered, other tenants' writes refused, their ids missing.
 
-    Mixed into ``StoreConformance``, whose ``store`` fixture these tests use.
+    ``store.for_tenant`` belongs to ``PersistenceStore``: a store that keeps
+    every kind of record runs these tests, any other skips them.
     """
+
+    protocols: ClassVar[tuple[type, ...]] = (PersistenceStore,)
 
     async def _two_tenants(self, store: PersistenceStore) -> tuple[_Tenant, _Tenant]:
         """Tenants A and B, sharing a user id, stored through ``store`` itself."""
@@ -142,7 +142,7 @@ class TenancyConformance:
         assert await store.for_tenant(str(acme)).get_session(session.id) == session
         assert await store.for_tenant("other-corp").get_session(session.id) is None
         with pytest.raises(TypeError):
-            store.for_tenant(_any(42))
+            store.for_tenant(unchecked(42))
         with pytest.raises(ValueError, match="empty"):
             store.for_tenant("")
 
@@ -171,13 +171,13 @@ class TenancyConformance:
         """A wrong argument gets the store's own TypeError, before any tenant check."""
         view = store.for_tenant(uuid7())
         with pytest.raises(TypeError, match=r"get_session\(\): session_id must be a uuid.UUID"):
-            await view.get_session(_any("not-an-id"))
+            await view.get_session(unchecked("not-an-id"))
         with pytest.raises(TypeError, match=r"list_providers\(\): tenant_id"):
-            await view.list_providers(_any(str(uuid7())))
+            await view.list_providers(unchecked(str(uuid7())))
         with pytest.raises(TypeError, match=r"save_message\(\): message"):
-            await view.save_message(_any(make_session()))
+            await view.save_message(unchecked(make_session()))
         with pytest.raises(TypeError, match=r"query_api_calls\(\): query"):
-            await view.query_api_calls(_any(None))
+            await view.query_api_calls(unchecked(None))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ class TenancyConformance:
         assert sum(row.stats.total_calls for row in shared) == 1
         assert await view.get_usage_breakdown(QueryFilter(tenant_id=b.id), ["model"]) == []
         with pytest.raises(ValueError, match="group_by"):
-            await view.get_usage_breakdown(QueryFilter(tenant_id=b.id), _any(["colour"]))
+            await view.get_usage_breakdown(QueryFilter(tenant_id=b.id), unchecked(["colour"]))
 
     @pytest.mark.asyncio
     async def test_tenant_session_lists_and_searches_see_the_tenant_only(

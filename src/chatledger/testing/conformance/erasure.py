@@ -1,4 +1,4 @@
-"""Conformance: erasing a user or a tenant, and retention (issue 14).
+"""Conformance of erasure: a user or a tenant erased, their ledger kept anonymised.
 
 An erasure deletes the subject's sessions and messages and keeps its API
 calls for the ledger, anonymised: user, session and message ids set to the
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
@@ -37,6 +37,7 @@ from chatledger.ids import NIL_UUID, uuid7
 from chatledger.stores.base import GroupKey, PersistenceStore
 from chatledger.stores.rollups import scan_only
 from chatledger.stores.statistics import PERCENTILE_RELATIVE_ERROR
+from chatledger.testing.conformance.capability import CapabilityConformance
 from chatledger.testing.factories import (
     BASE_TIME,
     make_agent,
@@ -253,11 +254,14 @@ def _random_calls(users: Sequence[UUID], tenants: Sequence[UUID], count: int) ->
     return calls
 
 
-class ErasureConformance:
+class ErasureConformance(CapabilityConformance):
     """Erasure: a user's or tenant's sessions and messages deleted, their calls anonymised.
 
-    Mixed into ``StoreConformance``, whose ``store`` fixture these tests use.
+    ``erase_user`` and ``erase_tenant`` belong to ``PersistenceStore``: a
+    store that keeps every kind of record runs these tests, any other skips them.
     """
+
+    protocols: ClassVar[tuple[type, ...]] = (PersistenceStore,)
 
     # -- a user ------------------------------------------------------------------
 
