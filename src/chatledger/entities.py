@@ -121,7 +121,11 @@ class _Entity(BaseModel):
     # NaN and Infinity in JSON values are written as the constants Python's json
     # module writes, not silently as null, so a store sees them and refuses them.
     model_config = ConfigDict(
-        frozen=True, extra="forbid", use_enum_values=False, ser_json_inf_nan="constants"
+        frozen=True,
+        extra="forbid",
+        use_enum_values=False,
+        ser_json_inf_nan="constants",
+        defer_build=True,
     )
 
     # One model-level pass instead of a validator per field: reading history
