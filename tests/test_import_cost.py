@@ -142,3 +142,20 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     assert not hasattr(chatledger, "no_such_name")
     with pytest.raises(ImportError):
         from chatledger import no_such_name  # type: ignore[attr-defined]  # noqa: F401
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "chatledger.errors",
+        "chatledger.ids",
+        "chatledger.recording.retention",  # parse_duration: the command line's parser uses it
+        "chatledger.recording.scope",
+        "chatledger.stores.urls",  # redact: every command's error messages use it
+    ],
+)
+def test_light_modules_load_no_pydantic_and_no_store(module: str) -> None:
+    """Modules a program (or the command line) needs before touching a record stay light."""
+    loaded = _loaded_after(f"import {module}")
+    heavy = {"pydantic", "chatledger.entities", "chatledger.stores.base", "sqlite3", "asyncio"}
+    assert sorted(heavy & loaded) == []
