@@ -14,7 +14,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 from time import perf_counter
 
-from benchmarks import adapters, analytics, integrations, recorder, ui
+from benchmarks import adapters, analytics, import_time, integrations, recorder, ui
 from benchmarks.cli_export import run_export
 from benchmarks.recorder import Database, PostgresDatabase, SqliteDatabase, run_recorder, spool_root
 from benchmarks.report import PARTS, Environment, Part, render_text, write_markdown
@@ -210,6 +210,20 @@ async def _analytics(sizes: Sizes, command: str) -> Part:
     )
 
 
+def _import_time(sizes: Sizes, command: str) -> Part:
+    sizing = import_time.QUICK if sizes.name == "quick" else import_time.FULL
+    section = import_time.run_import_time(sizing, _progress)
+    return Part(
+        key="import",
+        title="Import time (import chatledger and chatledger --help, fresh processes)",
+        raw="baseline",
+        peers=(),
+        command=command,
+        sizes=sizing.describe(),
+        sections=(section,),
+    )
+
+
 async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
     parts = []
     if "sqlite" in only:
@@ -230,6 +244,9 @@ async def _run(sizes: Sizes, only: Sequence[str], command: str) -> list[Part]:
         parts.append(await _ui(sizes, command))
     if "analytics" in only:
         parts.append(await _analytics(sizes, command))
+    if "import" in only:
+        # Child processes timed one by one: off this loop, in a thread.
+        parts.append(await asyncio.to_thread(_import_time, sizes, command))
     return parts
 
 

@@ -38,7 +38,7 @@ END = "<!-- benchmark results: end -->"
 # the backends benchmarked, then the recorder (the plugin's write path), in the report's order
 PARTS = (
     "sqlite", "postgres", "mysql", "recorder", "export", "integrations", "adapters", "ui",
-    "analytics",
+    "analytics", "import",
 )  # fmt: skip
 _PACKAGES = (
     "chatledger", "asyncpg", "asyncmy", "openai-agents", "langchain-community",

@@ -439,3 +439,48 @@ def test_provider_validation_errors_do_not_echo_the_key() -> None:
     with pytest.raises(ValidationError) as caught:
         Provider.model_validate({"api_key": "sk-live-7f3a"})  # short: pydantic would not cut it
     assert "7f3a" not in str(caught.value)
+
+
+_FIRST_USE_IN_THREADS = """
+import sys, threading, uuid
+from concurrent.futures import ThreadPoolExecutor
+from chatledger import entities
+from chatledger.testing.factories import make_api_call, make_message, make_session
+
+# Import built none of the models where they are built on first use.
+assert entities.LLMApiCall.__pydantic_complete__ is not entities._DEFER_BUILD
+threads = 16
+start = threading.Barrier(threads)
+
+def first_use(_: int) -> str:
+    start.wait()  # every thread validates for the first time at once
+    session = make_session()
+    make_message(session)
+    return make_api_call(session).model_dump_json()
+
+with ThreadPoolExecutor(threads) as pool:
+    dumps = list(pool.map(first_use, range(threads)))
+assert len(set(dumps)) == threads
+print("ok", entities._DEFER_BUILD)
+"""
+
+
+def test_models_validated_first_by_many_threads_at_once() -> None:
+    """Threads that validate the entities for the first time together all succeed.
+
+    Where the models build on first use (pydantic 2.14 and later), the build
+    runs under pydantic's lock; before it, a thread could get a parent's
+    validator, so older pydantic builds the models at import instead.
+    """
+    import subprocess
+    import sys
+
+    for _ in range(3):  # a race: a few fresh processes, each with its first use
+        result = subprocess.run(
+            [sys.executable, "-c", _FIRST_USE_IN_THREADS],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("ok")

@@ -1,10 +1,13 @@
 """Names a package exports before importing the module that defines them (PEP 562).
 
-A package lists such names in a table, ``{name: module}``, and forwards its
-module-level ``__getattr__`` and ``__dir__`` here. The module is imported on
-first access and the value kept in the package's namespace, so later lookups
-are plain attribute reads. This keeps ``import chatledger`` from loading the
-server backends, the agent and the plugins until they are used.
+A package lists such names in a table, ``{name: module}`` (``table`` builds
+one from ``{module: names}``), and forwards its module-level ``__getattr__``
+and ``__dir__`` here. The module is imported on first access and the value
+kept in the package's namespace, so later lookups are plain attribute reads.
+A name that maps to the package's own submodule of that name is that
+submodule. This keeps ``import chatledger`` from loading pydantic, the stores,
+the recorder, the server backends, the agent and the plugins until they are
+used.
 
 A module that fails to import because an optional driver is missing raises an
 ``ImportError`` naming the extra that installs it.
@@ -13,13 +16,29 @@ A module that fails to import because an optional driver is missing raises an
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__: list[str] = []
 
 # The top-level package of each optional driver, and the extra that installs it.
 _EXTRA_OF_DRIVER = {"asyncpg": "postgres", "asyncmy": "mysql", "openai": "openai"}
+
+
+def table(
+    package: str, names_by_module: Mapping[str, Iterable[str]], submodules: Iterable[str] = ()
+) -> dict[str, str]:
+    """``{name: module}`` from ``{module: names}`` and ``package``'s ``submodules``.
+
+    A name listed twice is an error.
+    """
+    modules = {name: f"{package}.{name}" for name in submodules}
+    for module, names in names_by_module.items():
+        for name in names:
+            if name in modules:
+                raise ValueError(f"{name!r} is listed for {modules[name]} and {module}")
+            modules[name] = module
+    return modules
 
 
 def load(namespace: dict[str, Any], table: Mapping[str, str], name: str) -> Any:
@@ -38,7 +57,9 @@ def load(namespace: dict[str, Any], table: Mapping[str, str], name: str) -> Any:
             f"{name} needs the {driver} package: pip install 'chatledger[{extra}]'",
             name=exc.name,
         ) from exc
-    value = getattr(module, name)
+    # The submodule itself, as ``import package.name`` would bind it.
+    own = module_name == f"{namespace['__name__']}.{name}"
+    value = module if own else getattr(module, name)
     namespace[name] = value
     return value
 

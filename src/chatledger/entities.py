@@ -25,6 +25,7 @@ from pydantic import (
     SecretStr,
     model_validator,
 )
+from pydantic.version import VERSION as PYDANTIC_VERSION
 
 from chatledger.ids import NIL_UUID, uuid7
 
@@ -66,6 +67,11 @@ _MONEY_LIMIT = Decimal(10) ** 14
 # back naive (as datetime.min does, which the lower bound already excludes).
 _EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
+# Each model builds its validator on first use rather than at import (about 40 ms
+# of importing this module), but only where pydantic makes that first build
+# thread-safe (2.14, pydantic#13438): before, threads validating a model for
+# the first time together could get its parent's validator and fail.
+_DEFER_BUILD = tuple(int(part) for part in PYDANTIC_VERSION.split(".")[:2]) >= (2, 14)
 
 
 def utc_now() -> datetime:
@@ -121,7 +127,11 @@ class _Entity(BaseModel):
     # NaN and Infinity in JSON values are written as the constants Python's json
     # module writes, not silently as null, so a store sees them and refuses them.
     model_config = ConfigDict(
-        frozen=True, extra="forbid", use_enum_values=False, ser_json_inf_nan="constants"
+        frozen=True,
+        extra="forbid",
+        use_enum_values=False,
+        ser_json_inf_nan="constants",
+        defer_build=_DEFER_BUILD,
     )
 
     # One model-level pass instead of a validator per field: reading history

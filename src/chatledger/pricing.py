@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -196,7 +195,9 @@ class GenaiPricesRegistry:
         """Price from genai-prices; ``overrides`` keyed by ``(provider, model_name)`` win."""
         self._overrides = StaticPricingRegistry(overrides or {}, name="overrides")
         self._snapshot = _bundled_snapshot()
-        self.name = f"genai-prices {importlib.metadata.version('genai-prices')}"
+        from importlib.metadata import version  # only here: it costs milliseconds to import
+
+        self.name = f"genai-prices {version('genai-prices')}"
 
     def price(self, provider: str, call: LLMApiCall) -> tuple[Decimal, PriceDetails] | None:
         """The price of ``call``: an override, else genai-prices' rates at the call's time."""

@@ -16,18 +16,22 @@ Durations are written as the command line writes them: ``90d``, ``12h``,
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from chatledger.entities import utc_now
 from chatledger.errors import PersistenceError
-from chatledger.stores.base import PersistenceStore
+
+# Only annotations name the store: parse_duration, which the command line's parser
+# uses, loads neither the stores nor pydantic.
+if TYPE_CHECKING:
+    from chatledger.stores.base import PersistenceStore
 
 __all__ = ["DEFAULT_INTERVAL", "PruneCounts", "Retention", "parse_duration"]
 
@@ -35,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = timedelta(hours=1)
 """How often a retention runs unless told otherwise (more often when ``keep`` is short)."""
+
+# The current UTC time, as chatledger.entities.utc_now (which would load pydantic).
+_utc_now = functools.partial(datetime.now, UTC)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -83,7 +90,7 @@ class Retention:
         every: timedelta | str | None = None,
         calls: bool = True,
         sessions: bool = True,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         """Prune ``store`` to ``keep`` (a timedelta, or text such as ``"90d"``)."""
         keep = parse_duration(keep) if isinstance(keep, str) else keep
@@ -154,6 +161,8 @@ class Retention:
         The store being down, or closed under it, is logged at WARNING; any
         other error with its traceback. Neither ends the loop.
         """
+        import asyncio  # here, not at the top: parse_duration's importers need no event loop
+
         while True:
             await asyncio.sleep(self.next_delay())
             try:

@@ -1,7 +1,9 @@
 """Stores: the protocols, the backends, and :func:`connect` that picks one from a URL.
 
-``PostgresStore`` and ``MySqlStore`` are imported on first use, so their
-modules (and the drivers they use) stay unloaded until a program needs them.
+Each store and protocol is imported on first use (PEP 562), so ``connect``
+and ``backend_of`` load only the backend a URL names, and ``PostgresStore``
+and ``MySqlStore`` (and the drivers they use) stay unloaded until a program
+needs them.
 """
 
 from __future__ import annotations
@@ -9,22 +11,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chatledger import _lazy
-from chatledger.stores.base import (
-    AgentStore,
-    ApiCallStore,
-    MessageStore,
-    PersistenceStore,
-    ProviderStore,
-    RecordKind,
-    SessionStore,
-)
-from chatledger.stores.memory import InMemoryStore
-from chatledger.stores.sqlite import SqliteStore
 from chatledger.stores.urls import redact
 
 if TYPE_CHECKING:
+    from chatledger.stores.base import (
+        AgentStore,
+        ApiCallStore,
+        MessageStore,
+        PersistenceStore,
+        ProviderStore,
+        RecordKind,
+        SessionStore,
+    )
+    from chatledger.stores.memory import InMemoryStore
     from chatledger.stores.mysql import MySqlStore
     from chatledger.stores.postgres import PostgresStore
+    from chatledger.stores.sqlite import SqliteStore
 
 __all__ = [
     "AgentStore",
@@ -41,10 +43,26 @@ __all__ = [
     "connect",
 ]
 
-_LAZY = {
-    "MySqlStore": "chatledger.stores.mysql",
-    "PostgresStore": "chatledger.stores.postgres",
-}
+_LAZY = _lazy.table(
+    __name__,
+    {
+        "chatledger.stores.base": (
+            "AgentStore",
+            "ApiCallStore",
+            "MessageStore",
+            "PersistenceStore",
+            "ProviderStore",
+            "RecordKind",
+            "SessionStore",
+        ),
+        "chatledger.stores.memory": ("InMemoryStore",),
+        "chatledger.stores.mysql": ("MySqlStore",),
+        "chatledger.stores.postgres": ("PostgresStore",),
+        "chatledger.stores.sqlite": ("SqliteStore",),
+    },
+    # Imported eagerly before, so reachable as attributes then: they still are.
+    submodules=("base", "memory", "sqlite"),
+)
 
 if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
 
@@ -91,6 +109,8 @@ def location_of(url: str) -> str | None:
     """
     backend = backend_of(url)
     if backend == "sqlite":
+        from chatledger.stores.sqlite import SqliteStore
+
         return SqliteStore.location_of(url)
     if backend == "postgresql":
         from chatledger.stores.postgres import PostgresStore
@@ -107,8 +127,12 @@ async def connect(url: str, **options: Any) -> PersistenceStore:
     """Open the store a URL names: ``memory://``, ``sqlite:///…``, ``postgresql://…``, ``mysql://…``."""
     backend = backend_of(url)
     if backend == "memory":
+        from chatledger.stores.memory import InMemoryStore
+
         return InMemoryStore()
     if backend == "sqlite":
+        from chatledger.stores.sqlite import SqliteStore
+
         return await SqliteStore.connect(url, **options)
     if backend == "postgresql":
         from chatledger.stores.postgres import PostgresStore
