@@ -42,7 +42,7 @@ from chatledger import (
 )
 from chatledger.cli import main as cli_main
 from chatledger.cli.export import _FIELDS
-from chatledger.demo import run_demo
+from chatledger.cli.demo import run_demo
 from chatledger.errors import QueryError
 from chatledger.stores.base import Breakdown, PersistenceStore
 from chatledger.stores.memory import InMemoryStore
