@@ -111,11 +111,13 @@ class Terminal:
         """Print a table or text: coloured on a terminal, plain and unpadded in a pipe or file."""
         if isinstance(renderable, str):
             renderable = Text(renderable)  # our own words and the user's data: never markup
+        # crop=False: a table wider than the screen (an id that cannot be left out) is wrapped
+        # by the terminal, never cut
         if self.out.is_terminal:
-            self.out.print(renderable)
+            self.out.print(renderable, crop=False)
             return
         with self.out.capture() as captured:
-            self.out.print(renderable)
+            self.out.print(renderable, crop=False)
         lines = captured.get().splitlines()
         self.out.file.write("".join(line.rstrip() + "\n" for line in lines))
         self.out.file.flush()  # a reader following the output sees each piece as it comes

@@ -295,14 +295,19 @@ CALL_COLUMNS = (
     Column("time (UTC)"),
     Column("session", drop=1),
     Column("model"),
-    Column("status"),
+    Column("status", drop=6),
     Column("in", "number", drop=5),
     Column("out", "number", drop=4),
     Column("cost", "number"),
     Column("latency", "number", drop=3),
     Column("error", "text", drop=2),
 )
-"""The calls table's columns; too wide, it leaves out session, error, latency, out, then in."""
+"""The calls table's columns.
+
+Too wide, it leaves out session, error, latency, out, in, then status (a
+failed call's row is red on a terminal, its cost ``-``); time, model and
+cost stay.
+"""
 
 
 def call_error(call: LLMApiCall) -> str:
