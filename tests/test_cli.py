@@ -727,9 +727,13 @@ def test_piped_output_is_not_cut_to_a_width(tmp_path: Path) -> None:
     assert len(_rows_with(piped("sessions"), title)) == 1
 
 
-def _prefixed_ledger(tmp_path: Path) -> tuple[str, dict[str, uuid.UUID]]:
-    """Sessions and a call whose ids are chosen so that some prefixes are unique, some shared."""
-    url = f"sqlite:///{tmp_path}/ledger.db"
+@pytest.fixture(params=SQL_BACKENDS)
+def prefixed(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, uuid.UUID]]:
+    """Sessions and a call whose ids are chosen so that some prefixes are unique, some shared.
+
+    On each backend: a prefix is looked up in the sessions, read in id order.
+    """
+    url = emptied_url(request, tmp_path, request.param)
     ids = {
         name: uuid.UUID(text)
         for name, text in {
@@ -757,9 +761,9 @@ def _prefixed_ledger(tmp_path: Path) -> tuple[str, dict[str, uuid.UUID]]:
     return url, ids
 
 
-def test_a_unique_start_of_an_id_is_enough(tmp_path: Path) -> None:
+def test_a_unique_start_of_an_id_is_enough(prefixed: tuple[str, dict[str, uuid.UUID]]) -> None:
     """As git takes a commit's start: show, --session, --user, erase accept a unique prefix."""
-    url, ids = _prefixed_ledger(tmp_path)
+    url, ids = prefixed
     assert str(ids["third"]) in ok("show", "5eed", db=url)
     assert str(ids["third"]) in ok("show", "5EED-0000", db=url)
     called = json.loads(ok("calls", "--session", "5eed0000", "--json", db=url))
@@ -772,9 +776,11 @@ def test_a_unique_start_of_an_id_is_enough(tmp_path: Path) -> None:
     assert str(ids["user"]) in ok("erase", "--user", "f00d", db=url)  # a dry run: it names them
 
 
-def test_an_ambiguous_or_unknown_prefix_is_refused(tmp_path: Path) -> None:
+def test_an_ambiguous_or_unknown_prefix_is_refused(
+    prefixed: tuple[str, dict[str, uuid.UUID]],
+) -> None:
     """A prefix several ids start with lists them (status 2); one none starts is an error (1)."""
-    url, ids = _prefixed_ledger(tmp_path)
+    url, ids = prefixed
     line = fails("show", "abcd1234", db=url, status=2)
     assert "abcd1234 starts 2 session ids" in line
     assert str(ids["first"]) in line
