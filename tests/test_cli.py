@@ -14,6 +14,7 @@ import os
 import pty
 import re
 import select
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -622,3 +623,253 @@ def test_version_and_a_missing_command() -> None:
     """``--version`` names the installed version; no command is a usage error, status 2."""
     assert ok("--version").strip() == f"chatledger {chatledger.__version__}"
     assert "COMMAND" in fails(status=2)
+
+
+# --- narrow screens, pipes, id prefixes, following, charts ---------------------------------
+
+DATED_MODEL = "gpt-4o-mini-2024-07-18"
+
+
+def _with_a_dated_model(tmp_path: Path) -> Ledger:
+    """The known ledger on SQLite, with a call to a dated model name in the order session."""
+    ledger = fill(f"sqlite:///{tmp_path}/ledger.db")
+    dated = ledger.calls[2].model_copy(update={"id": uuid7(), "model_name": DATED_MODEL})
+    with sync.connect(ledger.url) as store:
+        store.save_api_call(dated)
+    return ledger
+
+
+def _header(table: str) -> list[str]:
+    """The column names of the first table in ``table`` (``time (UTC)`` as one name)."""
+    return table.splitlines()[0].replace("(UTC)", "").split()
+
+
+def _rows_with(table: str, text: str) -> list[str]:
+    return [line for line in table.splitlines() if text in line]
+
+
+@pytest.mark.parametrize(
+    ("columns", "calls", "sessions", "by_session"),
+    [
+        (
+            "80",
+            ["time", "model", "status", "in", "out", "cost"],
+            ["session", "last", "active", "msgs", "title"],
+            ["session", "calls", "failed", "tokens", "cost", "p50"],
+        ),
+        (
+            "60",
+            ["time", "model", "cost"],
+            ["session", "msgs", "title"],
+            ["session", "calls", "cost"],
+        ),
+    ],
+)
+def test_narrow_screens_drop_columns_in_the_stated_order(
+    tmp_path: Path,
+    columns: str,
+    calls: list[str],
+    sessions: list[str],
+    by_session: list[str],
+) -> None:
+    """At 80 and 60 columns tables leave out columns as the README says; names and ids stay whole.
+
+    The calls table goes session, error, latency, out, in, status; the
+    sessions table last active, msgs, title; a breakdown p95, p50, tokens,
+    failed, calls.
+    """
+    ledger = _with_a_dated_model(tmp_path)
+    width = int(columns)
+    table = ok("calls", db=ledger.url, COLUMNS=columns)
+    assert _header(table) == calls
+    assert len(_rows_with(table, DATED_MODEL)) == 1  # on one line, whole
+    assert max(len(line) for line in table.splitlines()) <= width
+
+    listed = ok("sessions", db=ledger.url, COLUMNS=columns)
+    assert _header(listed) == sessions
+    for session in (ledger.order, ledger.refund, ledger.old):
+        assert len(_rows_with(listed, str(session.id))) == 1
+
+    grouped = ok("stats", "--by", "session", db=ledger.url, COLUMNS=columns)
+    assert _header(grouped.split("\n", 1)[1]) == by_session
+    assert len(_rows_with(grouped, str(ledger.order.id))) == 1
+
+    by_model = ok("stats", "--by", "model", db=ledger.url, COLUMNS=columns)
+    assert len(_rows_with(by_model, DATED_MODEL)) == 1
+
+
+def test_piped_output_is_not_cut_to_a_width(tmp_path: Path) -> None:
+    """In a pipe, with no $COLUMNS, every column is shown and no line is wrapped."""
+    ledger = _with_a_dated_model(tmp_path)
+    environment = _environment(NO_COLOR="1")
+    del environment["COLUMNS"]
+
+    def piped(*args: str) -> str:
+        done = subprocess.run(
+            [str(CHATLEDGER), *args, "--db", ledger.url], capture_output=True, text=True,
+            env=environment, timeout=120, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    table = piped("calls")
+    assert _header(table) == [
+        "time", "session", "model", "status", "in", "out", "cost", "latency", "error",
+    ]  # fmt: skip
+    assert max(len(line) for line in table.splitlines()) > WIDTH
+    (dated,) = _rows_with(table, DATED_MODEL)
+    assert str(ledger.order.id) in dated
+    (refused,) = _rows_with(table, "rate_limited")
+    assert str(ledger.refund.id) in refused
+    assert refused.rstrip().endswith("429")  # the error column: the failed call's code
+    title = "A title long enough to be wrapped on any screen of eighty columns, but not in a pipe"
+    with sync.connect(ledger.url) as store:
+        store.update_session(ledger.order.with_title(title))
+    assert len(_rows_with(piped("sessions"), title)) == 1
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+def prefixed(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, uuid.UUID]]:
+    """Sessions and a call whose ids are chosen so that some prefixes are unique, some shared.
+
+    On each backend: a prefix is looked up in the sessions, read in id order.
+    """
+    url = emptied_url(request, tmp_path, request.param)
+    ids = {
+        name: uuid.UUID(text)
+        for name, text in {
+            "first": "abcd1234-0000-7000-8000-000000000001",
+            "second": "abcd1234-0000-7000-8000-000000000002",
+            "third": "5eed0000-0000-7000-8000-000000000003",
+            "user": "f00d0000-0000-7000-8000-0000000000a1",
+            "caller": "beef0000-0000-7000-8000-0000000000a2",
+            "agent": "a9e00000-0000-7000-8000-0000000000a3",
+        }.items()
+    }
+    now = datetime.now(UTC).replace(microsecond=0)
+    sessions = [
+        ChatSession.new(ids["user"], ids["agent"]).model_copy(update={"id": ids["first"]}),
+        ChatSession.new(ids["user"], ids["agent"]).model_copy(update={"id": ids["second"]}),
+        ChatSession.new(ids["caller"], ids["agent"]).model_copy(update={"id": ids["third"]}),
+    ]
+    asked = _message(sessions[2], MessageRole.USER, "hello", now)
+    answer = _message(sessions[2], MessageRole.ASSISTANT, "hi", now)
+    with sync.connect(url) as store:
+        for session in sessions:
+            store.create_session(session)
+        store.save_messages([asked, answer])
+        store.save_api_call(_call(sessions[2], asked, answer, "gpt-4o", (10, 2), now))
+    return url, ids
+
+
+def test_a_unique_start_of_an_id_is_enough(prefixed: tuple[str, dict[str, uuid.UUID]]) -> None:
+    """As git takes a commit's start: show, --session, --user, erase accept a unique prefix."""
+    url, ids = prefixed
+    assert str(ids["third"]) in ok("show", "5eed", db=url)
+    assert str(ids["third"]) in ok("show", "5EED-0000", db=url)
+    called = json.loads(ok("calls", "--session", "5eed0000", "--json", db=url))
+    assert [c["chat_session_id"] for c in called] == [str(ids["third"])]
+    mine = json.loads(ok("sessions", "--user", "f00d", "--json", db=url))
+    assert {s["id"] for s in mine} == {str(ids["first"]), str(ids["second"])}
+    by_caller = json.loads(ok("calls", "--user", "beef", "--json", db=url))
+    assert len(by_caller) == 1
+    assert json.loads(ok("stats", "--agent", "a9e0", "--json", db=url))["total_calls"] == 1
+    assert str(ids["user"]) in ok("erase", "--user", "f00d", db=url)  # a dry run: it names them
+
+
+def test_an_ambiguous_or_unknown_prefix_is_refused(
+    prefixed: tuple[str, dict[str, uuid.UUID]],
+) -> None:
+    """A prefix several ids start with lists them (status 2); one none starts is an error (1)."""
+    url, ids = prefixed
+    line = fails("show", "abcd1234", db=url, status=2)
+    assert "abcd1234 starts 2 session ids" in line
+    assert str(ids["first"]) in line
+    assert str(ids["second"]) in line
+    assert "abcd starts 2 session ids" in fails("calls", "--session", "abcd", db=url, status=2)
+    assert "no session id starts with dead" in fails("show", "dead", db=url)
+    assert "no user id starts with dead" in fails("calls", "--user", "dead", db=url)
+    assert "is not a session id" in fails("show", "abc", db=url)
+    assert "not a UUID" in fails("sessions", "--user", "xyz", db=url, status=2)
+
+
+def _read_lines(stream: int, until: Callable[[str], bool], timeout: float = 30) -> str:
+    """What ``stream`` gives until ``until`` holds for it, within ``timeout`` seconds."""
+    seen = ""
+    while not until(seen):
+        readable, _, _ = select.select([stream], [], [], timeout)
+        assert readable, f"nothing more within {timeout} s: {seen!r}"
+        piece = os.read(stream, 4096).decode()
+        assert piece, f"the output ended: {seen!r}"
+        seen += piece
+    return seen
+
+
+def test_calls_follow_prints_new_calls_as_they_are_recorded(tmp_path: Path) -> None:
+    """``calls --follow`` shows the latest calls, then each new one; Ctrl+C ends it with 0."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = fill(url)
+    environment = _environment(NO_COLOR="1")
+    with subprocess.Popen(
+        [str(CHATLEDGER), "calls", "--follow", "--limit", "2", "--interval", "0.1", "--db", url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+    ) as child:  # fmt: skip
+        assert child.stdout is not None
+        assert child.stderr is not None
+        stream = child.stdout.fileno()
+        first = _read_lines(stream, lambda seen: seen.count("\n") >= 4)  # header, rule, 2 rows
+        assert _header(first)[:2] == ["time", "model"]
+        rows = first.splitlines()[2:]
+        assert ["gpt-4o" in row for row in rows] == [True, True]  # the newest two, oldest first
+        assert "rate_limited" in rows[0]
+
+        later = max(call.create_time for call in ledger.calls) + timedelta(minutes=1)
+        new = [
+            ledger.calls[1].model_copy(
+                update={
+                    "id": uuid7(),
+                    "model_name": f"model-{n}",
+                    "create_time": later + timedelta(seconds=n // 2),  # two at once, then one
+                    "update_time": later + timedelta(seconds=n // 2),
+                }
+            )
+            for n in range(3)
+        ]
+        with sync.connect(url) as store:
+            store.save_api_calls(new[:2])
+        shown = _read_lines(stream, lambda seen: "model-0" in seen and "model-1" in seen)
+        with sync.connect(url) as store:
+            store.save_api_call(new[2])
+        shown += _read_lines(stream, lambda seen: "model-2" in seen)
+        assert "time" not in shown  # no header again
+        models = [line.split()[2] for line in shown.splitlines()]
+        assert sorted(models[:2]) == ["model-0", "model-1"]  # same time: in id order
+        assert models[2:] == ["model-2"]
+
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) == 0
+        rest = child.stdout.read().decode()
+        error = child.stderr.read().decode()
+    assert "model-" not in rest  # each call printed once
+    assert "Traceback" not in error
+    assert error == ""
+
+
+def test_stats_chart_draws_a_bar_per_day(tmp_path: Path) -> None:
+    """``stats --bucket day --chart`` draws a bar per day, the days without calls too."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = fill(url)
+    chart = ok("stats", "--bucket", "day", "--chart", "calls", db=url).splitlines()
+    assert chart[0] == "Calls by day: every call"
+    days = [datetime.strptime(line.split()[0], "%Y-%m-%d").date() for line in chart[1:]]
+    first, last = ledger.old.create_time.date(), max(c.create_time for c in ledger.calls).date()
+    assert days == [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    counts = {line.split()[0]: int(line.split()[1]) for line in chart[1:]}
+    assert sum(counts.values()) == len(ledger.calls)
+    bars = {line.split()[0]: line.count("█") for line in chart[1:]}
+    busiest = max(counts, key=lambda day: counts[day])
+    assert bars[busiest] == max(bars.values()) > 40  # scaled to the 80 columns
+    assert max(len(line) for line in chart) <= WIDTH
+    cost = ok("stats", "--since", "7d", "--bucket", "day", "--chart", db=url)
+    assert cost.startswith("Cost by day: since ")
+    assert "$0.0016" in cost or "$0.00" in cost  # 0.000123 + 0.0015, on one day or two
+    assert "--bucket" in fails("stats", "--chart", db=url)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import chatledger.demo
+import chatledger.cli.demo
 from chatledger import ApiCallStatus, MessageRole, QueryFilter, UsageStatistics, sync
-from chatledger.demo import (
+from chatledger.cli import main as cli_main
+from chatledger.cli.demo import (
     DEMO_AGENT,
     DEMO_PRICES,
     DEMO_TENANT,
@@ -22,10 +23,14 @@ from chatledger.demo import (
     TOPICS,
     DemoRateLimitError,
     get_weather,
-    main,
     pricing_registry,
 )
 from chatledger.usage import error_code, status_for_error
+
+
+def main(argv: list[str]) -> int:
+    """``chatledger demo`` with ``argv`` (its options), run in this process."""
+    return cli_main(["demo", *argv])
 
 
 def _statistics(url: str) -> UsageStatistics:
@@ -47,6 +52,12 @@ def _printed_row(output: str, name: str) -> list[str]:
     rows = [line.split() for line in output.splitlines() if line.startswith(f"{name} ")]
     assert len(rows) == 1, output
     return rows[0]
+
+
+def _printed_cost(row: list[str]) -> float:
+    """The cost a row of the usage table shows, in USD (``$1,234.57``)."""
+    (cost,) = [cell for cell in row if cell.startswith("$")]
+    return float(cost.removeprefix("$").replace(",", ""))
 
 
 def test_two_runs_stream_record_and_resume(
@@ -82,11 +93,17 @@ def test_two_runs_stream_record_and_resume(
 
     # The usage table: both models, a cost column, totals that match the database.
     for out, stats in ((first, stats_after_one), (second, stats_after_two)):
-        assert "cost (USD)" in out
+        assert "Usage by model" in out
+        header = _printed_row(out, "model")
+        assert header[:2] == ["model", "calls"]
+        assert "cost" in header
+        assert "in USD" in out
         for model in MODELS:
-            assert float(_printed_row(out, model)[-1].replace(",", "")) > 0
+            assert _printed_cost(_printed_row(out, model)) > 0
         total = _printed_row(out, "total")
         assert int(total[1]) == stats.total_calls
+        assert stats.total_cost is not None
+        assert _printed_cost(total) == pytest.approx(float(stats.total_cost), rel=1e-3)
         assert max(len(line) for line in out.splitlines() if url not in line) <= 80
 
     # Every run meets one 429, stored as rate_limited; the second run resumes the sessions.
@@ -186,11 +203,11 @@ def test_the_weather_tool_refuses_a_forecast_it_does_not_have() -> None:
 
 
 def test_make_demo_writes_chatledger_db_in_the_working_directory(tmp_path: Path) -> None:
-    """``python -m chatledger.demo`` with no options: ./chatledger.db, exit 0, offline."""
+    """``python -m chatledger demo`` with no options: ./chatledger.db, exit 0, offline."""
     env = {k: v for k, v in os.environ.items() if k != "CHATLEDGER_DATABASE_URL"}
     for run in (1, 2):
         done = subprocess.run(
-            [sys.executable, "-m", "chatledger.demo"],
+            [sys.executable, "-m", "chatledger", "demo"],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -218,7 +235,7 @@ def test_without_genai_prices_the_demo_uses_labelled_demo_prices(
     def missing() -> None:
         raise ImportError("No module named 'genai_prices'")
 
-    monkeypatch.setattr(chatledger.demo, "default_pricing_registry", missing)
+    monkeypatch.setattr(chatledger.cli.demo, "default_pricing_registry", missing)
     registry, label = pricing_registry()
     assert registry is DEMO_PRICES
     assert "demo prices" in label
@@ -229,4 +246,6 @@ def test_a_database_that_cannot_be_opened_exits_with_1(
 ) -> None:
     """A missing folder is reported on stderr, with exit status 1 and no traceback."""
     assert main(["--db", f"sqlite:///{tmp_path}/missing/demo.db"]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "does not exist" in error
+    assert "Traceback" not in error

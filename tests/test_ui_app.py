@@ -41,8 +41,8 @@ from chatledger import (
     uuid7,
 )
 from chatledger.cli import main as cli_main
+from chatledger.cli.demo import run_demo
 from chatledger.cli.export import _FIELDS
-from chatledger.demo import run_demo
 from chatledger.errors import QueryError
 from chatledger.stores.base import Breakdown, PersistenceStore
 from chatledger.stores.memory import InMemoryStore

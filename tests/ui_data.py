@@ -26,7 +26,7 @@ from chatledger import (
     TokenDetails,
     uuid7,
 )
-from chatledger.demo import DEMO_TENANT, run_demo
+from chatledger.cli.demo import DEMO_TENANT, run_demo
 from chatledger.stores.base import PersistenceStore
 
 SCRIPT = "<script>alert(1)</script>"

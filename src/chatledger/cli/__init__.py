@@ -7,22 +7,22 @@
 names (else ``$CHATLEDGER_DATABASE_URL``, else ``sqlite:///./chatledger.db``).
 A mistake the user can fix — a bad URL, a server that does not answer, a
 missing driver, a bad option — ends the command with one line on standard
-error and exit status 1 (2 for a bad option), never a traceback.
+error and exit status 1 (2 for a bad option or an ambiguous id prefix), never
+a traceback.
+
+Parsing imports only the grammar (:mod:`chatledger.cli.arguments`): the
+commands, rich and the stores are imported once a command is to run, so
+``--help`` and a usage error answer at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from chatledger.cli.arguments import build_parser
-from chatledger.cli.commands import COMMANDS, CommandError, Terminal
-from chatledger.cli.importing import IMPORT_COMMANDS
-from chatledger.cli.spool import SPOOL_COMMANDS
-from chatledger.errors import PersistenceError
 
 __all__ = ["main"]
 
@@ -34,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     action = getattr(args, f"{args.command}_command", None)  # db, spool, import have actions
     name = args.command if action is None else f"{args.command} {action}"
     logging.basicConfig(level=logging.WARNING, format="chatledger: %(message)s")
+
+    import asyncio
+
+    from chatledger.cli.commands import COMMANDS, CommandError, Terminal
+    from chatledger.cli.importing import IMPORT_COMMANDS
+    from chatledger.cli.spool import SPOOL_COMMANDS
+    from chatledger.errors import PersistenceError
+
     terminal = Terminal()
     try:
         return asyncio.run({**COMMANDS, **SPOOL_COMMANDS, **IMPORT_COMMANDS}[name](args, terminal))
@@ -42,8 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reader_went_away()
         # soft_wrap: one line however long, so scripts and people see it whole
         terminal.err.print(f"chatledger {name}: error: {exc}", markup=False, soft_wrap=True)
-        return 1
+        return exc.status if isinstance(exc, CommandError) else 1
     except KeyboardInterrupt:
+        if getattr(args, "follow", False):
+            return 0  # Ctrl+C is how one stops following: not a failure
         terminal.err.print(f"chatledger {name}: interrupted", soft_wrap=True)
         return 130
 

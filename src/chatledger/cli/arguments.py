@@ -1,8 +1,12 @@
 """The command line's grammar: every command, its options, its help and its examples.
 
-Values that need more than a type (times, durations, UUIDs, statuses) are
+Values that need more than a type (times, durations, ids, statuses) are
 parsed here too, so a bad value is refused by argparse with the option's
-name before any database is opened.
+name before any database is opened. An id may be a unique prefix, as git
+takes a commit's (:class:`IdPrefix`); the commands resolve it in the store.
+
+Building the parser imports neither the entities nor the stores nor rich:
+``chatledger --help`` and a mistyped option answer at once.
 """
 
 from __future__ import annotations
@@ -10,22 +14,27 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chatledger.entities import ApiCallStatus, QueryFilter
-from chatledger.recording.retention import parse_duration
-from chatledger.stores.base import GROUP_BY_KEYS, RecordKind
+if TYPE_CHECKING:
+    from chatledger.entities import ApiCallStatus, QueryFilter
+    from chatledger.stores.base import RecordKind
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DATABASE_URL_VARIABLE",
     "EXPORT_KINDS",
+    "GROUP_KEYS",
+    "STATUSES",
+    "IdPrefix",
     "build_parser",
     "database_url",
+    "parse_id",
     "parse_time",
     "query_filter",
 ]
@@ -41,6 +50,13 @@ EXPORT_KINDS: dict[str, RecordKind] = {
     "api-calls": "api_calls",
 }
 """What ``export`` accepts, by its command-line spelling."""
+
+STATUSES = ("success", "failed", "timeout", "rate_limited", "cancelled")
+"""``ApiCallStatus``'s values, spelled here so that the parser need not import the entities."""
+GROUP_KEYS = ("model", "agent", "user", "tenant", "session", "status")
+"""The stores' ``GROUP_BY_KEYS``, spelled here for the same reason."""
+ID_PREFIX_SHORTEST = 4
+"""The fewest hexadecimal digits an id prefix may have."""
 
 _BUCKETS = ("hour", "day", "week", "month")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -81,25 +97,52 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _uuid(text: str) -> uuid.UUID:
+@dataclass(frozen=True, slots=True)
+class IdPrefix:
+    """The first hexadecimal digits of an id (dashes left out), as typed for a whole one."""
+
+    digits: str
+
+    def matches(self, value: uuid.UUID) -> bool:
+        """Whether ``value`` starts with these digits."""
+        return value.hex.startswith(self.digits)
+
+    def __str__(self) -> str:
+        return self.digits
+
+
+def parse_id(text: str) -> uuid.UUID | IdPrefix:
+    """A whole UUID, or a prefix of one: at least four hexadecimal digits, dashes allowed."""
+    text = text.strip()
     try:
-        return uuid.UUID(text.strip())
+        return uuid.UUID(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
+        pass
+    digits = text.replace("-", "").lower()
+    hexadecimal = all(c in "0123456789abcdef" for c in digits)
+    if hexadecimal and ID_PREFIX_SHORTEST <= len(digits) < 32:
+        return IdPrefix(digits)
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a UUID, nor the start of one (at least {ID_PREFIX_SHORTEST} "
+        "hexadecimal digits)"
+    )
 
 
 def _status(text: str) -> ApiCallStatus:
+    from chatledger.entities import ApiCallStatus
+
     try:
         return ApiCallStatus(text.strip().lower())
     except ValueError:
-        choices = ", ".join(status.value for status in ApiCallStatus)
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a status; choose from {choices}"
+            f"{text!r} is not a status; choose from {', '.join(STATUSES)}"
         ) from None
 
 
 def _kept_since(text: str) -> datetime:
     """The cutoff ``prune --keep DURATION`` means: that long before now."""
+    from chatledger.recording.retention import parse_duration
+
     try:
         return datetime.now(UTC) - parse_duration(text)
     except ValueError as exc:
@@ -119,6 +162,16 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0.05 and 3600 seconds")
+    return value
+
+
 def _identifier(text: str) -> str:
     if not _IDENTIFIER.match(text):
         raise argparse.ArgumentTypeError(
@@ -129,16 +182,21 @@ def _identifier(text: str) -> str:
 
 def _group_keys(text: str) -> list[str]:
     keys = [key.strip().lower() for key in text.split(",") if key.strip()]
-    unknown = [key for key in keys if key not in GROUP_BY_KEYS]
+    unknown = [key for key in keys if key not in GROUP_KEYS]
     if unknown or not keys:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: group by a comma-separated list of {', '.join(GROUP_BY_KEYS)}"
+            f"{text!r}: group by a comma-separated list of {', '.join(GROUP_KEYS)}"
         )
     return list(dict.fromkeys(keys))
 
 
 def query_filter(args: argparse.Namespace) -> QueryFilter:
-    """The ``QueryFilter`` the filter options of ``args`` describe (those a command has)."""
+    """The ``QueryFilter`` the filter options of ``args`` describe (those a command has).
+
+    Id prefixes must have been resolved to whole ids first.
+    """
+    from chatledger.entities import QueryFilter
+
     since, until = getattr(args, "since", None), getattr(args, "until", None)
     if since is not None and until is not None and since >= until:
         raise ValueError(
@@ -198,18 +256,18 @@ def _common(parser: argparse.ArgumentParser, *, json: bool = True) -> None:
 def _filters(parser: argparse.ArgumentParser, *, calls: bool) -> None:
     """The filter options; ``calls`` adds those only API calls have (model, status)."""
     group = parser.add_argument_group("filters")
-    group.add_argument("--tenant", type=_uuid, metavar="UUID", help="only this tenant")
-    group.add_argument("--user", type=_uuid, metavar="UUID", help="only this user")
-    group.add_argument("--agent", type=_uuid, metavar="UUID", help="only this agent")
+    group.add_argument("--tenant", type=parse_id, metavar="ID", help="only this tenant")
+    group.add_argument("--user", type=parse_id, metavar="ID", help="only this user")
+    group.add_argument("--agent", type=parse_id, metavar="ID", help="only this agent")
     if not calls:
         return
-    group.add_argument("--session", type=_uuid, metavar="UUID", help="only this session")
+    group.add_argument("--session", type=parse_id, metavar="ID", help="only this session")
     group.add_argument("--model", metavar="NAME", help="only this model, e.g. gpt-4o-mini")
     group.add_argument(
         "--status",
         type=_status,
         metavar="STATUS",
-        help=f"only this outcome: {', '.join(s.value for s in ApiCallStatus)}",
+        help=f"only this outcome: {', '.join(STATUSES)}",
     )
     _time_filters(group)
 
@@ -232,6 +290,28 @@ def _page(parser: argparse.ArgumentParser, limit: int) -> None:
     )
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib import metadata
+
+        sys.stdout.write(f"chatledger {metadata.version('chatledger')}\n")
+        parser.exit()
+
+
+class _PrintCompletion(argparse.Action):
+    """``--print-completion SHELL``: the completion script made from this very parser."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, *args: Any
+    ) -> None:
+        from chatledger.cli.completion import completion_script
+
+        sys.stdout.write(completion_script(parser, values))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``chatledger`` parser with every command."""
     parser = argparse.ArgumentParser(
@@ -252,7 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--db", metavar="URL", help=_DB_HELP)
     parser.add_argument(
-        "--version", action="version", version=f"chatledger {metadata.version('chatledger')}"
+        "--version", action=_Version, nargs=0, help="print chatledger's version and exit"
+    )
+    parser.add_argument(
+        "--print-completion",
+        action=_PrintCompletion,
+        choices=("bash", "zsh"),
+        metavar="SHELL",
+        help="print a completion script for bash or zsh and exit: "
+        'eval "$(chatledger --print-completion bash)" in ~/.bashrc',
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -358,9 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
         "print one session's conversation with each turn's model, tokens, cost and latency",
         "chatledger show latest",
         "chatledger show 0192f1c2-7a4e-7c33-9d1e-4b2a8c3d5e6f --last 10",
+        "chatledger show 0192f1c27a4e      # a unique start of an id is enough",
     )
     show.add_argument(
-        "session", metavar="SESSION", help="a session id, or 'latest' for the last active one"
+        "session",
+        metavar="SESSION",
+        help="a session id or a unique start of one (01a22a5e-91fb), or 'latest' for the "
+        "last active session",
     )
     show.add_argument("--last", type=_count(1), metavar="N", help="only the newest N messages")
     _common(show)
@@ -371,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         "chatledger stats --since 7d",
         "chatledger stats --since 30d --by model,status",
         "chatledger stats --since 2026-11-01 --until 2026-12-01 --bucket day --json",
+        "chatledger stats --since 30d --bucket day --chart",
     )
     _common(stats)
     _filters(stats, calls=True)
@@ -380,10 +473,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_group_keys,
         default=[],
         metavar="KEYS",
-        help=f"group by any of {','.join(GROUP_BY_KEYS)}",
+        help=f"group by any of {','.join(GROUP_KEYS)}",
     )
     breakdown.add_argument(
         "--bucket", choices=_BUCKETS, help="one row per UTC hour, day, week or month"
+    )
+    breakdown.add_argument(
+        "--chart",
+        nargs="?",
+        const="cost",
+        choices=("cost", "calls", "tokens"),
+        metavar="WHAT",
+        help="draw the breakdown as bars of cost (the default), calls or tokens; "
+        "needs --bucket or --by",
     )
 
     calls = command(
@@ -392,10 +494,24 @@ def build_parser() -> argparse.ArgumentParser:
         "chatledger calls",
         "chatledger calls --status rate_limited --since 1d",
         "chatledger calls --model gpt-4o --limit 100 --json",
+        "chatledger calls --follow --status failed",
     )
     _common(calls)
     _filters(calls, calls=True)
     _page(calls, 20)
+    calls.add_argument(
+        "--follow",
+        action="store_true",
+        help="the newest --limit calls oldest first, then each new call as it is recorded, "
+        "until Ctrl+C",
+    )
+    calls.add_argument(
+        "--interval",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="with --follow, how often to look for new calls (default 1)",
+    )
 
     export = command(
         "export",
@@ -471,11 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
         "kept, so usage totals still add up. Without --yes it only counts what would go."
     )
     whose = erase.add_mutually_exclusive_group(required=True)
-    whose.add_argument("--user", type=_uuid, metavar="UUID", help="the user to erase")
+    whose.add_argument("--user", type=parse_id, metavar="ID", help="the user to erase")
     whose.add_argument(
         "--tenant",
-        type=_uuid,
-        metavar="UUID",
+        type=parse_id,
+        metavar="ID",
         help="the tenant to erase: all of its users' records, its providers and agents",
     )
     erase.add_argument(

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console, Group
 from rich.padding import Padding
@@ -26,21 +26,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from chatledger.cli.arguments import EXPORT_KINDS, database_url, query_filter
+from chatledger.cli.arguments import (
+    EXPORT_KINDS,
+    IdPrefix,
+    database_url,
+    parse_id,
+    query_filter,
+)
 from chatledger.cli.export import ExportTarget, format_for, write_records
 from chatledger.cli.render import (
+    CALL_COLUMNS,
+    Column,
     add_row,
+    bar_chart,
     breakdown_table,
     call_summary,
     calls_table,
     json_record,
     message_body,
+    money,
     sessions_table,
     statistics_table,
     when,
 )
 from chatledger.entities import (
     ApiCallStatus,
+    CallSort,
     ErasureReport,
     LLMApiCall,
     MessageRole,
@@ -52,7 +63,7 @@ from chatledger.stores.base import RECORD_KINDS
 from chatledger.stores.opening import LATEST_SCHEMA, open_current, open_existing
 from chatledger.stores.urls import redact
 
-__all__ = ["COMMANDS", "CommandError", "Terminal"]
+__all__ = ["COMMANDS", "CommandError", "Terminal", "resolve_id"]
 
 _SHOW_PAGE = 1000
 # Measured on SQLite: 500 records a chunk export a quarter faster than 2,000.
@@ -66,28 +77,50 @@ _ROLE_STYLE = {
 
 
 class CommandError(Exception):
-    """A mistake the user can fix, said in one line."""
+    """A mistake the user can fix, said in one line; ``status`` is the exit status (1)."""
+
+    def __init__(self, message: str, *, status: int = 1) -> None:
+        """The message to show, and the status to exit with."""
+        super().__init__(message)
+        self.status = status
+
+
+# A pipe or a file has no width: lines are this long at most, so in effect never cut.
+_PIPE_WIDTH = 10_000
 
 
 class Terminal:
-    """Where output goes: rich consoles over standard output and standard error."""
+    """Where output goes: rich consoles over standard output and standard error.
+
+    On a terminal, tables fit its width (leaving columns out in their
+    stated order). In a pipe or a file, nothing is cut to a width unless
+    ``$COLUMNS`` names one: each row stays on one line, whole.
+    """
 
     def __init__(self) -> None:
         """Print to the process's standard output and standard error."""
         self.out = Console(highlight=False)
         self.err = Console(highlight=False, stderr=True)
+        self.width: int | None = self.out.width
+        """The width output is fitted to; None in a pipe (no limit)."""
+        if not self.out.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+            self.out = Console(highlight=False, width=_PIPE_WIDTH)
+            self.width = None
 
     def show(self, renderable: Any) -> None:
         """Print a table or text: coloured on a terminal, plain and unpadded in a pipe or file."""
         if isinstance(renderable, str):
             renderable = Text(renderable)  # our own words and the user's data: never markup
+        # crop=False: a table wider than the screen (an id that cannot be left out) is wrapped
+        # by the terminal, never cut
         if self.out.is_terminal:
-            self.out.print(renderable)
+            self.out.print(renderable, crop=False)
             return
         with self.out.capture() as captured:
-            self.out.print(renderable)
+            self.out.print(renderable, crop=False)
         lines = captured.get().splitlines()
         self.out.file.write("".join(line.rstrip() + "\n" for line in lines))
+        self.out.file.flush()  # a reader following the output sees each piece as it comes
 
     def json(self, value: Any) -> None:
         """Print ``value`` as indented JSON, uncoloured, for scripts."""
@@ -103,13 +136,75 @@ async def _open(args: argparse.Namespace) -> AsyncIterator[PersistenceStore]:
     """The database the arguments name, which must hold a current chatledger schema.
 
     Reading commands never change the schema: an old one is refused with
-    the command that upgrades it.
+    the command that upgrades it. Id prefixes among the arguments (``--user
+    01a2``) are replaced by the whole ids they start, found in the store.
     """
     store = await open_current(database_url(args.db))
     try:
+        for name in ("tenant", "user", "agent", "session"):
+            value = getattr(args, name, None)
+            if isinstance(value, IdPrefix):
+                setattr(args, name, await resolve_id(store, name, value))
         yield store
     finally:
         await store.close()
+
+
+IdKind = Literal["session", "user", "agent", "tenant"]
+_CANDIDATES_SHOWN = 8
+_SCAN_CHUNK = 1000
+
+
+async def resolve_id(
+    store: PersistenceStore, kind: IdKind, prefix: IdPrefix, *, sessions_only: bool = False
+) -> uuid.UUID:
+    """The one ``kind`` id that starts with ``prefix``, as git finds a commit by its start.
+
+    Candidates are the ids the sessions hold and, unless ``sessions_only``,
+    those the API calls' usage counts (a pruned session's calls, a user
+    without sessions). No match is a CommandError; several are one with
+    status 2 that lists them.
+    """
+    field = "id" if kind == "session" else f"{kind}_id"
+    found: set[uuid.UUID] = set()
+    width = len(prefix.digits)
+    records = store.export_records("sessions", QueryFilter(), chunk_size=_SCAN_CHUNK)
+    try:
+        async for chunk in records:
+            for record in chunk:
+                value = record.get(field)
+                if value is None:
+                    continue
+                digits = str(value).replace("-", "")[:width]
+                if digits == prefix.digits:
+                    found.add(uuid.UUID(str(value)))
+                elif kind == "session" and digits > prefix.digits:
+                    break  # sessions come in id order: none further can match
+            else:
+                continue
+            break
+    finally:
+        close = getattr(records, "aclose", None)  # stop the export's reads when leaving early
+        if close is not None:
+            await close()
+    if not sessions_only:
+        for row in await store.get_usage_breakdown(QueryFilter(), [kind]):
+            value = row.keys.get(kind)
+            if isinstance(value, uuid.UUID) and prefix.matches(value):
+                found.add(value)
+    if not found:
+        raise CommandError(f"no {kind} id starts with {prefix.digits}")
+    if len(found) > 1:
+        ordered = sorted(found, key=str)
+        listed = ", ".join(map(str, ordered[:_CANDIDATES_SHOWN]))
+        more = len(ordered) - _CANDIDATES_SHOWN
+        raise CommandError(
+            f"{prefix.digits} starts {len(found)} {kind} ids: {listed}"
+            + (f" and {more} more" if more > 0 else "")
+            + "; give more of the id",
+            status=2,
+        )
+    return found.pop()
 
 
 def _plural(count: int, noun: str) -> str:
@@ -229,8 +324,8 @@ async def db_rebuild_rollups(args: argparse.Namespace, terminal: Terminal) -> in
 
 async def sessions(args: argparse.Namespace, terminal: Terminal) -> int:
     """List sessions, most recently active first, one page at a time."""
-    query = query_filter(args)
     async with _open(args) as store:
+        query = query_filter(args)
         found = await store.list_sessions(query.paginate(args.offset, args.limit))
         counts = await asyncio.gather(*(store.count_session_messages(s.id) for s in found))
         total = await store.count_records("sessions", query)
@@ -270,11 +365,17 @@ async def show(args: argparse.Namespace, terminal: Terminal) -> int:
             session = newest[0]
         else:
             try:
-                session_id = uuid.UUID(args.session.strip())
-            except ValueError:
+                given = parse_id(args.session)
+            except argparse.ArgumentTypeError:
                 raise CommandError(
-                    f"{args.session!r} is not a session id; give a UUID or 'latest'"
+                    f"{args.session!r} is not a session id; give a UUID, the start of one, "
+                    "or 'latest'"
                 ) from None
+            session_id = (
+                await resolve_id(store, "session", given, sessions_only=True)
+                if isinstance(given, IdPrefix)
+                else given
+            )
             found = await store.get_session(session_id)
             if found is None:
                 raise CommandError(f"no session {session_id} in this database")
@@ -320,7 +421,7 @@ async def show(args: argparse.Namespace, terminal: Terminal) -> int:
     add_row(header, "tenant", str(session.tenant_id))
     add_row(header, "started", f"{when(session.create_time)} UTC")
     add_row(header, "last active", f"{when(session.update_time)} UTC")
-    cost = "unpriced" if stats.total_cost is None else f"${stats.total_cost:,.6f}"
+    cost = "unpriced" if stats.total_cost is None else money(stats.total_cost)
     add_row(
         header,
         "usage",
@@ -333,8 +434,16 @@ async def show(args: argparse.Namespace, terminal: Terminal) -> int:
     for message in messages:
         label = Text(message.role.value, style=_ROLE_STYLE[message.role])
         label.append(f"  {when(message.create_time)}", style="dim")
-        parts: list[Any] = [Text(""), label, Padding(message_body(message), (0, 0, 0, 2))]
-        parts.extend(Padding(call_summary(c), (0, 0, 0, 2)) for c in made_by.get(message.id, ()))
+        # expand=False: a padded line is as long as its text, not as the (unlimited) pipe
+        parts: list[Any] = [
+            Text(""),
+            label,
+            Padding(message_body(message), (0, 0, 0, 2), expand=False),
+        ]
+        parts.extend(
+            Padding(call_summary(c), (0, 0, 0, 2), expand=False)
+            for c in made_by.get(message.id, ())
+        )
         terminal.show(Group(*parts))
     if not messages:
         terminal.note("\nno messages in this session")
@@ -361,9 +470,13 @@ def _describe(query: QueryFilter) -> str:
 
 
 async def stats(args: argparse.Namespace, terminal: Terminal) -> int:
-    """Usage totals over the filtered calls, or one row per group and time bucket."""
-    query = query_filter(args)
+    """Usage totals over the filtered calls, or one row (or bar) per group and time bucket."""
+    if args.chart and not (args.by or args.bucket):
+        raise CommandError(
+            "--chart draws a breakdown: add --bucket day (or hour, week, month) or --by KEYS"
+        )
     async with _open(args) as store:
+        query = query_filter(args)
         if args.by or args.bucket:
             rows = await store.get_usage_breakdown(query, args.by, args.bucket)
             overall = None
@@ -382,18 +495,23 @@ async def stats(args: argparse.Namespace, terminal: Terminal) -> int:
     if not rows:
         terminal.note(f"no API calls match: {_describe(query)}")
         return 0
-    terminal.show(
-        f"Usage by {', '.join([*args.by, *([args.bucket] if args.bucket else [])])}: "
-        f"{_describe(query)}"
-    )
+    by = ", ".join([*args.by, *([args.bucket] if args.bucket else [])])
+    if args.chart:
+        terminal.show(f"{args.chart.capitalize()} by {by}: {_describe(query)}")
+        # In a pipe there is no screen to fill: the bars take 80 columns.
+        terminal.show(bar_chart(rows, args.by, args.bucket, args.chart, most=terminal.width or 80))
+        return 0
+    terminal.show(f"Usage by {by}: {_describe(query)}")
     terminal.show(breakdown_table(rows, args.by, args.bucket))
     return 0
 
 
 async def calls(args: argparse.Namespace, terminal: Terminal) -> int:
-    """The API-call ledger, newest first, one page at a time."""
-    query = query_filter(args)
+    """The API-call ledger, newest first, one page at a time; or followed as it grows."""
     async with _open(args) as store:
+        query = query_filter(args)
+        if args.follow:
+            return await _follow(store, query, args, terminal)
         found = await store.query_api_calls(query.paginate(args.offset, args.limit))
         total = await store.count_records("api_calls", query)
     if args.json:
@@ -405,19 +523,75 @@ async def calls(args: argparse.Namespace, terminal: Terminal) -> int:
     return 0
 
 
+# The followed table's columns get fixed widths, so that rows printed a batch at a time line
+# up (a dated model name like gpt-4o-mini-2024-07-18 fits).
+_FOLLOWED_WIDTHS = {"model": 22, "status": 12, "in": 7, "out": 6, "cost": 10, "latency": 8}
+_FOLLOWED_COLUMNS = tuple(
+    Column(c.header, c.kind, c.drop, _FOLLOWED_WIDTHS.get(c.header, c.width)) for c in CALL_COLUMNS
+)
+_FOLLOW_PAGE = 500
+
+
+async def _follow(
+    store: PersistenceStore, query: QueryFilter, args: argparse.Namespace, terminal: Terminal
+) -> int:
+    """The newest ``--limit`` calls oldest first, then each new call as it is recorded.
+
+    "New" is later by create time, then id, than the last printed: each
+    look reads the calls from the last printed one's time on, oldest first,
+    and skips those already printed. Runs until interrupted (Ctrl+C), which
+    ``main`` takes as a normal end.
+    """
+    latest = list(reversed(await store.query_api_calls(query.paginate(0, args.limit))))
+    if args.json:
+        for call in latest:
+            terminal.out.file.write(json.dumps(json_record(call), ensure_ascii=False) + "\n")
+        terminal.out.file.flush()
+    else:
+        terminal.show(calls_table(latest, columns=_FOLLOWED_COLUMNS))
+    since = latest[-1].create_time if latest else query.start_time
+    printed = {call.id for call in latest if call.create_time == since}
+    while True:
+        await asyncio.sleep(args.interval)
+        new: list[LLMApiCall] = []
+        cursor: str | None = None
+        while True:
+            page = await store.page_api_calls(
+                query.time_range(since, query.end_time),
+                sort=CallSort.OLDEST,
+                cursor=cursor,
+                limit=_FOLLOW_PAGE,
+            )
+            new.extend(call for call in page.calls if call.id not in printed)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if not new:
+            continue
+        if args.json:
+            for call in new:
+                terminal.out.file.write(json.dumps(json_record(call), ensure_ascii=False) + "\n")
+            terminal.out.file.flush()
+        else:
+            terminal.show(calls_table(new, columns=_FOLLOWED_COLUMNS, header=False))
+        if new[-1].create_time != since:
+            since, printed = new[-1].create_time, set()
+        printed.update(call.id for call in new if call.create_time == since)
+
+
 # --- writing -----------------------------------------------------------------------------
 
 
 async def export(args: argparse.Namespace, terminal: Terminal) -> int:
     """Stream every matching record to standard output or a file; progress on a terminal."""
     kind = EXPORT_KINDS[args.kind]
-    query = query_filter(args)
     fmt = format_for(args.output, args.format)
     target = ExportTarget(args.output, force=args.force)
     to_terminal = target.path is None and sys.stdout.isatty()
     show_progress = not args.quiet and terminal.err.is_terminal and not to_terminal
     started = time.perf_counter()
     async with _open(args) as store:
+        query = query_filter(args)
         total = await store.count_records(kind, query) if show_progress else None
         progress = Progress(
             TextColumn(f"exporting {args.kind}"),
@@ -514,9 +688,9 @@ async def prune(args: argparse.Namespace, terminal: Terminal) -> int:
 
 async def demo(args: argparse.Namespace, terminal: Terminal) -> int:
     """Run the offline agent demo into the database."""
-    from chatledger.demo import run_demo  # the demo pulls in the agent and pricing
+    from chatledger.cli.demo import run_demo  # the demo pulls in the agent and pricing
 
-    await run_demo(database_url(args.db))
+    await run_demo(database_url(args.db), terminal)
     return 0
 
 

@@ -1,20 +1,25 @@
-"""How the command line shows records to people: rich tables that fit 80 columns.
+"""How the command line shows records to people: rich tables that fit the screen.
 
 Times are shown in UTC, as stored. Numbers are right-aligned with thousands
-separators; failed calls are red. Everything here builds renderables or
-text; printing is the commands' business.
+separators, money by its magnitude (:func:`money`); failed calls are red.
+A table wider than the screen leaves out columns in a stated order
+(:class:`FittedTable`) rather than cutting an id or a model name. Everything
+here builds renderables or text; printing is the commands' business.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -29,15 +34,19 @@ from chatledger.entities import (
 from chatledger.ids import NIL_UUID
 
 __all__ = [
+    "BarChart",
+    "Column",
+    "FittedTable",
     "add_row",
+    "bar_chart",
     "breakdown_table",
     "call_summary",
     "calls_table",
-    "cost",
     "dead_letters_table",
     "duration",
     "json_record",
     "message_body",
+    "money",
     "sessions_table",
     "shorten",
     "spool_files_table",
@@ -85,9 +94,31 @@ def when(moment: datetime, *, seconds: bool = True) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
-def cost(value: Decimal | None) -> str:
-    """A price in USD with six decimals (a call can cost a millionth), or ``-`` unpriced."""
-    return "-" if value is None else f"{value:,.6f}"
+_SMALLEST = Decimal("0.000001")
+
+
+def money(value: Decimal | None) -> str:
+    """USD by magnitude: ``$1,234.57``, ``$0.002645``, ``<$0.000001``; ``-`` when unpriced.
+
+    From a dollar up, cents and thousands separators; below, four significant
+    digits (at most six decimals, a millionth being the smallest amount
+    shown), trailing zeros dropped down to two decimals.
+    """
+    if value is None:
+        return "-"
+    sign, amount = ("-" if value < 0 else ""), abs(value)
+    if amount == 0:
+        return "$0.00"
+    if amount < _SMALLEST:
+        return f"{sign}<$0.000001"
+    if amount < 1:
+        decimals = min(6, 3 - amount.adjusted())
+        rounded = amount.quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)
+        if rounded < 1:
+            text = format(rounded, "f").rstrip("0")
+            whole, _, fraction = text.partition(".")
+            return f"{sign}${whole}.{fraction.ljust(2, '0')}"
+    return f"{sign}${amount.quantize(Decimal('0.01'), ROUND_HALF_UP):,.2f}"
 
 
 def duration(ms: float | None) -> str:
@@ -127,12 +158,131 @@ def _table(*columns: str, title: str | None = None) -> Table:
     return table
 
 
-def sessions_table(rows: Sequence[tuple[ChatSession, int]]) -> Table:
-    """Sessions with their last activity, message count and title."""
-    table = _table("session:fixed", "last active (UTC):fixed", "msgs:n", "title")
+ColumnKind = Literal["whole", "number", "text"]
+# SIMPLE_HEAD's rule under the header, and the same rule between sections (above a total).
+_RULED = box.Box("    \n    \n ── \n    \n ── \n    \n    \n    \n")
+_TEXT_NARROWEST = 10  # a text column narrower than this is not worth keeping
+_GAP = 2  # between two columns: a cell's right padding and the box's (blank) divider
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a :class:`FittedTable`.
+
+    ``whole`` cells (ids, model names, times) and ``number`` cells (right
+    aligned) are never wrapped nor cut: when they do not fit, columns are
+    dropped instead. ``text`` cells wrap, down to ten characters. ``drop`` is
+    the column's place in the order columns are left out when the table is
+    too wide (1 goes first); None keeps it always. ``width`` is the least
+    width it gets, so that rows printed a batch at a time line up.
+    """
+
+    header: str
+    kind: ColumnKind = "whole"
+    drop: int | None = None
+    width: int = 0
+
+
+class FittedTable:
+    """A table that leaves out columns, in their stated order, until it fits the width it has.
+
+    Ids and model names are never wrapped nor shortened. When even the
+    columns that are never dropped do not fit, the table is drawn wider than
+    the screen (a terminal wraps the line; copied, an id is still whole).
+    """
+
+    def __init__(
+        self, *columns: Column, title: str | None = None, show_header: bool = True
+    ) -> None:
+        """An empty table with ``columns``, a title above it, and a header unless told not to."""
+        self.columns = columns
+        self.title = title
+        self.show_header = show_header
+        self.rows: list[tuple[list[Text], str | None]] = []
+        self.sections: set[int] = set()  # rows drawn under a rule (a total)
+
+    def add_row(self, *cells: str | Text, style: str | None = None, section: bool = False) -> None:
+        """Add a row; text cells are shown as they are (a title like ``[b]`` is not markup)."""
+        if section:
+            self.sections.add(len(self.rows))
+        self.rows.append(([Text(c) if isinstance(c, str) else c for c in cells], style))
+
+    def _least_width(self, index: int) -> int:
+        column = self.columns[index]
+        widest = max(
+            (max(map(cell_len, row[index].plain.splitlines() or [""])) for row, _ in self.rows),
+            default=0,
+        )
+        header = cell_len(column.header) if self.show_header else 0
+        if column.kind == "text":
+            return max(column.width, min(widest, max(_TEXT_NARROWEST, header)))
+        return max(column.width, widest, header)
+
+    def fitting(self, width: int) -> list[int]:
+        """The indexes of the columns kept at ``width``: the droppable ones go in their order."""
+        kept = list(range(len(self.columns)))
+        least = {index: self._least_width(index) for index in kept}
+        droppable = sorted((c.drop, i) for i, c in enumerate(self.columns) if c.drop is not None)
+        for _, index in droppable:
+            if sum(least[i] for i in kept) + _GAP * (len(kept) - 1) <= width:
+                break
+            kept.remove(index)
+        return kept
+
+    def needed(self, kept: Sequence[int]) -> int:
+        """The narrowest the ``kept`` columns can be drawn in."""
+        return sum(self._least_width(i) for i in kept) + _GAP * (len(kept) - 1)
+
+    def table(self, width: int) -> Table:
+        """The rich table of the columns that fit ``width``."""
+        kept = self.fitting(width)
+        table = Table(
+            box=_RULED,
+            title=None if self.title is None else Text(self.title),
+            title_justify="left",
+            padding=(0, 1, 0, 0),
+            pad_edge=False,
+            show_edge=False,
+            show_header=self.show_header,
+        )
+        for index in kept:
+            column = self.columns[index]
+            if column.kind == "text":
+                table.add_column(column.header, overflow="fold", min_width=column.width or None)
+            else:
+                table.add_column(
+                    column.header,
+                    justify="right" if column.kind == "number" else "left",
+                    no_wrap=True,
+                    min_width=self._least_width(index),
+                )
+        for number, (cells, style) in enumerate(self.rows):
+            table.add_row(
+                *(cells[i] for i in kept), style=style, end_section=number + 1 in self.sections
+            )
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Draw the columns that fit the width rich offers; never narrower than they need."""
+        width = options.max_width
+        table = self.table(width)
+        needed = self.needed(self.fitting(width))
+        yield from console.render(table, options.update_width(max(width, needed)))
+
+
+def sessions_table(rows: Sequence[tuple[ChatSession, int]]) -> FittedTable:
+    """Sessions with their last activity, message count and title.
+
+    Too wide, it leaves out the last activity, then the count, then the title.
+    """
+    table = FittedTable(
+        Column("session"),
+        Column("last active (UTC)", drop=1),
+        Column("msgs", "number", drop=2),
+        Column("title", "text", drop=3),
+    )
     for session, messages in rows:
-        add_row(
-            table,
+        table.add_row(
             str(session.id),
             when(session.update_time, seconds=False),
             f"{messages:,}",
@@ -141,22 +291,49 @@ def sessions_table(rows: Sequence[tuple[ChatSession, int]]) -> Table:
     return table
 
 
-def calls_table(calls: Iterable[LLMApiCall]) -> Table:
-    """API calls: time, model, outcome, tokens in and out, cost, latency; failures in red."""
-    table = _table(
-        "time (UTC):fixed", "model", "status:fixed", "in:n", "out:n", "cost $:n", "latency:n"
-    )
+CALL_COLUMNS = (
+    Column("time (UTC)"),
+    Column("session", drop=1),
+    Column("model"),
+    Column("status", drop=6),
+    Column("in", "number", drop=5),
+    Column("out", "number", drop=4),
+    Column("cost", "number"),
+    Column("latency", "number", drop=3),
+    Column("error", "text", drop=2),
+)
+"""The calls table's columns.
+
+Too wide, it leaves out session, error, latency, out, in, then status (a
+failed call's row is red on a terminal, its cost ``-``); time, model and
+cost stay.
+"""
+
+
+def call_error(call: LLMApiCall) -> str:
+    """A failed call's error in short: its code, else its message shortened; empty on success."""
+    if call.status is ApiCallStatus.SUCCESS:
+        return ""
+    return call.error_code or shorten(call.error_message or "", 40)
+
+
+def calls_table(
+    calls: Iterable[LLMApiCall], *, columns: Sequence[Column] = CALL_COLUMNS, header: bool = True
+) -> FittedTable:
+    """API calls: time, session, model, outcome, tokens, cost, latency, error; failures in red."""
+    table = FittedTable(*columns, show_header=header)
     for call in calls:
         style = _STATUS_STYLE[call.status]
-        add_row(
-            table,
+        table.add_row(
             call.create_time.strftime("%m-%d %H:%M:%S"),
+            str(call.chat_session_id),
             call.model_name,
             Text(call.status.value, style=style),
             f"{call.prompt_tokens:,}",
             f"{call.completion_tokens:,}",
-            cost(call.total_price),
+            money(call.total_price),
             duration(call.latency_ms),
+            call_error(call),
             style=None if call.status is ApiCallStatus.SUCCESS else "red",
         )
     return table
@@ -179,7 +356,7 @@ def _statistics_rows(stats: UsageStatistics) -> list[tuple[str, str]]:
             f"{stats.total_completion_tokens:,} ({stats.total_reasoning_tokens:,} reasoning)",
         ),
         ("total tokens", f"{stats.total_tokens:,}"),
-        ("cost (USD)", cost(stats.total_cost)),
+        ("cost (USD)", money(stats.total_cost)),
         ("latency avg", duration(stats.avg_latency_ms)),
         (
             "latency p50 / p95 / p99",
@@ -210,30 +387,49 @@ def _bucket_label(start: datetime, bucket: str) -> str:
 
 
 def breakdown_table(
-    buckets: Sequence[UsageBucket], keys: Sequence[str], bucket: str | None
-) -> Table:
-    """One row per group and time bucket: calls, failures, tokens, cost, p50 and p95 latency."""
-    columns = [f"{key}" for key in keys]
+    buckets: Sequence[UsageBucket],
+    keys: Sequence[str],
+    bucket: str | None,
+    *,
+    total: UsageStatistics | None = None,
+) -> FittedTable:
+    """One row per group and time bucket: calls, failures, tokens, cost, p50 and p95 latency.
+
+    ``total`` adds a row of it under a rule. Too wide, the table leaves out
+    p95, p50, tokens, failed, then calls; the groups and the cost stay.
+    """
+    columns = [Column(key) for key in keys]
     if bucket is not None:
-        columns.append(f"{bucket} (UTC):fixed")
-    table = _table(*columns, "calls:n", "failed:n", "tokens:n", "cost $:n", "p50:n", "p95:n")
+        columns.append(Column(f"{bucket} (UTC)"))
+    table = FittedTable(
+        *columns,
+        Column("calls", "number", drop=5),
+        Column("failed", "number", drop=4),
+        Column("tokens", "number", drop=3),
+        Column("cost", "number"),
+        Column("p50", "number", drop=2),
+        Column("p95", "number", drop=1),
+    )
+    rows: list[tuple[list[str | Text], UsageStatistics]] = []
     for row in buckets:
         cells: list[str | Text] = [_key_text(row.keys[key]) for key in keys]
         if bucket is not None and row.bucket_start is not None:
             cells.append(_bucket_label(row.bucket_start, bucket))
-        stats = row.stats
+        rows.append((cells, row.stats))
+    if total is not None:
+        rows.append((["total", *[""] * (len(columns) - 1)], total))
+    for number, (cells, stats) in enumerate(rows):
         failed = Text(f"{stats.failed_count:,}", style="red" if stats.failed_count else "")
-        cells.extend(
-            [
-                f"{stats.total_calls:,}",
-                failed,
-                f"{stats.total_tokens:,}",
-                cost(stats.total_cost),
-                duration(stats.p50_latency_ms),
-                duration(stats.p95_latency_ms),
-            ]
+        table.add_row(
+            *cells,
+            f"{stats.total_calls:,}",
+            failed,
+            f"{stats.total_tokens:,}",
+            money(stats.total_cost),
+            duration(stats.p50_latency_ms),
+            duration(stats.p95_latency_ms),
+            section=total is not None and number == len(rows) - 1,
         )
-        add_row(table, *cells)
     return table
 
 
@@ -241,6 +437,88 @@ def _key_text(value: Any) -> str:
     if isinstance(value, ApiCallStatus):
         return value.value
     return "-" if value is None else str(value)
+
+
+ChartMeasure = Literal["cost", "calls", "tokens"]
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+@dataclass(frozen=True, slots=True)
+class BarChart:
+    """Horizontal bars of unicode blocks, one per label, scaled to the width they are drawn in.
+
+    ``most`` caps that width (a pipe has no screen to fill). A value above
+    zero always shows at least a sliver.
+    """
+
+    rows: Sequence[tuple[str, Decimal, str]]  # label, value, the value as shown
+    most: int | None = None
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """One line per row: the label, the value, then its bar."""
+        width = options.max_width if self.most is None else min(self.most, options.max_width)
+        labels = max((cell_len(label) for label, _, _ in self.rows), default=0)
+        shown = max((cell_len(text) for _, _, text in self.rows), default=0)
+        room = max(width - labels - shown - 2, 10)
+        top = max((value for _, value, _ in self.rows), default=Decimal(0))
+        for label, value, text in self.rows:
+            eighths = 0 if top <= 0 else int(value / top * room * 8)
+            if value > 0 and eighths == 0:
+                eighths = 1
+            whole, part = divmod(eighths, 8)
+            line = Text(f"{label:<{labels}} {text:>{shown}} ")
+            line.append("█" * whole + (_EIGHTHS[part] if part else ""), style="cyan")
+            yield line
+
+
+def _next_bucket(start: datetime, bucket: str) -> datetime:
+    if bucket == "month":
+        year, month = divmod(start.month, 12)
+        return start.replace(year=start.year + year, month=month + 1)
+    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+    return start + step[bucket]
+
+
+def bar_chart(
+    buckets: Sequence[UsageBucket],
+    keys: Sequence[str],
+    bucket: str | None,
+    measure: ChartMeasure,
+    *,
+    most: int | None = None,
+) -> BarChart:
+    """A bar per row of a breakdown: its cost (unpriced counts as none), calls or tokens.
+
+    Over time alone (no ``keys``), the buckets without calls between the
+    first and the last are drawn too, empty, so gaps show.
+    """
+    rows: list[tuple[str, Decimal, str]] = []
+
+    def add(label: str, stats: UsageStatistics | None) -> None:
+        if measure == "cost":
+            value = Decimal(0) if stats is None else stats.total_cost or Decimal(0)
+            rows.append((label, value, money(value)))
+        else:
+            count = (
+                0
+                if stats is None
+                else (stats.total_calls if measure == "calls" else stats.total_tokens)
+            )
+            rows.append((label, Decimal(count), f"{count:,}"))
+
+    expected: datetime | None = None
+    for row in buckets:
+        start = row.bucket_start
+        if not keys and bucket is not None and start is not None:
+            while expected is not None and expected < start:
+                add(_bucket_label(expected, bucket), None)
+                expected = _next_bucket(expected, bucket)
+            expected = _next_bucket(start, bucket)
+        label = [_key_text(row.keys[key]) for key in keys]
+        if bucket is not None and start is not None:
+            label.append(_bucket_label(start, bucket))
+        add("  ".join(label), row.stats)
+    return BarChart(rows, most)
 
 
 def call_summary(call: LLMApiCall) -> Text:
@@ -258,7 +536,7 @@ def call_summary(call: LLMApiCall) -> Text:
     parts = [
         call.model_name,
         f"{call.prompt_tokens:,} in, {call.completion_tokens:,} out",
-        "unpriced" if call.total_price is None else f"${call.total_price:,.6f}",
+        "unpriced" if call.total_price is None else money(call.total_price),
         duration(call.latency_ms),
     ]
     if call.time_to_first_token_ms is not None:

@@ -1,14 +1,16 @@
-"""An offline agent, recorded by its persistence plugin, then the usage of every run.
+"""``chatledger demo``: an offline agent, recorded by its persistence plugin, then the usage.
 
-``python -m chatledger.demo [--db URL]`` (what ``make demo`` runs) builds an
+``chatledger demo [--db URL]`` (what ``make demo`` runs) builds an
 :class:`~chatledger.agent.LLMAgent` on a :class:`~chatledger.agent.ScriptedProvider`
 (no network, no key) with a :class:`~chatledger.plugin.PersistencePlugin` on
-``./chatledger.db``. The agent streams a conversation across three sessions,
-one of its calls is refused with HTTP 429, one turn asks a tool (a real
-Python function, ``get_weather``) before it answers, and the plugin records
-every message (the tool call and its result too) and every API call, priced.
-The transcript is printed as it streams, then a usage table by model over
-everything the database holds.
+the command line's database (``./chatledger.db`` unless told otherwise).
+The agent streams a conversation across three sessions, one of its calls
+is refused with HTTP 429, one turn asks a tool (a real Python function,
+``get_weather``) before it answers, and the plugin records every message
+(the tool call and its result too) and every API call, priced.
+The transcript is printed as it streams, then the usage by model over
+everything the database holds: the table ``chatledger stats --by model``
+prints, with a total.
 
 Run it again and it resumes: it finds the three sessions it created before
 (fixed demo tenant, user and agent ids), loads their history and continues
@@ -17,13 +19,9 @@ each one, so the sessions grow and the usage table covers every run.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import importlib
 import json
-import os
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,11 +33,9 @@ from chatledger import (
     ChatSession,
     LLMApiCall,
     ModelPrice,
-    PersistenceError,
     PersistenceStore,
     QueryFilter,
     StaticPricingRegistry,
-    UsageStatistics,
     connect,
     uuid7,
 )
@@ -51,13 +47,14 @@ from chatledger.agent import (
     ScriptedToolCall,
     Tool,
 )
+from chatledger.cli.commands import Terminal
+from chatledger.cli.render import breakdown_table, money
 from chatledger.entities import ToolCallContent, ToolResultContent, utc_now
 from chatledger.plugin import LLMAgentEventHandler, LLMResponseMetadata, PersistencePlugin
 from chatledger.pricing import PricingRegistry, default_pricing_registry
 from chatledger.stores.urls import redact
 
 __all__ = [
-    "DEFAULT_DB",
     "DEMO_AGENT",
     "DEMO_TENANT",
     "DEMO_USER",
@@ -65,12 +62,9 @@ __all__ = [
     "TOPICS",
     "DemoRateLimitError",
     "get_weather",
-    "main",
+    "pricing_registry",
     "run_demo",
 ]
-
-DEFAULT_DB = "sqlite:///./chatledger.db"
-"""Where the demo writes unless ``--db`` or ``CHATLEDGER_DATABASE_URL`` says otherwise."""
 
 DEMO_TENANT = uuid.UUID("01970000-0000-7000-8000-00000000d3e0")
 DEMO_USER = uuid.UUID("01970000-0000-7000-8000-00000000d3e1")
@@ -377,7 +371,7 @@ def _describe_call(call: LLMApiCall) -> str:
     if call.status is not ApiCallStatus.SUCCESS:
         return f"[{call.model_name}: {call.status.value}, error {call.error_code}]"
     cached = 0 if call.prompt_tokens_details is None else call.prompt_tokens_details.cached_tokens
-    cost = "unpriced" if call.total_price is None else f"${call.total_price:.6f}"
+    cost = "unpriced" if call.total_price is None else money(call.total_price)
     return (
         f"[{call.model_name}: {call.prompt_tokens:,} in ({cached or 0:,} cached), "
         f"{call.completion_tokens:,} out, {cost}]"
@@ -478,51 +472,21 @@ async def _chat(
         _out(" " * _INDENT + _describe_call(call))
 
 
-_COLUMNS = ("model", "calls", "ok", "429", "prompt", "cached", "completion", "cost (USD)")
-
-
-def _cells(name: str, stats: UsageStatistics) -> list[str]:
-    return [
-        name,
-        f"{stats.total_calls:,}",
-        f"{stats.success_count:,}",
-        f"{stats.status_counts.get(ApiCallStatus.RATE_LIMITED, 0):,}",
-        f"{stats.total_prompt_tokens:,}",
-        f"{stats.total_cached_tokens:,}",
-        f"{stats.total_completion_tokens:,}",
-        "-" if stats.total_cost is None else f"{stats.total_cost:,.6f}",
-    ]
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Columns sized to their cells, numbers right-aligned, a rule above the last row."""
-    widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join((first, *rest)).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return [line(_COLUMNS), rule, *(line(row) for row in rows[:-1]), rule, line(rows[-1])]
-
-
-async def _usage(store: PersistenceStore, prices: str) -> None:
-    """Print the usage by model of every call in the database, then the totals."""
+async def _usage(store: PersistenceStore, prices: str, terminal: Terminal) -> None:
+    """Print the usage by model of every call in the database, with the totals."""
     everything = QueryFilter()
     breakdown = await store.get_usage_breakdown(everything, ["model"])
-    rows = [_cells(str(bucket.keys["model"]), bucket.stats) for bucket in breakdown]
-    rows.append(_cells("total", await store.get_statistics(everything)))
+    total = await store.get_statistics(everything)
     _out()
     _out(_heading("Usage by model, every run in the database"))
-    for line in _table(rows):
-        _out(line)
-    _out("429: calls refused as rate_limited. Prompt tokens include cached ones.")
+    terminal.show(breakdown_table(breakdown, ["model"], None, total=total))
+    _out("failed: the calls refused (the 429s). Tokens include cached prompt tokens.")
     _out(f"Prices: {prices}.")
 
 
-async def run_demo(url: str) -> int:
+async def run_demo(url: str, terminal: Terminal | None = None) -> int:
     """Chat one run into the database at ``url``, printing as it goes; return the run number."""
+    terminal = terminal or Terminal()
     registry, prices = pricing_registry()
     async with await connect(url) as store:
         known = await _demo_sessions(store)
@@ -558,7 +522,7 @@ async def run_demo(url: str) -> int:
                     await _chat(agent, store, session, turn, tools)
         finally:
             await agent.close()  # stores anything still waiting
-        await _usage(store, prices)
+        await _usage(store, prices, terminal)
     _out()
     _out("Run it again: the demo resumes these three sessions and the table grows.")
     _out("Then look around: chatledger sessions, show latest, stats --by model.")
@@ -568,28 +532,3 @@ async def run_demo(url: str) -> int:
         command = f"  chatledger ui \\\n    --db {redact(url)}"
     _out(command)
     return run
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; return the process exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m chatledger.demo",
-        description="Chat with an offline agent, record it, then print the usage by model.",
-    )
-    parser.add_argument(
-        "--db",
-        metavar="URL",
-        default=os.environ.get("CHATLEDGER_DATABASE_URL", DEFAULT_DB),
-        help=f"database URL (default: $CHATLEDGER_DATABASE_URL, else {DEFAULT_DB})",
-    )
-    args = parser.parse_args(argv)
-    try:
-        asyncio.run(run_demo(args.db))
-    except (PersistenceError, ValueError) as exc:
-        print(f"chatledger demo: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
