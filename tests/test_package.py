@@ -22,7 +22,6 @@ LAZY_MODULES = (
 # Top-level modules whose names the root deliberately does not re-export, and why.
 NOT_REEXPORTED = {
     "chatledger.cli": "the command line: an application, not library API",
-    "chatledger.demo": "the program behind `chatledger demo`",
     "chatledger.testing": "the conformance suite for backend authors; it needs pytest",
     "chatledger.sync": "blocking twins, reached as `chatledger.sync` (its connect is not ours)",
     "chatledger.ui": "the dashboard behind `chatledger ui`, behind the ui extra",
@@ -63,7 +62,7 @@ def test_root_exports_every_public_module_s_names() -> None:
     submodules are how it is built (``chatledger.stores.sqlite``,
     ``chatledger.plugin.usage``, ...), and what a package makes public it
     lists in its own ``__all__``. Not re-exported, each for its reason in
-    NOT_REEXPORTED: the command line (``chatledger.cli``, ``chatledger.demo``),
+    NOT_REEXPORTED: the command line (``chatledger.cli``, with the demo),
     ``chatledger.testing``, ``chatledger.sync`` (a namespace of blocking twins)
     and ``chatledger.integrations`` (imported explicitly, each behind its
     extra). A package directory without ``__init__.py`` (one being written) is
