@@ -10,9 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The demo needs the package and genai-prices' bundled prices, nothing more.
+# The demo needs the package, the command line's rich and genai-prices' bundled prices.
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[pricing]'
+	$(BIN)/python -m pip install --quiet -e '.[cli,pricing]'
 	touch $@
 
 # The project's own tools are dependency groups (pyproject.toml), not extras.

@@ -873,3 +873,27 @@ def test_stats_chart_draws_a_bar_per_day(tmp_path: Path) -> None:
     assert cost.startswith("Cost by day: since ")
     assert "$0.0016" in cost or "$0.00" in cost  # 0.000123 + 0.0015, on one day or two
     assert "--bucket" in fails("stats", "--chart", db=url)
+
+
+def test_without_rich_the_command_names_the_extra_to_install(tmp_path: Path) -> None:
+    """rich is the cli extra's: without it a command says so in one line, no traceback."""
+    hide_rich = (
+        "import sys; sys.modules['rich'] = None; from chatledger.cli import main; "
+        "raise SystemExit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_rich, "--db", f"sqlite:///{tmp_path}/x.db", "stats"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "chatledger stats: error: the command line needs rich: pip install 'chatledger[cli]'\n"
+    )
+    assert not (tmp_path / "x.db").exists()  # it stopped before opening anything
+    helped = subprocess.run(
+        [sys.executable, "-c", hide_rich, "--help"], capture_output=True, text=True, check=False
+    )
+    assert helped.returncode == 0
+    assert "stats" in helped.stdout  # --help needs no rich

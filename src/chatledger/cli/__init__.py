@@ -34,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     action = getattr(args, f"{args.command}_command", None)  # db, spool, import have actions
     name = args.command if action is None else f"{args.command} {action}"
     logging.basicConfig(level=logging.WARNING, format="chatledger: %(message)s")
+    try:
+        import rich  # noqa: F401  # the commands print through it
+    except ImportError:
+        sys.stderr.write(
+            f"chatledger {name}: error: the command line needs rich: "
+            "pip install 'chatledger[cli]'\n"
+        )
+        return 1
 
     import asyncio
 
