@@ -397,6 +397,35 @@ async def _row_locked(server: Server, table: str, row_id: Any) -> AsyncIterator[
         await conn.ensure_closed()
 
 
+async def _lock_waits(server: Server) -> int:
+    """How many statements on the scratch database wait for a row lock now (the server says)."""
+    if server.name == "postgresql":
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    else:
+        sql = (
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
+            " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+            " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+        )
+    (row,) = await server.run(server.url, sql)
+    return int(row[0])
+
+
+async def _until_waiting(server: Server, count: int, *running: asyncio.Task[Any]) -> None:
+    """Poll the server's lock tables until ``count`` statements wait for a lock (30 s at most)."""
+    for _ in range(3000):
+        if await _lock_waits(server) >= count:
+            return
+        for task in running:  # a statement that failed instead of waiting says why
+            if task.done():
+                task.result()
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} statements never waited for a lock")
+
+
 async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
     server: Server, store: ServerStore
 ) -> None:
@@ -404,30 +433,45 @@ async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
 
     The prune is held inside its transaction by a lock on one of the old
     messages; the save arrives meanwhile. It must not leave the session alive
-    with its history deleted.
+    with its history deleted. Each step waits until the server's lock tables
+    show it, so each backend has one outcome. On PostgreSQL the prune has
+    locked the session row (``FOR UPDATE``) before it waits, so the save's
+    foreign-key check waits for the prune, which then deletes the session: the
+    save fails and nothing is left. On MariaDB the prune's subquery does not
+    lock the session, so the save commits while the prune waits, and the
+    prune, reading the session again once the lock goes, finds it no longer
+    idle: both messages stay.
     """
     long_ago = BASE_TIME - timedelta(days=400)
     idle = make_session(create_time=long_ago)
     await store.create_session(idle)
     history = make_message(idle, "from long ago", create_time=long_ago)
     await store.save_message(history)
+    late = make_message(idle, "just now")
     saver = await server.store.connect(server.url, min_size=1, max_size=1)
     try:
         async with _row_locked(server, "entity_llm_message", history.id):
             prune = asyncio.create_task(store.cleanup_old_sessions(BASE_TIME))
-            await asyncio.sleep(0.5)  # the prune now waits for the message's lock
-            late = make_message(idle, "just now")
+            await _until_waiting(server, 1, prune)  # the prune waits for the message's lock
             save = asyncio.create_task(saver.save_message(late))
-            await asyncio.sleep(0.5)
+            if server.name == "postgresql":
+                await _until_waiting(server, 2, prune, save)  # the save waits for the prune
+            else:
+                await save  # the save commits while the prune waits
+                assert await _lock_waits(server) == 1
+                assert not prune.done()
         pruned = await prune
         saved = await asyncio.gather(save, return_exceptions=True)
     finally:
         await saver.close()
     left = await store.get_session_messages(idle.id)
-    if await store.get_session(idle.id) is None:
+    if server.name == "postgresql":
         assert pruned == 1
+        assert await store.get_session(idle.id) is None
         assert isinstance(saved[0], ConstraintError)  # the save into a deleted session fails
         assert left == []
     else:
         assert pruned == 0
+        assert await store.get_session(idle.id) is not None
+        assert saved == [None]
         assert [m.id for m in left] == [history.id, late.id]  # history kept with the new message
