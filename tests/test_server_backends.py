@@ -414,16 +414,56 @@ async def _lock_waits(server: Server) -> int:
     return int(row[0])
 
 
-async def _until_waiting(server: Server, count: int, *running: asyncio.Task[Any]) -> None:
-    """Poll the server's lock tables until ``count`` statements wait for a lock (30 s at most)."""
+async def _until_waiting(
+    server: Server,
+    count: int,
+    *running: asyncio.Task[Any],
+    until_done: asyncio.Task[Any] | None = None,
+) -> bool:
+    """Poll the server's lock tables until ``count`` statements wait for a lock (30 s at most).
+
+    With ``until_done``, a task that may end instead of waiting: False if it did.
+    """
     for _ in range(3000):
         if await _lock_waits(server) >= count:
-            return
+            return True
+        if until_done is not None and until_done.done():
+            until_done.result()
+            return False
         for task in running:  # a statement that failed instead of waiting says why
             if task.done():
                 task.result()
         await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} statements never waited for a lock")
+    if server.name == "postgresql":
+        sql = "SELECT pid, state, wait_event_type, wait_event, query FROM pg_stat_activity"
+    else:
+        sql = "SELECT ID, COMMAND, STATE, INFO FROM information_schema.PROCESSLIST"
+    sessions = "\n".join(map(str, await server.run(server.url, sql)))
+    raise AssertionError(f"{count} statements never waited for a lock; the server:\n{sessions}")
+
+
+async def _until_blocked_or_done(server: Server, save: asyncio.Task[Any]) -> bool:
+    """MariaDB: whether the save's session update is blocked, else (False) it has committed.
+
+    MariaDB lists the prune's lock wait in INNODB_TRX but not the save's
+    behind it; PROCESSLIST shows the save's UPDATE still in the server on two
+    looks in a row (a free one-row update by key takes microseconds).
+    """
+    sql = (
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
+        " AND COMMAND = 'Query' AND INFO LIKE 'UPDATE entity_chat_session %'"
+    )
+    seen = 0
+    for _ in range(3000):
+        if save.done():
+            save.result()
+            return False
+        (row,) = await server.run(server.url, sql)
+        seen = seen + 1 if row[0] else 0
+        if seen == 2:
+            return True
+        await asyncio.sleep(0.01)
+    raise AssertionError("the save neither committed nor waited")
 
 
 async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
@@ -433,14 +473,15 @@ async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
 
     The prune is held inside its transaction by a lock on one of the old
     messages; the save arrives meanwhile. It must not leave the session alive
-    with its history deleted. Each step waits until the server's lock tables
-    show it, so each backend has one outcome. On PostgreSQL the prune has
-    locked the session row (``FOR UPDATE``) before it waits, so the save's
-    foreign-key check waits for the prune, which then deletes the session: the
-    save fails and nothing is left. On MariaDB the prune's subquery does not
-    lock the session, so the save commits while the prune waits, and the
-    prune, reading the session again once the lock goes, finds it no longer
-    idle: both messages stay.
+    with its history deleted. Each step waits until the server shows it (its
+    lock tables), and what it showed decides the one outcome asserted. If the
+    prune has locked the session row before it waits (always on PostgreSQL,
+    whose prune reads the session ``FOR UPDATE``; on MariaDB when its plan reads
+    the session first), the save waits for the prune, which then deletes the
+    session: the save fails and nothing is left. Otherwise (MariaDB, when its
+    plan meets the locked message first) the save commits while the prune
+    waits, and the prune, reading the session again once the lock goes, finds
+    it no longer idle: both messages stay.
     """
     long_ago = BASE_TIME - timedelta(days=400)
     idle = make_session(create_time=long_ago)
@@ -455,22 +496,21 @@ async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
             await _until_waiting(server, 1, prune)  # the prune waits for the message's lock
             save = asyncio.create_task(saver.save_message(late))
             if server.name == "postgresql":
-                await _until_waiting(server, 2, prune, save)  # the save waits for the prune
+                save_waited = await _until_waiting(server, 2, prune, until_done=save)
             else:
-                await save  # the save commits while the prune waits
-                assert await _lock_waits(server) == 1
-                assert not prune.done()
+                save_waited = await _until_blocked_or_done(server, save)
         pruned = await prune
         saved = await asyncio.gather(save, return_exceptions=True)
     finally:
         await saver.close()
     left = await store.get_session_messages(idle.id)
-    if server.name == "postgresql":
+    if save_waited:  # the prune goes first, and takes the session with it
         assert pruned == 1
         assert await store.get_session(idle.id) is None
         assert isinstance(saved[0], ConstraintError)  # the save into a deleted session fails
         assert left == []
-    else:
+    else:  # the save went first: the session is no longer idle
+        assert server.name == "mysql"  # PostgreSQL's prune holds the session row
         assert pruned == 0
         assert await store.get_session(idle.id) is not None
         assert saved == [None]
