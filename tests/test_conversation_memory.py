@@ -328,7 +328,12 @@ async def test_a_cancelled_wait_passes_the_turn_on(any_store: PersistenceStore) 
         cancelled = asyncio.ensure_future(hold())
         waiting = asyncio.ensure_future(memory.append(items("after")))
         elsewhere = asyncio.ensure_future(asyncio.to_thread(other_loop))
-        await asyncio.sleep(0.05)  # all three queue behind this turn
+        for _ in range(3000):  # until all three queue behind this turn (30 s at most)
+            if len(memory._lock._waiters) == 3:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the three never queued behind this turn")
         cancelled.cancel()
         assert not entered.is_set()
     await asyncio.wait_for(asyncio.gather(waiting, elsewhere), 10)

@@ -16,6 +16,7 @@ restores the proxy, and checks the same.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import random
 import signal
@@ -25,6 +26,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,12 +226,31 @@ def test_sigterm_ships_every_acknowledged_turn_before_exit(
     asyncio.run(_check(drill_url, session, acknowledged))
 
 
+def _held_at(gate: asyncio.Event, store: PersistenceStore) -> None:
+    """Every call of ``store``'s coroutine methods waits while ``gate`` is closed."""
+    for name in dir(type(store)):
+        if name.startswith("_") or not inspect.iscoroutinefunction(getattr(type(store), name)):
+            continue
+        method = getattr(store, name)
+
+        async def held(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await __method(*args, **kwargs)
+
+        setattr(store, name, held)
+
+
 @pytest.mark.server
 @pytest.mark.parametrize("server", ["postgres_url", "mysql_url"])
 async def test_a_database_cut_off_neither_fails_nor_slows_chats_and_nothing_is_lost(
     server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Every connection reset mid-chat: hooks keep returning at spool speed; all ships after."""
+    """Every connection reset mid-chat: hooks keep returning at spool speed; all ships after.
+
+    While the connection is cut, every call into the store is also held until
+    the outage's last turn is over: a turn that waited on the store, however
+    briefly, would never end (the safety net fails it after 30 s).
+    """
     from urllib.parse import urlsplit
 
     from chatledger.agent import LLMAgentBuilder, ScriptedProvider, ScriptedReply
@@ -240,6 +261,9 @@ async def test_a_database_cut_off_neither_fails_nor_slows_chats_and_nothing_is_l
     target = urlsplit(url)
     with TcpProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
         store = await chatledger.connect(proxy.url_for(url))
+        gate = asyncio.Event()
+        gate.set()
+        _held_at(gate, store)
         session = chatledger.uuid7()
         plugin = PersistencePlugin.from_store(
             "outage", store, chatledger.uuid7(), chatledger.uuid7(), chatledger.uuid7(), session,
@@ -253,19 +277,20 @@ async def test_a_database_cut_off_neither_fails_nor_slows_chats_and_nothing_is_l
             .with_persistence_plugin(plugin)
             .build_async()
         )
-        slowest = 0.0
         for turn in range(300):
             if turn == 50:
                 assert await plugin.flush() == 0
                 proxy.cut()
+                gate.clear()  # no turn may wait on the store from here
             if turn == 250:
+                gate.set()  # the held calls go on into the cut connection, and fail
+                deadline = time.monotonic() + 30
+                while not plugin.stats()["store_failures"]:
+                    assert time.monotonic() < deadline, "the store never failed while cut"
+                    await asyncio.sleep(0.01)
                 assert plugin.stats()["pending"] > 0  # the spool holds what the store cannot
-                assert plugin.stats()["store_failures"] > 0
                 proxy.restore()
-            started = time.monotonic()
-            await agent.chat(f"question {turn}")
-            slowest = max(slowest, time.monotonic() - started)
-        assert slowest < 1.0  # no turn waited on the dead connection
+            await asyncio.wait_for(agent.chat(f"question {turn}"), 30)  # a safety net only
         deadline = time.monotonic() + 60
         while await plugin.flush() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)

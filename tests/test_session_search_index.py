@@ -13,13 +13,17 @@ find the same sessions: through the index, through the index with a tiny candida
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import queue
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -509,13 +513,68 @@ async def test_sqlite_writes_are_pending_until_indexed(tmp_path: Path) -> None:
         await store.close()
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) -> float:
-    """Poll ``condition`` until it holds; how long that took (failing past ``within`` s)."""
-    started = time.perf_counter()
+async def _until(condition: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Poll ``condition`` until it holds (failing after ``within`` s, a safety net only)."""
+    deadline = time.monotonic() + within
     while not await condition():
-        assert time.perf_counter() - started < within, f"not within {within} s"
+        assert time.monotonic() < deadline, f"still false after {within} s"
         await asyncio.sleep(0.01)
-    return time.perf_counter() - started
+
+
+class _IdleWaits:
+    """The SQLite writer's waits for its next job, ended by the test instead of the clock.
+
+    The writer indexes pending text once such a wait times out. Here a wait
+    ends with a job, or (once the test calls :meth:`pause`) with no job: a slow
+    machine's gaps between one write and the next are never a pause.
+    """
+
+    def __init__(self) -> None:
+        self._paused = threading.Event()
+
+    def pause(self) -> None:
+        """From now on, a wait with no job ends as if its time had passed."""
+        self._paused.set()
+
+    def jobs(self) -> _HeldJobs:
+        """A job queue whose timed waits end as this says."""
+        return _HeldJobs(self._paused)
+
+
+class _HeldJobs:
+    """``queue.SimpleQueue`` as the SQLite writer uses it, with the idle waits held."""
+
+    def __init__(self, paused: threading.Event) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._paused = paused
+
+    def put(self, item: Any) -> None:
+        """Queue ``item``."""
+        self._queue.put(item)
+
+    def get_nowait(self) -> Any:
+        """The next item, or queue.Empty."""
+        return self._queue.get_nowait()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The next item; a timed wait with none ends only once the test has paused."""
+        if not timeout:  # a wait for ever, or a look: as the real queue
+            return self._queue.get(block, timeout)
+        while True:
+            try:
+                return self._queue.get(timeout=0.01)
+            except queue.Empty:
+                if self._paused.is_set():
+                    raise
+
+
+@pytest.fixture
+def idle_waits(monkeypatch: pytest.MonkeyPatch) -> _IdleWaits:
+    """The stores opened from now on idle only when the test says so."""
+    waits = _IdleWaits()
+    held = SimpleNamespace(SimpleQueue=waits.jobs, Empty=queue.Empty)
+    monkeypatch.setattr(sqlite_module, "queue", held)
+    return waits
 
 
 async def test_sqlite_idle_writer_indexes_the_backlog_itself(
@@ -541,79 +600,114 @@ async def test_sqlite_idle_writer_indexes_the_backlog_itself(
 
 
 async def test_sqlite_a_burst_of_writes_does_not_wait_for_indexing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle_waits: _IdleWaits
 ) -> None:
     """Writes that follow each other keep the writer from indexing until they pause.
 
     Indexing is observed through the chunks the writer runs: none during the
-    burst, though its messages pile up pending, and then all of them.
+    burst, though its messages pile up pending, and then all of them once the
+    writer's wait for a next job ends without one.
     """
-    monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 1.0)
-    chunks: list[float] = []
+    chunks: list[int] = []
     index_chunk = SqliteDatabase._index_chunk
 
     def counted(self: SqliteDatabase, conn: Any, limit: int, *, wait: bool = True) -> int:
-        chunks.append(time.perf_counter())
-        return index_chunk(self, conn, limit, wait=wait)
+        taken = index_chunk(self, conn, limit, wait=wait)
+        chunks.append(taken)
+        return taken
 
     monkeypatch.setattr(SqliteDatabase, "_index_chunk", counted)
     store = await SqliteStore.connect(tmp_path / "burst.db")
     try:
         session = make_session()
         await store.create_session(session)
-        started = time.perf_counter()
         for i in range(300):
             await store.save_message(make_message(session, f"heron {i}"))
-        ended = time.perf_counter()
+        await _on_writer(store)  # the writer is done with the burst's last write
         assert await _pending(store) == 300
-        assert [at for at in chunks if started <= at <= ended] == []
+        assert chunks == []
+
+        idle_waits.pause()
 
         async def drained() -> bool:
             return await _pending(store) == 0
 
         await _until(drained)
-        assert min(chunks) > ended
+        await _on_writer(store)
+        assert sum(chunks) == 300
         assert await _sqlite_matches(store, "heron") == 300
     finally:
         await store.close()
 
 
+class _WriterClock:
+    """``time.monotonic`` for the SQLite writer: a write takes 10 ms, an index chunk 50 ms.
+
+    Only the writer thread moves it, so its share of time spent indexing is
+    the same on any machine.
+    """
+
+    WRITE, CHUNK = 0.01, 0.05
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        """The writer's time now."""
+        return self.now
+
+
 async def test_sqlite_a_writer_that_never_pauses_keeps_the_backlog_bounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle_waits: _IdleWaits
 ) -> None:
     """Past the backlog's bound the writer indexes between jobs, in a tenth of its time.
 
     Without it, a writer that never pauses would leave every message
     pending, and a rare text would read every message once they outnumber
-    the search's candidate limit.
+    the search's candidate limit. The writer's clock is the test's: each
+    write takes 10 ms of it and each chunk 50 ms, so after a chunk the writer
+    must do 45 writes before the next.
     """
     monkeypatch.setattr(sqlite_module, "_BEHIND", 200)
-    spent: list[tuple[float, int]] = []
+    clock = _WriterClock()
+    monkeypatch.setattr(sqlite_module, "time", SimpleNamespace(
+        monotonic=clock.monotonic, perf_counter=time.perf_counter, sleep=time.sleep,
+    ))  # fmt: skip
+    chunks: list[tuple[float, float, int]] = []
     index_chunk = SqliteDatabase._index_chunk
+    commit_group = SqliteDatabase._commit_group
 
     def timed(self: SqliteDatabase, conn: Any, limit: int, *, wait: bool = True) -> int:
-        started = time.perf_counter()
+        started = clock.now
         taken = index_chunk(self, conn, limit, wait=wait)
-        spent.append((time.perf_counter() - started, taken))
+        clock.now += clock.CHUNK
+        chunks.append((started, clock.now, taken))
         return taken
 
+    def written(self: SqliteDatabase, conn: Any, jobs: list[Any]) -> None:
+        commit_group(self, conn, jobs)
+        clock.now += clock.WRITE
+
     monkeypatch.setattr(SqliteDatabase, "_index_chunk", timed)
+    monkeypatch.setattr(SqliteDatabase, "_commit_group", written)
     store = await SqliteStore.connect(tmp_path / "steady.db")
     try:
         session = make_session()
         await store.create_session(session)
         count = 3000
-        started = time.perf_counter()
+        began = clock.now
         for start in range(0, count, 10):
             await store.save_messages(
                 [make_message(session, f"gecko {i}") for i in range(start, start + 10)]
             )
-        elapsed = time.perf_counter() - started
         await _on_writer(store)  # past a chunk the writer may run after answering the last save
-        indexed = sum(taken for _, taken in spent)
+        indexed = sum(taken for _, _, taken in chunks)
         assert indexed > 0
         assert await _pending(store) == count - indexed
-        assert sum(duration for duration, _ in spent) < 0.25 * elapsed
+        spent = sum(ended - started for started, ended, _ in chunks)
+        assert spent <= sqlite_module._BUSY_SHARE * (clock.now - began) + clock.CHUNK
+        for (_, ended, _), (following, _, _) in itertools.pairwise(chunks):
+            assert following - ended >= 9 * clock.CHUNK - 1e-9  # nine times the chunk's time
         assert await _sqlite_matches(store, "gecko") == indexed
         await _integrity_check(store)
     finally:
@@ -625,12 +719,12 @@ async def test_sqlite_idle_writer_does_not_wait_for_another_process_lock(
 ) -> None:
     """Another process holding the write lock: the idle writer leaves the backlog for later.
 
-    It does not sit out the busy timeout (30 s) in its idle time, nor stop:
-    its next job runs at once, and its backlog is indexed after the lock
-    goes and the store writes again.
+    It does not sit out the busy timeout (an hour here) in its idle time, nor
+    stop: it gives way while the lock is still held, its next job runs, and its
+    backlog is indexed after the lock goes and the store writes again.
     """
     path = tmp_path / "locked.db"
-    store = await SqliteStore.connect(path)
+    store = await SqliteStore.connect(path, busy_timeout=3600)
     other = sqlite3.connect(path, isolation_level=None)
     try:
         session = make_session()
@@ -644,10 +738,8 @@ async def test_sqlite_idle_writer_does_not_wait_for_another_process_lock(
         async def gave_way() -> bool:
             return "left pending message text for later" in caplog.text
 
-        await _until(gave_way)
-        started = time.perf_counter()
+        await _until(gave_way)  # within the safety net, so long before the busy timeout
         await _on_writer(store)
-        assert time.perf_counter() - started < 1.0
         assert await _pending(store) == 10
         other.execute("ROLLBACK")
         await store.save_message(make_message(session, "okapi 10"))
@@ -672,13 +764,31 @@ async def test_sqlite_close_with_a_backlog_is_prompt_and_the_backlog_durable(
 ) -> None:
     """A store closed while its writer works through a backlog closes within a chunk.
 
-    What it had not indexed is still pending when the file opens again, is
-    searched meanwhile, and is indexed then.
+    The close is asked while the writer is about to run its second chunk after
+    the last save: it runs that chunk and stops, leaving the rest of the backlog
+    (chunks the writer ran between the saves are not counted). What it had not
+    indexed is still pending when the file opens again, is searched meanwhile,
+    and is indexed then.
     """
+    chunks: list[int] = []  # those run once the test arms the count
+    armed, second, go_on = threading.Event(), threading.Event(), threading.Event()
+    index_chunk = SqliteDatabase._index_chunk
+
+    def held(self: SqliteDatabase, conn: Any, limit: int, *, wait: bool = True) -> int:
+        if armed.is_set() and len(chunks) == 1:
+            second.set()  # the writer is at its second chunk...
+            assert go_on.wait(30)  # ...and waits for the close to be asked
+        taken = index_chunk(self, conn, limit, wait=wait)
+        if armed.is_set():
+            chunks.append(taken)
+        return taken
+
+    monkeypatch.setattr(SqliteDatabase, "_index_chunk", held)
     path = tmp_path / "backlog.db"
     store = await SqliteStore.connect(path)
     session = make_session()
     count = 20_000
+    closing: asyncio.Task[None] | None = None
     try:
         await store.create_session(session)
         for start in range(0, count, 1000):
@@ -686,17 +796,22 @@ async def test_sqlite_close_with_a_backlog_is_prompt_and_the_backlog_durable(
                 [make_message(session, f"tapir {i:05}") for i in range(start, start + 1000)]
             )
         monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 0.01)  # from the writer's next wait
+        armed.set()
         await store.save_message(make_message(session, "tapir last"))
+        assert await asyncio.to_thread(second.wait, 30)
+        closing = asyncio.create_task(store.close())
 
-        async def indexing() -> bool:
-            return await _pending(store) < count
+        async def stop_queued() -> bool:
+            return store._sqlite._jobs.qsize() > 0
 
-        await _until(indexing)
+        await _until(stop_queued)  # the close has put its stop in the writer's queue
+        go_on.set()
+        await closing
     finally:
-        started = time.perf_counter()
-        await store.close()
-        closing = time.perf_counter() - started
-    assert closing < 1.0, closing
+        go_on.set()
+        if closing is None:
+            await store.close()
+    assert chunks == [sqlite_module._INDEX_CHUNK] * 2  # the chunk at hand, and no more
 
     monkeypatch.setattr(sqlite_module, "_INDEX_IDLE", 3600.0)
     again = await SqliteStore.connect(path)

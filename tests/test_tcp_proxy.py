@@ -3,8 +3,8 @@
 The first tests need no database: the proxy sits in front of an echo
 server. The ``server`` ones put it in front of PostgreSQL and MariaDB:
 a cut must reach the caller as :class:`~chatledger.errors.StoreConnectionError`
-within seconds, never as a driver exception or a hang, and the same store
-must work again once the network is restored.
+from the reset itself, not through a timeout, never as a driver exception or a
+hang, and the same store must work again once the network is restored.
 """
 
 from __future__ import annotations
@@ -29,8 +29,19 @@ from chatledger.stores.base import PersistenceStore
 from chatledger.testing import make_message, make_session
 from tcp_proxy import Mode, TcpProxy
 
-CUT_DEADLINE = 5.0  # seconds a store may take to report a cut
-PATIENCE = 10.0  # seconds any single step may take before the test calls it a hang
+PATIENCE = 30.0  # seconds any single step may take before the test calls it a hang
+
+
+def assert_not_a_timeout(error: BaseException) -> None:
+    """``error`` reports the broken connection itself: no timeout on the way caused it.
+
+    A store that noticed a cut only when some timeout expired would be slow to
+    report it; one that sees the reset reports it as soon as it reads.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        assert not isinstance(seen, TimeoutError), f"reported through a timeout: {seen!r}"
+        seen = seen.__cause__ or seen.__context__
 
 
 # --- an echo server, so the proxy can be tested without a database ----------------------
@@ -111,11 +122,9 @@ def echoed(sock: socket.socket, data: bytes) -> bytes:
 
 
 def assert_reset(sock: socket.socket) -> None:
-    """The connection was reset: the next read fails at once (well within its timeout)."""
-    started = time.monotonic()
-    with pytest.raises(ConnectionResetError):
+    """The connection was reset: the next read fails with the reset, not with its timeout."""
+    with pytest.raises(ConnectionResetError):  # a timeout would be TimeoutError
         sock.recv(1)
-    assert time.monotonic() - started < 1
 
 
 def assert_refused(port: int) -> None:
@@ -320,10 +329,9 @@ async def test_a_cut_is_a_store_connection_error_and_restore_recovers(
         lambda: store.save_message(make_message(session)),
     ]
     for operation in operations:
-        started = time.monotonic()
-        with pytest.raises(StoreConnectionError):
+        with pytest.raises(StoreConnectionError) as caught:
             await asyncio.wait_for(operation(), PATIENCE)
-        assert time.monotonic() - started < CUT_DEADLINE
+        assert_not_a_timeout(caught.value)
     proxy.restore()
     message = make_message(session)
     await asyncio.wait_for(store.save_message(message), PATIENCE)
@@ -349,10 +357,9 @@ async def test_a_cut_during_an_operation_is_a_store_connection_error(
     done, _ = await asyncio.wait({task}, timeout=0.2)
     assert not done
     proxy.cut()  # ...then the server dies
-    started = time.monotonic()
-    with pytest.raises(StoreConnectionError):
+    with pytest.raises(StoreConnectionError) as caught:
         await asyncio.wait_for(task, PATIENCE)
-    assert time.monotonic() - started < CUT_DEADLINE
+    assert_not_a_timeout(caught.value)
     proxy.restore()
     assert await asyncio.wait_for(store.get_session(session.id), PATIENCE) == session
 
@@ -392,7 +399,8 @@ async def test_connecting_through_a_hung_network_times_out(database_url: str) ->
     timeout = {"timeout": 1.0} if database_url.startswith("postgres") else {"connect_timeout": 1}
     with TcpProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
         proxy.blackhole()
-        started = time.monotonic()
+        # The driver's own timeout ends it (StoreConnectionError), not this safety net's.
         with pytest.raises(StoreConnectionError, match="cannot reach"):
-            await asyncio.wait_for(chatledger.connect(proxy.url_for(database_url), **timeout), 3)
-        assert time.monotonic() - started < 2.5
+            await asyncio.wait_for(
+                chatledger.connect(proxy.url_for(database_url), **timeout), PATIENCE
+            )
