@@ -23,7 +23,7 @@ from pathlib import Path
 from time import perf_counter
 
 from benchmarks.measure import Latency
-from benchmarks.report import Cell, Environment, Result, Section, Target
+from benchmarks.report import Cell, Result, Section, Target
 
 __all__ = ["FULL", "QUICK", "ImportSizes", "run_import_time"]
 
@@ -168,10 +168,7 @@ def run_import_time(sizes: ImportSizes, progress: Progress) -> Section:
 
     progress("import time: -X importtime")
     floor = set(_importtime(commands["python -c pass"]))
-    env = Environment()
     notes = [
-        f"Measured on {env.machine}, Python {env.python}; the other parts' header may name "
-        "another machine.",
         "Each figure is the wall time of a fresh process, spawn to exit, interpreter start-up "
         "included (`python -c pass` is that floor); the baseline column holds the command each "
         "row names, measured in the same rounds. `import X` is `python -c 'import X'`; "

@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -332,10 +333,11 @@ def _part_end(key: str) -> str:
     return f"<!-- part {key}: end -->"
 
 
-def _render_part(part: Part) -> str:
+def _render_part(part: Part, environment: Sequence[str] = ()) -> str:
     out = [_part_begin(part.key), f"### {part.title}", ""]
     out += [f"- **{label}**: `{value}`" if label == "command" else f"- **{label}**: {value}"
             for label, value in part.lines()]  # fmt: skip
+    out += environment
     if part.skipped is not None:
         return "\n".join([*out, "", f"Skipped: {part.skipped}", "", _part_end(part.key)])
     rows = [part.cells(result, markdown=True) for result in part.results]
@@ -346,11 +348,25 @@ def _render_part(part: Part) -> str:
     return "\n".join([*out, "", _part_end(part.key)])
 
 
+def _kept_header(previous: str, parts: list[Part]) -> list[str]:
+    """The header lines of ``previous`` when some of its parts are kept, else none."""
+    ran = {part.key for part in parts}
+    if all(key in ran for key in PARTS):
+        return []
+    first_part = re.search(r"<!-- part \w+: begin -->", previous)
+    head = previous[: first_part.start()] if first_part else previous
+    return [line for line in head.splitlines() if line.startswith("- **")]
+
+
 def render_markdown(env: Environment, parts: list[Part], previous: str = "") -> str:
     """The generated block: the header, each part run, the others' parts kept from ``previous``."""
-    fresh = {part.key: _render_part(part) for part in parts}
-    out = [BEGIN, ""]
-    out += [f"- **{label}**: {value}" for label, value in env.lines()]
+    header = [f"- **{label}**: {value}" for label, value in env.lines()]
+    kept_header = _kept_header(previous, parts)
+    # A run of some parts keeps the header of the others: it names where they ran. A part
+    # run elsewhere says where in its own lines.
+    elsewhere = [line for line in header if line not in kept_header] if kept_header else []
+    fresh = {part.key: _render_part(part, elsewhere) for part in parts}
+    out = [BEGIN, "", *(kept_header or header)]
     for key in PARTS:
         if key in fresh:
             out += ["", fresh[key]]
