@@ -292,40 +292,32 @@ def _wrong_agent_arguments(store: AgentStore) -> list[Wrong]:
     ]
 
 
+# Per protocol, in the order the tests call them: every method ready to call on a closed
+# store, and wrong arguments to each method with the parameter they are wrong for.
+_BY_PROTOCOL: tuple[
+    tuple[type, Callable[[Any], list[Operation]], Callable[[Any], list[Wrong]]], ...
+] = (
+    (MessageStore, _closed_message_operations, _wrong_message_arguments),
+    (ApiCallStore, _closed_call_operations, _wrong_call_arguments),
+    (SessionStore, _closed_session_operations, _wrong_session_arguments),
+    (PersistenceStore, _closed_record_operations, _wrong_record_arguments),
+    (ProviderStore, _closed_provider_operations, _wrong_provider_arguments),
+    (AgentStore, _closed_agent_operations, _wrong_agent_arguments),
+)
+
+
 def _closed_operations(store: object) -> list[Operation]:
     """Every method of every protocol ``store`` implements, ready to call."""
-    operations: list[Operation] = []
-    if isinstance(store, MessageStore):
-        operations += _closed_message_operations(store)
-    if isinstance(store, ApiCallStore):
-        operations += _closed_call_operations(store)
-    if isinstance(store, SessionStore):
-        operations += _closed_session_operations(store)
-    if isinstance(store, PersistenceStore):
-        operations += _closed_record_operations(store)
-    if isinstance(store, ProviderStore):
-        operations += _closed_provider_operations(store)
-    if isinstance(store, AgentStore):
-        operations += _closed_agent_operations(store)
-    return operations
+    return [
+        op for kind, closed, _ in _BY_PROTOCOL if isinstance(store, kind) for op in closed(store)
+    ]
 
 
 def _wrong_arguments(store: object) -> list[Wrong]:
     """Wrong arguments to every protocol ``store`` implements, each with its parameter."""
-    wrong: list[Wrong] = []
-    if isinstance(store, MessageStore):
-        wrong += _wrong_message_arguments(store)
-    if isinstance(store, ApiCallStore):
-        wrong += _wrong_call_arguments(store)
-    if isinstance(store, SessionStore):
-        wrong += _wrong_session_arguments(store)
-    if isinstance(store, PersistenceStore):
-        wrong += _wrong_record_arguments(store)
-    if isinstance(store, ProviderStore):
-        wrong += _wrong_provider_arguments(store)
-    if isinstance(store, AgentStore):
-        wrong += _wrong_agent_arguments(store)
-    return wrong
+    return [
+        bad for kind, _, wrong in _BY_PROTOCOL if isinstance(store, kind) for bad in wrong(store)
+    ]
 
 
 class LifecycleConformance(CapabilityConformance):
