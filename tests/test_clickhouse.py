@@ -60,7 +60,6 @@ from chatledger.stores.clickhouse import (
 from chatledger.stores.memory import InMemoryStore
 from chatledger.stores.rollups import exact_values_up_to, scan_only
 from chatledger.stores.sqlite import SqliteStore
-from chatledger.stores.statistics import PERCENTILE_RELATIVE_ERROR
 from chatledger.testing import (
     ApiCallConformance,
     ErasureConformance,
@@ -69,6 +68,7 @@ from chatledger.testing import (
     TenancyConformance,
     ValueConformance,
 )
+from chatledger.testing.conformance.expectations import assert_same_statistics
 from chatledger.testing.factories import make_api_call, make_message, make_session
 from chatledger.ui import create_app
 from tcp_proxy import TcpProxy
@@ -309,43 +309,11 @@ def _random_calls(rng: random.Random, count: int) -> list[LLMApiCall]:
     return calls
 
 
-_EXACT = (
-    "total_calls",
-    "success_count",
-    "failed_count",
-    "status_counts",
-    "total_tokens",
-    "total_prompt_tokens",
-    "total_completion_tokens",
-    "total_cost",
-    "total_cached_tokens",
-    "total_reasoning_tokens",
-    "total_cache_write_tokens",
-)
-
-
 def _assert_same(got: Sequence[UsageBucket], expected: Sequence[UsageBucket]) -> None:
     """Same groups in the same order; exact sums; close averages; percentiles within the error."""
     assert [(r.keys, r.bucket_start) for r in got] == [(r.keys, r.bucket_start) for r in expected]
     for row, want in zip(got, expected, strict=True):
-        _assert_same_statistics(row.stats, want.stats)
-
-
-def _assert_same_statistics(got: UsageStatistics, want: UsageStatistics) -> None:
-    for name in _EXACT:
-        assert getattr(got, name) == getattr(want, name), name
-    for name in ("avg_latency_ms", "avg_tokens_per_second", "avg_time_to_first_token_ms"):
-        value, reference = getattr(got, name), getattr(want, name)
-        assert (value is None) == (reference is None), name
-        if reference is not None:
-            assert value == pytest.approx(reference, rel=1e-9), name
-    for metric in ("latency_ms", "time_to_first_token_ms"):
-        for percent in (50, 95, 99):
-            name = f"p{percent}_{metric}"
-            value, reference = getattr(got, name), getattr(want, name)
-            assert (value is None) == (reference is None), name
-            if reference is not None:
-                assert abs(value - reference) <= PERCENTILE_RELATIVE_ERROR * reference + 1e-9, name
+        assert_same_statistics(row.stats, want.stats)
 
 
 def _queries(calls: Sequence[LLMApiCall], rng: random.Random) -> list[QueryFilter]:
@@ -407,7 +375,7 @@ async def test_statistics_and_breakdowns_equal_the_primarys(
         reference = ledger.primary
         assert (await ledger.get_statistics(QueryFilter())).total_calls == 700
         for number, query in enumerate(_queries(calls, rng)):
-            _assert_same_statistics(
+            assert_same_statistics(
                 await ledger.get_statistics(query), await reference.get_statistics(query)
             )
             # every grouping by every bucket without a filter, on the hour, off the hour;
@@ -504,7 +472,7 @@ async def test_a_batch_shipped_again_after_clickhouse_failed_counts_once(
             await ledger.ingest_records(calls=[*calls, calls[0]])
         assert await _count(ledger, "SELECT count() FROM {calls} FINAL") == 300
         assert await _count(ledger, "SELECT sum(calls) FROM {rollup}") == 300
-        _assert_same_statistics(
+        assert_same_statistics(
             await ledger.get_statistics(QueryFilter()),
             await ledger.primary.get_statistics(QueryFilter()),
         )
@@ -551,7 +519,7 @@ async def test_deleted_pruned_and_resaved_calls_leave_the_rollup_as_the_primary(
         assert pruned > 0
         expected = await ledger.primary.get_statistics(QueryFilter())
         assert expected.total_calls == 200 - 19 - pruned
-        _assert_same_statistics(await ledger.get_statistics(QueryFilter()), expected)
+        assert_same_statistics(await ledger.get_statistics(QueryFilter()), expected)
         assert await _count(ledger, "SELECT sum(calls) FROM {rollup}") == expected.total_calls
         steps: list[tuple[int, int]] = []
         assert (
@@ -576,7 +544,7 @@ async def test_rebuild_copies_calls_the_primary_had_before_the_ledger(chdb_dir: 
     try:
         assert (await ledger.get_statistics(QueryFilter())).total_calls == 0
         assert await ledger.rebuild_rollups() == 120
-        _assert_same_statistics(
+        assert_same_statistics(
             await ledger.get_statistics(QueryFilter()), await store.get_statistics(QueryFilter())
         )
     finally:
@@ -759,7 +727,7 @@ async def test_an_outage_between_the_two_commits_is_shipped_again_and_counted_on
             proxy.restore()
             await ledger.ingest_records(calls=calls)  # the shipper's retry
             assert await _count(ledger, "SELECT sum(calls) FROM {rollup}") == 120
-            _assert_same_statistics(
+            assert_same_statistics(
                 await ledger.get_statistics(QueryFilter()),
                 await ledger.primary.get_statistics(QueryFilter()),
             )

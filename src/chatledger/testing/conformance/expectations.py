@@ -19,10 +19,12 @@ from pydantic_core import to_json
 
 from chatledger.entities import ApiCallStatus, LLMApiCall, QueryFilter, UsageStatistics
 from chatledger.stores.base import PersistenceStore, RecordKind
+from chatledger.stores.statistics import PERCENTILE_RELATIVE_ERROR
 
 __all__ = [
     "assert_exported_as_saved",
     "assert_record_is",
+    "assert_same_statistics",
     "assert_statistics",
     "drain",
     "expected_percentiles",
@@ -113,6 +115,33 @@ def assert_statistics(actual: UsageStatistics, calls: Sequence[LLMApiCall]) -> N
             assert got_percentiles == (None, None, None)
         else:
             assert got_percentiles == pytest.approx(percentiles, rel=1e-9)
+
+
+_EXACT_STATISTICS = (
+    "total_calls", "success_count", "failed_count", "status_counts", "total_tokens",
+    "total_prompt_tokens", "total_completion_tokens", "total_cost",
+    "total_cached_tokens", "total_reasoning_tokens", "total_cache_write_tokens",
+)  # fmt: skip
+
+
+def assert_same_statistics(got: UsageStatistics, want: UsageStatistics) -> None:
+    """``got`` answers as ``want``: counts, tokens and cost exactly, averages to 1e-9, and
+    percentiles within the histograms' documented error (rollups against a scan)."""
+    for name in _EXACT_STATISTICS:
+        assert getattr(got, name) == getattr(want, name), name
+    for name in ("avg_latency_ms", "avg_tokens_per_second", "avg_time_to_first_token_ms"):
+        value, reference = getattr(got, name), getattr(want, name)
+        assert (value is None) == (reference is None), name
+        if reference is not None:
+            assert value == pytest.approx(reference, rel=1e-9), name
+    for metric in ("latency_ms", "time_to_first_token_ms"):
+        for percent in (50, 95, 99):
+            name = f"p{percent}_{metric}"
+            value, reference = getattr(got, name), getattr(want, name)
+            assert (value is None) == (reference is None), name
+            if reference is not None:
+                error = PERCENTILE_RELATIVE_ERROR * reference + 1e-9
+                assert abs(value - reference) <= error, (name, value, reference)
 
 
 def key_value(call: LLMApiCall, key: str) -> Any:
