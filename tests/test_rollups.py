@@ -23,7 +23,7 @@ import pytest_asyncio
 
 from chatledger.entities import ApiCallStatus, QueryFilter, TokenDetails, UsageStatistics
 from chatledger.errors import QueryError
-from chatledger.stores.base import Breakdown
+from chatledger.stores.base import Breakdown, Bucket
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.rollups import plan_rollups, through_day_end
@@ -36,7 +36,9 @@ from chatledger.stores.statistics import (
     Distribution,
     bucket_estimate,
     histogram_bucket,
+    next_bucket,
     percentile,
+    truncate_to_bucket,
 )
 from chatledger.testing import make_api_call
 from scratch_databases import SQL_BACKENDS, mysql_database, postgres_database
@@ -424,3 +426,21 @@ async def test_a_failed_shared_read_fails_each_breakdown_that_waits_on_it(
             await store.get_usage_breakdowns(hours, asked)
     else:
         assert len(await store.get_usage_breakdowns(hours, asked)) == 3
+
+
+@pytest.mark.parametrize(
+    ("start", "bucket", "after"),
+    [
+        (datetime(2026, 12, 31, 23, tzinfo=UTC), "hour", datetime(2027, 1, 1, tzinfo=UTC)),
+        (datetime(2026, 2, 28, tzinfo=UTC), "day", datetime(2026, 3, 1, tzinfo=UTC)),
+        (datetime(2026, 12, 28, tzinfo=UTC), "week", datetime(2027, 1, 4, tzinfo=UTC)),
+        (datetime(2026, 11, 1, tzinfo=UTC), "month", datetime(2026, 12, 1, tzinfo=UTC)),
+        (datetime(2026, 12, 1, tzinfo=UTC), "month", datetime(2027, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_next_bucket_starts_where_its_bucket_ends(
+    start: datetime, bucket: Bucket, after: datetime
+) -> None:
+    """The bucket after one: across a day, a month and a year's end."""
+    assert next_bucket(start, bucket) == after
+    assert truncate_to_bucket(after - timedelta(microseconds=1), bucket) == start

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
@@ -32,6 +32,8 @@ from chatledger.entities import (
     UsageStatistics,
 )
 from chatledger.ids import NIL_UUID
+from chatledger.stores.base import Bucket
+from chatledger.stores.statistics import next_bucket
 
 __all__ = [
     "BarChart",
@@ -471,18 +473,10 @@ class BarChart:
             yield line
 
 
-def _next_bucket(start: datetime, bucket: str) -> datetime:
-    if bucket == "month":
-        year, month = divmod(start.month, 12)
-        return start.replace(year=start.year + year, month=month + 1)
-    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-    return start + step[bucket]
-
-
 def bar_chart(
     buckets: Sequence[UsageBucket],
     keys: Sequence[str],
-    bucket: str | None,
+    bucket: Bucket | None,
     measure: ChartMeasure,
     *,
     most: int | None = None,
@@ -512,8 +506,8 @@ def bar_chart(
         if not keys and bucket is not None and start is not None:
             while expected is not None and expected < start:
                 add(_bucket_label(expected, bucket), None)
-                expected = _next_bucket(expected, bucket)
-            expected = _next_bucket(start, bucket)
+                expected = next_bucket(expected, bucket)
+            expected = next_bucket(start, bucket)
         label = [_key_text(row.keys[key]) for key in keys]
         if bucket is not None and start is not None:
             label.append(_bucket_label(start, bucket))

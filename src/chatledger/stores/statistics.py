@@ -30,7 +30,7 @@ of the exact one, up to 10 minutes. The last bucket holds every value from
 hours): a percentile that falls there reads as 10 minutes.
 
 Also here, shared by every backend: ``truncate_to_bucket`` (the UTC start of
-an hour, day, week or month), ``sort_breakdown`` (rows by bucket start, then
+an hour, day, week or month) and ``next_bucket``, ``sort_breakdown`` (rows by bucket start, then
 their keys' string forms), ``top_groups`` (a breakdown's ``limit``), and
 ``compute_statistics`` / ``compute_breakdown`` (the whole computation over
 a set of calls, as the in-memory store answers).
@@ -68,6 +68,7 @@ __all__ = [
     "figures_of",
     "group_key_value",
     "histogram_bucket",
+    "next_bucket",
     "percentile",
     "quantize_cost",
     "sort_breakdown",
@@ -177,6 +178,20 @@ def truncate_to_bucket(moment: datetime, bucket: Bucket) -> datetime:
         return day - timedelta(days=day.weekday())
     if bucket == "month":
         return day.replace(day=1)
+    raise ValueError(f"unknown bucket {bucket!r}; choose from hour, day, week, month")
+
+
+def next_bucket(start: datetime, bucket: Bucket) -> datetime:
+    """The start of the bucket after the one that starts at ``start``."""
+    if bucket == "hour":
+        return start + timedelta(hours=1)
+    if bucket == "day":
+        return start + timedelta(days=1)
+    if bucket == "week":
+        return start + timedelta(days=7)
+    if bucket == "month":
+        year, month = divmod(start.month, 12)
+        return start.replace(year=start.year + year, month=month + 1)
     raise ValueError(f"unknown bucket {bucket!r}; choose from hour, day, week, month")
 
 

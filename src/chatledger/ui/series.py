@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from chatledger.entities import UsageBucket, UsageStatistics
 from chatledger.stores.base import Bucket
-from chatledger.stores.statistics import truncate_to_bucket
+from chatledger.stores.statistics import next_bucket, truncate_to_bucket
 
 __all__ = [
     "MAX_BUCKETS",
@@ -47,25 +47,13 @@ def choose_bucket(start: datetime, end: datetime) -> Bucket:
     return "month"
 
 
-def _next(moment: datetime, bucket: Bucket) -> datetime:
-    if bucket == "hour":
-        return moment + timedelta(hours=1)
-    if bucket == "day":
-        return moment + timedelta(days=1)
-    if bucket == "week":
-        return moment + timedelta(days=7)
-    if moment.month == 12:
-        return moment.replace(year=moment.year + 1, month=1)
-    return moment.replace(month=moment.month + 1)
-
-
 def bucket_starts(start: datetime, end: datetime, bucket: Bucket) -> list[datetime]:
     """The start of every bucket that overlaps ``[start, end)``, at most :data:`MAX_BUCKETS`."""
     starts: list[datetime] = []
     moment = truncate_to_bucket(start, bucket)
     while moment < end and len(starts) < MAX_BUCKETS:
         starts.append(moment)
-        moment = _next(moment, bucket)
+        moment = next_bucket(moment, bucket)
     return starts
 
 
