@@ -15,8 +15,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from contextlib import aclosing, asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -165,28 +165,14 @@ async def resolve_id(
     without sessions). No match is a CommandError; several are one with
     status 2 that lists them.
     """
-    field = "id" if kind == "session" else f"{kind}_id"
     found: set[uuid.UUID] = set()
     width = len(prefix.digits)
-    records = store.export_records("sessions", QueryFilter(), chunk_size=_SCAN_CHUNK)
-    try:
-        async for chunk in records:
-            for record in chunk:
-                value = record.get(field)
-                if value is None:
-                    continue
-                digits = str(value).replace("-", "")[:width]
-                if digits == prefix.digits:
-                    found.add(uuid.UUID(str(value)))
-                elif kind == "session" and digits > prefix.digits:
-                    break  # sessions come in id order: none further can match
-            else:
-                continue
-            break
-    finally:
-        close = getattr(records, "aclose", None)  # stop the export's reads when leaving early
-        if close is not None:
-            await close()
+    async with aclosing(_session_ids(store, "id" if kind == "session" else f"{kind}_id")) as ids:
+        async for held in ids:
+            if prefix.matches(held):
+                found.add(held)
+            elif kind == "session" and held.hex[:width] > prefix.digits:
+                break  # sessions come in id order: none further can match
     if not sessions_only:
         for row in await store.get_usage_breakdown(QueryFilter(), [kind]):
             value = row.keys.get(kind)
@@ -205,6 +191,20 @@ async def resolve_id(
             status=2,
         )
     return found.pop()
+
+
+async def _session_ids(store: PersistenceStore, field: str) -> AsyncGenerator[uuid.UUID, None]:
+    """The ``field`` id of every session, in the sessions' id order (none where it is unset)."""
+    records = store.export_records("sessions", QueryFilter(), chunk_size=_SCAN_CHUNK)
+    try:
+        async for chunk in records:
+            for record in chunk:
+                if (value := record.get(field)) is not None:
+                    yield uuid.UUID(str(value))
+    finally:
+        close = getattr(records, "aclose", None)  # stop the export's reads when left early
+        if close is not None:
+            await close()
 
 
 def _plural(count: int, noun: str) -> str:
@@ -542,13 +542,17 @@ async def _follow(
     and skips those already printed. Runs until interrupted (Ctrl+C), which
     ``main`` takes as a normal end.
     """
+
+    def emit(found: list[LLMApiCall], *, header: bool) -> None:
+        if args.json:  # one object a line, so that a reader can act on each as it comes
+            for call in found:
+                terminal.out.file.write(json.dumps(json_record(call), ensure_ascii=False) + "\n")
+            terminal.out.file.flush()
+        else:
+            terminal.show(calls_table(found, columns=_FOLLOWED_COLUMNS, header=header))
+
     latest = list(reversed(await store.query_api_calls(query.paginate(0, args.limit))))
-    if args.json:
-        for call in latest:
-            terminal.out.file.write(json.dumps(json_record(call), ensure_ascii=False) + "\n")
-        terminal.out.file.flush()
-    else:
-        terminal.show(calls_table(latest, columns=_FOLLOWED_COLUMNS))
+    emit(latest, header=True)
     since = latest[-1].create_time if latest else query.start_time
     printed = {call.id for call in latest if call.create_time == since}
     while True:
@@ -568,12 +572,7 @@ async def _follow(
                 break
         if not new:
             continue
-        if args.json:
-            for call in new:
-                terminal.out.file.write(json.dumps(json_record(call), ensure_ascii=False) + "\n")
-            terminal.out.file.flush()
-        else:
-            terminal.show(calls_table(new, columns=_FOLLOWED_COLUMNS, header=False))
+        emit(new, header=False)
         if new[-1].create_time != since:
             since, printed = new[-1].create_time, set()
         printed.update(call.id for call in new if call.create_time == since)
