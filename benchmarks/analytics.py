@@ -390,8 +390,9 @@ async def load_mysql(ledger: Ledger, url: str, progress: Progress) -> Loaded:
     """
     import asyncmy
 
-    from benchmarks.raw_mysql import _droppable_keys, _insert, login
+    from benchmarks.raw_mysql import _droppable_keys, _insert
     from chatledger.stores.mysql import MySqlStore
+    from chatledger.testing.servers import mysql_connect_options
 
     await (await MySqlStore.connect(url, min_size=1, max_size=1)).close()  # the schema
     start = perf_counter()
@@ -399,7 +400,7 @@ async def load_mysql(ledger: Ledger, url: str, progress: Progress) -> Loaded:
     layout = raw.layout(_CALLS)
     await raw.close()
     insert = placeholders(insert_sql(_CALLS, layout.columns), "format")
-    conn = await asyncmy.connect(autocommit=True, **login(url))
+    conn = await asyncmy.connect(**mysql_connect_options(url))
     count = 0
     try:
         async with conn.cursor() as cursor:
@@ -432,7 +433,7 @@ async def load_mysql(ledger: Ledger, url: str, progress: Progress) -> Loaded:
         rollups = await _rebuild(store, "MariaDB", progress)
     finally:
         await store.close()
-    conn = await asyncmy.connect(autocommit=True, **login(url))
+    conn = await asyncmy.connect(**mysql_connect_options(url))
     try:
         started = perf_counter()
         async with conn.cursor() as cursor:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from benchmarks import raw_server
 from benchmarks.bulk_load import Encoder
@@ -20,8 +19,9 @@ from benchmarks.measure import Rate, callers_rate, timed_batches
 from benchmarks.raw_sql import AGGREGATE, placeholders
 from benchmarks.workload import Row
 from chatledger.stores.schema import Column, ColumnType
+from chatledger.testing.servers import mysql_connect_options
 
-__all__ = ["EXECUTEMANY", "RawMySql", "login", "server_settings"]
+__all__ = ["EXECUTEMANY", "RawMySql", "server_settings"]
 
 EXECUTEMANY = "executemany"
 _CHUNK = 10_000  # rows per executemany (asyncmy splits them into ~1 MB statements)
@@ -53,18 +53,6 @@ def _encoder(column: Column, kind: str) -> Encoder | None:
     return None
 
 
-def login(url: str, database: str | None = None) -> dict[str, Any]:
-    """asyncmy's connection arguments for ``mysql://user:password@host:port/database``."""
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
-        "user": unquote(parts.username or ""),
-        "password": unquote(parts.password or ""),
-        "db": (unquote(parts.path.strip("/")) if database is None else database) or None,
-    }
-
-
 async def server_settings(cursor: Any) -> str:
     """The server's version and the settings that decide what a commit costs."""
     names = ("innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin",
@@ -89,7 +77,7 @@ class RawMySql(raw_server.RawTables):
         import asyncmy
 
         pool = await asyncmy.create_pool(
-            minsize=connections, maxsize=connections, autocommit=True, **login(url)
+            minsize=connections, maxsize=connections, **mysql_connect_options(url)
         )
         async with pool.acquire() as conn, conn.cursor() as cursor:
             await cursor.execute(
