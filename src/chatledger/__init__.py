@@ -11,7 +11,7 @@ read the imports under ``TYPE_CHECKING``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatledger import _lazy
 
@@ -367,10 +367,4 @@ _LAZY = _lazy.table(
     submodules=("entities", "errors", "ids", "pricing", "recording", "stores", "sync", "usage"),
 )
 
-if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
-
-    def __getattr__(name: str) -> Any:
-        return _lazy.load(globals(), _LAZY, name)
-
-    def __dir__() -> list[str]:
-        return _lazy.names(globals(), _LAZY)
+_lazy.attach(globals(), _LAZY)

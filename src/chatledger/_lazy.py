@@ -1,8 +1,8 @@
 """Names a package exports before importing the module that defines them (PEP 562).
 
 A package lists such names in a table, ``{name: module}`` (``table`` builds
-one from ``{module: names}``), and forwards its module-level ``__getattr__``
-and ``__dir__`` here. The module is imported on first access and the value
+one from ``{module: names}``), and ``attach`` gives it the module-level
+``__getattr__`` and ``__dir__`` that load them. The module is imported on first access and the value
 kept in the package's namespace, so later lookups are plain attribute reads.
 A name that maps to the package's own submodule of that name is that
 submodule. This keeps ``import chatledger`` from loading pydantic, the stores,
@@ -62,6 +62,24 @@ def load(namespace: dict[str, Any], table: Mapping[str, str], name: str) -> Any:
     value = module if own else getattr(module, name)
     namespace[name] = value
     return value
+
+
+def attach(namespace: dict[str, Any], table: Mapping[str, str]) -> None:
+    """Give the package whose ``namespace`` this is the ``__getattr__`` and ``__dir__`` that
+    load ``table``'s names (PEP 562).
+
+    Set at run time, so type checkers read the package's ``TYPE_CHECKING``
+    imports instead, and flag a name it does not have.
+    """
+
+    def get(name: str) -> Any:
+        return load(namespace, table, name)
+
+    def listed() -> list[str]:
+        return names(namespace, table)
+
+    namespace["__getattr__"] = get
+    namespace["__dir__"] = listed
 
 
 def names(namespace: Mapping[str, Any], table: Mapping[str, str]) -> list[str]:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatledger import _lazy
 from chatledger.agent.agent import LLMAgent, LLMAgentBuilder
@@ -54,10 +54,4 @@ __all__ = [
 
 _LAZY = {"OpenAIProvider": "chatledger.agent.openai_provider"}
 
-if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
-
-    def __getattr__(name: str) -> Any:
-        return _lazy.load(globals(), _LAZY, name)
-
-    def __dir__() -> list[str]:
-        return _lazy.names(globals(), _LAZY)
+_lazy.attach(globals(), _LAZY)

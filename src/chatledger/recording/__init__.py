@@ -9,7 +9,7 @@ and the spools are imported on first use (PEP 562); :func:`scope` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatledger import _lazy
 
@@ -76,10 +76,4 @@ _LAZY = _lazy.table(
     },
 )
 
-if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
-
-    def __getattr__(name: str) -> Any:
-        return _lazy.load(globals(), _LAZY, name)
-
-    def __dir__() -> list[str]:
-        return _lazy.names(globals(), _LAZY)
+_lazy.attach(globals(), _LAZY)

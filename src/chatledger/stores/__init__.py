@@ -64,13 +64,7 @@ _LAZY = _lazy.table(
     submodules=("base", "memory", "sqlite"),
 )
 
-if not TYPE_CHECKING:  # type checkers read the imports above, and flag unknown names
-
-    def __getattr__(name: str) -> Any:
-        return _lazy.load(globals(), _LAZY, name)
-
-    def __dir__() -> list[str]:
-        return _lazy.names(globals(), _LAZY)
+_lazy.attach(globals(), _LAZY)
 
 
 _URL_FORMS = (
