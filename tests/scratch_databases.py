@@ -22,14 +22,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from chatledger.testing.servers import (
-    CHATLEDGER_TABLES,
     create_database,
     drop_database,
     empty_tables,
-    execute,
-    mysql_connect_options,
     server_kind,
-    with_database,
 )
 
 POSTGRES_SERVER = os.environ.get(
@@ -47,15 +43,6 @@ SQL_BACKENDS = (
     pytest.param("mysql", marks=pytest.mark.server),
 )
 """Parameters naming each SQL backend, the servers marked ``server``."""
-
-# The names the test modules import; the code is chatledger.testing.servers', shared
-# with the benchmarks.
-TABLES = CHATLEDGER_TABLES
-mysql_options = mysql_connect_options
-postgres_execute = mysql_execute = execute
-__all__ = ["TABLES", "empty_tables", "mysql_options", "postgres_execute", "mysql_execute",
-           "with_database", "SQL_BACKENDS", "emptied_url", "scratch_database",
-           "postgres_database", "mysql_database", "POSTGRES_SERVER", "MYSQL_SERVER"]  # fmt: skip
 
 _T = TypeVar("_T")
 

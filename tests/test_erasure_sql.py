@@ -26,12 +26,8 @@ from chatledger.stores.base import PersistenceStore
 from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing import BASE_TIME, make_agent, make_api_call, make_message, make_session
 from chatledger.testing.factories import make_provider
-from scratch_databases import (
-    SQL_BACKENDS,
-    empty_tables,
-    mysql_execute,
-    postgres_execute,
-)
+from chatledger.testing.servers import empty_tables, execute
+from scratch_databases import SQL_BACKENDS
 
 # How each backend fails a write from inside the database: statements that make it
 # refuse {event} on {table}, then statements that undo them.
@@ -96,7 +92,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         path = tmp_path / "erasure.db"
         store: PersistenceStore = await SqliteStore.connect(path)
 
-        async def execute(*statements: str) -> list[Any]:
+        async def run(*statements: str) -> list[Any]:
             with sqlite3.connect(path) as connection:
                 rows: list[Any] = []
                 for statement in statements:
@@ -108,13 +104,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         url = request.getfixturevalue(f"{server}_url")
         store = await chatledger.connect(url)
         await empty_tables(url)
-        runner = postgres_execute if server == "postgres" else mysql_execute
 
-        async def execute(*statements: str) -> list[Any]:
-            return await runner(url, *statements)
+        async def run(*statements: str) -> list[Any]:
+            return await execute(url, *statements)
 
     try:
-        yield Backend(request.param, store, execute)
+        yield Backend(request.param, store, run)
     finally:
         await store.close()
 

@@ -40,7 +40,7 @@ from chatledger.stores.base import RecordKind
 from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.server import ServerStore
-from scratch_databases import mysql_options
+from chatledger.testing.servers import mysql_connect_options
 
 pytestmark = pytest.mark.server
 # Imported here, so that `pytest -m "not server"` collects this module without the drivers.
@@ -196,7 +196,7 @@ class MofaDatabase:
                 return []
             finally:
                 await conn.close()
-        conn = await asyncmy.connect(**mysql_options(self.url))
+        conn = await asyncmy.connect(**mysql_connect_options(self.url))
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute("SET time_zone = '+00:00'")  # TIMESTAMP values in UTC

@@ -26,7 +26,8 @@ from chatledger.ids import uuid7
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.rollups import scan_only
 from chatledger.testing.factories import make_api_call
-from scratch_databases import postgres_database, postgres_execute
+from chatledger.testing.servers import execute
+from scratch_databases import postgres_database
 
 pytestmark = pytest.mark.server
 # Imported here, so that `pytest -m "not server"` collects this module without the drivers.
@@ -83,7 +84,7 @@ async def _fill_and_convert(url: str, partitioning: Sequence[str], after: str = 
         statistics = await store.get_usage_breakdown(QueryFilter(), ["model"], "month")
     finally:
         await store.close()
-    rows = await postgres_execute(
+    rows = await execute(
         url,
         "SELECT indexname FROM pg_indexes WHERE tablename = 'entity_llm_api_call' "
         "AND indexname <> 'entity_llm_api_call_pkey'",
@@ -110,9 +111,7 @@ def converted_by_partman() -> Iterator[Converted]:
     """A second scratch database, filled and partitioned through pg_partman."""
     with postgres_database() as url:
         asyncio.run(
-            postgres_execute(
-                url, "CREATE SCHEMA partman", "CREATE EXTENSION pg_partman SCHEMA partman"
-            )
+            execute(url, "CREATE SCHEMA partman", "CREATE EXTENSION pg_partman SCHEMA partman")
         )
         blocks = [recipe("begin"), recipe("partman"), recipe("finish")]
         moved = "CALL partman.partition_data_proc(current_schema() || '.entity_llm_api_call')"
@@ -130,11 +129,11 @@ def database(request: pytest.FixtureRequest) -> Converted:
 async def test_the_table_is_partitioned_by_month_and_keeps_every_call(database: Converted) -> None:
     """A partitioned table, a month per partition, every call and statistic as before, the
     same indexes under the same names, and the store opens it without a migration."""
-    (kind,) = await postgres_execute(
+    (kind,) = await execute(
         database.url, "SELECT relkind FROM pg_class WHERE relname = 'entity_llm_api_call'"
     )
     assert kind["relkind"] == b"p"
-    placed = await postgres_execute(
+    placed = await execute(
         database.url,
         "SELECT tableoid::regclass::text AS part, create_time FROM entity_llm_api_call",
     )
@@ -150,7 +149,7 @@ async def test_the_table_is_partitioned_by_month_and_keeps_every_call(database: 
             assert (int(month[1]), int(month[2])) == (when.year, when.month), row
             months.add(row["part"])
     assert len(months) >= 12  # 14 times 30 days: 13 or 14 months
-    rows = await postgres_execute(
+    rows = await execute(
         database.url,
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'entity_llm_api_call'",
     )
@@ -191,7 +190,7 @@ async def test_the_store_writes_and_reads_through_the_partitions(database: Conve
         )
         with pytest.raises(ConstraintError):  # another month: the id table refuses it
             await store.save_api_call(moved)
-        plan = await postgres_execute(
+        plan = await execute(
             database.url,
             "EXPLAIN SELECT * FROM entity_llm_api_call WHERE create_time >= now() - "
             "interval '1 hour' AND create_time < now()",
@@ -213,9 +212,7 @@ async def test_the_store_writes_and_reads_through_the_partitions(database: Conve
         assert await store.rebuild_rollups() == len(left)
         with scan_only():
             assert await store.get_statistics(QueryFilter()) == stats
-        (ids,) = await postgres_execute(
-            database.url, "SELECT count(*) AS n FROM entity_llm_api_call_id"
-        )
+        (ids,) = await execute(database.url, "SELECT count(*) AS n FROM entity_llm_api_call_id")
         assert ids["n"] == len(left)  # the id table follows every insert and delete
     finally:
         for call in fresh:  # the other way of partitioning starts from its own history

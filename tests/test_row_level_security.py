@@ -32,7 +32,7 @@ from chatledger.testing.factories import (
     make_provider,
     make_session,
 )
-from scratch_databases import empty_tables, postgres_execute
+from chatledger.testing.servers import empty_tables, execute
 
 pytestmark = pytest.mark.server
 # Imported here, so that `pytest -m "not server"` collects this module without the drivers.
@@ -75,7 +75,7 @@ async def owner(postgres_url: str) -> AsyncIterator[PostgresStore]:
 async def role_url(postgres_url: str, owner: PostgresStore) -> AsyncIterator[str]:
     """The URL of a login role with every right on the tables but owning none of them."""
     name = f"chatledger_rls_{uuid.uuid4().hex[:12]}"
-    await postgres_execute(
+    await execute(
         postgres_url,
         f"CREATE ROLE {name} LOGIN",
         f"GRANT USAGE ON SCHEMA public TO {name}",
@@ -86,7 +86,7 @@ async def role_url(postgres_url: str, owner: PostgresStore) -> AsyncIterator[str
     try:
         yield urlunsplit(parts._replace(netloc=f"{name}@{host}"))
     finally:
-        await postgres_execute(postgres_url, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
+        await execute(postgres_url, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
 
 
 async def _tenant(store: PostgresStore) -> uuid.UUID:
@@ -236,7 +236,7 @@ async def test_the_owner_store_is_not_bound_and_enabling_twice_changes_nothing(
     a, b = await _tenant(owner), await _tenant(owner)
     first = await owner.enable_row_level_security()
     assert await owner.enable_row_level_security() == first
-    policies = await postgres_execute(
+    policies = await execute(
         postgres_url,
         "SELECT tablename, cmd, qual IS NOT NULL, with_check IS NOT NULL FROM pg_policies "
         "WHERE policyname = 'chatledger_tenant_isolation' ORDER BY tablename",
@@ -244,7 +244,7 @@ async def test_the_owner_store_is_not_bound_and_enabling_twice_changes_nothing(
     assert [tuple(row) for row in policies] == [
         (table, "ALL", True, True) for table in sorted(TENANT_TABLES)
     ]
-    secured = await postgres_execute(
+    secured = await execute(
         postgres_url,
         "SELECT relname FROM pg_class WHERE relrowsecurity AND NOT relforcerowsecurity "
         "ORDER BY relname",

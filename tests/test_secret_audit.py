@@ -45,8 +45,9 @@ from chatledger.stores.secret_box import (
 from chatledger.stores.sql import Read, SqlStore, Write
 from chatledger.stores.sqlite import SqliteStore
 from chatledger.testing import make_agent, make_provider
+from chatledger.testing.servers import empty_tables, execute
 from chatledger.ui import create_app
-from scratch_databases import SQL_BACKENDS, empty_tables, mysql_execute, postgres_execute
+from scratch_databases import SQL_BACKENDS
 from ui_data import run_quiet_demo
 
 PASSWORD = "pw-audit-5e1c9b7d"  # noqa: S105  (the database password that must never show)
@@ -277,7 +278,6 @@ async def test_the_server_column_holds_no_plain_key(
     async with await chatledger.connect(url) as store:
         await empty_tables(url)
         await store.save_provider(provider)
-    execute = postgres_execute if kind == "postgres" else mysql_execute
     rows = await execute(url, "SELECT api_key FROM entity_provider")
     (stored,) = [row[0] for row in rows]
     assert stored.startswith(ENCRYPTED_PREFIX)

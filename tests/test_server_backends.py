@@ -25,7 +25,7 @@ from chatledger.stores.mysql import MySqlStore
 from chatledger.stores.postgres import PostgresStore
 from chatledger.stores.server import ServerStore
 from chatledger.testing import BASE_TIME, make_api_call, make_message, make_session
-from scratch_databases import mysql_execute, mysql_options, postgres_execute
+from chatledger.testing.servers import execute, mysql_connect_options
 
 pytestmark = pytest.mark.server
 # Imported here, so that `pytest -m "not server"` collects this module without the drivers.
@@ -68,9 +68,9 @@ def server(request: pytest.FixtureRequest) -> Server:
     """Each server in turn, on this module's scratch database."""
     if request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")
-        return Server("postgresql", PostgresStore, url, postgres_execute, "asyncpg", "postgres")
+        return Server("postgresql", PostgresStore, url, execute, "asyncpg", "postgres")
     url = request.getfixturevalue("mysql_url")
-    return Server("mysql", MySqlStore, url, mysql_execute, "asyncmy", "mysql")
+    return Server("mysql", MySqlStore, url, execute, "asyncmy", "mysql")
 
 
 @pytest.fixture
@@ -386,7 +386,7 @@ async def _row_locked(server: Server, table: str, row_id: Any) -> AsyncIterator[
             await transaction.rollback()
             await conn.close()
         return
-    conn = await asyncmy.connect(**{**mysql_options(server.url), "autocommit": False})
+    conn = await asyncmy.connect(**{**mysql_connect_options(server.url), "autocommit": False})
     async with conn.cursor() as cursor:
         await cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", (str(row_id),))
         await cursor.fetchall()

@@ -48,7 +48,7 @@ from chatledger.stores.sqlite import (
     trigram_available,
 )
 from chatledger.testing import BASE_TIME, make_message, make_session
-from scratch_databases import empty_tables, postgres_execute
+from chatledger.testing.servers import empty_tables, execute
 
 pytestmark = pytest.mark.skipif(not trigram_available(), reason="no FTS5 trigram tokenizer")
 
@@ -929,12 +929,12 @@ async def test_postgres_migration_without_pg_trgm_succeeds_and_search_scans(
             statement.replace("'pg_trgm'", "'pg_trgm_missing'"),
             statement.replace("gin_trgm_ops", "no_such_trgm_ops"),
         ):
-            await postgres_execute(postgres_url, f"DROP INDEX IF EXISTS {POSTGRES_INDEX}")
-            await postgres_execute(postgres_url, broken)  # warns, does not fail
+            await execute(postgres_url, f"DROP INDEX IF EXISTS {POSTGRES_INDEX}")
+            await execute(postgres_url, broken)  # warns, does not fail
             assert not await _postgres_indexed(store)
             for text, found in expected.items():
                 assert await _three_ways(store, monkeypatch, text) == found
-        await postgres_execute(postgres_url, statement)
+        await execute(postgres_url, statement)
         assert await _postgres_indexed(store)
         for text, found in expected.items():
             assert await _found(store, text) == found
